@@ -1,0 +1,46 @@
+"""One entry point from "what the user named" to a CostTable, shared by the API and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnncost.counter import count_module, count_spec
+from cnncost.sources import Target, load_factory, resolve
+from cnncost.spec import ModelSpec, load_spec
+from cnncost.table import CostTable
+
+DEFAULT_INPUT = (3, 224, 224)
+
+
+def load_target(target: Target, overrides: Mapping[str, Any] | None = None,
+                input: tuple[int, ...] | None = None) -> ModelSpec | nn.Module:
+    """The resolved spec, or the module a factory returns."""
+    if target.spec_path is not None:
+        return load_spec(target.spec_path, overrides=overrides, input_shape=input)
+    if overrides:
+        from cnncost.errors import UsageError
+
+        raise UsageError("--set only applies to specs, not to module factories")
+    assert target.factory is not None
+    return load_factory(target.factory)
+
+
+def analyze_target(model_or_spec: nn.Module | str | Path | Target,
+                   input: tuple[int, ...] | None = None,
+                   batch: int = 1, dtype: str | torch.dtype = "float32", policy: str = "all",
+                   strict: bool = False,
+                   overrides: Mapping[str, Any] | None = None) -> CostTable:
+    """Analyze a spec path, bundled name, factory reference, Target or nn.Module."""
+    if isinstance(model_or_spec, nn.Module):
+        return count_module(model_or_spec, input or DEFAULT_INPUT, batch, dtype, policy, strict)
+    target = model_or_spec if isinstance(model_or_spec, Target) else resolve(str(model_or_spec))
+    loaded = load_target(target, overrides, input)
+    if isinstance(loaded, ModelSpec):
+        return count_spec(loaded, batch, dtype, policy, strict, source=target.display)
+    return count_module(loaded, input or DEFAULT_INPUT, batch, dtype, policy, strict,
+                        name=target.label, source=target.display)

@@ -1,0 +1,91 @@
+"""ModelSpec -> torch.fx GraphModule made of ordinary nn.Modules named after the spec."""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from cnncost.spec import LayerSpec, ModelSpec, load_spec
+
+META_KEY = "cnncost"
+
+
+def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent = root
+    *parents, leaf = path.split(".")
+    for part in parents:
+        child = parent._modules.get(part)
+        if child is None:
+            child = nn.Module()
+            parent.add_module(part, child)
+        parent = child
+    parent.add_module(leaf, module)
+
+
+def _node_name(path: str) -> str:
+    return re.sub(r"\W", "_", path)
+
+
+def build_module(spec: ModelSpec, device: str | torch.device = "cpu",
+                 dtype: torch.dtype | None = None) -> fx.GraphModule:
+    """Compile a resolved spec into a GraphModule; ``device="meta"`` allocates no weights."""
+    root = nn.Module()
+    graph = fx.Graph()
+    env: dict[str, fx.Node] = {"input": graph.placeholder("x")}
+    with torch.device(device):
+        for layer in spec.layers:
+            args = tuple(env[i] for i in layer.inputs)
+            if layer.built is not None:
+                module = layer.built.make()
+                if dtype is not None:
+                    module = module.to(dtype)
+                _set_submodule(root, layer.path, module)
+                node = graph.create_node("call_module", layer.path, args,
+                                         name=_node_name(layer.path))
+            else:
+                target, kwargs = _op_target(layer)
+                node = graph.create_node("call_function", target, _op_args(layer, args), kwargs,
+                                         name=_node_name(layer.path))
+            node.meta[META_KEY] = layer
+            env[layer.path] = node
+    graph.output(env[spec.output])
+    class_name = "".join(p.capitalize() for p in re.split(r"\W+|_", spec.name) if p) or "Model"
+    gm = fx.GraphModule(root, graph, class_name=class_name)
+    gm.eval()
+    return gm
+
+
+def _op_target(layer: LayerSpec) -> tuple[Any, dict[str, Any]]:
+    return {
+        "add": (operator.add, {}),
+        "mul": (operator.mul, {}),
+        "concat": (torch.cat, {"dim": 1}),
+        "slice": (torch.narrow, {}),
+    }[layer.kind]
+
+
+def _op_args(layer: LayerSpec, args: tuple[fx.Node, ...]) -> tuple[Any, ...]:
+    if layer.kind == "concat":
+        return (list(args),)
+    if layer.kind == "slice":
+        p = layer.params
+        return (args[0], p["dim"] + 1, p["start"], p["length"])
+    return args
+
+
+def build(spec_path: str | Path, input: tuple[int, ...] | None = None,
+          device: str | torch.device = "cpu", **vars: Any) -> fx.GraphModule:
+    """Load a spec file (with ``vars`` overriding its variables) and compile it."""
+    spec = load_spec(spec_path, overrides=vars, input_shape=input)
+    return build_module(spec, device=device)
+
+
+def layer_specs(gm: fx.GraphModule) -> Mapping[str, LayerSpec]:
+    """The LayerSpec behind each graph node of a compiled spec, by node name."""
+    return {n.name: n.meta[META_KEY] for n in gm.graph.nodes if META_KEY in n.meta}

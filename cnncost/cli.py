@@ -1,0 +1,248 @@
+"""The cnncost command line: a thin typer layer (parse -> call -> render).
+
+torch is imported inside the commands that need it, so ``cnncost --help`` is instant.
+Only this module catches CnnCostError: one line on stderr, exit 1 (drift) or 2 (bad input).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from cnncost.errors import CnnCostError, UsageError
+from cnncost.report import SORT_FIELDS, Format, Units
+
+app = typer.Typer(
+    name="cnncost",
+    help="What a convolutional network costs: MACs, FLOPs, parameters and memory, layer by "
+    "layer, from a YAML spec, a bundled model name, or any torch module (pkg.module:factory).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+_debug = {"on": False}
+
+
+def handle_errors(fn: F) -> F:
+    """Turn CnnCostError (and torch's own shape errors) into one line and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CnnCostError as exc:
+            if _debug["on"]:
+                raise
+            err_console.print(f"[red]error:[/red] {exc}", markup=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False
+          ) -> None:
+    _debug["on"] = debug
+
+
+# --------------------------------------------------------------------------- option parsing
+
+
+def parse_input(text: str | None) -> tuple[int, ...] | None:
+    """'3x512x512' -> (3, 512, 512)."""
+    if text is None:
+        return None
+    try:
+        dims = tuple(int(p) for p in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise UsageError(f"--input {text!r}: expected sizes like 3x224x224") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise UsageError(f"--input {text!r}: sizes must be positive, like 3x224x224")
+    return dims
+
+
+def parse_sets(items: list[str] | None) -> dict[str, str]:
+    """['width=0.5', 'res=160'] -> {'width': '0.5', 'res': '160'} (values evaluated by the spec)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UsageError(f"--set {item!r}: expected name=value, e.g. --set width=0.5")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def write_output(text: str, output: Path | None) -> None:
+    """Print, or write atomically (a temp file renamed into place: never half a file)."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    write_atomic(output, text)
+    err_console.print(f"wrote {output}")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+InputOpt = Annotated[str | None, typer.Option(
+    "--input", "-i", help="One sample's shape, channels first: 3x224x224 (default: the spec's).")]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size N.")]
+DtypeOpt = Annotated[str, typer.Option(help="Analysis dtype: float32, float16, bfloat16, "
+                                       "float64 (sets bytes per element).")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", "-s", help="Override a spec variable: --set width=0.5 (repeatable).")]
+PolicyOpt = Annotated[str, typer.Option(
+    help="Which ops count toward FLOPs: 'all' or 'conv+linear' (the papers' convention).")]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+OutputOpt = Annotated[Path | None, typer.Option(
+    "--output", "-o", help="Write to this file (atomically) instead of stdout.")]
+StrictOpt = Annotated[bool, typer.Option(help="Fail when an op has no counting formula.")]
+
+
+def _policy(text: str) -> str:
+    if text not in ("all", "conv+linear"):
+        raise UsageError(f"--policy {text!r}: expected 'all' or 'conv+linear'")
+    return text
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command()
+@handle_errors
+def analyze(
+    model: Annotated[str, typer.Argument(help="Spec file, bundled name (see `cnncost list`), "
+                                         "pkg.module:factory or torchvision:NAME.")],
+    input: InputOpt = None,
+    batch: BatchOpt = 1,
+    dtype: DtypeOpt = "float32",
+    set_: SetOpt = None,
+    policy: PolicyOpt = "all",
+    units: Annotated[Units, typer.Option(help="Compute column of the table.")] = Units.MACS,
+    depth: Annotated[int | None, typer.Option(
+        min=1, help="Collapse rows to the first N parts of their names (block level).")] = None,
+    sort: Annotated[str | None, typer.Option(
+        help=f"Sort rows by one of: {', '.join(SORT_FIELDS)}.")] = None,
+    top: Annotated[int | None, typer.Option(min=1, help="Show only the first N rows.")] = None,
+    fmt: FormatOpt = Format.TABLE,
+    output: OutputOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Per-layer cost table: output shape, params, MACs (or FLOPs), share, output memory."""
+    if sort is not None and sort not in SORT_FIELDS:
+        raise UsageError(f"--sort {sort!r}: expected one of {', '.join(SORT_FIELDS)}")
+    from cnncost.analysis import analyze_target
+
+    table = analyze_target(model, input=parse_input(input), batch=batch, dtype=dtype,
+                           policy=_policy(policy), strict=strict, overrides=parse_sets(set_))
+    from cnncost.report import render_text, rich_table
+
+    if fmt is Format.TABLE:
+        if output is not None:
+            console = Console(record=True, width=160, file=open(os.devnull, "w"))  # noqa: SIM115
+            console.print(rich_table(table, units, depth, sort, top))
+            write_output(console.export_text(), output)
+        else:
+            _console().print(rich_table(table, units, depth, sort, top))
+        return
+    write_output(render_text(table, fmt), output)
+
+
+@app.command()
+@handle_errors
+def validate(
+    spec: Annotated[str, typer.Argument(help="Spec file or bundled name.")],
+    set_: SetOpt = None,
+    input: InputOpt = None,
+) -> None:
+    """Check a spec without torch and print its layer tree with shapes."""
+    from cnncost.sources import resolve
+    from cnncost.spec import load_spec
+
+    target = resolve(spec)
+    if target.spec_path is None:
+        raise UsageError(f"{spec}: validate takes a spec, not a module factory")
+    model = load_spec(target.spec_path, overrides=parse_sets(set_),
+                      input_shape=parse_input(input))
+    from rich.tree import Tree
+
+    from cnncost.report import shape
+
+    root = Tree(f"[bold]{model.name}[/bold]  input {shape(model.input_shape)}")
+    nodes: dict[str, Tree] = {"": root}
+    for layer in model.layers:
+        parts = layer.path.split(".")
+        for depth in range(1, len(parts)):
+            prefix = ".".join(parts[:depth])
+            if prefix not in nodes:
+                nodes[prefix] = nodes[".".join(parts[:depth - 1])].add(parts[depth - 1])
+        parent = nodes[".".join(parts[:-1])]
+        detail = ", ".join(f"{k}={v}" for k, v in layer.params.items()
+                           if k not in ("dim", "start", "length"))
+        parent.add(f"{parts[-1]}  [cyan]{layer.kind}[/cyan]{'(' + detail + ')' if detail else ''}"
+                   f"  -> {shape(layer.out_shape)}")
+    _console().print(root)
+    _console().print(f"ok: {len(model.layers)} layers, output {shape(model.output_shape)}")
+
+
+@app.command("list")
+@handle_errors
+def list_specs(
+    totals: Annotated[bool, typer.Option(help="Also count each spec (params, MACs).")] = True,
+) -> None:
+    """Bundled specs with their one-line description and headline totals."""
+    from rich.table import Table
+
+    from cnncost.report import human
+    from cnncost.sources import bundled_specs
+    from cnncost.spec import load_spec
+
+    table = Table("name", "description", "params", "MACs", box=None)
+    for name, path in bundled_specs().items():
+        spec = load_spec(path)
+        params = macs = ""
+        if totals:
+            from cnncost.counter import count_spec
+
+            t = count_spec(spec).totals
+            params, macs = human(t.params), human(t.macs)
+        table.add_row(name, spec.description, params, macs)
+    _console().print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""A small, safe evaluator for the arithmetic written in spec fields ("in * t").
+
+Only literals, names from the given scope, arithmetic, comparisons, boolean logic,
+conditional expressions and a fixed set of functions are allowed. Nothing is
+looked up on objects (no attributes, no subscripts), so a spec cannot reach Python.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import math
+import operator
+import re
+import tokenize
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Number = int | float | bool
+
+# Results larger than this are absurd for any network and would only slow things down.
+MAX_MAGNITUDE = 2**53
+MAX_EXPR_CHARS = 500
+
+
+class ExprError(ValueError):
+    """An expression is not allowed, refers to an unknown name, or fails to evaluate."""
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round ``value`` to the nearest multiple of ``divisor``, never going below 90% of it.
+
+    The rule torchvision's MobileNet/EfficientNet builders use for width multipliers.
+    """
+    if min_value is None:
+        min_value = divisor
+    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new
+
+
+def _round_half_up(x: float, ndigits: int | None = None) -> float | int:
+    if ndigits is None:
+        return math.floor(x + 0.5)
+    return round(x, ndigits)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "int": int,
+    "float": float,
+    "round": _round_half_up,
+    "ceil": math.ceil,
+    "floor": math.floor,
+    "sqrt": math.sqrt,
+    "make_divisible": make_divisible,
+}
+
+_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_CMPOPS: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+
+
+def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
+    """Evaluate ``text`` with the names in ``scope``; raise ExprError when it is not allowed."""
+    if len(text) > MAX_EXPR_CHARS:
+        raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
+    try:
+        tree = ast.parse(_rename_in(text.strip()), mode="eval")
+    except SyntaxError as exc:
+        raise ExprError(f"cannot parse expression {text!r}: {exc.msg}") from None
+    return _Evaluator(scope).visit(tree.body)
+
+
+def _rename_in(text: str) -> str:
+    """Let specs say ``in`` (the input channels) although it is a Python keyword.
+
+    The membership operator is not supported anyway, so every ``in`` token is a name.
+    """
+    if not re.search(r"\bin\b", text):
+        return text
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return text
+    out = [(t.type, IN_NAME if t.type == tokenize.NAME and t.string == "in" else t.string)
+           for t in tokens]
+    return tokenize.untokenize(out)
+
+
+IN_NAME = "_in_"
+
+
+class _Evaluator:
+    def __init__(self, scope: Mapping[str, Any]) -> None:
+        self.scope = scope
+
+    def visit(self, node: ast.AST) -> Any:
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        if method is None:
+            raise ExprError(f"'{type(node).__name__}' is not allowed in a spec expression")
+        value = method(node)
+        if (isinstance(value, int | float) and not isinstance(value, bool)
+                and abs(value) > MAX_MAGNITUDE):
+            raise ExprError(f"value {value:g} is absurdly large")
+        return value
+
+    def visit_Constant(self, node: ast.Constant) -> Any:
+        if isinstance(node.value, bool | int | float | str):
+            return node.value
+        raise ExprError(f"constant {node.value!r} is not allowed")
+
+    def visit_Name(self, node: ast.Name) -> Any:
+        key = "in" if node.id == IN_NAME else node.id
+        if key in self.scope:
+            return self.scope[key]
+        if node.id in ("True", "False"):
+            return node.id == "True"
+        known = ", ".join(sorted(k for k in self.scope if not k.startswith("_")))
+        raise ExprError(f"undefined name '{node.id}'; known: {known or '(none)'}")
+
+    def visit_List(self, node: ast.List) -> list[Any]:
+        return [self.visit(e) for e in node.elts]
+
+    def visit_Tuple(self, node: ast.Tuple) -> list[Any]:
+        return [self.visit(e) for e in node.elts]
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise ExprError(f"operator '{type(node.op).__name__}' is not allowed")
+        left, right = self.visit(node.left), self.visit(node.right)
+        _check_numbers(left, right)
+        if isinstance(node.op, ast.Pow) and abs(right) > 64:
+            raise ExprError(f"exponent {right} is absurdly large")
+        try:
+            return op(left, right)
+        except ZeroDivisionError:
+            raise ExprError("division by zero") from None
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
+        value = self.visit(node.operand)
+        if isinstance(node.op, ast.Not):
+            return not value
+        _check_numbers(value)
+        if isinstance(node.op, ast.USub):
+            return -value
+        if isinstance(node.op, ast.UAdd):
+            return +value
+        raise ExprError(f"operator '{type(node.op).__name__}' is not allowed")
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> Any:
+        if isinstance(node.op, ast.And):
+            result: Any = True
+            for v in node.values:
+                result = self.visit(v)
+                if not result:
+                    return result
+            return result
+        result = False
+        for v in node.values:
+            result = self.visit(v)
+            if result:
+                return result
+        return result
+
+    def visit_Compare(self, node: ast.Compare) -> bool:
+        left = self.visit(node.left)
+        for op_node, right_node in zip(node.ops, node.comparators, strict=True):
+            op = _CMPOPS.get(type(op_node))
+            if op is None:
+                raise ExprError(f"comparison '{type(op_node).__name__}' is not allowed")
+            right = self.visit(right_node)
+            if not op(left, right):
+                return False
+            left = right
+        return True
+
+    def visit_IfExp(self, node: ast.IfExp) -> Any:
+        return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+            name = node.func.id if isinstance(node.func, ast.Name) else "this call"
+            raise ExprError(
+                f"function '{name}' is not allowed; allowed: {', '.join(sorted(FUNCTIONS))}"
+            )
+        args = [self.visit(a) for a in node.args]
+        kwargs = {}
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise ExprError("'**' arguments are not allowed")
+            kwargs[kw.arg] = self.visit(kw.value)
+        try:
+            return FUNCTIONS[node.func.id](*args, **kwargs)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ExprError(f"{node.func.id}(): {exc}") from None
+
+
+def _check_numbers(*values: Any) -> None:
+    for v in values:
+        if not isinstance(v, int | float):
+            raise ExprError(f"arithmetic needs numbers, got {v!r}")
