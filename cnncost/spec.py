@@ -36,7 +36,8 @@ COMPOSITES = ("seq", "residual", "concat", "add", "split", "scale", "tap", "join
 # Graph ops the compositions lower to; builder.py maps each to a torch function.
 OP_KINDS = ("add", "concat", "mul", "slice")
 RESERVED_ITEM_KEYS = ("name", "repeat", "if", "first")
-TOP_LEVEL_KEYS = ("name", "description", "source", "input", "vars", "blocks", "layers", "explain")
+TOP_LEVEL_KEYS = ("name", "description", "source", "input", "vars", "blocks", "layers", "explain",
+                  "reference")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -84,6 +85,8 @@ class ModelSpec:
     layers: tuple[LayerSpec, ...]
     output: str
     explain: Any = None
+    # Published figures the spec must reproduce, e.g. {params: 25557032, source: "..."}.
+    reference: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def output_shape(self) -> Shape:
@@ -284,6 +287,7 @@ class _Compiler:
             layers=tuple(self.layers),
             output=value.id,
             explain=doc.get("explain"),
+            reference=dict(doc.get("reference") or {}),
         )
 
     def _vars(self, doc: _YMap) -> dict[str, Any]:
