@@ -239,6 +239,146 @@ def list_specs(
     _console().print(table)
 
 
+# --------------------------------------------------------------------------- bench
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    """'1,8,32' -> (1, 8, 32)."""
+    try:
+        batches = tuple(int(p) for p in text.replace(" ", "").split(",") if p)
+    except ValueError:
+        raise UsageError(f"--batch {text!r}: expected batch sizes like 1,8,32") from None
+    if not batches or any(b < 1 for b in batches):
+        raise UsageError(f"--batch {text!r}: expected positive batch sizes like 1,8,32")
+    return batches
+
+
+def _progress_callback(bar: Any) -> Callable[[str, float], None]:
+    """A callback that shows each phase the benchmark reports as one bar of ``bar``."""
+    tasks: dict[str, Any] = {}
+
+    def update(label: str, fraction: float) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=1.0)
+        bar.update(tasks[label], completed=fraction)
+
+    return update
+
+
+@app.command()
+@handle_errors
+def bench(
+    model: Annotated[str, typer.Argument(help="Spec file, bundled name or pkg.module:factory.")],
+    device: Annotated[str, typer.Option(help="auto (cuda if available), cpu or cuda.")
+                      ] = "auto",
+    batch: Annotated[str, typer.Option("--batch", "-b", help="Batch sizes: 1,8,32.")] = "1",
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="CPU threads (default: torch's current setting).")] = None,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    channels_last: Annotated[bool, typer.Option(
+        "--channels-last", help="Run in NHWC memory layout.")] = False,
+    compile_: Annotated[bool, typer.Option(
+        "--compile", help="Time the torch.compile'd model.")] = False,
+    per_layer: Annotated[bool, typer.Option(
+        "--per-layer", help="Also time every layer and compare it with its roofline.")] = False,
+    top: Annotated[int | None, typer.Option(
+        min=1, help="Show only the N slowest layers per batch (table/md).")] = None,
+    max_time: Annotated[float, typer.Option(
+        min=0.01, help="Seconds of timing per batch size and phase (at most).")] = 10.0,
+    min_samples: Annotated[int, typer.Option(min=1, help="Samples to take at least.")] = 7,
+    recalibrate: Annotated[bool, typer.Option(
+        "--recalibrate", help="Measure the machine's roofline again (it is cached).")] = False,
+    input: InputOpt = None,
+    set_: SetOpt = None,
+    fmt: FormatOpt = Format.TABLE,
+    output: OutputOpt = None,
+) -> None:
+    """Measured latency, throughput and GFLOP/s, with every layer on the machine's roofline."""
+    from cnncost import bench as bench_mod
+    from cnncost.bench import (
+        BenchOptions,
+        Budget,
+        Device,
+        rich_report,
+        table_width,
+        to_csv,
+        to_markdown,
+    )
+
+    if device not in {d.value for d in Device}:
+        raise UsageError(f"--device {device!r}: expected auto, cpu or cuda")
+    options = BenchOptions(device=device, dtype=dtype, threads=threads,
+                           channels_last=channels_last, compile=compile_, per_layer=per_layer,
+                           recalibrate=recalibrate,
+                           budget=Budget(min_samples=min_samples, max_time=max_time,
+                                         min_time=min(0.5, max_time / 2),
+                                         warmup_time=min(0.25, max_time / 4)))
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    batches = parse_batches(batch)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as bar:
+        report = bench_mod.bench(model, batches, options, input=parse_input(input),
+                                 overrides=parse_sets(set_), progress=_progress_callback(bar))
+    if fmt is Format.TABLE:
+        rendered = rich_report(report, top)
+        if output is not None:
+            console = Console(record=True, width=160, file=open(os.devnull, "w"))  # noqa: SIM115
+        else:
+            console = _console()
+        # Widen rather than cut: a narrow terminal wraps lines, no figure is lost.
+        console.width = max(console.width, table_width(rendered))
+        console.print(rendered)
+        if output is not None:
+            write_output(console.export_text(), output)
+        return
+    text = {Format.JSON: report.to_json, Format.CSV: lambda: to_csv(report),
+            Format.MD: lambda: to_markdown(report, top)}[fmt]()
+    write_output(text, output)
+
+
+@app.command()
+@handle_errors
+def explain(
+    model: Annotated[str, typer.Argument(help="Spec file, bundled name (e.g. "
+                                         "textbook/dwsep_6x6x3) or pkg.module:factory.")],
+    layer: Annotated[str | None, typer.Argument(
+        help="Only this layer (a name, or a name prefix for a block).")] = None,
+    input: InputOpt = None,
+    batch: BatchOpt = 1,
+    dtype: DtypeOpt = "float32",
+    set_: SetOpt = None,
+    policy: PolicyOpt = "all",
+) -> None:
+    """The formula behind each number, the way the slides derive it, then the spec's ratios."""
+    from cnncost.analysis import analyze_target, load_target
+    from cnncost.counter import count_spec
+    from cnncost.explain import explain_lines, references
+    from cnncost.sources import resolve
+    from cnncost.spec import ModelSpec, load_spec
+
+    target = resolve(model)
+    shape, overrides, pol = parse_input(input), parse_sets(set_), _policy(policy)
+    loaded = load_target(target, overrides, shape)
+    if not isinstance(loaded, ModelSpec):
+        table = analyze_target(loaded, input=shape, batch=batch, dtype=dtype, policy=pol)
+        lines = explain_lines(table, layer=layer)
+    else:
+        table = count_spec(loaded, batch, dtype, pol, source=target.display)
+        tables = {}
+        for ref in references(loaded.explain, loaded.vars, batch, loaded.file):
+            if ref.spec is None:  # the same spec with other variables: keep --set and --input
+                other = load_spec(loaded.file, {**overrides, **dict(ref.set)}, shape)
+            else:  # another spec: it gets the variables it shares with this one
+                path = Path(loaded.file).parent / ref.spec
+                shared = load_spec(path).vars.keys() & loaded.vars.keys()
+                other = load_spec(path, {**{k: loaded.vars[k] for k in shared},
+                                         **dict(ref.set)})
+            tables[ref] = count_spec(other, batch, dtype, pol)
+        lines = explain_lines(table, loaded.explain, loaded.vars, tables, layer, loaded.file)
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,366 @@
+"""The machine roofline: peak compute and memory bandwidth, measured once and cached.
+
+A layer that performs F FLOPs and moves B bytes cannot run faster than
+``max(F / peak_flops, B / bandwidth)`` seconds (Williams, Waterman & Patterson,
+"Roofline", CACM 2009). Its arithmetic intensity I = F / B decides which roof binds:
+below the ridge point ``peak_flops / bandwidth`` it is memory-bound, above it compute-bound.
+
+- peak compute: the best of a few large square matmuls (2 n^3 FLOPs each);
+- bandwidth: the best of a few large copies (each moves 2 x size bytes: one read, one write);
+- both per device / dtype / threads, cached as JSON in ``$XDG_CACHE_HOME/cnncost/roofline.json``
+  (``~/.cache/cnncost/`` when XDG_CACHE_HOME is unset); ``recalibrate=True`` measures again.
+
+NB: bytes moved per layer = its inputs + weights (params and buffers) + outputs at the
+dtype, each touched once. That is the compulsory traffic, a lower bound: a layer whose
+tensors spill out of cache moves more, and one whose tensors stay in cache moves less
+DRAM traffic than this (small batches on a CPU with a large L3), so the memory roof is
+an idealisation, not a promise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnncost.table import CostRow, CostTable
+
+CACHE_SCHEMA = "cnncost.roofline/1"
+CACHE_FILE = "roofline.json"
+
+Progress = Callable[[str, float], None]
+
+_ELEMENT_SIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
+
+
+class Bound(str, Enum):
+    """Which roof limits a layer."""
+
+    COMPUTE = "compute"
+    MEMORY = "memory"
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """Peak compute (FLOP/s) and memory bandwidth (bytes/s) of one device/dtype/threads."""
+
+    key: str
+    device: str
+    device_name: str
+    dtype: str
+    threads: int
+    peak_flops: float
+    bandwidth: float
+    matmul_n: int
+    copy_bytes: int
+    torch_version: str
+    measured_at: str
+    load_avg: float | None = None  # 1-minute load average when measured (a busy machine)
+    from_cache: bool = field(default=False, compare=False)
+
+    @property
+    def ridge(self) -> float:
+        """The arithmetic intensity (FLOP/byte) where the two roofs meet."""
+        return self.peak_flops / self.bandwidth
+
+    def predict(self, flops: float, nbytes: float) -> float:
+        """Roofline time in seconds: max(flops / peak, bytes / bandwidth)."""
+        return max(flops / self.peak_flops, nbytes / self.bandwidth)
+
+    def bound(self, flops: float, nbytes: float) -> Bound:
+        """Compute-bound when flops / peak >= bytes / bandwidth, else memory-bound."""
+        # Compared as times, not intensities, so a layer with 0 bytes cannot divide by 0.
+        return Bound.COMPUTE if flops / self.peak_flops >= nbytes / self.bandwidth else (
+            Bound.MEMORY)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        del d["from_cache"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], from_cache: bool = False) -> Roofline:
+        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d and k != "from_cache"}
+        return cls(**kw, from_cache=from_cache)
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/cnncost`` (default ``~/.cache/cnncost``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
+    return root / "cnncost"
+
+
+def cache_path() -> Path:
+    """The roofline cache file."""
+    return cache_dir() / CACHE_FILE
+
+
+def device_name(device: torch.device) -> str:
+    """A human name for the device: the CPU model, or the CUDA device's name."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def cache_key(device: torch.device, dtype: torch.dtype, threads: int) -> str:
+    """What a calibration depends on: device model, dtype and (on CPU) the thread count."""
+    dt = str(dtype).removeprefix("torch.")
+    if device.type == "cuda":
+        return f"cuda:{device_name(device)}|{dt}"
+    return f"cpu:{device_name(device)}|{dt}|threads={threads}"
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("schema") != CACHE_SCHEMA:
+        return {}
+    entries = doc.get("entries")
+    return entries if isinstance(entries, dict) else {}
+
+
+def _write_cache(path: Path, entries: dict[str, Any]) -> None:
+    """Write atomically (temp file + rename), so concurrent readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"schema": CACHE_SCHEMA, "entries": entries}, indent=1, sort_keys=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def get_roofline(device: torch.device, dtype: torch.dtype, threads: int,
+                 recalibrate: bool = False, quick: bool = False,
+                 progress: Progress | None = None) -> Roofline:
+    """The cached roofline for this device/dtype/threads, measured (and cached) if missing."""
+    path = cache_path()
+    key = cache_key(device, dtype, threads)
+    entries = _read_cache(path)
+    if not recalibrate and key in entries:
+        try:
+            return Roofline.from_dict(entries[key], from_cache=True)
+        except (KeyError, TypeError):
+            pass  # an entry from an older layout: measure again
+    roof = calibrate(device, dtype, threads, quick=quick, progress=progress)
+    entries = _read_cache(path)  # re-read: another process may have added entries meanwhile
+    entries[key] = roof.to_dict()
+    _write_cache(path, entries)
+    return roof
+
+
+def calibrate(device: torch.device, dtype: torch.dtype, threads: int, quick: bool = False,
+              progress: Progress | None = None) -> Roofline:
+    """Measure peak compute (large matmul) and bandwidth (large copy) on this device now."""
+    old_threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        if progress:
+            progress("roofline: matmul", 0.0)
+        peak, n = _peak_flops(device, dtype, quick)
+        if progress:
+            progress("roofline: copy", 0.5)
+        bandwidth, nbytes = _bandwidth(device, dtype, quick)
+        if progress:
+            progress("roofline: done", 1.0)
+    finally:
+        torch.set_num_threads(old_threads)
+    return Roofline(
+        key=cache_key(device, dtype, threads),
+        device=device.type,
+        device_name=device_name(device),
+        dtype=str(dtype).removeprefix("torch."),
+        threads=threads if device.type == "cpu" else 0,
+        peak_flops=peak,
+        bandwidth=bandwidth,
+        matmul_n=n,
+        copy_bytes=nbytes,
+        torch_version=torch.__version__,
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        load_avg=load_average(),
+    )
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls (a roof is an upper bound: take the best)."""
+    best = math.inf
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _peak_flops(device: torch.device, dtype: torch.dtype, quick: bool) -> tuple[float, int]:
+    """Grow a square matmul until one call takes ~0.1 s (or n hits its cap); best FLOP/s."""
+    n_max = 512 if quick else (8192 if device.type == "cuda" else 2048)
+    target = 0.01 if quick else 0.1
+    n = 256
+    while True:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        fn = lambda a=a, b=b: torch.mm(a, b)  # noqa: E731
+        fn()  # warm-up (allocations, library dispatch)
+        t = _best_time(fn, device, 1)
+        if t >= target or n >= n_max:
+            break
+        n *= 2
+    t = min(t, _best_time(fn, device, 2 if quick else 4))
+    return 2 * n**3 / t, n
+
+
+def _bandwidth(device: torch.device, dtype: torch.dtype, quick: bool) -> tuple[float, int]:
+    """Best bytes/s of copying a buffer far larger than the last-level cache (read + write)."""
+    if quick:
+        nbytes = 8 << 20
+    elif device.type == "cuda":
+        nbytes = 1 << 30
+    else:
+        nbytes = 256 << 20
+    # Two buffers must fit comfortably in what is free now.
+    free = free_memory(device)
+    if free is not None:
+        while nbytes > (16 << 20) and 4 * nbytes > free:
+            nbytes //= 2
+    elem = torch.empty((), dtype=dtype).element_size()
+    src = torch.ones(nbytes // elem, dtype=dtype, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    t = _best_time(lambda: dst.copy_(src), device, 3 if quick else 6)
+    moved = 2 * src.numel() * elem
+    return moved / t, moved // 2
+
+
+# --------------------------------------------------------------------------- free memory
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free for new tensors on ``device`` now; None when it cannot be told."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    candidates: list[int] = []
+    try:
+        import psutil
+
+        candidates.append(int(psutil.virtual_memory().available))
+    except ImportError:
+        try:
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    candidates.append(int(line.split()[1]) * 1024)
+        except (OSError, ValueError, IndexError):
+            pass
+    # A container's cgroup limit can be far below what the host reports.
+    cgroup = _cgroup_free()
+    if cgroup is not None:
+        candidates.append(cgroup)
+    return min(candidates) if candidates else None
+
+
+def _cgroup_free() -> int | None:
+    root = Path("/sys/fs/cgroup")
+    try:
+        limit = (root / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return int(limit) - int((root / "memory.current").read_text().strip())
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        limit_v1 = int((root / "memory/memory.limit_in_bytes").read_text().strip())
+        if limit_v1 >= 1 << 60:
+            return None
+        used = int((root / "memory/memory.usage_in_bytes").read_text().strip())
+        return limit_v1 - used
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- per layer
+
+
+def element_size(dtype: str) -> int:
+    """Bytes per element of a dtype name (the table's dtype)."""
+    return _ELEMENT_SIZE[dtype.removeprefix("torch.")]
+
+
+def bytes_moved(row: CostRow, elem: int) -> int:
+    """Inputs + weights (params and buffers) + outputs of one layer, each touched once."""
+    inputs = sum(math.prod(s) for s in row.input_shape) * elem
+    return inputs + (row.params + row.buffers) * elem + row.output_bytes
+
+
+@dataclass(frozen=True)
+class LayerRoofline:
+    """One layer on the roofline: its intensity, the roof that binds and the time it allows."""
+
+    name: str
+    kind: str
+    macs: int
+    flops: int
+    bytes: int
+    intensity: float
+    bound: Bound
+    predicted_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bound"] = self.bound.value
+        d["intensity"] = None if math.isinf(self.intensity) else self.intensity
+        return d
+
+
+def layer_rooflines(table: CostTable, roof: Roofline) -> list[LayerRoofline]:
+    """Every layer row of a cost table placed on the machine's roofline."""
+    elem = element_size(table.dtype)
+    out = []
+    for row in table.layers:
+        nbytes = bytes_moved(row, elem)
+        intensity = row.flops / nbytes if nbytes else math.inf
+        out.append(LayerRoofline(row.name, row.kind, row.macs, row.flops, nbytes, intensity,
+                                 roof.bound(row.flops, nbytes),
+                                 roof.predict(row.flops, nbytes)))
+    return out
