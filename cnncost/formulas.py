@@ -36,7 +36,7 @@ FORMULAS: dict[str, Formula] = {}
 
 # Ops that move, view or allocate data but compute nothing: counted as 0 without a warning.
 _ZERO_COST_NAMES = """
-aten::{name} view _unsafe_view reshape alias t transpose permute expand squeeze
+view _unsafe_view reshape alias t transpose permute expand squeeze
 unsqueeze flatten unflatten slice narrow select split split_with_sizes chunk
 unbind cat stack clone contiguous copy_ _to_copy to detach lift_fresh empty
 empty_like empty_strided zeros zeros_like ones ones_like full full_like fill_
@@ -86,6 +86,17 @@ PER_ELEMENT: dict[str, int] = {
     "sqrt": 1,
     "rsqrt": 1,
     "pow": 1,
+    "abs": 1,
+    "log": 1,
+    "reciprocal": 1,
+    "rsub": 1,
+    "minimum": 1,
+    "maximum": 1,
+    "clamp_min": 1,
+    "clamp_min_": 1,
+    "clamp_max": 1,
+    "clamp_max_": 1,
+    "elu_": 4,
 }
 
 
@@ -213,6 +224,15 @@ def norm_flops(x_shape: Shape, *args: Any, out_shape: Any, **__: Any) -> OpCost:
 # --------------------------------------------------------------------------- pooling
 
 
+def _kernel_volume(kernel_size: Any, x_shape: Shape) -> int:
+    """Elements in a pooling window; one size stands for every spatial dimension."""
+    spatial = len(x_shape) - 2
+    sizes = list(kernel_size) if isinstance(kernel_size, list | tuple) else [kernel_size]
+    if len(sizes) == 1:
+        sizes *= spatial
+    return math.prod(sizes)
+
+
 @register_formula("max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices",
                   "max_pool3d_with_indices", "max_pool1d_with_indices")
 def max_pool_flops(x_shape: Shape, kernel_size: Any, *_: Any, out_shape: Any,
@@ -220,18 +240,14 @@ def max_pool_flops(x_shape: Shape, kernel_size: Any, *_: Any, out_shape: Any,
     """Max pooling: K - 1 comparisons per output element (K = kernel volume)."""
     out = out_shape[0] if isinstance(out_shape, list | tuple) and isinstance(
         out_shape[0], tuple) else out_shape
-    k = math.prod(kernel_size) if isinstance(kernel_size, list | tuple) else kernel_size ** (
-        len(x_shape) - 2)
-    return OpCost(0, (k - 1) * _n(out))
+    return OpCost(0, (_kernel_volume(kernel_size, x_shape) - 1) * _n(out))
 
 
 @register_formula("avg_pool1d", "avg_pool2d", "avg_pool3d")
 def avg_pool_flops(x_shape: Shape, kernel_size: Any, *_: Any, out_shape: Shape,
                    **__: Any) -> OpCost:
     """Average pooling: K FLOPs per output element (K - 1 adds and one divide)."""
-    k = math.prod(kernel_size) if isinstance(kernel_size, list | tuple) else kernel_size ** (
-        len(x_shape) - 2)
-    return OpCost(0, k * _n(out_shape))
+    return OpCost(0, _kernel_volume(kernel_size, x_shape) * _n(out_shape))
 
 
 @register_formula("_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "adaptive_avg_pool1d",
@@ -243,11 +259,21 @@ def reduce_flops(x_shape: Shape, *_: Any, out_shape: Any, **__: Any) -> OpCost:
 
 
 @register_formula("upsample_bilinear2d", "upsample_linear1d", "upsample_trilinear3d",
-                  "_upsample_bilinear2d_aa", "upsample_bicubic2d")
+                  "_upsample_bilinear2d_aa")
 def interpolate_flops(x_shape: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCost:
-    """(Bi/tri)linear upsampling: 2^d taps weighted and summed, 2^(d+1) - 1 FLOPs per output."""
+    """(Bi/tri)linear upsampling: 2^d taps weighted and summed, 2^(d+1) - 1 FLOPs per output.
+
+    NB: the anti-aliased variant (``antialias=True``) uses wider windows when downsampling;
+    it is counted like plain bilinear.
+    """
     taps = 2 ** (len(out_shape) - 2)
     return OpCost(0, (2 * taps - 1) * _n(out_shape))
+
+
+@register_formula("upsample_bicubic2d")
+def bicubic_flops(x_shape: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCost:
+    """Bicubic upsampling: 4 x 4 = 16 taps weighted and summed, 31 FLOPs per output element."""
+    return OpCost(0, 31 * _n(out_shape))
 
 
 @register_formula("_softmax", "_log_softmax", "softmax", "log_softmax")
