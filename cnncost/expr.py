@@ -21,6 +21,7 @@ Number = int | float | bool
 # Results larger than this are absurd for any network and would only slow things down.
 MAX_MAGNITUDE = 2**53
 MAX_EXPR_CHARS = 500
+MAX_DEPTH = 50
 
 
 class ExprError(ValueError):
@@ -68,6 +69,26 @@ _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
+# Friendly names for the syntax a spec expression may not use.
+_FORBIDDEN = {
+    "Attribute": "attribute access (a.b)",
+    "Subscript": "indexing (a[i])",
+    "Lambda": "lambda",
+    "ListComp": "a comprehension",
+    "SetComp": "a comprehension",
+    "DictComp": "a comprehension",
+    "GeneratorExp": "a generator expression",
+    "NamedExpr": "assignment (:=)",
+    "JoinedStr": "an f-string",
+    "Starred": "unpacking (*a)",
+    "Dict": "a dict",
+    "Set": "a set",
+    "Await": "await",
+    "Yield": "yield",
+    "YieldFrom": "yield",
+    "Slice": "slicing",
+}
+
 _CMPOPS: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
@@ -82,17 +103,32 @@ def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
     """Evaluate ``text`` with the names in ``scope``; raise ExprError when it is not allowed."""
     if len(text) > MAX_EXPR_CHARS:
         raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
+    tree = _parse(text.strip())
+    return _Evaluator(scope).visit(tree.body)
+
+
+def _parse(text: str) -> ast.Expression:
+    """Parse as Python first (so `for x in` stays a comprehension to reject), else rename `in`."""
+    if not text:
+        raise ExprError("empty expression; expected a number or arithmetic like 'in * 4'")
     try:
-        tree = ast.parse(_rename_in(text.strip()), mode="eval")
+        try:
+            return ast.parse(text, mode="eval")
+        except SyntaxError:
+            return ast.parse(_rename_in(text), mode="eval")
     except SyntaxError as exc:
         raise ExprError(f"cannot parse expression {text!r}: {exc.msg}") from None
-    return _Evaluator(scope).visit(tree.body)
+    except ValueError as exc:  # e.g. a NUL character
+        raise ExprError(f"cannot parse expression {text!r}: {exc}") from None
+    except (RecursionError, MemoryError):
+        raise ExprError(f"cannot parse expression {text[:40]!r}...: nested too deeply") from None
 
 
 def _rename_in(text: str) -> str:
     """Let specs say ``in`` (the input channels) although it is a Python keyword.
 
-    The membership operator is not supported anyway, so every ``in`` token is a name.
+    Only used when the text does not parse as Python; the membership operator is not
+    supported anyway, so every ``in`` token is then a name.
     """
     if not re.search(r"\bin\b", text):
         return text
@@ -111,12 +147,26 @@ IN_NAME = "_in_"
 class _Evaluator:
     def __init__(self, scope: Mapping[str, Any]) -> None:
         self.scope = scope
+        self.depth = 0
 
     def visit(self, node: ast.AST) -> Any:
+        self.depth += 1
+        try:
+            return self._visit(node)
+        finally:
+            self.depth -= 1
+
+    def _visit(self, node: ast.AST) -> Any:
+        if self.depth > MAX_DEPTH:
+            raise ExprError(f"expression is nested more than {MAX_DEPTH} levels deep")
         method = getattr(self, "visit_" + type(node).__name__, None)
         if method is None:
-            raise ExprError(f"'{type(node).__name__}' is not allowed in a spec expression")
+            what = _FORBIDDEN.get(type(node).__name__, f"'{type(node).__name__}'")
+            raise ExprError(f"{what} is not allowed in a spec expression; expected "
+                            "arithmetic on numbers and variables")
         value = method(node)
+        if isinstance(value, complex):
+            raise ExprError("the result is a complex number; expected a real number")
         if (isinstance(value, int | float) and not isinstance(value, bool)
                 and abs(value) > MAX_MAGNITUDE):
             raise ExprError(f"value {value:g} is absurdly large")
@@ -186,9 +236,14 @@ class _Evaluator:
         for op_node, right_node in zip(node.ops, node.comparators, strict=True):
             op = _CMPOPS.get(type(op_node))
             if op is None:
-                raise ExprError(f"comparison '{type(op_node).__name__}' is not allowed")
+                raise ExprError(f"comparison '{type(op_node).__name__}' is not allowed; "
+                                "expected ==, !=, <, <=, >, >=")
             right = self.visit(right_node)
-            if not op(left, right):
+            try:
+                holds = op(left, right)
+            except TypeError:
+                raise ExprError(f"cannot compare {left!r} and {right!r}") from None
+            if not holds:
                 return False
             left = right
         return True
@@ -197,11 +252,12 @@ class _Evaluator:
         return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
 
     def visit_Call(self, node: ast.Call) -> Any:
-        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-            name = node.func.id if isinstance(node.func, ast.Name) else "this call"
-            raise ExprError(
-                f"function '{name}' is not allowed; allowed: {', '.join(sorted(FUNCTIONS))}"
-            )
+        allowed = ", ".join(sorted(FUNCTIONS))
+        if not isinstance(node.func, ast.Name):
+            raise ExprError(f"only plain function calls are allowed, like max(a, b); "
+                            f"functions: {allowed}")
+        if node.func.id not in FUNCTIONS:
+            raise ExprError(f"function '{node.func.id}' is not allowed; allowed: {allowed}")
         args = [self.visit(a) for a in node.args]
         kwargs = {}
         for kw in node.keywords:
@@ -210,7 +266,7 @@ class _Evaluator:
             kwargs[kw.arg] = self.visit(kw.value)
         try:
             return FUNCTIONS[node.func.id](*args, **kwargs)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, ZeroDivisionError) as exc:
             raise ExprError(f"{node.func.id}(): {exc}") from None
 
 

@@ -80,7 +80,8 @@ def register_layer(name: str) -> Callable[[Callable[..., Built]], Callable[..., 
 def _spatial(in_shape: Shape, kind: str, allowed: Sequence[int] = (1, 2, 3)) -> int:
     nd = len(in_shape) - 1
     if nd not in allowed:
-        want = " or ".join(f"(C, {', '.join('LHW'[:d] if d < 3 else 'DHW')})" for d in allowed)
+        dims = {1: "L", 2: "H, W", 3: "D, H, W"}
+        want = " or ".join(f"(C, {dims[d]})" for d in allowed)
         raise LayerError(f"{kind} needs an input shaped {want}, got {_fmt(in_shape)}")
     return nd
 
@@ -117,17 +118,7 @@ def _conv_padding(padding: Padding, kernel: tuple[int, ...], dilation: tuple[int
                   nd: int) -> tuple[int, ...]:
     if padding == "valid":
         return (0,) * nd
-    if padding == "same":
-        pads = []
-        for k, d in zip(kernel, dilation, strict=True):
-            total = d * (k - 1)
-            if total % 2:
-                raise LayerError(
-                    f"padding='same' needs an odd effective kernel, got kernel {k} dilation {d}"
-                )
-            pads.append(total // 2)
-        return tuple(pads)
-    assert not isinstance(padding, str)
+    assert not isinstance(padding, str), "'same' is handled by conv()"
     return _tuple(padding, nd, "padding")
 
 
@@ -148,20 +139,28 @@ def conv(in_shape: Shape, out: int, kernel: Ints, stride: Ints = 1, padding: Pad
     _positive("stride", *s)
     _positive("dilation", *d)
     _positive("groups", groups)
-    p = _conv_padding(padding, k, d, nd)
-    _positive("padding", *p, allow_zero=True)
     if cin % groups:
         raise LayerError(f"groups={groups} does not divide in_channels={cin}")
     if out % groups:
         raise LayerError(f"groups={groups} does not divide out={out}")
-    out_sizes = []
-    for size, kk, ss, pp, dd in zip(sizes, k, s, p, d, strict=True):
-        extent = dd * (kk - 1) + 1
-        if extent > size + 2 * pp:
-            raise LayerError(
-                f"kernel {kk} (dilation {dd}) is larger than its padded input {size}+2x{pp}"
-            )
-        out_sizes.append((size + 2 * pp - extent) // ss + 1)
+    if padding == "same":
+        # PyTorch pads d*(k-1) in total (one more on the right for even kernels).
+        if any(ss != 1 for ss in s):
+            raise LayerError("padding='same' needs stride 1 (as in PyTorch); give the padding "
+                             "as a number instead")
+        p: tuple[int, ...] | str = "same"
+        out_sizes = list(sizes)
+    else:
+        p = _conv_padding(padding, k, d, nd)
+        _positive("padding", *p, allow_zero=True)
+        out_sizes = []
+        for size, kk, ss, pp, dd in zip(sizes, k, s, p, d, strict=True):
+            extent = dd * (kk - 1) + 1
+            if extent > size + 2 * pp:
+                raise LayerError(
+                    f"kernel {kk} (dilation {dd}) is larger than its padded input {size}+2x{pp}"
+                )
+            out_sizes.append((size + 2 * pp - extent) // ss + 1)
 
     def make() -> nn.Module:
         from torch import nn
@@ -237,15 +236,19 @@ def _pool(kind: str, in_shape: Shape, kernel: Ints, stride: Ints | None, padding
     d = _tuple(dilation, nd, "dilation")
     _positive("kernel", *k)
     _positive("stride", *s)
+    _positive("dilation", *d)
     _positive("padding", *p, allow_zero=True)
     for kk, pp in zip(k, p, strict=True):
         if pp > kk // 2:
             raise LayerError(f"padding={pp} must be at most half of kernel={kk}")
     outs = []
     for size, kk, ss, pp, dd in zip(in_shape[1:], k, s, p, d, strict=True):
-        if dd * (kk - 1) + 1 > size + 2 * pp:
-            raise LayerError(f"kernel {kk} is larger than its padded input {size}+2x{pp}")
-        outs.append(_pool_out(size, kk, ss, pp, dd, ceil_mode))
+        # With ceil_mode a window may hang over the edge, so compare the output, as torch does.
+        o = _pool_out(size, kk, ss, pp, dd, ceil_mode)
+        if o < 1:
+            raise LayerError(f"kernel {kk} (dilation {dd}) is larger than its padded input "
+                             f"{size}+2x{pp}")
+        outs.append(o)
     return nd, k, s, p, d, (in_shape[0], *outs)
 
 

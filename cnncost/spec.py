@@ -9,11 +9,14 @@ data flow, which builder.py turns 1:1 into a torch.fx graph.
 
 from __future__ import annotations
 
+import difflib
+import keyword
 import math
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -25,9 +28,13 @@ from cnncost.expr import ExprError, evaluate
 from cnncost.layers import LAYERS, Built, LayerKind, Shape
 
 MAX_FILE_BYTES = 1 << 20
-MAX_LAYERS = 200_000
+MAX_LAYERS = 50_000
+# Items visited while expanding (catches nested repeats of empty bodies).
+MAX_STEPS = 200_000
 MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 32
+# Composites nested inside each other (seq in seq in ...), blocks included.
+MAX_NESTING = 64
 MAX_DIM = 1 << 24
 MAX_SAMPLE_ELEMENTS = 1 << 40
 
@@ -39,6 +46,24 @@ RESERVED_ITEM_KEYS = ("name", "repeat", "if", "first")
 TOP_LEVEL_KEYS = ("name", "description", "source", "input", "vars", "blocks", "layers", "explain",
                   "reference")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Layer and branch names become attributes of torch modules and names in generated code, so
+# they may not be Python keywords, ``self``, or attributes of nn.Module / fx.GraphModule
+# (tests/test_builder.py checks this list against the installed torch).
+RESERVED_NAMES = frozenset(keyword.kwlist) | frozenset((
+    "self", "T_destination", "add_module", "add_submodule", "apply", "bfloat16", "buffers",
+    "call_super_init", "children", "code", "compile", "cpu", "cuda", "delete_all_unused_submodules",
+    "delete_submodule", "double", "dump_patches", "eval", "extra_repr", "float", "forward",
+    "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "graph", "half", "ipu",
+    "load_state_dict", "meta", "modules", "mtia", "named_buffers", "named_children",
+    "named_modules", "named_parameters", "parameters", "print_readable", "recompile",
+    "register_backward_hook", "register_buffer", "register_forward_hook",
+    "register_forward_pre_hook", "register_full_backward_hook",
+    "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_module", "register_parameter",
+    "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
+    "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty",
+    "to_folder", "train", "training", "type", "xpu", "zero_grad",
+))
 
 
 @dataclass(frozen=True)
@@ -143,7 +168,8 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _YMap:
         if not isinstance(key, str | int | float | bool):
             raise _LoadError("mapping keys must be plain scalars", key_node.start_mark.line + 1)
         if key in result:
-            raise _LoadError(f"duplicate key {key!r}", key_node.start_mark.line + 1)
+            raise _LoadError(f"duplicate key {key!r}; each key may appear once in a mapping",
+                             key_node.start_mark.line + 1)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = value_node.start_mark.line + 1
     return result
@@ -162,15 +188,21 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 
 def load_yaml(text: str, file: str) -> Any:
     """Parse YAML text safely, keeping line numbers; errors become SpecError."""
-    if len(text.encode()) > MAX_FILE_BYTES:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         raise SpecError(f"spec is larger than {MAX_FILE_BYTES // 1024} KiB", file)
     try:
         return yaml.load(text, Loader=_Loader)
+    except RecursionError:
+        raise SpecError("YAML nested too deeply", file) from None
     except _LoadError as exc:
         raise SpecError(str(exc), file, exc.line) from None
     except yaml.constructor.ConstructorError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         problem = (exc.problem or "").split(" at ")[0] or "unsupported YAML"
+        tag = re.search(r"tag '([^']*)'", problem)
+        if tag:
+            problem = "YAML tag {} is not allowed".format(
+                tag.group(1).replace("tag:yaml.org,2002:", "!!"))
         raise SpecError(
             f"{problem}; specs may only hold plain mappings, lists, numbers and strings",
             file, line,
@@ -179,8 +211,13 @@ def load_yaml(text: str, file: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise SpecError(f"malformed YAML: {exc.problem or exc.context}", file, line) from None
+    except yaml.reader.ReaderError as exc:
+        line = text[:exc.position].count("\n") + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or " ")
+        raise SpecError(f"malformed YAML: character U+{char:04X} is not allowed in a spec",
+                        file, line) from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"malformed YAML: {exc}", file) from None
+        raise SpecError("malformed YAML: " + " ".join(str(exc).split()), file) from None
 
 
 # --------------------------------------------------------------------------- entry points
@@ -224,6 +261,7 @@ class _Scope:
     prefix: str
     used: set[str] = field(default_factory=set)
     counters: dict[str, int] = field(default_factory=dict)
+    auto: set[str] = field(default_factory=set)  # names given by default (kind + counter)
 
     def child(self, name: str) -> _Scope:
         return _Scope(f"{self.prefix}{name}.")
@@ -240,11 +278,28 @@ class _Compiler:
         self.taps: dict[str, _Value] = {}
         self.blocks: dict[str, _YMap] = {}
         self.block_stack: list[str] = []
+        # Model path of the block instance or repeat child being expanded, named in errors
+        # because the spec position alone (blocks.x.layers[0]) does not say which instance.
+        self.context = ""
+        self.vars: dict[str, Any] = {}
+        self.steps = 0
+        self.depth = 0
 
     # -- helpers -----------------------------------------------------------------------
 
     def err(self, reason: str, line: int | None, where: str) -> SpecError:
-        return SpecError(reason, self.file, line, where or None)
+        return SpecError(reason, self.file, line, self.where(where) or None)
+
+    def where(self, where: str) -> str:
+        return f"{where} (in {self.context})" if where and self.context else where
+
+    @contextmanager
+    def within(self, context: str) -> Iterator[None]:
+        saved, self.context = self.context, context
+        try:
+            yield
+        finally:
+            self.context = saved
 
     def eval(self, value: Any, scope: Mapping[str, Any], line: int, where: str) -> Any:
         if isinstance(value, str):
@@ -270,13 +325,20 @@ class _Compiler:
         if not isinstance(name, str):
             raise self.err("`name` must be a string", doc.key_lines.get("name"), "name")
         scope = self._vars(doc)
+        self.vars = scope
         in_shape = self._input(doc, scope)
         self._collect_blocks(doc)
         if "layers" not in doc:
-            raise self.err("missing `layers`", doc.line, "")
+            raise self.err("missing `layers`; expected a list like `layers: [{conv: {out: 64, "
+                           "kernel: 3}}, relu]`", doc.line, "")
+        line = doc.key_lines["layers"]
+        if not doc["layers"]:
+            raise self.err("`layers` is empty; expected at least one layer", line, "layers")
         value = _Value("input", in_shape, 1, 1.0)
-        value = self.items(doc["layers"], "layers", doc.key_lines["layers"], _Scope(""),
-                           value, scope)
+        value = self.items(doc["layers"], "layers", line, _Scope(""), value, scope)
+        if not self.layers:
+            raise self.err("every layer was skipped (by `if` or `repeat: 0`); expected at "
+                           "least one layer", line, "layers")
         return ModelSpec(
             name=name,
             description=str(doc.get("description") or ""),
@@ -287,8 +349,15 @@ class _Compiler:
             layers=tuple(self.layers),
             output=value.id,
             explain=doc.get("explain"),
-            reference=dict(doc.get("reference") or {}),
+            reference=self._reference(doc),
         )
+
+    def _reference(self, doc: _YMap) -> dict[str, Any]:
+        raw = doc.get("reference") or {}
+        if not isinstance(raw, dict):
+            raise self.err("`reference` must be a mapping like {params: 25557032, source: "
+                           "'...'}", doc.key_lines["reference"], "reference")
+        return dict(raw)
 
     def _vars(self, doc: _YMap) -> dict[str, Any]:
         raw = doc.get("vars") or _YMap()
@@ -297,39 +366,60 @@ class _Compiler:
                            "vars")
         unknown = sorted(set(self.overrides) - set(raw))
         if unknown:
-            known = ", ".join(raw) or "(none)"
+            known = ", ".join(map(str, raw)) or "(none)"
             raise SpecError(f"--set {unknown[0]}: the spec has no variable {unknown[0]!r}; "
                             f"known: {known}", self.file)
         scope: dict[str, Any] = {}
         for key, default in raw.items():
             if not isinstance(key, str) or not _NAME_RE.match(key) or key in ("in", "i"):
-                raise self.err(f"bad variable name {key!r}", raw.key_lines[key], "vars")
+                raise self.err(f"bad variable name {key!r}; expected an identifier other than "
+                               "`in` and `i`", raw.key_lines[key], "vars")
             if key in self.overrides:
-                value = self.overrides[key]
-                try:
-                    scope[key] = evaluate(value, scope) if isinstance(value, str) else value
-                except ExprError as exc:
-                    raise SpecError(f"--set {key}={value}: {exc}", self.file) from None
+                scope[key] = self._override(key, self.overrides[key], scope)
             else:
                 scope[key] = self.eval(default, scope, raw.key_lines[key], f"vars.{key}")
+            if not _is_plain(scope[key]):
+                raise self.err(f"value {scope[key]!r} is not a number, string or list of them",
+                               raw.key_lines[key], f"vars.{key}")
         return scope
 
+    def _override(self, key: str, value: Any, scope: Mapping[str, Any]) -> Any:
+        """A --set value: a number or an expression over the variables defined before it."""
+        if isinstance(value, str):
+            try:
+                return evaluate(value, scope)
+            except ExprError as exc:
+                raise SpecError(f"--set {key}={value}: {exc}; expected a number or an "
+                                f"expression, e.g. --set {key}=0.5", self.file) from None
+        if not _is_plain(value):
+            raise SpecError(f"{key}={value!r}: expected a number, bool, string or list of "
+                            "them", self.file)
+        return value
+
     def _input(self, doc: _YMap, scope: dict[str, Any]) -> Shape:
-        line = doc.key_lines.get("input", doc.line)
+        line: int | None = doc.key_lines.get("input", doc.line)
+        where = "input"
         if self.input_override is not None:
             shape = self.input_override
+            line, where = None, "--input"
         else:
             if "input" not in doc:
                 raise self.err("missing `input`, e.g. input: [3, 224, 224] (channels first)",
                                doc.line, "")
             raw = doc["input"]
             if not isinstance(raw, list):
-                raise self.err("`input` must be a list like [3, 224, 224]", line, "input")
-            shape = tuple(self.eval(raw, scope, line, "input"))
+                raise self.err(f"`input` must be a list like [3, 224, 224], got {raw!r}", line,
+                               where)
+            shape = tuple(self.eval(raw, scope, line or 1, where))
+        one = "[3, 224, 224]" if where == "input" else "3x224x224"
+        if len(shape) == 5 or (len(shape) == 4 and shape[0] == 1 and shape[1] in (1, 3)):
+            raise self.err(f"{_fmt(shape)} looks like it includes the batch dimension; give "
+                           f"one sample's shape, channels first, e.g. {one} (the batch size "
+                           "is chosen when analysing, --batch)", line, where)
         if not 1 <= len(shape) <= 4:
             raise self.err(f"input has {len(shape)} dims; expected (C,), (C, L), (C, H, W) "
-                           "or (C, D, H, W)", line, "input")
-        self._check_shape(shape, line, "input")
+                           f"or (C, D, H, W), e.g. {one}", line, where)
+        self._check_shape(shape, line, where)
         return tuple(int(s) for s in shape)
 
     def _check_shape(self, shape: Sequence[Any], line: int | None, where: str) -> None:
@@ -339,9 +429,11 @@ class _Compiler:
             if d <= 0:
                 raise self.err(f"size {d} must be positive", line, where)
             if d > MAX_DIM:
-                raise self.err(f"size {d} is absurd (more than {MAX_DIM})", line, where)
+                raise self.err(f"size {d} in {_fmt(tuple(shape))} is absurd; expected at most "
+                               f"{MAX_DIM}", line, where)
         if math.prod(shape) > MAX_SAMPLE_ELEMENTS:
-            raise self.err(f"a {'x'.join(map(str, shape))} tensor is absurdly large", line, where)
+            raise self.err(f"a {_fmt(tuple(shape))} tensor is absurdly large; expected at most "
+                           f"{MAX_SAMPLE_ELEMENTS} elements per sample", line, where)
 
     def _collect_blocks(self, doc: _YMap) -> None:
         raw = doc.get("blocks") or _YMap()
@@ -351,10 +443,12 @@ class _Compiler:
         for name, body in raw.items():
             line = raw.key_lines[name]
             where = f"blocks.{name}"
-            if not isinstance(name, str) or not _NAME_RE.match(name):
-                raise self.err(f"bad block name {name!r}", line, "blocks")
-            if name in LAYERS or name in COMPOSITES:
-                raise self.err(f"block name {name!r} hides a built-in layer kind", line, where)
+            if not isinstance(name, str) or not _NAME_RE.match(name) or name.startswith("_"):
+                raise self.err(f"bad block name {name!r}; expected an identifier (letters, "
+                               "digits, _) not starting with _", line, "blocks")
+            if name in LAYERS or name in COMPOSITES or name in RESERVED_ITEM_KEYS:
+                raise self.err(f"block name {name!r} hides a built-in layer kind or key; "
+                               "choose another name", line, where)
             if not isinstance(body, _YMap) or "layers" not in body:
                 raise self.err("a block is a mapping with `layers` (and optional `params`)",
                                line, where)
@@ -366,6 +460,10 @@ class _Compiler:
             if not isinstance(params, _YMap):
                 raise self.err("`params` must be a mapping of name: default (~ = required)",
                                body.key_lines["params"], where)
+            for key in params:
+                if not isinstance(key, str) or not _NAME_RE.match(key) or key in ("in", "i"):
+                    raise self.err(f"bad param name {key!r}; expected an identifier other than "
+                                   "`in` and `i`", params.key_lines[key], f"{where}.params")
             self.blocks[name] = body
 
     # -- items -----------------------------------------------------------------------------
@@ -375,13 +473,27 @@ class _Compiler:
         if items is None:
             return value
         if not isinstance(items, _YList):
-            raise self.err("expected a list of layers", line, where)
+            raise self.err(f"expected a list of layers, got {_short(items)}", line, where)
         for idx, item in enumerate(items):
             value = self.item(item, f"{where}[{idx}]", items.item_lines[idx], ns, value, scope)
         return value
 
     def item(self, item: Any, where: str, line: int, ns: _Scope, value: _Value,
              scope: Mapping[str, Any]) -> _Value:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise self.err(f"the spec expands to more than {MAX_STEPS} items; expected a "
+                           "network of realistic size (check nested repeat counts)", line, where)
+        if self.depth >= MAX_NESTING:
+            raise self.err(f"layers nested more than {MAX_NESTING} levels deep", line, where)
+        self.depth += 1
+        try:
+            return self._item(item, where, line, ns, value, scope)
+        finally:
+            self.depth -= 1
+
+    def _item(self, item: Any, where: str, line: int, ns: _Scope, value: _Value,
+              scope: Mapping[str, Any]) -> _Value:
         if isinstance(item, str):
             kind, args, extra = item, _YMap(), _YMap()
             args.line, args.key_lines = line, {}
@@ -389,51 +501,69 @@ class _Compiler:
             kinds = [k for k in item if k not in RESERVED_ITEM_KEYS]
             if len(kinds) != 1:
                 found = ", ".join(map(str, kinds)) or "none"
-                raise self.err(f"a layer entry needs exactly one kind key, found {found}",
+                raise self.err(f"a layer entry needs exactly one kind key (besides "
+                               f"{', '.join(RESERVED_ITEM_KEYS)}), found {found}",
                                item.line, where)
             kind = kinds[0]
             args = item[kind]
             extra = item
             line = item.line
         else:
-            raise self.err(f"expected a layer like `- conv: {{out: 64, kernel: 3}}`, got "
-                           f"{item!r}", line, where)
+            raise self.err(f"expected a layer like `- conv: {{out: 64, kernel: 3}}` or `- relu`, "
+                           f"got {_short(item)}", line, where)
         if not isinstance(kind, str):
             raise self.err(f"layer kind must be a name, got {kind!r}", line, where)
         where = f"{where}.{kind}"
-        if "if" in extra:
-            cond = self.eval(extra["if"], {**scope, "in": value.shape[0]},
-                             extra.key_lines["if"], where)
-            if not cond:
-                return value
+        here = {**scope, "in": value.shape[0]}
+        if "if" in extra and not self.condition(extra["if"], here, extra.key_lines["if"],
+                                                where + ".if"):
+            return value
         name = extra.get("name")
-        if name is not None and (not isinstance(name, str) or not _NAME_RE.match(name)):
-            raise self.err(f"name {name!r} must be an identifier (letters, digits, _)", line,
-                           where)
+        if name is not None:
+            self.check_name(name, extra.key_lines["name"], where + ".name")
         if "repeat" in extra:
-            n = self.eval(extra["repeat"], {**scope, "in": value.shape[0]},
-                          extra.key_lines["repeat"], where)
+            rline = extra.key_lines["repeat"]
+            n = self.eval(extra["repeat"], here, rline, where + ".repeat")
             if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_REPEAT:
-                raise self.err(f"repeat={n!r} must be a whole number from 0 to {MAX_REPEAT}",
-                               extra.key_lines["repeat"], where)
+                raise self.err(f"repeat={n!r}; expected a whole number from 0 to {MAX_REPEAT}",
+                               rline, where + ".repeat")
             first = extra.get("first")
-            if first is not None and not isinstance(first, _YMap):
-                raise self.err("`first` must be a mapping of fields for the first repetition",
-                               extra.key_lines["first"], where)
+            if first is not None:
+                fline = extra.key_lines["first"]
+                if not isinstance(first, _YMap):
+                    raise self.err("`first` must be a mapping of fields for the first "
+                                   "repetition, e.g. first: {stride: 2}", fline, where + ".first")
+                if args is not None and not isinstance(args, _YMap):
+                    raise self.err(f"`first` overrides fields, but this {kind} is not given "
+                                   "as a mapping of fields", fline, where + ".first")
             container = self.name(ns, name, kind, line, where)
             inner = ns.child(container)
             for i in range(n):
-                rep_args = args
-                if i == 0 and first:
-                    rep_args = _merge(args, first)
-                value = self.one(kind, rep_args, f"{where}#{i}", line, inner, str(i), value,
-                                 {**scope, "i": i}, explicit=True)
+                rep_args = _merge(args, first) if i == 0 and first else args
+                with self.within(f"{inner.prefix}{i}"):
+                    value = self.one(kind, rep_args, where, line, inner, str(i), value,
+                                     {**scope, "i": i})
             return value
         if "first" in extra:
             raise self.err("`first` only makes sense with `repeat`", extra.key_lines["first"],
+                           where + ".first")
+        return self.one(kind, args, where, line, ns, name, value, scope)
+
+    def condition(self, raw: Any, scope: Mapping[str, Any], line: int, where: str) -> bool:
+        value = self.eval(raw, scope, line, where)
+        if not isinstance(value, bool):
+            raise self.err(f"expected a condition that is true or false, got {value!r}", line,
                            where)
-        return self.one(kind, args, where, line, ns, name, value, scope,
-                        explicit=name is not None)
+        return value
+
+    def check_name(self, name: Any, line: int, where: str) -> str:
+        if not isinstance(name, str) or not _NAME_RE.match(name) or name.startswith("_"):
+            raise self.err(f"name {name!r} must be an identifier (letters, digits, _) not "
+                           "starting with _", line, where)
+        if name in RESERVED_NAMES:
+            raise self.err(f"name {name!r} is reserved (a Python keyword or a torch module "
+                           "attribute); choose another name", line, where)
+        return name
 
     def name(self, ns: _Scope, name: str | None, kind: str, line: int, where: str) -> str:
         if name is None:
@@ -444,15 +574,20 @@ class _Compiler:
                 if candidate not in ns.used:
                     break
             ns.counters[kind] = n
+            ns.auto.add(candidate)
             name = candidate
-        if name in ns.used:
-            raise self.err(f"name {name!r} is used twice in {ns.prefix.rstrip('.') or 'the spec'}",
-                           line, where)
+        elif name in ns.used:
+            inside = ns.prefix.rstrip(".") or "the top level"
+            if name in ns.auto:
+                raise self.err(f"name {name!r} is already the default name of an earlier layer "
+                               f"in {inside}; choose another name", line, where)
+            raise self.err(f"name {name!r} is used twice in {inside}; names of layers and "
+                           "branches must be unique within their block", line, where)
         ns.used.add(name)
         return name
 
     def one(self, kind: str, args: Any, where: str, line: int, ns: _Scope, name: str | None,
-            value: _Value, scope: Mapping[str, Any], explicit: bool) -> _Value:
+            value: _Value, scope: Mapping[str, Any]) -> _Value:
         local = {**scope, "in": value.shape[0]}
         if kind in LAYERS:
             return self.leaf(LAYERS[kind], args, where, line, ns, name, value, local)
@@ -460,8 +595,11 @@ class _Compiler:
             return self.block(kind, args, where, line, ns, name, value, local)
         if kind in COMPOSITES:
             return getattr(self, f"c_{kind}")(args, where, line, ns, name, value, local)
-        known = ", ".join(sorted([*LAYERS, *COMPOSITES, *self.blocks]))
-        raise self.err(f"unknown layer kind {kind!r}; known: {known}", line, where)
+        known = [*LAYERS, *COMPOSITES, *self.blocks]
+        close = difflib.get_close_matches(kind, known, n=3)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise self.err(f"unknown layer kind {kind!r}; {hint}known: {', '.join(sorted(known))}",
+                       line, where)
 
     # -- leaves -----------------------------------------------------------------------------
 
@@ -471,8 +609,9 @@ class _Compiler:
             args = _YMap()
             args.line, args.key_lines = line, {}
         if not isinstance(args, _YMap):
-            raise self.err(f"{lk.name} takes a mapping of fields, e.g. {{{_example(lk)}}}",
-                           line, where)
+            example = f"`- {lk.name}: {{{_example(lk)}}}`" if lk.params else f"`- {lk.name}`"
+            raise self.err(f"{lk.name} takes a mapping of fields, e.g. {example}; got "
+                           f"{_short(args)}", line, where)
         params: dict[str, Any] = {}
         for key, raw in args.items():
             kline = args.key_lines.get(key, line)
@@ -488,28 +627,37 @@ class _Compiler:
         try:
             built = lk.fn(value.shape, **params)
         except LayerError as exc:
-            raise self.err(f"{exc} (input {'x'.join(map(str, value.shape))})", line,
-                           where) from None
+            raise self.err(f"{exc} (input {_fmt(value.shape)})", line, where) from None
         self._check_shape(built.out_shape, line, where)
         path = ns.prefix + self.name(ns, name, lk.name, line, where)
         rf = value.rf + round((built.rf_kernel - 1) * value.jump)
         out = _Value(path, built.out_shape, rf, value.jump * built.rf_stride)
         self.add(LayerSpec(path, lk.name, params, (value.id,), (value.shape,), built.out_shape,
-                           Loc(self.file, line, where), rf, built))
+                           Loc(self.file, line, self.where(where)), rf, built))
         return out
 
     def add(self, layer: LayerSpec) -> None:
         if len(self.layers) >= MAX_LAYERS:
-            raise self.err(f"more than {MAX_LAYERS} layers", layer.loc.line, layer.loc.where)
+            # loc.where already names the instance
+            raise SpecError(f"the spec expands to more than {MAX_LAYERS} layers; expected a "
+                            "network of realistic size (check repeat counts)", self.file,
+                            layer.loc.line, layer.loc.where)
         self.layers.append(layer)
 
     def coerce(self, raw: Any, hint: Any, scope: Mapping[str, Any], line: int, where: str) -> Any:
         if isinstance(raw, str) and raw in _literals(hint):
             return raw
-        value = self.eval(raw, scope, line, where)
+        try:
+            value = self.eval(raw, scope, line, where)
+        except SpecError as exc:
+            if not isinstance(raw, str) or not _NAME_RE.match(raw.strip()):
+                raise
+            raise self.err(f"expected {_describe(hint)}, got {raw!r} ({exc.reason})", line,
+                           where) from None
         ok, result = _fit(value, hint)
         if not ok:
-            raise self.err(f"expected {_describe(hint)}, got {value!r}", line, where)
+            got = repr(value) if value == raw else f"{raw!r} = {value!r}"
+            raise self.err(f"expected {_describe(hint)}, got {got}", line, where)
         return result
 
     # -- blocks -----------------------------------------------------------------------------
@@ -526,27 +674,35 @@ class _Compiler:
         if args is None:
             args = _YMap()
             args.line, args.key_lines = line, {}
+        example = ", ".join(f"{k}: ..." for k in declared)
         if not isinstance(args, _YMap):
-            raise self.err(f"block {bname} takes a mapping of its params", line, where)
-        inner: dict[str, Any] = {k: v for k, v in scope.items() if k != "i"}
+            raise self.err(f"block {bname} takes a mapping of its params, e.g. `- {bname}: "
+                           f"{{{example}}}`; got {_short(args)}", line, where)
+        # Lexical scope: a block sees the spec's vars, its own params and `in`, not the
+        # params of the block that uses it.
+        inner: dict[str, Any] = {**self.vars, "in": value.shape[0]}
         for key, raw in args.items():
+            kline = args.key_lines.get(key, line)
             if key not in declared:
                 accepted = ", ".join(map(str, declared)) or "no params"
                 raise self.err(f"unknown param {key!r} for block {bname}; accepted: {accepted}",
-                               args.key_lines.get(key, line), where)
-            inner[key] = self.eval(raw, scope, args.key_lines.get(key, line), f"{where}.{key}")
+                               kline, where)
+            inner[key] = self.eval(raw, scope, kline, f"{where}.{key}")
         for key, default in declared.items():
             if key in args:
                 continue
             if default is None:
-                raise self.err(f"block {bname} needs param {key!r}", line, where)
+                raise self.err(f"block {bname} needs param {key!r}, e.g. `- {bname}: "
+                               f"{{{example}}}`", line, where)
             inner[key] = self.eval(default, inner, declared.key_lines[key],
                                    f"blocks.{bname}.params.{key}")
         container = self.name(ns, name, bname, line, where)
+        inner_ns = ns.child(container)
         self.block_stack.append(bname)
         try:
-            return self.items(body["layers"], f"blocks.{bname}.layers",
-                              body.key_lines["layers"], ns.child(container), value, inner)
+            with self.within(inner_ns.prefix.rstrip(".")):
+                return self.items(body["layers"], f"blocks.{bname}.layers",
+                                  body.key_lines["layers"], inner_ns, value, inner)
         finally:
             self.block_stack.pop()
 
@@ -573,9 +729,9 @@ class _Compiler:
             args_map.line, args_map.key_lines = args.line, {"layers": args.line}
             args = args_map
         args = self._mapping(args, ("layers", "shortcut", "when"), line, where)
-        body_ns = ns.child(name) if name else ns
-        if "when" in args and not self.eval(args["when"], scope, args.key_lines["when"],
-                                            where + ".when"):
+        body_ns = ns.child(self.name(ns, name, "residual", line, where)) if name else ns
+        if "when" in args and not self.condition(args["when"], scope, args.key_lines["when"],
+                                                 where + ".when"):
             return self.items(args.get("layers"), where + ".layers",
                               args.key_lines.get("layers", line), body_ns, value, scope)
         out = self.items(args.get("layers"), where + ".layers", args.key_lines.get("layers", line),
@@ -594,31 +750,28 @@ class _Compiler:
         if isinstance(args, _YMap):
             paths = []
             for key, p in args.items():
-                if not isinstance(key, str) or not _NAME_RE.match(key):
-                    raise self.err(f"branch name {key!r} must be an identifier",
-                                   args.key_lines[key], where)
+                self.check_name(key, args.key_lines[key], where)
                 paths.append((key, p, args.key_lines[key]))
             return paths
-        raise self.err("expected branches: a mapping of name: [layers] or a list of lists",
-                       line, where)
+        raise self.err("expected branches: a mapping of name: [layers] or a list of lists, "
+                       f"got {_short(args)}", line, where)
 
     def _branches(self, join: str, args: Any, where: str, line: int, ns: _Scope,
                   name: str | None, value: _Value, scope: Mapping[str, Any],
                   split: bool = False) -> _Value:
         paths = self._paths(args, where, line)
         if len(paths) < 2:
-            raise self.err(f"{join} needs at least two branches", line, where)
-        base = ns.child(name) if name else ns
+            raise self.err(f"{'split' if split else join} needs at least two branches, got "
+                           f"{len(paths)}", line, where)
+        base = ns.child(self.name(ns, name, join, line, where)) if name else ns
         outs = []
         chunk = value.shape[0] // len(paths)
         if split and value.shape[0] % len(paths):
             raise self.err(f"cannot split {value.shape[0]} channels into {len(paths)} equal "
-                           "parts", line, where)
+                           "parts; expected a channel count divisible by the number of "
+                           "branches", line, where)
         for i, (pname, body, pline) in enumerate(paths):
-            if pname in base.used:
-                raise self.err(f"name {pname!r} is used twice", pline, where)
-            base.used.add(pname)
-            pns = base.child(pname)
+            pns = base.child(self.name(base, pname, "branch", pline, f"{where}.{pname}"))
             start = value
             if split:
                 start = self.op("slice", pns.prefix + "slice", [value],
@@ -649,24 +802,37 @@ class _Compiler:
     def c_tap(self, args: Any, where: str, line: int, ns: _Scope, name: str | None,
               value: _Value, scope: Mapping[str, Any]) -> _Value:
         if not isinstance(args, str) or not _NAME_RE.match(args):
-            raise self.err("tap takes a name: `- tap: skip1`", line, where)
+            raise self.err(f"tap takes a name, e.g. `- tap: skip1`; got {_short(args)}", line,
+                           where)
         if args in self.taps:
-            raise self.err(f"tap {args!r} is defined twice", line, where)
+            raise self.err(f"tap {args!r} is defined twice; tap names must be unique in the "
+                           "whole spec (a tap in a repeat or in a block used twice is defined "
+                           "once per instance)", line, where)
         self.taps[args] = value
         return value
 
     def c_join(self, args: Any, where: str, line: int, ns: _Scope, name: str | None,
                value: _Value, scope: Mapping[str, Any]) -> _Value:
         args = self._mapping(args, ("tap", "mode", "crop"), line, where)
-        tap = args.get("tap")
+        if "tap" not in args:
+            raise self.err("missing field 'tap' for join, e.g. {tap: skip1, mode: concat}",
+                           line, where)
+        tap = args["tap"]
+        kline = args.key_lines
         if tap not in self.taps:
             known = ", ".join(self.taps) or "(none yet)"
-            raise self.err(f"unknown tap {tap!r}; taps defined above: {known}", line, where)
+            raise self.err(f"unknown tap {tap!r}; expected a tap defined above: {known}",
+                           kline["tap"], where + ".tap")
         mode = args.get("mode", "concat")
         if mode not in ("concat", "add"):
-            raise self.err(f"mode must be concat or add, got {mode!r}", line, where)
+            raise self.err(f"expected concat or add, got {mode!r}", kline["mode"],
+                           where + ".mode")
+        crop = args.get("crop", False)
+        if not isinstance(crop, bool):
+            raise self.err(f"expected true or false, got {crop!r}", kline["crop"],
+                           where + ".crop")
         skip = self.taps[tap]
-        if args.get("crop"):
+        if crop:
             if len(skip.shape) != len(value.shape):
                 raise self.err("cannot crop between tensors of different rank", line, where)
             for dim in range(1, len(value.shape)):
@@ -676,31 +842,37 @@ class _Compiler:
                                    f"{_fmt(value.shape)}", line, where)
                 if big > small:
                     shape = (*skip.shape[:dim], small, *skip.shape[dim + 1:])
-                    crop = ns.prefix + self.name(ns, None, "crop", line, where)
-                    skip = self.op("slice", crop, [skip], shape, where, line,
-                                   {"dim": dim, "start": (big - small) // 2, "length": small})
-        return self.join_op(mode, [skip, value], where, line, ns)
+                    cname = ns.prefix + self.name(ns, None, "crop", line, where)
+                    skip = self.op("slice", cname, [skip], shape, where, line,
+                                   {"tap": tap, "dim": dim, "start": (big - small) // 2,
+                                    "length": small})
+        return self.join_op(mode, [skip, value], where, line, ns, {"tap": tap})
 
     # -- graph ops ------------------------------------------------------------------------------
 
     def join_op(self, kind: str, values: list[_Value], where: str, line: int,
-                ns: _Scope) -> _Value:
+                ns: _Scope, params: dict[str, Any] | None = None) -> _Value:
         shapes = [v.shape for v in values]
-        if kind in ("add", "mul"):
-            first = shapes[0]
-            for s in shapes[1:]:
-                if not _broadcastable(first, s):
-                    raise self.err(f"cannot {kind} {_fmt(first)} and {_fmt(s)}: shapes differ",
-                                   line, where)
-            out = tuple(max(a, b) for a, b in zip(first, shapes[-1], strict=True))
+        if kind == "add":
+            out = _broadcast(shapes)
+            if out is None:
+                raise self.err(f"cannot add {' and '.join(map(_fmt, shapes))}; expected equal "
+                               "shapes (or sizes of 1 that broadcast)", line, where)
+        elif kind == "mul":
+            x, gate = shapes
+            if not _broadcastable(x, gate):
+                ones = "x".join(["1"] * (len(x) - 1))
+                raise self.err(f"cannot multiply {_fmt(x)} by a gate of {_fmt(gate)}; expected "
+                               f"the gate to be {_fmt(x)} or {x[0]}x{ones}", line, where)
+            out = x
         else:
             spatial = {s[1:] for s in shapes}
             if len(spatial) != 1 or len({len(s) for s in shapes}) != 1:
-                raise self.err(f"cannot concat {' and '.join(map(_fmt, shapes))}: sizes other "
-                               "than channels differ", line, where)
+                raise self.err(f"cannot concat {' and '.join(map(_fmt, shapes))}; expected "
+                               "equal sizes apart from channels", line, where)
             out = (sum(s[0] for s in shapes), *shapes[0][1:])
         path = ns.prefix + self.name(ns, None, kind, line, where)
-        return self.op(kind, path, values, out, where, line, {})
+        return self.op(kind, path, values, out, where, line, params or {})
 
     def op(self, kind: str, path: str, values: list[_Value], shape: Shape, where: str, line: int,
            params: dict[str, Any]) -> _Value:
@@ -708,7 +880,8 @@ class _Compiler:
         rf = max(v.rf for v in values)
         jump = max(v.jump for v in values)
         self.add(LayerSpec(path, kind, params, tuple(v.id for v in values),
-                           tuple(v.shape for v in values), shape, Loc(self.file, line, where), rf))
+                           tuple(v.shape for v in values), shape,
+                           Loc(self.file, line, self.where(where)), rf))
         return _Value(path, shape, rf, jump)
 
 
@@ -717,6 +890,29 @@ class _Compiler:
 
 def _fmt(shape: Shape) -> str:
     return "x".join(map(str, shape))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_is_plain(v) for v in value)
+    return isinstance(value, bool | int | float | str)
+
+
+def _broadcast(shapes: Sequence[Shape]) -> Shape | None:
+    """The shape torch's broadcasting gives equal-rank ``shapes``, or None if it fails."""
+    if len({len(s) for s in shapes}) != 1:
+        return None
+    out = []
+    for sizes in zip(*shapes, strict=True):
+        if len(set(sizes) - {1}) > 1:
+            return None
+        out.append(max(sizes))
+    return tuple(out)
 
 
 def _broadcastable(a: Shape, b: Shape) -> bool:
@@ -796,7 +992,9 @@ def _describe(hint: Any) -> str:
     if typing.get_origin(hint) is Literal:
         return " or ".join(repr(x) for x in typing.get_args(hint))
     if typing.get_origin(hint) is list:
-        return f"a list of {_describe(typing.get_args(hint)[0])}"
+        inner = typing.get_args(hint)[0]
+        plural = {int: "whole numbers", float: "numbers", bool: "booleans", str: "strings"}
+        return f"a list of {plural.get(inner, _describe(inner))}"
     if hint is type(None):
         return "nothing (~)"
     names = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
