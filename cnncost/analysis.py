@@ -41,6 +41,8 @@ def analyze_target(model_or_spec: nn.Module | str | Path | Target,
     target = model_or_spec if isinstance(model_or_spec, Target) else resolve(str(model_or_spec))
     loaded = load_target(target, overrides, input)
     if isinstance(loaded, ModelSpec):
-        return count_spec(loaded, batch, dtype, policy, strict, source=target.display)
-    return count_module(loaded, input or DEFAULT_INPUT, batch, dtype, policy, strict,
-                        name=target.label, source=target.display)
+        table = count_spec(loaded, batch, dtype, policy, strict, source=target.display)
+        return table.recorded(overrides, input is not None, file=loaded.file)
+    table = count_module(loaded, input or DEFAULT_INPUT, batch, dtype, policy, strict,
+                         name=target.label, source=target.display)
+    return table.recorded(overrides, input is not None)

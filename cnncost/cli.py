@@ -164,17 +164,25 @@ def analyze(
 
     table = analyze_target(model, input=parse_input(input), batch=batch, dtype=dtype,
                            policy=_policy(policy), strict=strict, overrides=parse_sets(set_))
-    from cnncost.report import render_text, rich_table
+    from cnncost.report import render_text, rich_table, to_text
 
     if fmt is Format.TABLE:
+        renderable = rich_table(table, units, depth, sort, top)
         if output is not None:
-            console = Console(record=True, width=160, file=open(os.devnull, "w"))  # noqa: SIM115
-            console.print(rich_table(table, units, depth, sort, top))
-            write_output(console.export_text(), output)
+            write_output(to_text(renderable), output)  # as wide as the longest name needs
         else:
-            _console().print(rich_table(table, units, depth, sort, top))
+            print_whole(renderable)
         return
-    write_output(render_text(table, fmt), output)
+    write_output(render_text(table, fmt, depth, sort, top), output)
+
+
+def print_whole(renderable: Any) -> None:
+    """Print to stdout, widening past a narrow terminal rather than cutting a figure."""
+    from cnncost.report import fit_width
+
+    console = _console()
+    console.width = fit_width(renderable, console.width)
+    console.print(renderable)
 
 
 @app.command()
@@ -237,6 +245,172 @@ def list_specs(
             params, macs = human(t.params), human(t.macs)
         table.add_row(name, spec.description, params, macs)
     _console().print(table)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+@app.command()
+@handle_errors
+def compare(
+    models: Annotated[list[str], typer.Argument(
+        help="Two or more specs, bundled names or pkg.module:factory; ratios are against the "
+             "first.")],
+    input: InputOpt = None,
+    batch: BatchOpt = 1,
+    dtype: DtypeOpt = "float32",
+    set_: SetOpt = None,
+    policy: PolicyOpt = "all",
+    fmt: FormatOpt = Format.TABLE,
+    output: OutputOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Models side by side: params, MACs, FLOPs, activation and peak memory, with ratios."""
+    if len(models) < 2:
+        raise UsageError("compare needs at least two models, e.g. cnncost compare resnet50 "
+                         "vgg16")
+    from cnncost.analysis import analyze_target
+    from cnncost.report import compare_tables
+
+    shape, sets, pol = parse_input(input), parse_sets(set_), _policy(policy)
+    tables = [analyze_target(m, input=shape, batch=batch, dtype=dtype, policy=pol,
+                             strict=strict, overrides=sets) for m in models]
+    comparison = compare_tables(tables)
+    # Extension point for `compare --bench`: add measured columns before rendering, e.g.
+    # comparison = comparison.with_column(Column("latency_ms", "latency", "ms"), [ms, ...]).
+    emit_comparison(comparison, fmt, output)
+
+
+def emit_comparison(comparison: Any, fmt: Format, output: Path | None) -> None:
+    """Render a report.Comparison in ``fmt`` to stdout or (atomically) to ``output``."""
+    from cnncost.report import compare_rich, render_compare, to_text
+
+    if fmt is Format.TABLE:
+        table = compare_rich(comparison)
+        if output is not None:
+            write_output(to_text(table), output)
+        else:
+            print_whole(table)
+        return
+    write_output(render_compare(comparison, fmt), output)
+
+
+# --------------------------------------------------------------------------- report / check
+
+
+def report_name(target: Any) -> str:
+    """reports/ file stem for a sources.Target: the bundled name, a file's stem, or mod.factory."""
+    from cnncost.sources import specs_dir
+
+    if target.spec_path is not None:
+        try:
+            rel = target.spec_path.resolve().relative_to(specs_dir().resolve())
+            return str(rel.with_suffix("").as_posix())
+        except ValueError:
+            return str(target.spec_path.stem)
+    return str(target.factory).replace(":", ".")
+
+
+@app.command()
+@handle_errors
+def report(
+    specs: Annotated[list[str] | None, typer.Argument(
+        help="Specs, bundled names or pkg.module:factory (or --all).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every bundled spec.")] = False,
+    out: Annotated[Path, typer.Option(
+        "--out", help="Folder for one NAME.json and one NAME.md per model.")] = Path("reports"),
+    input: InputOpt = None,
+    batch: BatchOpt = 1,
+    dtype: DtypeOpt = "float32",
+    set_: SetOpt = None,
+    policy: PolicyOpt = "all",
+    strict: StrictOpt = False,
+) -> None:
+    """Write one JSON cost table (the baseline `check` reads) and one Markdown table per model."""
+    from cnncost.sources import bundled_specs, resolve
+
+    names = list(specs or [])
+    if all_:
+        names += [n for n in bundled_specs() if n not in names]
+    if not names:
+        raise UsageError("report: name some specs, or --all for every bundled spec")
+    from cnncost.analysis import analyze_target
+    from cnncost.report import to_markdown
+
+    shape, sets, pol = parse_input(input), parse_sets(set_), _policy(policy)
+    seen: dict[str, str] = {}
+    targets = []
+    for name in names:  # every name resolved (and no two clash) before anything is written
+        target = resolve(name)
+        stem = report_name(target)
+        if stem in seen:
+            raise UsageError(f"{name} and {seen[stem]} would both write {out / stem}.json")
+        seen[stem] = name
+        targets.append((stem, target))
+    for stem, target in targets:
+        table = analyze_target(target, input=shape, batch=batch, dtype=dtype, policy=pol,
+                               strict=strict, overrides=sets)
+        write_atomic(out / f"{stem}.json", table.to_json())
+        write_atomic(out / f"{stem}.md", to_markdown(table))
+        err_console.print(f"wrote {out / stem}.json, .md")
+
+
+def _source_target(source: str) -> Any:
+    """The Target a report's ``source`` names (``specs/x.yaml`` = the bundled spec x)."""
+    from cnncost.sources import resolve, specs_dir
+
+    if source.startswith("specs/"):
+        bundled = specs_dir() / source.removeprefix("specs/")
+        if bundled.is_file():
+            return resolve(str(bundled))
+    return resolve(source)
+
+
+@app.command()
+@handle_errors
+def check(
+    directory: Annotated[Path, typer.Argument(help="Folder of reports (from `cnncost report`).")
+                         ] = Path("reports"),
+    tolerance: Annotated[float, typer.Option(
+        min=0.0, help="Allowed relative change of numbers (0.01 = 1%).")] = 0.0,
+    update: Annotated[bool, typer.Option(
+        help="Rewrite the reports that drifted with the current figures (exit 0).")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="Differences shown per report.")] = 40,
+) -> None:
+    """Recompute every report in DIRECTORY; exit 1 with a diff when any figure drifted."""
+    from cnncost.check import diff_tables, format_regressions, load_report, recipe, report_files
+
+    files = report_files(directory)
+    baselines = [(f, load_report(f)) for f in files]  # every file readable before any work
+    from cnncost.analysis import analyze_target
+    from cnncost.report import to_markdown
+
+    drifted = 0
+    for path, baseline in baselines:
+        r = recipe(baseline)
+        try:
+            current = analyze_target(_source_target(r.source), input=r.input, batch=r.batch,
+                                     dtype=r.dtype, policy=r.policy, overrides=r.vars)
+        except CnnCostError as exc:
+            raise UsageError(f"{path}: cannot recompute {r.source}: {exc}") from None
+        regressions = diff_tables(baseline, current, tolerance)
+        if not regressions:
+            continue
+        drifted += 1
+        sys.stdout.write(f"{path}: {baseline.model} ({r.source}) drifted, "
+                         f"{len(regressions)} difference(s):\n")
+        sys.stdout.write(format_regressions(regressions, limit))
+        if update:
+            write_atomic(path, current.to_json())
+            write_atomic(path.with_suffix(".md"), to_markdown(current))
+            sys.stdout.write(f"  updated {path} and {path.with_suffix('.md').name}\n")
+    if drifted and not update:
+        sys.stdout.write(f"drift in {drifted} of {len(files)} report(s); if the change is "
+                         f"intended: cnncost check {directory} --update\n")
+        raise typer.Exit(1)
+    verb = "updated" if drifted else "match"
+    sys.stdout.write(f"ok: {len(files)} report(s) checked, "
+                     f"{drifted if drifted else len(files)} {verb}\n")
 
 
 # --------------------------------------------------------------------------- bench

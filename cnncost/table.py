@@ -3,8 +3,9 @@
 The JSON document (schema ``cnncost.report/1``) is what ``--format json``, the files in
 ``reports/`` and ``Report.to_dict()`` share:
 
-    {"schema": "cnncost.report/1", "model": str, "source": str,
+    {"schema": "cnncost.report/1", "model": str, "description": str, "source": str,
      "input": [N, C, H, W], "dtype": str, "policy": "all" | "conv+linear",
+     "vars": {name: value}, "input_given": bool,
      "conventions": [str, ...],
      "totals": {"params", "buffers", "macs", "flops", "activation_bytes",
                 "param_bytes", "buffer_bytes", "input_bytes", "peak_activation_bytes",
@@ -16,13 +17,23 @@ The JSON document (schema ``cnncost.report/1``) is what ``--format json``, the f
 
 ``layers`` holds one entry per leaf layer in execution order; its params, buffers, macs,
 flops and output_bytes sum exactly to the totals. All counts are exact integers.
+
+``source``, ``input``, ``dtype``, ``policy``, ``vars`` and ``input_given`` are the recipe
+``cnncost check`` recomputes a committed report from: ``source`` is a spec file
+(``specs/x.yaml`` for a bundled spec), a bundled name or ``pkg.module:factory``; ``vars``
+are the ``--set`` overrides as given ({} = the spec's defaults); ``input_given`` says
+whether ``--input`` was given (false: the spec's own input, so a change of the spec's
+default input shows as drift); the batch size is ``input[0]``. A layer's ``source`` is
+``file:line`` of the spec line it came from. Block-level aggregates (``--depth``) are a
+rendering and never stored. The text is deterministic: same table, same bytes (keys in a
+fixed order, lists of numbers on one line).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 SCHEMA = "cnncost.report/1"
@@ -106,6 +117,8 @@ class CostTable:
     totals: Totals
     uncounted: Mapping[str, int] = field(default_factory=dict)
     description: str = ""
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    input_given: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (see the module docstring)."""
@@ -117,6 +130,8 @@ class CostTable:
             "input": list(self.input),
             "dtype": self.dtype,
             "policy": self.policy,
+            "vars": dict(sorted(self.vars.items())),
+            "input_given": self.input_given,
             "conventions": list(self.conventions),
             "totals": self.totals.to_dict(),
             "uncounted": dict(sorted(self.uncounted.items())),
@@ -125,7 +140,7 @@ class CostTable:
 
     def to_json(self) -> str:
         """Deterministic JSON text (same table, same bytes)."""
-        return json.dumps(self.to_dict(), indent=1) + "\n"
+        return dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CostTable:
@@ -142,11 +157,23 @@ class CostTable:
             totals=Totals.from_dict(d["totals"]),
             uncounted=dict(d.get("uncounted", {})),
             description=d.get("description", ""),
+            vars=dict(d.get("vars", {})),
+            input_given=bool(d.get("input_given", False)),
         )
 
     @classmethod
     def from_json(cls, text: str) -> CostTable:
         return cls.from_dict(json.loads(text))
+
+    def recorded(self, vars: Mapping[str, Any] | None, input_given: bool,
+                 file: str | None = None) -> CostTable:
+        """This table with its recipe (--set vars, --input given?) recorded; row sources
+        that start with the spec's ``file`` are rewritten to start with ``self.source``."""
+        rows = self.layers
+        if file and file != self.source:
+            rows = tuple(replace(r, source=self.source + r.source[len(file):])
+                         if r.source.startswith(file + ":") else r for r in rows)
+        return replace(self, vars=dict(vars or {}), input_given=input_given, layers=rows)
 
     def row(self, name: str) -> CostRow:
         """The row called ``name``; KeyError names close matches."""
@@ -192,3 +219,28 @@ def sum_rows(rows: Iterable[CostRow]) -> dict[str, int]:
         for f in SUMMED:
             totals[f] += getattr(r, f)
     return totals
+
+
+def dumps(doc: Any) -> str:
+    """JSON text with one key per line and lists of numbers on one line (diff-friendly)."""
+    return _dumps(doc, "") + "\n"
+
+
+def _flat(value: Any) -> bool:
+    """Scalars, and lists (of lists) of numbers: written on one line."""
+    if isinstance(value, list):
+        return all(_flat(v) and not isinstance(v, str) for v in value)
+    return not isinstance(value, dict)
+
+
+def _dumps(value: Any, indent: str) -> str:
+    if _flat(value):
+        return json.dumps(value, ensure_ascii=False)
+    inner = indent + " "
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f"{inner}{json.dumps(str(k))}: {_dumps(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    items = [inner + _dumps(v, inner) for v in value]
+    return "[\n" + ",\n".join(items) + "\n" + indent + "]"

@@ -1,0 +1,186 @@
+"""Baseline cost table vs current cost table -> the list of what drifted (pure Python, no torch).
+
+``cnncost check reports/`` loads every committed report, recomputes it from the recipe it
+records (source, input, dtype, policy, vars; see cnncost.table) and diffs the two here.
+Numbers may move by a relative ``tolerance``; names, kinds and shapes must match exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnncost.errors import UsageError
+from cnncost.table import CostRow, CostTable
+
+MODEL = "(model)"
+TOTALS = "(totals)"
+MODEL_FIELDS = ("input", "dtype", "policy")
+ROW_FIELDS = ("kind", "input_shape", "output_shape", "params", "buffers", "macs", "flops",
+              "output_bytes", "receptive_field", "calls", "uncounted")
+PRESENT, MISSING = "present", "missing"
+
+
+@dataclass(frozen=True)
+class Regression:
+    """One drifted figure: ``layer`` (or "(model)"/"(totals)"), the field, old and new value."""
+
+    layer: str
+    field: str
+    old: Any
+    new: Any
+
+    @property
+    def change(self) -> str:
+        """Relative change of a number ('+100%', '-3.2%'), else ''."""
+        if _is_number(self.old) and _is_number(self.new) and self.old:
+            return f"{100 * (self.new - self.old) / abs(self.old):+.3g}%"
+        return ""
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def within(old: Any, new: Any, tolerance: float = 0.0) -> bool:
+    """Equal, or both numbers with |new - old| <= tolerance * |old|."""
+    if _is_number(old) and _is_number(new):
+        return bool(abs(new - old) <= tolerance * abs(old))
+    return bool(old == new)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists and mappings -> sorted dicts, so a table and its JSON compare equal."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in sorted(value.items())}
+    return value
+
+
+def _flat_totals(table: CostTable) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.totals.to_dict().items():
+        if isinstance(value, Mapping):
+            out.update({f"{key}.{k}": v for k, v in sorted(value.items())})
+        else:
+            out[key] = value
+    return out
+
+
+def _diff_rows(old: CostRow, new: CostRow, tolerance: float) -> Iterable[Regression]:
+    for name in ROW_FIELDS:
+        a, b = _plain(getattr(old, name)), _plain(getattr(new, name))
+        if not within(a, b, tolerance):
+            yield Regression(old.name, name, a, b)
+
+
+def diff_tables(baseline: CostTable, current: CostTable,
+                tolerance: float = 0.0) -> list[Regression]:
+    """Everything that moved from ``baseline`` to ``current``: model recipe, layers, totals.
+
+    Layers are matched by name; a layer only in one table is reported with field
+    "layer" and old/new "present"/"missing". ``tolerance`` is relative (0.01 = 1%).
+    """
+    if tolerance < 0:
+        raise UsageError(f"--tolerance {tolerance}: must be >= 0 (relative, 0.01 = 1%)")
+    found: list[Regression] = []
+    for name in MODEL_FIELDS:
+        a, b = _plain(getattr(baseline, name)), _plain(getattr(current, name))
+        if a != b:
+            found.append(Regression(MODEL, name, a, b))
+    now = {r.name: r for r in current.layers}
+    before = {r.name for r in baseline.layers}
+    for row in baseline.layers:
+        if row.name not in now:
+            found.append(Regression(row.name, "layer", PRESENT, MISSING))
+        else:
+            found.extend(_diff_rows(row, now[row.name], tolerance))
+    found.extend(Regression(r.name, "layer", MISSING, PRESENT)
+                 for r in current.layers if r.name not in before)
+    old_totals, new_totals = _flat_totals(baseline), _flat_totals(current)
+    for key in [*old_totals, *(k for k in new_totals if k not in old_totals)]:
+        a, b = old_totals.get(key), new_totals.get(key)
+        if not within(a, b, tolerance):
+            found.append(Regression(TOTALS, key, a, b))
+    return found
+
+
+def _cell(value: Any) -> str:
+    if _is_number(value):
+        return f"{value:,}"
+    if isinstance(value, list) and all(_is_number(v) for v in value):
+        return "x".join(map(str, value)) if value else "[]"
+    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def format_regressions(regressions: Sequence[Regression], limit: int | None = 40) -> str:
+    """A readable aligned diff: layer, field, old, new, change (cut to ``limit`` lines)."""
+    shown = list(regressions if limit is None else regressions[:limit])
+    rows = [("layer", "field", "old", "new", "change")]
+    rows += [(r.layer, r.field, _cell(r.old), _cell(r.new), r.change) for r in shown]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]),
+                 row[3].rjust(widths[3]), row[4].rjust(widths[4])]
+        lines.append("  " + "  ".join(cells).rstrip())
+    if len(regressions) > len(shown):
+        lines.append(f"  ... and {len(regressions) - len(shown)} more")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- baselines on disk
+
+
+def report_files(directory: Path) -> list[Path]:
+    """The JSON reports under ``directory`` (recursively, sorted); UsageError if none."""
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: no such directory (make one with `cnncost report "
+                         f"--all --out {directory}`)")
+    files = sorted(p for p in directory.rglob("*.json") if not p.name.startswith("."))
+    if not files:
+        raise UsageError(f"{directory}: no reports (*.json) here; make them with "
+                         f"`cnncost report --all --out {directory}`")
+    return files
+
+
+def load_report(path: Path) -> CostTable:
+    """A committed report; unreadable or foreign JSON is a one-line UsageError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read: {exc}") from None
+    try:
+        return CostTable.from_json(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path}: not a cnncost report: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to recompute a report: what ``cnncost analyze`` was given."""
+
+    source: str
+    input: tuple[int, ...] | None
+    batch: int
+    dtype: str
+    policy: str
+    vars: Mapping[str, Any]
+
+
+def recipe(table: CostTable) -> Recipe:
+    """The recipe a report records (input only when --input was given)."""
+    if not table.input:
+        raise UsageError(f"{table.model}: report has no input shape")
+    return Recipe(table.source, tuple(table.input[1:]) if table.input_given else None,
+                  int(table.input[0]), table.dtype, table.policy, dict(table.vars))

@@ -1,0 +1,262 @@
+"""The command line: exit codes, one-line errors, formats, atomic --output, compare, report.
+
+Two small specs are written to a temp folder; every expected figure is worked out by hand
+in the comments from conv MACs = N x C_out x H_out x W_out x C_in x K x K.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnncost.cli import app, write_atomic
+from cnncost.table import SUMMED
+
+GOLDEN = Path(__file__).parent / "golden"
+
+# conv 3 -> 4, 3x3, pad 1, no bias, on 3x8x8: params 3*3*3*4 = 108; MACs 8*8*4*27 = 6,912;
+# output 4x8x8 floats = 1,024 B. global_avg_pool -> 4 floats (16 B), flatten 16 B,
+# linear 4 -> 10: params 4*10 + 10 = 50, MACs 40, output 40 B.
+SMALL = """\
+name: small
+description: conv, pool, linear
+input: [3, 8, 8]
+vars: {width: 4}
+layers:
+  - conv: {out: width, kernel: 3, padding: 1, bias: false}
+  - global_avg_pool
+  - flatten
+  - linear: {out: 10}
+"""
+# the same with width 8: conv params 216, MACs 8*8*8*27 = 13,824, output 2,048 B;
+# pool and flatten 32 B each; linear 8 -> 10: params 90, MACs 80, output 40 B.
+WIDE = SMALL.replace("name: small", "name: wide").replace("width: 4", "width: 8")
+
+
+@pytest.fixture
+def specs(tmp_path: Path) -> tuple[Path, Path]:
+    a, b = tmp_path / "small.yaml", tmp_path / "wide.yaml"
+    a.write_text(SMALL)
+    b.write_text(WIDE)
+    return a, b
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def assert_one_line_error(code: int, out: str, err: str) -> None:
+    assert code == 2, (out, err)
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in out + err
+
+
+# --------------------------------------------------------------------------- analyze
+
+
+def test_analyze_table(specs: tuple[Path, Path]) -> None:
+    code, out, err = run("analyze", specs[0])
+    assert code == 0, err
+    for name in ("conv1", "global_avg_pool1", "flatten1", "linear1", "total", "conventions"):
+        assert name in out
+    assert "params 158  MACs 6,952" in out  # 108 + 50, 6,912 + 40
+
+
+def test_analyze_json_rows_sum_to_totals(specs: tuple[Path, Path]) -> None:
+    code, out, err = run("analyze", specs[0], "-f", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["schema"] == "cnncost.report/1"
+    assert doc["input"] == [1, 3, 8, 8]
+    for key in SUMMED:
+        total = doc["totals"]["activation_bytes" if key == "output_bytes" else key]
+        assert sum(row[key] for row in doc["layers"]) == total, key
+    assert doc["totals"]["params"] == 158 and doc["totals"]["macs"] == 6952
+    assert doc["totals"]["activation_bytes"] == 1024 + 16 + 16 + 40
+    assert doc["layers"][0]["source"].endswith("small.yaml:6")
+
+
+def test_analyze_json_is_deterministic(specs: tuple[Path, Path]) -> None:
+    assert run("analyze", specs[0], "-f", "json")[1] == run("analyze", specs[0], "-f", "json")[1]
+
+
+def test_analyze_csv_and_md(specs: tuple[Path, Path]) -> None:
+    rows = list(csv.DictReader(io.StringIO(run("analyze", specs[0], "-f", "csv")[1])))
+    assert [r["name"] for r in rows] == ["conv1", "global_avg_pool1", "flatten1", "linear1"]
+    assert rows[0]["macs"] == "6912" and rows[3]["params"] == "50"
+    md = run("analyze", specs[0], "-f", "md")[1]
+    assert "| `conv1` | conv | 1x4x8x8 | 108 | 6,912 |" in md
+
+
+def test_analyze_sort_top_depth(specs: tuple[Path, Path]) -> None:
+    out = run("analyze", specs[0], "--sort", "params", "--top", "1", "-f", "csv")[1]
+    assert [r["name"] for r in csv.DictReader(io.StringIO(out))] == ["conv1"]
+    table = run("analyze", specs[0], "--sort", "macs", "--top", "2")[1]
+    assert "showing 2 of 4 layers" in table
+    depth = run("analyze", specs[1], "--depth", "1", "-f", "json")[1]
+    assert [b["name"] for b in json.loads(depth)["blocks"]] == [
+        "conv1", "global_avg_pool1", "flatten1", "linear1"]
+
+
+def test_analyze_set_batch_input(specs: tuple[Path, Path]) -> None:
+    out = run("analyze", specs[0], "--set", "width=8", "--batch", "2", "--input", "3x16x16",
+              "-f", "json")[1]
+    doc = json.loads(out)
+    # conv 3 -> 8 on 2 x 3x16x16: MACs 2*16*16*8*27 = 110,592
+    assert doc["layers"][0]["macs"] == 110592
+    assert doc["input"] == [2, 3, 16, 16]
+    assert doc["vars"] == {"width": "8"} and doc["input_given"] is True
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "md"])
+def test_output_writes_the_file_atomically(specs: tuple[Path, Path], tmp_path: Path,
+                                           fmt: str) -> None:
+    target = tmp_path / "out" / f"small.{fmt}"
+    code, out, err = run("analyze", specs[0], "-f", fmt, "--output", target)
+    assert code == 0, err
+    assert out == ""  # nothing on stdout; the file has it all
+    text = target.read_text()
+    assert "conv1" in text
+    if fmt == "json":
+        assert json.loads(text)["totals"]["macs"] == 6952
+    if fmt == "table":  # the whole name, never cut, and no colour codes
+        assert "global_avg_pool1" in text and "\x1b[" not in text
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temp file left
+
+
+def test_write_atomic_leaves_the_old_file_on_failure(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "r.json"
+    target.write_text("old")
+
+    def fail(*_: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_bad_spec_is_one_line_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SMALL.replace("kernel: 3", "kernel: 3, groups: 2"))
+    code, out, err = run("analyze", bad)
+    assert_one_line_error(code, out, err)
+    assert "bad.yaml:6" in err  # file and line of the conv
+
+
+@pytest.mark.parametrize("args", [
+    ["analyze", "no_such_model_xyz"],
+    ["analyze", "missing.yaml"],
+    ["analyze", "{spec}", "--input", "3xtwo"],
+    ["analyze", "{spec}", "--sort", "speed"],
+    ["analyze", "{spec}", "--policy", "some"],
+    ["analyze", "{spec}", "--dtype", "int3"],
+    ["analyze", "{spec}", "--set", "nope=1"],
+    ["analyze", "{spec}", "--set", "novalue"],
+    ["compare", "{spec}"],
+    ["report"],
+], ids=["unknown-name", "missing-file", "bad-input", "bad-sort", "bad-policy", "bad-dtype",
+        "unknown-var", "bad-set", "compare-one", "report-nothing"])
+def test_usage_errors_are_one_line_exit_2(specs: tuple[Path, Path], args: list[str]) -> None:
+    code, out, err = run(*[a.format(spec=specs[0]) for a in args])
+    assert_one_line_error(code, out, err)
+
+
+def test_typer_usage_error_is_exit_2() -> None:
+    assert run("analyze")[0] == 2
+    assert run("analyze", "x", "--top", "0")[0] == 2
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def test_compare_ratios_by_hand(specs: tuple[Path, Path]) -> None:
+    code, out, err = run("compare", *specs, "--policy", "conv+linear", "-f", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["schema"] == "cnncost.compare/1" and doc["baseline"] == "small"
+    small, wide = doc["models"]
+    # params 108 + 50 = 158 vs 216 + 90 = 306; MACs 6,912 + 40 = 6,952 vs 13,824 + 80 = 13,904
+    assert (small["params"], wide["params"]) == (158, 306)
+    assert (small["macs"], wide["macs"]) == (6952, 13904)
+    assert wide["ratios"]["params"] == 306 / 158
+    assert wide["ratios"]["macs"] == 2.0
+    # policy conv+linear: FLOPs = 2 x MACs, so the same ratio
+    assert (small["flops"], wide["flops"]) == (13904, 27808)
+    assert wide["ratios"]["flops"] == 2.0
+    # activations 1,024 + 16 + 16 + 40 = 1,096 vs 2,048 + 32 + 32 + 40 = 2,152
+    assert wide["ratios"]["activation_bytes"] == 2152 / 1096
+    assert small["ratios"] == dict.fromkeys(small["ratios"], 1.0)
+
+
+def test_compare_table_csv_md(specs: tuple[Path, Path], tmp_path: Path) -> None:
+    table = run("compare", *specs)[1]
+    assert "small" in table and "wide" in table and "2.00x" in table  # MACs ratio
+    rows = list(csv.DictReader(io.StringIO(run("compare", *specs, "-f", "csv")[1])))
+    assert rows[1]["macs"] == "13904" and rows[1]["macs_ratio"] == "2"
+    md = tmp_path / "c.md"
+    assert run("compare", *specs, "-f", "md", "-o", md)[0] == 0
+    assert "| `wide` | 1x3x8x8 | 306 (1.94x) | 13,904 (2.00x) |" in md.read_text()
+
+
+# --------------------------------------------------------------------------- report, list
+
+
+def test_report_writes_json_and_md(specs: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    code, _, err = run("report", *specs, "--out", out)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["small.json", "small.md", "wide.json",
+                                                     "wide.md"]
+    first = (out / "small.json").read_bytes()
+    assert json.loads(first)["totals"]["macs"] == 6952
+    assert "| `conv1` | conv | 1x4x8x8 | 108 | 6,912 |" in (out / "small.md").read_text()
+    assert run("report", specs[0], "--out", out)[0] == 0
+    assert (out / "small.json").read_bytes() == first  # same input, same bytes
+
+
+def test_report_name_clash_is_exit_2(specs: tuple[Path, Path], tmp_path: Path) -> None:
+    other = tmp_path / "sub"
+    other.mkdir()
+    (other / "small.yaml").write_text(SMALL)
+    code, out, err = run("report", specs[0], other / "small.yaml", "--out", tmp_path / "r")
+    assert_one_line_error(code, out, err)
+
+
+def test_list_without_totals_is_quick_and_names_bundled_specs() -> None:
+    code, out, err = run("list", "--no-totals")
+    assert code == 0, err
+    assert "name" in out and "description" in out
+
+
+def test_help_lists_the_commands() -> None:
+    code, out, _ = run("--help")
+    assert code == 0
+    for command in ("analyze", "compare", "report", "check", "list", "validate"):
+        assert command in out
+
+
+# --------------------------------------------------------------------------- golden tables
+
+
+@pytest.mark.parametrize("depth", [None, 1], ids=["layers", "depth1"])
+def test_golden_analyze_table(depth: int | None, update_golden: bool) -> None:
+    from cnncost.analysis import analyze_target
+    from cnncost.report import rich_table, to_text
+
+    table = analyze_target(GOLDEN / "small_resnet.yaml")
+    text = to_text(rich_table(table, depth=depth), width=120)
+    path = GOLDEN / f"small_resnet{'' if depth is None else f'_depth{depth}'}.txt"
+    if update_golden:
+        path.write_text(text)
+    assert text == path.read_text(), "rendering changed; review, then pytest --update-golden"

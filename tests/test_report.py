@@ -1,0 +1,162 @@
+"""report.py: renderings of cost tables and the model comparison (pure Python, no counting).
+
+Tables are built by hand here, so every figure below is chosen, not computed by cnncost.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from cnncost.report import (
+    COMPARE_SCHEMA,
+    Column,
+    Format,
+    compare_tables,
+    natural_width,
+    ratio_text,
+    render_compare,
+    render_text,
+    rich_table,
+    table_rows,
+    to_text,
+)
+from cnncost.table import SCHEMA, CostRow, CostTable, Totals, dumps
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def make_table(model: str, rows: list[tuple[str, int, int, int]], *, input_=(1, 3, 8, 8),
+               peak: int = 1000) -> CostTable:
+    """A table from (name, params, macs, output_bytes) rows; FLOPs = 2 x MACs."""
+    layers = tuple(CostRow(name, "conv", ((1, 3, 8, 8),), (1, 4, 8, 8), params=p, macs=m,
+                           flops=2 * m, output_bytes=b) for name, p, m, b in rows)
+    totals = Totals(params=sum(r[1] for r in rows), buffers=0, macs=sum(r[2] for r in rows),
+                    flops=2 * sum(r[2] for r in rows), activation_bytes=sum(r[3] for r in rows),
+                    param_bytes=0, buffer_bytes=0, input_bytes=0, peak_activation_bytes=0,
+                    peak_memory_bytes=peak, training_memory_bytes={"adam": 0})
+    return CostTable(model, f"specs/{model}.yaml", input_, "float32", "conv+linear",
+                     ("1 MAC = 1 multiply + 1 add",), layers, totals)
+
+
+A = make_table("a", [("stem.conv1", 100, 1000, 64), ("head.fc", 50, 500, 16)], peak=400)
+B = make_table("b", [("stem.conv1", 300, 4000, 128)], peak=100)
+
+
+def test_compare_ratios_against_first_model() -> None:
+    cmp = compare_tables([A, B])
+    # a: params 100 + 50 = 150, MACs 1000 + 500 = 1500, activations 64 + 16 = 80, peak 400
+    # b: params 300, MACs 4000, activations 128, peak 100
+    assert cmp.ratio(0, "params") == 1.0
+    assert cmp.ratio(1, "params") == 300 / 150
+    assert cmp.ratio(1, "macs") == 4000 / 1500
+    assert cmp.ratio(1, "flops") == 8000 / 3000
+    assert cmp.ratio(1, "activation_bytes") == 128 / 80
+    assert cmp.ratio(1, "peak_memory_bytes") == 100 / 400
+
+
+def test_compare_json_document() -> None:
+    doc = json.loads(render_compare(compare_tables([A, B]), Format.JSON))
+    assert doc["schema"] == COMPARE_SCHEMA
+    assert doc["baseline"] == "a"
+    assert [m["model"] for m in doc["models"]] == ["a", "b"]
+    assert doc["models"][1]["params"] == 300
+    assert doc["models"][1]["ratios"]["params"] == 2.0
+    assert doc["models"][1]["ratios"]["peak_memory_bytes"] == 0.25
+    assert [c["key"] for c in doc["columns"]] == [
+        "params", "macs", "flops", "activation_bytes", "peak_memory_bytes"]
+
+
+def test_compare_zero_baseline_gives_no_ratio() -> None:
+    zero = make_table("z", [("x", 0, 0, 0)])
+    cmp = compare_tables([zero, A])
+    assert cmp.ratio(1, "macs") is None
+    assert "-" in render_compare(cmp, Format.MD)
+
+
+def test_compare_with_column_is_the_bench_extension_point() -> None:
+    cmp = compare_tables([A, B]).with_column(Column("latency_ms", "latency", "ms"), [2.0, 5.0])
+    assert cmp.ratio(1, "latency_ms") == 2.5
+    rows = list(csv.DictReader(io.StringIO(render_compare(cmp, Format.CSV))))
+    assert rows[1]["latency_ms"] == "5.0"
+    assert rows[1]["latency_ms_ratio"] == "2.5"
+    with pytest.raises(ValueError, match="2 models"):
+        compare_tables([A, B]).with_column(Column("x", "x", "ms"), [1.0])
+
+
+def test_compare_csv_and_markdown_hold_exact_values() -> None:
+    cmp = compare_tables([A, B])
+    rows = list(csv.DictReader(io.StringIO(render_compare(cmp, Format.CSV))))
+    assert rows[0]["macs"] == "1500" and rows[1]["macs"] == "4000"
+    assert rows[1]["macs_ratio"] == f"{4000 / 1500:.6g}"
+    md = render_compare(cmp, Format.MD)
+    assert "| `b` | 1x3x8x8 | 300 (2.00x) | 4,000 (2.67x) |" in md
+
+
+@pytest.mark.parametrize(("ratio", "text"), [(None, "-"), (0.0123, "0.0123x"), (1.0, "1.00x"),
+                                             (4.051, "4.05x"), (1234.5, "1234x")],
+                         ids=["none", "small", "one", "mid", "large"])
+def test_ratio_text(ratio: float | None, text: str) -> None:
+    assert ratio_text(ratio) == text
+
+
+def test_json_is_deterministic_and_round_trips() -> None:
+    text = A.to_json()
+    assert text == A.to_json()
+    doc = json.loads(text)
+    assert doc["schema"] == SCHEMA
+    assert doc["input"] == [1, 3, 8, 8]
+    assert '"input": [1, 3, 8, 8],' in text  # lists of numbers on one line
+    assert CostTable.from_json(text) == A
+
+
+def test_dumps_matches_json() -> None:
+    doc = {"a": [1, [2, 3]], "b": {"c": ["x", "y"], "d": {}}, "e": [], "f": None, "g": 1.5}
+    assert json.loads(dumps(doc)) == doc
+
+
+def test_depth_blocks_sum_layers() -> None:
+    t = make_table("m", [("s1.a", 1, 10, 4), ("s1.b", 2, 20, 4), ("s2.a", 4, 40, 8)])
+    blocks = table_rows(t, depth=1)
+    assert [(b.name, b.params, b.macs) for b in blocks] == [("s1", 3, 30), ("s2", 4, 40)]
+    doc = json.loads(render_text(t, Format.JSON, depth=1))
+    assert len(doc["layers"]) == 3  # json keeps every layer; blocks come apart
+    assert [b["macs"] for b in doc["blocks"]] == [30, 40]
+
+
+def test_sort_and_top_in_csv_and_markdown() -> None:
+    t = make_table("m", [("small", 1, 10, 4), ("big", 2, 30, 4), ("mid", 4, 20, 8)])
+    rows = list(csv.DictReader(io.StringIO(render_text(t, Format.CSV, sort="macs", top=2))))
+    assert [r["name"] for r in rows] == ["big", "mid"]
+    md = render_text(t, Format.MD, sort="params", top=1)
+    assert "| `mid` |" in md and "| `big` |" not in md
+    assert "Showing 1 of 3 rows" in md
+    assert "| **total** | | | **7** | **60** |" in md  # the total stays the model's
+
+
+def test_long_names_fold_instead_of_truncating() -> None:
+    name = "features.stage4.block3.squeeze_excite.fc_reduce.conv"
+    t = make_table("m", [(name, 1, 10, 4)])
+    text = to_text(rich_table(t), width=80)
+    assert "…" not in text
+    all_lines = text.splitlines()
+    rules = [i for i, ln in enumerate(all_lines) if "━" in ln]
+    lines = all_lines[rules[0] + 1:rules[1]]  # the rows, between header and footer rules
+    assert len(lines) > 1  # it did fold
+    assert "".join(ln.split()[0] for ln in lines) == name
+    assert name in to_text(rich_table(t))  # natural width: on one line
+    assert natural_width(rich_table(t)) > len(name)
+
+
+def test_golden_compare_table(update_golden: bool) -> None:
+    from cnncost.report import compare_rich
+
+    text = to_text(compare_rich(compare_tables([A, B])), width=120)
+    path = GOLDEN / "compare_a_b.txt"
+    if update_golden:
+        path.write_text(text)
+    assert text == path.read_text(), "rendering changed; review, then pytest --update-golden"
