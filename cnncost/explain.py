@@ -1,0 +1,563 @@
+"""Explain a cost table the way the lecture slides derive it (pure Python, no torch).
+
+:func:`explain_lines` turns a :class:`~cnncost.table.CostTable` (plus a spec's ``explain``
+data) into lines of text:
+
+1. a header: model, description, input, dtype, variables;
+2. per layer (or only the one asked for) its derivation, e.g.::
+
+       conv1: (128x128x64) x (5x5x256) = 6,710,886,400 MACs
+         params: 5x5x256x64 + 64 bias = 409,664
+         output: 64x128x128 = 1,048,576 values x 4 B = 4,194,304 B (4 MiB)
+         receptive field: 5 (along H)
+
+   The MAC line is the row's ``formula`` (cnncost.formulas: output volume x cost per output
+   value); the parameter split is read from it (weights = cost per output value x output
+   channels, the rest is bias);
+3. totals with their terms written out (``total MACs: 432 + 240 = 672``);
+4. the spec's ``explain`` data: closed forms checked against the count, ratio lines, notes.
+
+Numbers below 10,000 are written without separators, as the slides do (``672 / 2160``).
+
+The ``explain`` key of a spec (free-form data, kept as ``ModelSpec.explain``)::
+
+    explain:
+      formulas:                 # closed forms, each checked against the count
+        - what: macs            # macs | flops | params | output_bytes | output_elements
+                                #   | receptive_field
+          layers: [conv1]       # optional: layer names or name prefixes (default: all rows)
+          formula: "17HWC^2 = 17 x {H} x {W} x {C}^2"  # shown as written, {expr} -> its value
+          expr: "17 * H * W * C**2"                     # the closed form, per sample
+      compare:                  # ratio lines: num / den = ratio = formula
+        - label: "separable / standard"                 # optional
+          what: macs
+          num: {}               # a side; {} (the default) = this spec as counted
+          den: {spec: conv3x3_6x6x3.yaml, set: {c_out: 512}, layers: [conv1]}
+          formula: "1/{c_out} + 1/{f**2}  (1/n_c' + 1/f^2)"
+          expr: "1 / c_out + 1 / f**2"                  # optional, checked against the ratio
+          digits: 2             # decimals of the ratio (default 2)
+      notes:                    # free text, printed last
+        - "slide: = 6710886400 = 6.7 billion"
+
+prints ``MACs, separable / standard: 672 / 2160 = 0.31 = 1/5 + 1/9  (1/n_c' + 1/f^2)``.
+
+A side names a table by ``spec`` (a path relative to this spec's file; default: this spec)
+and ``set`` (variable overrides, evaluated with this spec's variables), and optionally rows
+by ``layers``. Another spec also receives every variable it shares with this one, so
+``--set C=128`` moves both sides of a comparison; the same spec keeps the command line's
+``--set`` (and ``--input``) under its own ``set``. Which tables are needed is
+:func:`references`; counting them is the caller's job (the CLI), so this module stays pure.
+
+Expressions (``expr``, ``set`` values, ``{...}`` in a formula) use the spec expression
+language (cnncost.expr) with the spec's variables and ``N`` (the batch size, unless the spec
+has its own ``N``). Closed forms are per sample: for macs, flops, output_bytes and
+output_elements they are multiplied by N before the check. ``receptive_field`` is the
+largest receptive field of the selected rows (the output's, for a chain). A closed form or
+ratio that disagrees with the count is printed with both values, never hidden.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnncost.errors import SpecError, UsageError
+from cnncost.expr import ExprError, evaluate
+from cnncost.table import CostRow, CostTable
+
+WHAT: dict[str, str] = {
+    "macs": "MACs",
+    "flops": "FLOPs",
+    "params": "params",
+    "output_bytes": "output bytes",
+    "output_elements": "memory (values)",
+    "receptive_field": "receptive field",
+}
+# Quantities that grow with the batch: closed forms (per sample) are scaled by N.
+EXTENSIVE = frozenset({"macs", "flops", "output_bytes", "output_elements"})
+REL_TOLERANCE = 1e-9
+MAX_SUM_TERMS = 8  # totals write out their terms up to this many ("432 + 240 = 672")
+
+_TOP_KEYS = ("formulas", "compare", "notes")
+_FORMULA_KEYS = ("what", "layers", "formula", "expr")
+_COMPARE_KEYS = ("label", "what", "num", "den", "formula", "expr", "digits")
+_SIDE_KEYS = ("spec", "set", "layers")
+_FIELD = re.compile(r"\{([^{}]+)\}")
+# cnncost.formulas.conv_macs: "[N x ](H_outxW_outxC_out) x (K_hxK_wxC_in/g) = MACS"
+# (a transposed conv reads "(H_inxW_inxC_in) x (K_hxK_wxC_out/g)": weights are the same product).
+_CONV = re.compile(r"^(?:\d+ x )?\(([\dx]+)\) x \(([\dx]+)\)$")
+# addmm / mm: "(MxN) x K = MACS"
+_MATMUL = re.compile(r"^\((\d+)x(\d+)\) x (\d+)$")
+_RESULT = re.compile(r"\s*=\s*[\d,]+$")
+_AXES = {3: "L", 4: "H", 5: "D"}
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A table a comparison reads: a spec (None = this one) with variable overrides."""
+
+    spec: str | None = None
+    set: tuple[tuple[str, Any], ...] = ()
+
+
+SELF = Ref()
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a ratio: which table (spec + set) and which rows (layers)."""
+
+    spec: str | None = None
+    set: Mapping[str, Any] = field(default_factory=dict)
+    layers: tuple[str, ...] = ()
+    line: int | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class ClosedForm:
+    """A closed form of one figure, e.g. MACs = 17HWC^2, checked against the count."""
+
+    what: str
+    expr: Any
+    formula: str = ""
+    layers: tuple[str, ...] = ()
+    line: int | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A ratio line: num / den = ratio = formula."""
+
+    what: str
+    num: Side
+    den: Side
+    label: str = ""
+    formula: str = ""
+    expr: Any = None
+    digits: int = 2
+    line: int | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Explain:
+    """A spec's parsed ``explain`` data."""
+
+    file: str = ""
+    formulas: tuple[ClosedForm, ...] = ()
+    compare: tuple[Comparison, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_explain(data: Any, file: str = "") -> Explain:
+    """Validate a spec's ``explain`` data; errors name the file, line and key."""
+    if data is None or isinstance(data, Explain):
+        return data or Explain(file)
+    p = _Parser(file)
+    top = p.mapping(data, _TOP_KEYS, getattr(data, "line", None), "explain")
+    formulas = tuple(p.closed_form(item, line, f"explain.formulas[{i}]")
+                     for i, item, line in p.items(top, "formulas"))
+    compare = tuple(p.comparison(item, line, f"explain.compare[{i}]")
+                    for i, item, line in p.items(top, "compare"))
+    notes = []
+    for i, item, line in p.items(top, "notes"):
+        if not isinstance(item, str | int | float):
+            raise SpecError("a note is a line of text", file, line, f"explain.notes[{i}]")
+        notes.append(str(item))
+    return Explain(file, formulas, compare, tuple(notes))
+
+
+class _Parser:
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def err(self, reason: str, line: int | None, where: str) -> SpecError:
+        return SpecError(reason, self.file, line, where)
+
+    def mapping(self, data: Any, keys: Sequence[str], line: int | None,
+                where: str) -> Mapping[str, Any]:
+        if not isinstance(data, Mapping):
+            raise self.err(f"expected a mapping with {', '.join(keys)}", line, where)
+        for key in data:
+            if key not in keys:
+                raise self.err(f"unknown key {key!r}; expected one of {', '.join(keys)}",
+                               _key_line(data, key, line), where)
+        return data
+
+    def items(self, top: Mapping[str, Any], key: str) -> list[tuple[int, Any, int | None]]:
+        raw = top.get(key)
+        if raw is None:
+            return []
+        line = _key_line(top, key, getattr(top, "line", None))
+        if not isinstance(raw, list):
+            raise self.err(f"`{key}` must be a list", line, f"explain.{key}")
+        lines = getattr(raw, "item_lines", [line] * len(raw))
+        return [(i, item, getattr(item, "line", lines[i])) for i, item in enumerate(raw)]
+
+    def what(self, entry: Mapping[str, Any], line: int | None, where: str) -> str:
+        what = entry.get("what")
+        if what not in WHAT:
+            raise self.err(f"what={what!r}; expected one of {', '.join(WHAT)}",
+                           _key_line(entry, "what", line), where)
+        return str(what)
+
+    def layers(self, entry: Mapping[str, Any], line: int | None, where: str) -> tuple[str, ...]:
+        raw = entry.get("layers", ())
+        names = [raw] if isinstance(raw, str) else raw
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise self.err("`layers` is a layer name or a list of names (or name prefixes)",
+                           _key_line(entry, "layers", line), where)
+        return tuple(names)
+
+    def text(self, entry: Mapping[str, Any], key: str, line: int | None, where: str) -> str:
+        raw = entry.get(key, "")
+        if not isinstance(raw, str | int | float):
+            raise self.err(f"`{key}` must be text", _key_line(entry, key, line), where)
+        return str(raw)
+
+    def expr(self, entry: Mapping[str, Any], line: int | None, where: str,
+             required: bool) -> Any:
+        raw = entry.get("expr")
+        if raw is None and required:
+            raise self.err("missing `expr`: the closed form to check, e.g. \"17 * H * W * C**2\"",
+                           line, where)
+        if raw is not None and (isinstance(raw, bool) or not isinstance(raw, str | int | float)):
+            raise self.err("`expr` must be an expression or a number",
+                           _key_line(entry, "expr", line), where)
+        return raw
+
+    def closed_form(self, item: Any, line: int | None, where: str) -> ClosedForm:
+        entry = self.mapping(item, _FORMULA_KEYS, line, where)
+        return ClosedForm(self.what(entry, line, where), self.expr(entry, line, where, True),
+                          self.text(entry, "formula", line, where),
+                          self.layers(entry, line, where), line, where)
+
+    def comparison(self, item: Any, line: int | None, where: str) -> Comparison:
+        entry = self.mapping(item, _COMPARE_KEYS, line, where)
+        if "den" not in entry:
+            raise self.err("missing `den`: what to divide by, e.g. {spec: other.yaml}", line,
+                           where)
+        digits = entry.get("digits", 2)
+        if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 12:
+            raise self.err(f"digits={digits!r} must be a whole number from 0 to 12",
+                           _key_line(entry, "digits", line), where)
+        return Comparison(
+            what=self.what(entry, line, where),
+            num=self.side(entry.get("num"), _key_line(entry, "num", line), where + ".num"),
+            den=self.side(entry.get("den"), _key_line(entry, "den", line), where + ".den"),
+            label=self.text(entry, "label", line, where),
+            formula=self.text(entry, "formula", line, where),
+            expr=self.expr(entry, line, where, False),
+            digits=digits, line=line, where=where)
+
+    def side(self, raw: Any, line: int | None, where: str) -> Side:
+        entry = self.mapping(raw if raw is not None else {}, _SIDE_KEYS, line, where)
+        spec = entry.get("spec")
+        if spec is not None and not isinstance(spec, str):
+            raise self.err("`spec` is a path relative to this spec's file",
+                           _key_line(entry, "spec", line), where)
+        sets = entry.get("set") or {}
+        if not isinstance(sets, Mapping) or not all(isinstance(k, str) for k in sets):
+            raise self.err("`set` is a mapping of variable: value",
+                           _key_line(entry, "set", line), where)
+        return Side(spec, dict(sets), self.layers(entry, line, where), line, where)
+
+
+def _key_line(node: Any, key: str, default: int | None) -> int | None:
+    lines = getattr(node, "key_lines", None)
+    if isinstance(lines, Mapping) and key in lines:
+        return int(lines[key])
+    return default
+
+
+# --------------------------------------------------------------------------- references
+
+
+def expr_scope(vars: Mapping[str, Any] | None, batch: int = 1) -> dict[str, Any]:
+    """The names explain expressions see: the spec's variables and N (the batch size)."""
+    scope = dict(vars or {})
+    scope.setdefault("N", batch)
+    return scope
+
+
+def references(explain: Any, vars: Mapping[str, Any] | None = None, batch: int = 1,
+               file: str = "") -> list[Ref]:
+    """The tables a spec's comparisons read, besides the spec itself (in first-use order)."""
+    plan = parse_explain(explain, file)
+    scope = expr_scope(vars, batch)
+    refs: list[Ref] = []
+    for cmp in plan.compare:
+        for side in (cmp.num, cmp.den):
+            ref = _ref(side, scope, plan.file)
+            if ref != SELF and ref not in refs:
+                refs.append(ref)
+    return refs
+
+
+def _ref(side: Side, scope: Mapping[str, Any], file: str) -> Ref:
+    values = {k: _eval(v, scope, file, side.line, f"{side.where}.set.{k}")
+              for k, v in side.set.items()}
+    return Ref(side.spec, tuple(sorted(values.items())))
+
+
+def _eval(raw: Any, scope: Mapping[str, Any], file: str, line: int | None, where: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return evaluate(raw, scope)
+    except ExprError as exc:
+        raise SpecError(str(exc), file, line, where) from None
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def explain_lines(table: CostTable, explain: Any = None, vars: Mapping[str, Any] | None = None,
+                  tables: Mapping[Ref, CostTable] | None = None, layer: str | None = None,
+                  file: str = "") -> list[str]:
+    """The derivation of every layer (or ``layer``), the totals, then the spec's explain data.
+
+    ``tables`` holds the other tables the comparisons read (see :func:`references`);
+    ``vars`` are the spec's resolved variables.
+    """
+    plan = parse_explain(explain, file)
+    batch = table.input[0] if table.input else 1
+    scope = expr_scope(vars, batch)
+    lines = _header(table, vars or {})
+    rows = list(table.layers) if layer is None else _layer_rows(table, layer)
+    for row in rows:
+        lines += ["", *layer_lines(row)]
+    if layer is None:
+        lines += ["", *_total_lines(table)]
+    if plan.formulas:
+        lines += ["", "closed forms:"]
+        lines += ["  " + _closed_form_line(cf, table, scope, batch, plan.file)
+                  for cf in plan.formulas]
+    if plan.compare:
+        known = {SELF: table, **(tables or {})}
+        lines += ["", "comparisons:"]
+        lines += ["  " + _comparison_line(c, known, scope, plan.file) for c in plan.compare]
+    if plan.notes:
+        lines += ["", "notes:", *("  " + n for n in plan.notes)]
+    return lines
+
+
+def _header(table: CostTable, vars: Mapping[str, Any]) -> list[str]:
+    head = f"{table.model}: {table.description}" if table.description else table.model
+    lines = [head, f"input {_shape(table.input)}, {table.dtype}; 1 MAC = 1 multiply + 1 add "
+             "(the slides' \"multiplication\"; most papers' \"FLOP\")"]
+    if vars:
+        lines.append("vars: " + ", ".join(f"{k}={_value(v)}" for k, v in vars.items()))
+    return lines
+
+
+def _layer_rows(table: CostTable, layer: str) -> list[CostRow]:
+    rows = [r for r in table.layers if r.name == layer or r.name.startswith(layer + ".")]
+    if not rows:
+        names = ", ".join(r.name for r in table.layers[:12])
+        more = ", ..." if len(table.layers) > 12 else ""
+        raise UsageError(f"no layer {layer!r} in {table.model}; layers: {names}{more}")
+    return rows
+
+
+def layer_lines(row: CostRow) -> list[str]:
+    """One layer's derivation: MACs, parameters, output memory, receptive field."""
+    lines = [f"{row.name}: {_macs_text(row)}"]
+    params = _params_text(row)
+    if params:
+        lines.append(f"  params: {params}")
+    output = _output_text(row)
+    if output:
+        lines.append(f"  output: {output}")
+    if row.receptive_field is not None:
+        axis = _AXES.get(len(row.output_shape))
+        lines.append(f"  receptive field: {row.receptive_field}"
+                     + (f" (along {axis})" if axis else ""))
+    return lines
+
+
+def _op_formulas(row: CostRow) -> list[str]:
+    """The row's per-op formulas without their "= result" (conv/linear texts hold no '+')."""
+    return [_RESULT.sub("", part) for part in row.formula.split(" + ")] if row.formula else []
+
+
+def _macs_text(row: CostRow) -> str:
+    parts = _op_formulas(row)
+    if parts:
+        return f"{' + '.join(parts)} = {_num(row.macs)} MACs"
+    if row.macs:
+        return f"{_num(row.macs)} MACs"
+    other = f", {_num(row.flops)} FLOPs" if row.flops else ""
+    return f"no MACs ({row.kind}{other})"
+
+
+def _params_text(row: CostRow) -> str:
+    if not row.params and not row.buffers:
+        return ""
+    text = _num(row.params)
+    parts = _op_formulas(row)
+    if len(parts) == 1 and row.params:
+        conv, matmul = _CONV.match(parts[0]), _MATMUL.match(parts[0])
+        factors: list[str] = []
+        if conv:
+            # weights = (cost per output value) x channels of the "output volume" group
+            factors = [*conv.group(2).split("x"), conv.group(1).split("x")[-1]]
+        elif matmul:
+            factors = [matmul.group(3), matmul.group(2)]  # in_features x out_features
+        weights = math.prod(int(f) for f in factors) if factors else 0
+        if factors and weights <= row.params:
+            bias = row.params - weights
+            text = "x".join(factors) + (f" + {_num(bias)} bias" if bias else "")
+            text += f" = {_num(row.params)}"
+    if row.buffers:
+        text += f" (+ {_num(row.buffers)} buffer values, not trained)"
+    return text
+
+
+def _output_text(row: CostRow) -> str:
+    if not row.output_shape or not row.output_bytes:
+        return ""
+    values = math.prod(row.output_shape)
+    shown = row.output_shape[1:] if row.output_shape[0] == 1 and len(row.output_shape) > 1 \
+        else row.output_shape
+    text = f"{_num(values)} values" if len(shown) == 1 else \
+        f"{_shape(shown)} = {_num(values)} values"
+    if values and row.output_bytes % values == 0:
+        text += f" x {row.output_bytes // values} B"
+    text += f" = {_num(row.output_bytes)} B"
+    if row.output_bytes >= 1024:
+        text += f" ({_bytes(row.output_bytes)})"
+    return text
+
+
+def _total_lines(table: CostTable) -> list[str]:
+    t = table.totals
+    lines = []
+    for what, total in (("MACs", t.macs), ("params", t.params)):
+        terms = [getattr(r, what.lower()) for r in table.layers if getattr(r, what.lower())]
+        sum_text = " + ".join(map(_num, terms)) + " = " if 2 <= len(terms) <= MAX_SUM_TERMS \
+            else ""
+        lines.append(f"total {what}: {sum_text}{_num(total)}")
+    outputs = sum(1 for r in table.layers if r.output_bytes)
+    memory = f"{_num(t.activation_bytes)} B"
+    if t.activation_bytes >= 1024:
+        memory += f" ({_bytes(t.activation_bytes)})"
+    lines.append(f"activation memory: {memory} over {outputs} output{'s' * (outputs != 1)}; "
+                 "peak inference memory "
+                 f"{_bytes(t.peak_memory_bytes)}")
+    return lines
+
+
+def _measure(table: CostTable, what: str, layers: Sequence[str], file: str,
+             line: int | None, where: str) -> int:
+    rows = list(table.layers)
+    if layers:
+        picked = []
+        for name in layers:
+            match = [r for r in rows if r.name == name or r.name.startswith(name + ".")]
+            if not match:
+                names = ", ".join(r.name for r in rows[:12]) + (", ..." if len(rows) > 12 else "")
+                raise SpecError(f"no layer {name!r} in {table.model}; layers: {names}", file,
+                                line, where)
+            picked += [r for r in match if r not in picked]
+        rows = picked
+    if what == "receptive_field":
+        return max((r.receptive_field for r in rows if r.receptive_field is not None), default=0)
+    if what == "output_elements":
+        return sum(math.prod(r.output_shape) for r in rows if r.output_bytes)
+    return int(sum(getattr(r, what) for r in rows))
+
+
+def _closed_form_line(cf: ClosedForm, table: CostTable, scope: Mapping[str, Any], batch: int,
+                      file: str) -> str:
+    value = _eval(cf.expr, scope, file, cf.line, cf.where + ".expr")
+    if not _is_number(value):
+        raise SpecError(f"expr gives {value!r}, not a number", file, cf.line, cf.where)
+    counted = _measure(table, cf.what, cf.layers, file, cf.line, cf.where)
+    label = WHAT[cf.what] + (f" of {', '.join(cf.layers)}" if cf.layers else "")
+    text = _render(cf.formula, scope, file, cf.line, cf.where) if cf.formula else str(cf.expr)
+    line = f"{label}: {text}"
+    if text != _value(value):
+        line += f" = {_value(value)}"
+    expected = value
+    if cf.what in EXTENSIVE and batch != 1:
+        expected = value * batch
+        line += f" per sample; x N={batch} = {_value(expected)}"
+    agree = _close(expected, counted)
+    return line + ("  (count agrees)" if agree else f"  (count: {_num(counted)}, differs)")
+
+
+def _comparison_line(c: Comparison, tables: Mapping[Ref, CostTable], scope: Mapping[str, Any],
+                     file: str) -> str:
+    values = []
+    for side in (c.num, c.den):
+        ref = _ref(side, scope, file)
+        if ref not in tables:
+            raise SpecError(f"the table for {ref} was not counted (see explain.references)",
+                            file, side.line, side.where)
+        values.append(_measure(tables[ref], c.what, side.layers, file, side.line, side.where))
+    num, den = values
+    head = f"{WHAT[c.what]}, {c.label}" if c.label else WHAT[c.what]
+    if den == 0:
+        return f"{head}: {_num(num)} / 0 (no ratio)"
+    ratio = num / den
+    line = f"{head}: {_num(num)} / {_num(den)} = {ratio:.{c.digits}f}"
+    if c.formula:
+        line += " = " + _render(c.formula, scope, file, c.line, c.where)
+    if c.expr is not None:
+        closed = _eval(c.expr, scope, file, c.line, c.where + ".expr")
+        if not _is_number(closed):
+            raise SpecError(f"expr gives {closed!r}, not a number", file, c.line, c.where)
+        if not _close(closed, ratio):
+            line += f"  (closed form gives {closed:.6g}: differs from the count)"
+    return line
+
+
+def _render(template: str, scope: Mapping[str, Any], file: str, line: int | None,
+            where: str) -> str:
+    """Replace every {expr} in ``template`` by its value."""
+    return _FIELD.sub(lambda m: _value(_eval(m.group(1), scope, file, line,
+                                             f"{where}.formula")), template)
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=REL_TOLERANCE, abs_tol=1e-12)
+
+
+def _num(n: int) -> str:
+    """Integers as the slides write them: 2160, 6,710,886,400 (separators from 10,000)."""
+    return f"{n:,}" if abs(n) >= 10_000 else str(n)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool) or not _is_number(v):
+        return str(v)
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        v = int(v)
+    return _num(v) if isinstance(v, int) else f"{v:.4g}"
+
+
+def _shape(dims: Sequence[int]) -> str:
+    return "x".join(map(str, dims))
+
+
+def _bytes(n: int) -> str:
+    for factor, unit in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= factor:
+            return f"{n / factor:.3g} {unit}"
+    return f"{n} B"
