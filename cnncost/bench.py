@@ -366,8 +366,13 @@ def _module_pass(model: nn.Module, x: torch.Tensor, clock: _Clock,
 
 def time_layers(model: nn.Module, x: torch.Tensor, device: torch.device,
                 budget: Budget = Budget(), progress: Progress | None = None,
-                label: str = "per layer") -> tuple[dict[str, Timing], Timing]:
-    """Median time of every layer over repeated instrumented passes, and of the passes."""
+                label: str = "per layer") -> tuple[dict[str, Timing], Timing, Timing]:
+    """Per-layer medians over instrumented passes; the passes; and plain calls between them.
+
+    Each instrumented pass is followed by one uninstrumented call of the same (eager)
+    model, so the sum of the layers and the whole model are measured under the same
+    conditions, even when the load of a shared machine changes during the run.
+    """
     clock = _Clock(device)
     plan = _GraphPlan(model) if isinstance(model, fx.GraphModule) and _is_spec_graph(model) else (
         None)
@@ -382,11 +387,13 @@ def time_layers(model: nn.Module, x: torch.Tensor, device: torch.device,
     one_pass()  # warm-up
     passes: list[dict[str, float]] = []
     walls: list[float] = []
+    wholes: list[float] = []
     t_begin = time.perf_counter()
     while True:
         times, wall = one_pass()
         passes.append(times)
         walls.append(wall)
+        wholes.append(_run_block(lambda: model(x), 1, device))
         elapsed = time.perf_counter() - t_begin
         if progress:
             progress(label, budget.fraction(len(passes), elapsed))
@@ -394,7 +401,7 @@ def time_layers(model: nn.Module, x: torch.Tensor, device: torch.device,
             break
     names = list(passes[0])
     per_layer = {n: summarize([p.get(n, 0.0) for p in passes], 1, 1) for n in names}
-    return per_layer, summarize(walls, 1, 1)
+    return per_layer, summarize(walls, 1, 1), summarize(wholes, 1, 1)
 
 
 # --------------------------------------------------------------------------- memory guard
@@ -479,6 +486,7 @@ class BenchRun:
     memory: MemoryEstimate
     layers: tuple[LayerResult, ...]
     layer_pass: Timing | None = None  # instrumented passes (--per-layer)
+    layer_whole: Timing | None = None  # eager whole-model calls interleaved with those passes
     cuda_peak_bytes: int | None = None
 
     @property
@@ -510,6 +518,7 @@ class BenchRun:
             "memory": self.memory.to_dict(), "cuda_peak_bytes": self.cuda_peak_bytes,
             "layer_sum_s": self.layer_sum_s,
             "layer_pass": None if self.layer_pass is None else self.layer_pass.to_dict(),
+            "layer_whole": None if self.layer_whole is None else self.layer_whole.to_dict(),
             "layers": [r.to_dict() for r in self.layers],
         }
 
@@ -620,7 +629,10 @@ def bench(model_or_spec: nn.Module | str | Path | Target, batches: Sequence[int]
           options: BenchOptions = BenchOptions(), input: tuple[int, ...] | None = None,
           overrides: Mapping[str, Any] | None = None,
           progress: Progress | None = None) -> BenchReport:
-    """Time a spec, bundled name, factory reference or nn.Module at each batch size."""
+    """Time a spec, bundled name, factory reference or nn.Module at each batch size.
+
+    A module passed in is moved to the device and dtype in place (no copy of its weights).
+    """
     if not batches:
         raise UsageError("no batch sizes given")
     device = resolve_device(options.device)
@@ -691,10 +703,10 @@ def _bench_batch(model: nn.Module, forward: Callable[[torch.Tensor], Any], table
                      f"batch {batch}: whole model")
     cuda_peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
     roofs = layer_rooflines(table, roof)
-    layer_pass = None
+    layer_pass = layer_whole = None
     measured: dict[str, Timing] = {}
     if options.per_layer:
-        measured, layer_pass = time_layers(model, x, device, options.budget, progress,
+        measured, layer_pass, layer_whole = time_layers(model, x, device, options.budget, progress,
                                            f"batch {batch}: per layer")
     layers = tuple(LayerResult(r, measured[r.name].median_s if r.name in measured else None)
                    for r in roofs)
@@ -703,7 +715,7 @@ def _bench_batch(model: nn.Module, forward: Callable[[torch.Tensor], Any], table
         bytes=sum(r.bytes for r in roofs), timing=timing,
         predicted_s=sum(r.predicted_s for r in roofs),
         compute_only_s=table.totals.flops / roof.peak_flops, memory=memory, layers=layers,
-        layer_pass=layer_pass, cuda_peak_bytes=cuda_peak)
+        layer_pass=layer_pass, layer_whole=layer_whole, cuda_peak_bytes=cuda_peak)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -763,12 +775,13 @@ def rich_report(report: BenchReport, top: int | None = None) -> Any:
 
     parts: list[Any] = [Text("\n".join(header_lines(report)), style="bold")]
     summary = Table(box=box.SIMPLE_HEAVY, title="whole model", title_justify="left")
-    for col in ("batch", "median ms", "IQR ms", "IQR/med", "samples", "images/s",
+    for col in ("batch", "median ms", "IQR ms", "IQR/med", "min ms", "samples", "images/s",
                 "GFLOP/s", "% peak", "roofline ms", "MACs-only ms", "MACs", "memory est."):
         summary.add_column(col, justify="right")
     for r in report.runs:
         summary.add_row(str(r.batch), _ms(r.timing.median_s), _ms(r.timing.iqr_s),
-                        _pct(r.timing.rel_iqr), f"{len(r.timing.samples_s)}x{r.timing.number}",
+                        _pct(r.timing.rel_iqr), _ms(r.timing.min_s),
+                        f"{len(r.timing.samples_s)}x{r.timing.number}",
                         f"{r.images_per_s:.1f}", f"{r.achieved_flops / 1e9:.1f}",
                         _pct(r.achieved_flops / report.roofline.peak_flops),
                         _ms(r.predicted_s), _ms(r.compute_only_s), human(r.macs),
@@ -818,10 +831,12 @@ def table_width(rendered: Any) -> int:
 
 
 def _layer_sum_note(r: BenchRun) -> str:
-    assert r.layer_sum_s is not None
-    diff = r.layer_sum_s / r.timing.median_s - 1
+    assert r.layer_sum_s is not None and r.layer_whole is not None
+    paired = r.layer_whole.median_s
     return (f"batch {r.batch}: per-layer medians sum to {_ms(r.layer_sum_s)} ms, "
-            f"{100 * diff:+.1f}% vs the whole-model median {_ms(r.timing.median_s)} ms")
+            f"{100 * (r.layer_sum_s / paired - 1):+.1f}% vs the eager whole model timed between "
+            f"the per-layer passes ({_ms(paired)} ms; whole-model median above "
+            f"{_ms(r.timing.median_s)} ms)")
 
 
 CSV_FIELDS = ("batch", "layer", "kind", "macs", "flops", "bytes", "intensity", "bound",

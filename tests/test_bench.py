@@ -223,6 +223,7 @@ def test_bench_module_structure() -> None:
             assert lr.measured_s is not None and lr.measured_s > 0
             assert lr.efficiency == lr.roof.predicted_s / lr.measured_s
         assert run.layer_sum_s == pytest.approx(sum(lr.measured_s or 0 for lr in run.layers))
+        assert run.layer_whole is not None and run.layer_whole.median_s > 0
         assert run.memory.required_bytes > 0
 
 
