@@ -264,6 +264,9 @@ def compare(
     fmt: FormatOpt = Format.TABLE,
     output: OutputOpt = None,
     strict: StrictOpt = False,
+    bench_: Annotated[bool, typer.Option(
+        "--bench", help="Also measure latency and throughput here (as `cnncost bench`).")
+    ] = False,
 ) -> None:
     """Models side by side: params, MACs, FLOPs, activation and peak memory, with ratios."""
     if len(models) < 2:
@@ -276,8 +279,8 @@ def compare(
     tables = [analyze_target(m, input=shape, batch=batch, dtype=dtype, policy=pol,
                              strict=strict, overrides=sets) for m in models]
     comparison = compare_tables(tables)
-    # Extension point for `compare --bench`: add measured columns before rendering, e.g.
-    # comparison = comparison.with_column(Column("latency_ms", "latency", "ms"), [ms, ...]).
+    if bench_:
+        comparison = add_bench_columns(comparison, models, batch, dtype, shape, sets)
     emit_comparison(comparison, fmt, output)
 
 
@@ -437,6 +440,32 @@ def _progress_callback(bar: Any) -> Callable[[str, float], None]:
         bar.update(tasks[label], completed=fraction)
 
     return update
+
+
+def add_bench_columns(comparison: Any, models: list[str], batch: int, dtype: str,
+                      shape: tuple[int, ...] | None, sets: dict[str, str]) -> Any:
+    """``compare --bench``: measured latency and images/s, placed right after MACs."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cnncost import bench as bench_mod
+    from cnncost.report import Column
+
+    latency, throughput = [], []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as bar:
+        for m in models:
+            run = bench_mod.bench(m, (batch,), bench_mod.BenchOptions(dtype=dtype), input=shape,
+                                  overrides=sets, progress=_progress_callback(bar)).runs[0]
+            latency.append(run.timing.median_s * 1e3)
+            throughput.append(run.images_per_s)
+    cmp = comparison.with_column(Column("latency_ms", "latency", "ms"), latency)
+    cmp = cmp.with_column(Column("images_per_s", "images/s", "count"), throughput)
+    # MAC ratio next to latency ratio: how far counted work predicts measured time.
+    cols = list(cmp.columns)
+    moved = cols[-2:]
+    rest = cols[:-2]
+    at = next((i + 1 for i, c in enumerate(rest) if c.key == "macs"), len(rest))
+    return type(cmp)(cmp.rows, (*rest[:at], *moved, *rest[at:]))
 
 
 @app.command()

@@ -384,3 +384,19 @@ def test_bench_cuda_smoke() -> None:
 def test_free_memory_cuda() -> None:
     free = roof_mod.free_memory(torch.device("cuda"))
     assert free is not None and free > 0
+
+
+def test_cli_compare_bench_puts_latency_next_to_macs(write_spec,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench_mod, "BenchOptions", lambda **kw: opts(**kw))
+    small = write_spec(TINY_SPEC, "a.yaml")
+    wide = write_spec(TINY_SPEC.replace("out: 8,", "out: 16,"), "b.yaml")
+    result = runner.invoke(app, ["compare", str(small), str(wide), "--bench", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    keys = [c["key"] for c in doc["columns"]]
+    assert keys[keys.index("macs") + 1:keys.index("macs") + 3] == ["latency_ms", "images_per_s"]
+    a, b = doc["models"]
+    assert a["latency_ms"] > 0 and b["images_per_s"] > 0
+    assert b["ratios"]["latency_ms"] == pytest.approx(b["latency_ms"] / a["latency_ms"])
+    assert b["ratios"]["macs"] == b["macs"] / a["macs"]
