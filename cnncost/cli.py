@@ -27,7 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -110,17 +110,22 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 InputOpt = Annotated[str | None, typer.Option(
-    "--input", "-i", help="One sample's shape, channels first: 3x224x224 (default: the spec's).")]
-BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size N.")]
-DtypeOpt = Annotated[str, typer.Option(help="Analysis dtype: float32, float16, bfloat16, "
-                                       "float64 (sets bytes per element).")]
+    "--input", "-i", metavar="CxHxW",
+    help="One sample's shape, channels first: 3x224x224 (default: the spec's).")]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, metavar="N",
+                                        help="Batch size N.")]
+DtypeOpt = Annotated[str, typer.Option(
+    metavar="DTYPE",
+    help="Analysis dtype: float32, float16, bfloat16, float64 (sets bytes per element).")]
 SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", "-s", help="Override a spec variable: --set width=0.5 (repeatable).")]
+    "--set", "-s", metavar="NAME=VALUE",
+    help="Override a spec variable: --set width=0.5 (repeatable).")]
 PolicyOpt = Annotated[str, typer.Option(
+    metavar="all|conv+linear",
     help="Which ops count toward FLOPs: 'all' or 'conv+linear' (the papers' convention).")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 OutputOpt = Annotated[Path | None, typer.Option(
-    "--output", "-o", help="Write to this file (atomically) instead of stdout.")]
+    "--output", "-o", metavar="FILE", help="Write to this file (atomically) instead of stdout.")]
 StrictOpt = Annotated[bool, typer.Option(help="Fail when an op has no counting formula.")]
 
 
@@ -140,8 +145,9 @@ def _console() -> Console:
 @app.command()
 @handle_errors
 def analyze(
-    model: Annotated[str, typer.Argument(help="Spec file, bundled name (see `cnncost list`), "
-                                         "pkg.module:factory or torchvision:NAME.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Spec file, bundled name "
+                                         "(see `cnncost list`), pkg.module:factory or "
+                                         "torchvision:NAME.")],
     input: InputOpt = None,
     batch: BatchOpt = 1,
     dtype: DtypeOpt = "float32",
@@ -149,10 +155,12 @@ def analyze(
     policy: PolicyOpt = "all",
     units: Annotated[Units, typer.Option(help="Compute column of the table.")] = Units.MACS,
     depth: Annotated[int | None, typer.Option(
-        min=1, help="Collapse rows to the first N parts of their names (block level).")] = None,
+        min=1, metavar="N",
+        help="Collapse rows to the first N parts of their names (block level).")] = None,
     sort: Annotated[str | None, typer.Option(
-        help=f"Sort rows by one of: {', '.join(SORT_FIELDS)}.")] = None,
-    top: Annotated[int | None, typer.Option(min=1, help="Show only the first N rows.")] = None,
+        metavar="FIELD", help=f"Sort rows by one of: {', '.join(SORT_FIELDS)}.")] = None,
+    top: Annotated[int | None, typer.Option(min=1, metavar="N",
+                                            help="Show only the first N rows.")] = None,
     fmt: FormatOpt = Format.TABLE,
     output: OutputOpt = None,
     strict: StrictOpt = False,
@@ -225,26 +233,95 @@ def validate(
 @app.command("list")
 @handle_errors
 def list_specs(
-    totals: Annotated[bool, typer.Option(help="Also count each spec (params, MACs).")] = True,
+    totals: Annotated[bool, typer.Option(
+        help="Also count each spec (params, MACs at its default input; cached).")] = True,
 ) -> None:
     """Bundled specs with their one-line description and headline totals."""
     from rich.table import Table
 
     from cnncost.report import human
     from cnncost.sources import bundled_specs
-    from cnncost.spec import load_spec
 
-    table = Table("name", "description", "params", "MACs", box=None)
+    cache = _ListCache()
+    table = Table(box=None)
+    table.add_column("name", no_wrap=True)
+    table.add_column("description", min_width=30)
+    if totals:
+        table.add_column("params", justify="right", no_wrap=True)
+        table.add_column("MACs", justify="right", no_wrap=True)
+    broken = 0
     for name, path in bundled_specs().items():
+        try:
+            description, params, macs = cache.get(path, totals)
+        except CnnCostError as exc:
+            broken += 1
+            table.add_row(name, f"[red]invalid: {exc}[/red]")
+            continue
+        cells = [name, description]
+        if totals:
+            cells += [human(params or 0), human(macs or 0)]
+        table.add_row(*cells)
+    cache.save()
+    print_whole(table)
+    if broken:
+        raise UsageError(f"{broken} bundled spec(s) do not load (see above)")
+
+
+class _ListCache:
+    """`list`'s totals, cached per spec text and counting code (an edit of either recounts)."""
+
+    COUNTING = ("expr", "spec", "layers", "builder", "formulas", "counter", "table")
+
+    def __init__(self) -> None:
+        import hashlib
+        import json
+
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        self.path = Path(base) / "cnncost" / "list-totals.json"
+        code = hashlib.sha256()
+        for module in self.COUNTING:
+            code.update((Path(__file__).parent / f"{module}.py").read_bytes())
+        self.code = code.hexdigest()
+        self.entries: dict[str, Any] = {}
+        self.dirty = False
+        try:
+            doc = json.loads(self.path.read_text())
+            if doc.get("code") == self.code:
+                self.entries = dict(doc["specs"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+
+    def get(self, path: Path, totals: bool) -> tuple[str, int | None, int | None]:
+        """(description, params, macs) of a spec file; counts only when ``totals``."""
+        import hashlib
+
+        from cnncost.spec import load_spec
+
+        text = path.read_bytes()
+        key = hashlib.sha256(text).hexdigest()
+        hit = self.entries.get(key)
+        if hit is not None and (not totals or hit.get("params") is not None):
+            return str(hit["description"]), hit.get("params"), hit.get("macs")
         spec = load_spec(path)
-        params = macs = ""
+        params = macs = None
         if totals:
             from cnncost.counter import count_spec
 
             t = count_spec(spec).totals
-            params, macs = human(t.params), human(t.macs)
-        table.add_row(name, spec.description, params, macs)
-    _console().print(table)
+            params, macs = t.params, t.macs
+        self.entries[key] = {"description": spec.description, "params": params, "macs": macs}
+        self.dirty = True
+        return spec.description, params, macs
+
+    def save(self) -> None:
+        """Write the cache (best effort: an unwritable cache only costs time)."""
+        import contextlib
+        import json
+
+        if not self.dirty:
+            return
+        with contextlib.suppress(OSError):
+            write_atomic(self.path, json.dumps({"code": self.code, "specs": self.entries}))
 
 
 # --------------------------------------------------------------------------- compare
@@ -254,6 +331,7 @@ def list_specs(
 @handle_errors
 def compare(
     models: Annotated[list[str], typer.Argument(
+        metavar="MODEL...",
         help="Two or more specs, bundled names or pkg.module:factory; ratios are against the "
              "first.")],
     input: InputOpt = None,
@@ -318,10 +396,12 @@ def report_name(target: Any) -> str:
 @handle_errors
 def report(
     specs: Annotated[list[str] | None, typer.Argument(
+        metavar="[MODEL...]",
         help="Specs, bundled names or pkg.module:factory (or --all).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every bundled spec.")] = False,
     out: Annotated[Path, typer.Option(
-        "--out", help="Folder for one NAME.json and one NAME.md per model.")] = Path("reports"),
+        "--out", metavar="DIR",
+        help="Folder for one NAME.json and one NAME.md per model.")] = Path("reports"),
     input: InputOpt = None,
     batch: BatchOpt = 1,
     dtype: DtypeOpt = "float32",
@@ -372,13 +452,14 @@ def _source_target(source: str) -> Any:
 @app.command()
 @handle_errors
 def check(
-    directory: Annotated[Path, typer.Argument(help="Folder of reports (from `cnncost report`).")
-                         ] = Path("reports"),
+    directory: Annotated[Path, typer.Argument(
+        metavar="DIR", help="Folder of reports (from `cnncost report`).")] = Path("reports"),
     tolerance: Annotated[float, typer.Option(
-        min=0.0, help="Allowed relative change of numbers (0.01 = 1%).")] = 0.0,
+        min=0.0, metavar="REL", help="Allowed relative change of numbers (0.01 = 1%).")] = 0.0,
     update: Annotated[bool, typer.Option(
         help="Rewrite the reports that drifted with the current figures (exit 0).")] = False,
-    limit: Annotated[int, typer.Option(min=1, help="Differences shown per report.")] = 40,
+    limit: Annotated[int, typer.Option(
+        min=1, metavar="N", help="Differences shown per report.")] = 40,
 ) -> None:
     """Recompute every report in DIRECTORY; exit 1 with a diff when any figure drifted."""
     from cnncost.check import diff_tables, format_regressions, load_report, recipe, report_files

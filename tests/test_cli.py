@@ -233,10 +233,18 @@ def test_report_name_clash_is_exit_2(specs: tuple[Path, Path], tmp_path: Path) -
     assert_one_line_error(code, out, err)
 
 
-def test_list_without_totals_is_quick_and_names_bundled_specs() -> None:
+def test_list_without_totals_names_bundled_specs(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnncost.sources import bundled_specs
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     code, out, err = run("list", "--no-totals")
     assert code == 0, err
-    assert "name" in out and "description" in out
+    assert out.splitlines()[0].split() == ["name", "description"]  # no totals columns
+    names = [line.split()[0] for line in out.splitlines()[1:] if line[:2].strip()]
+    assert names == list(bundled_specs())
+    cache = json.loads((tmp_path / "cnncost" / "list-totals.json").read_text())
+    assert len(cache["specs"]) == len(set(p.read_bytes() for p in bundled_specs().values()))
 
 
 def test_help_lists_the_commands() -> None:
