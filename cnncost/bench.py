@@ -79,7 +79,10 @@ class Device(str, Enum):
 
 def resolve_device(device: Device | str) -> torch.device:
     """auto -> cuda when available, else cpu; cuda without a GPU is a usage error."""
-    choice = Device(device)
+    try:
+        choice = Device(device)
+    except ValueError:
+        raise UsageError(f"device {device!r}: expected auto, cpu or cuda") from None
     if choice is Device.AUTO:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice is Device.CUDA and not torch.cuda.is_available():
