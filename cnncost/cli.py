@@ -495,6 +495,20 @@ def check(
     verb = "updated" if drifted else "match"
     sys.stdout.write(f"ok: {len(files)} report(s) checked, "
                      f"{drifted if drifted else len(files)} {verb}\n")
+    _note_unreported([b for _, b in baselines], directory)
+
+
+def _note_unreported(baselines: list[Any], directory: Path) -> None:
+    """If the folder holds bundled specs' reports, name the bundled specs it lacks."""
+    from cnncost.sources import bundled_specs
+
+    sources = {b.source for b in baselines}
+    if not any(s.startswith("specs/") for s in sources):
+        return
+    missing = [n for n in bundled_specs() if f"specs/{n}.yaml" not in sources]
+    if missing:
+        err_console.print(f"note: {len(missing)} bundled spec(s) have no report in {directory}: "
+                          f"{', '.join(missing)} (cnncost report NAME --out {directory})")
 
 
 # --------------------------------------------------------------------------- bench

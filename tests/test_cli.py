@@ -268,3 +268,15 @@ def test_golden_analyze_table(depth: int | None, update_golden: bool) -> None:
     if update_golden:
         path.write_text(text)
     assert text == path.read_text(), "rendering changed; review, then pytest --update-golden"
+
+
+def test_check_names_bundled_specs_without_a_report(tmp_path: Path) -> None:
+    from cnncost.sources import bundled_specs
+
+    name = next(iter(bundled_specs()))
+    assert run("report", name, "--out", tmp_path)[0] == 0
+    code, out, err = run("check", tmp_path)
+    assert code == 0, out + err
+    assert "1 match" in out
+    missing = err.split(": ", 1)[1]
+    assert f"{name}," not in missing and "have no report" in err
