@@ -107,15 +107,20 @@ def main() -> int:
           f"load then {roof.load_avg})")
 
     print("\n1. MAC ratio vs measured latency ratio (ResNet-50 / MobileNetV2), run 1")
-    print(f"  {'batch':>5}  {'MV2 ms':>9} {'R50 ms':>9}  {'MAC ratio':>9}  {'latency ratio':>13}"
-          f"  {'roofline ratio':>14}  {'MV2 GFLOP/s':>11} {'R50 GFLOP/s':>11}"
+    print("   wall = median wall-clock time per forward; CPU = median process CPU time per")
+    print("   forward (does not grow while other processes hold the cores)")
+    print(f"  {'batch':>5}  {'MAC ratio':>9}  {'wall ratio':>10}  {'CPU ratio':>9}"
+          f"  {'roofline ratio':>14}  {'MV2 wall ms':>11} {'R50 wall ms':>11}"
+          f"  {'MV2 CPU ms':>10} {'R50 CPU ms':>10}  {'MV2 GFLOP/s':>11} {'R50 GFLOP/s':>11}"
           f"  {'MV2 img/s':>9} {'R50 img/s':>9}")
     for b in BATCHES:
         m, r = first["mobilenetv2"].run(b), first["resnet50"].run(b)
-        print(f"  {b:>5}  {m.timing.median_s * 1e3:9.2f} {r.timing.median_s * 1e3:9.2f}  "
-              f"{r.macs / m.macs:9.2f}  {r.timing.median_s / m.timing.median_s:13.2f}  "
-              f"{r.predicted_s / m.predicted_s:14.2f}  {m.achieved_flops / 1e9:11.1f} "
-              f"{r.achieved_flops / 1e9:11.1f}  {m.images_per_s:9.1f} {r.images_per_s:9.1f}")
+        mc, rc = m.timing.cpu_median_s or 0.0, r.timing.cpu_median_s or 0.0
+        print(f"  {b:>5}  {r.macs / m.macs:9.2f}  {r.timing.median_s / m.timing.median_s:10.2f}"
+              f"  {rc / mc if mc else 0:9.2f}  {r.predicted_s / m.predicted_s:14.2f}"
+              f"  {m.timing.median_s * 1e3:11.2f} {r.timing.median_s * 1e3:11.2f}"
+              f"  {mc * 1e3:10.2f} {rc * 1e3:10.2f}  {m.achieved_flops / 1e9:11.1f}"
+              f" {r.achieved_flops / 1e9:11.1f}  {m.images_per_s:9.1f} {r.images_per_s:9.1f}")
 
     print("\n2. layers the roofline marks memory-bound (run 1, per-layer timing)")
     for name in MODELS:
@@ -127,30 +132,34 @@ def main() -> int:
             for line in memory_bound_summary(run, layers):
                 print(line)
 
-    print("\n3. repeatability: median ms of each independent run, spread = (max-min)/median,"
-          " and IQR/median within each run")
+    print("\n3. repeatability: median ms of each independent run, spread = (max-min)/median"
+          " of those medians, and IQR/median within each run")
     for name in MODELS:
         for b in BATCHES:
-            meds = [rep.run(b).timing.median_s * 1e3 for rep in reports[name]]
-            rel = [rep.run(b).timing.rel_iqr for rep in reports[name]]
-            mid = statistics.median(meds)
-            print(f"  {name:<12} batch {b}: medians {', '.join(f'{x:.2f}' for x in meds)} ms; "
-                  f"spread {100 * (max(meds) - min(meds)) / mid:.1f}%; IQR/median "
-                  f"{', '.join(f'{100 * x:.1f}%' for x in rel)}")
+            timings = [rep.run(b).timing for rep in reports[name]]
+            meds = [t.median_s * 1e3 for t in timings]
+            cpus = [(t.cpu_median_s or 0.0) * 1e3 for t in timings]
+            print(f"  {name:<12} batch {b}: wall medians {', '.join(f'{x:.2f}' for x in meds)}"
+                  f" ms (spread {100 * (max(meds) - min(meds)) / statistics.median(meds):.1f}%,"
+                  f" IQR/median {', '.join(f'{100 * t.rel_iqr:.1f}%' for t in timings)}); "
+                  f"CPU medians {', '.join(f'{x:.2f}' for x in cpus)} ms (spread "
+                  f"{100 * (max(cpus) - min(cpus)) / (statistics.median(cpus) or 1):.1f}%)")
 
-    print("\n4. per-layer medians summed vs the whole-model median (run 1)")
+    print("\n4. per-layer medians summed vs the whole model (eager, timed between the "
+          "per-layer passes), run 1")
     for name in MODELS:
         for b in BATCHES:
             run = first[name].run(b)
-            assert run.layer_sum_s is not None and run.layer_pass is not None
-            assert run.layer_whole is not None
-            paired = run.layer_whole.median_s
-            diff = run.layer_sum_s / paired - 1
-            print(f"  {name:<12} batch {b}: sum {run.layer_sum_s * 1e3:9.2f} ms vs whole "
-                  f"{paired * 1e3:9.2f} ms timed between the passes ({100 * diff:+.1f}%, "
-                  f"{'within' if abs(diff) <= 0.15 else 'OUTSIDE'} 15%); whole-model median "
-                  f"{run.timing.median_s * 1e3:.2f} ms; instrumented pass "
-                  f"{run.layer_pass.median_s * 1e3:.2f} ms")
+            assert run.layer_sum_s is not None and run.layer_whole is not None
+            wall, cpu = run.layer_whole.median_s, run.layer_whole.cpu_median_s or 0.0
+            cpu_sum = run.layer_cpu_sum_s or 0.0
+            d_wall = run.layer_sum_s / wall - 1
+            d_cpu = cpu_sum / cpu - 1 if cpu else 0.0
+            print(f"  {name:<12} batch {b}: wall {run.layer_sum_s * 1e3:8.2f} vs "
+                  f"{wall * 1e3:8.2f} ms ({100 * d_wall:+.1f}%, "
+                  f"{'within' if abs(d_wall) <= 0.15 else 'OUTSIDE'} 15%); CPU time "
+                  f"{cpu_sum * 1e3:8.2f} vs {cpu * 1e3:8.2f} ms ({100 * d_cpu:+.1f}%, "
+                  f"{'within' if abs(d_cpu) <= 0.15 else 'OUTSIDE'} 15%)")
     print(f"\nload average after: {load_average()}; wall time "
           f"{time.perf_counter() - started:.0f} s")
     return 0

@@ -106,6 +106,14 @@ class Timing:
     q3_s: float
     mean_s: float
     min_s: float
+    # Process CPU time per call (all threads), CPU device only: unlike wall time it does
+    # not grow while other processes hold the cores (with one thread it is the run time
+    # without preemption; with several it also counts their spin-waiting).
+    cpu_samples_s: tuple[float, ...] = ()
+
+    @property
+    def cpu_median_s(self) -> float | None:
+        return statistics.median(self.cpu_samples_s) if self.cpu_samples_s else None
 
     @property
     def iqr_s(self) -> float:
@@ -124,8 +132,8 @@ class Timing:
         return {"median_s": self.median_s, "q1_s": self.q1_s, "q3_s": self.q3_s,
                 "iqr_s": self.iqr_s, "rel_iqr": self.rel_iqr, "mean_s": self.mean_s,
                 "min_s": self.min_s, "samples": len(self.samples_s), "number": self.number,
-                "warmup": self.warmup, "stable": self.stable,
-                "samples_s": list(self.samples_s)}
+                "warmup": self.warmup, "stable": self.stable, "cpu_median_s": self.cpu_median_s,
+                "samples_s": list(self.samples_s), "cpu_samples_s": list(self.cpu_samples_s)}
 
 
 def quartiles(xs: Sequence[float]) -> tuple[float, float, float]:
@@ -138,11 +146,12 @@ def quartiles(xs: Sequence[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def summarize(samples: Sequence[float], number: int = 1, warmup: int = 0) -> Timing:
+def summarize(samples: Sequence[float], number: int = 1, warmup: int = 0,
+              cpu_samples: Sequence[float] = ()) -> Timing:
     """Median, quartiles, mean and minimum of per-call times."""
     q1, med, q3 = quartiles(samples)
     return Timing(tuple(samples), number, warmup, med, q1, q3, statistics.fmean(samples),
-                  min(samples))
+                  min(samples), tuple(cpu_samples))
 
 
 def _sync(device: torch.device) -> None:
@@ -152,6 +161,12 @@ def _sync(device: torch.device) -> None:
 
 def _run_block(fn: Callable[[], Any], number: int, device: torch.device) -> float:
     """Seconds for ``number`` calls; CUDA events on GPU, perf_counter on CPU."""
+    return _run_block_cpu(fn, number, device)[0]
+
+
+def _run_block_cpu(fn: Callable[[], Any], number: int,
+                   device: torch.device) -> tuple[float, float | None]:
+    """(wall seconds, process CPU seconds or None on GPU) for ``number`` calls."""
     if device.type == "cuda":
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
@@ -160,11 +175,12 @@ def _run_block(fn: Callable[[], Any], number: int, device: torch.device) -> floa
             fn()
         end.record()
         end.synchronize()
-        return start.elapsed_time(end) / 1e3
-    t0 = time.perf_counter()
+        return start.elapsed_time(end) / 1e3, None
+    c0, t0 = time.process_time(), time.perf_counter()
     for _ in range(number):
         fn()
-    return time.perf_counter() - t0
+    t1 = time.perf_counter()
+    return t1 - t0, time.process_time() - c0
 
 
 @dataclass(frozen=True)
@@ -210,22 +226,26 @@ def time_fn(fn: Callable[[], Any], device: torch.device, budget: Budget = Budget
         calls += 1
     number = max(1, math.ceil(MIN_BLOCK_S / best)) if best > 0 else 1000
     samples: list[float] = []
+    cpu: list[float] = []
     t_begin = time.perf_counter()
     while True:
-        samples.append(_run_block(fn, number, device) / number)
+        wall, cpu_s = _run_block_cpu(fn, number, device)
+        samples.append(wall / number)
+        if cpu_s is not None:
+            cpu.append(cpu_s / number)
         elapsed = time.perf_counter() - t_begin
         if progress:
             progress(label, budget.fraction(len(samples), elapsed))
         if budget.done(len(samples), elapsed, _rel_iqr(samples)):
             break
-    return summarize(samples, number, calls)
+    return summarize(samples, number, calls, cpu)
 
 
 # --------------------------------------------------------------------------- per layer
 
 
 class _Clock:
-    """Marks time points; perf_counter on CPU, CUDA events (read after one sync) on GPU."""
+    """Marks time points: (perf_counter, process CPU time) on CPU; CUDA events on GPU."""
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
@@ -235,12 +255,26 @@ class _Clock:
             ev = torch.cuda.Event(enable_timing=True)
             ev.record()
             return ev
-        return time.perf_counter()
+        return time.perf_counter(), time.process_time()
 
     def seconds(self, start: Any, end: Any) -> float:
+        """Wall seconds between two marks (CUDA: read after a synchronize)."""
         if self.cuda:
             return float(start.elapsed_time(end)) / 1e3
-        return float(end - start)
+        return float(end[0] - start[0])
+
+    def cpu_seconds(self, start: Any, end: Any) -> float | None:
+        """Process CPU seconds between two marks; None on GPU."""
+        return None if self.cuda else float(end[1] - start[1])
+
+
+# Per-layer times of one pass: {layer: wall seconds}, {layer: CPU seconds} (empty on GPU).
+PassTimes = tuple[dict[str, float], dict[str, float]]
+
+
+def _add(times: dict[str, float], name: str, value: float | None) -> None:
+    if value is not None:
+        times[name] = times.get(name, 0.0) + value
 
 
 class _GraphPlan:
@@ -314,13 +348,15 @@ def _is_spec_graph(model: nn.Module) -> bool:
 
 
 def _spec_pass(plan: _GraphPlan, x: torch.Tensor, clock: _Clock,
-               device: torch.device) -> dict[str, float]:
+               device: torch.device) -> PassTimes:
     marks = plan.run(x, clock)
     _sync(device)
-    times: dict[str, float] = {}
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for name, start, end in marks:
-        times[name] = times.get(name, 0.0) + clock.seconds(start, end)
-    return times
+        _add(wall, name, clock.seconds(start, end))
+        _add(cpu, name, clock.cpu_seconds(start, end))
+    return wall, cpu
 
 
 @contextlib.contextmanager
@@ -350,21 +386,28 @@ def _module_hooks(model: nn.Module, clock: _Clock,
 
 
 def _module_pass(model: nn.Module, x: torch.Tensor, clock: _Clock,
-                 device: torch.device) -> dict[str, float]:
+                 device: torch.device) -> PassTimes:
     """Exclusive time per module name: its own call minus the calls of its children."""
     calls: list[list[Any]] = []
     with _module_hooks(model, clock, calls):
         model(x)
     _sync(device)
-    inclusive = [clock.seconds(c[1], c[2]) for c in calls]
-    exclusive = list(inclusive)
-    for i, c in enumerate(calls):
-        if c[3] >= 0:
-            exclusive[c[3]] -= inclusive[i]
-    times: dict[str, float] = {}
-    for c, t in zip(calls, exclusive, strict=True):
-        times[c[0]] = times.get(c[0], 0.0) + t
-    return times
+
+    def exclusive(measure: Callable[[Any, Any], float | None]) -> dict[str, float]:
+        measured = [measure(c[1], c[2]) for c in calls]
+        inclusive = [t for t in measured if t is not None]
+        if len(inclusive) != len(calls):
+            return {}  # no CPU time on GPU
+        own = list(inclusive)
+        for i, c in enumerate(calls):
+            if c[3] >= 0:
+                own[c[3]] -= inclusive[i]
+        times: dict[str, float] = {}
+        for c, t in zip(calls, own, strict=True):
+            _add(times, c[0], t)
+        return times
+
+    return exclusive(clock.seconds), exclusive(clock.cpu_seconds)
 
 
 def time_layers(model: nn.Module, x: torch.Tensor, device: torch.device,
@@ -380,7 +423,7 @@ def time_layers(model: nn.Module, x: torch.Tensor, device: torch.device,
     plan = _GraphPlan(model) if isinstance(model, fx.GraphModule) and _is_spec_graph(model) else (
         None)
 
-    def one_pass() -> tuple[dict[str, float], float]:
+    def one_pass() -> tuple[PassTimes, float]:
         _sync(device)
         t0 = time.perf_counter()
         times = (_spec_pass(plan, x, clock, device) if plan is not None
@@ -388,23 +431,28 @@ def time_layers(model: nn.Module, x: torch.Tensor, device: torch.device,
         return times, time.perf_counter() - t0
 
     one_pass()  # warm-up
-    passes: list[dict[str, float]] = []
+    passes: list[PassTimes] = []
     walls: list[float] = []
     wholes: list[float] = []
+    wholes_cpu: list[float] = []
     t_begin = time.perf_counter()
     while True:
         times, wall = one_pass()
         passes.append(times)
         walls.append(wall)
-        wholes.append(_run_block(lambda: model(x), 1, device))
+        wall, cpu_s = _run_block_cpu(lambda: model(x), 1, device)
+        wholes.append(wall)
+        if cpu_s is not None:
+            wholes_cpu.append(cpu_s)
         elapsed = time.perf_counter() - t_begin
         if progress:
             progress(label, budget.fraction(len(passes), elapsed))
         if budget.done(len(passes), elapsed, _rel_iqr(walls)):
             break
-    names = list(passes[0])
-    per_layer = {n: summarize([p.get(n, 0.0) for p in passes], 1, 1) for n in names}
-    return per_layer, summarize(walls, 1, 1), summarize(wholes, 1, 1)
+    names = list(passes[0][0])
+    per_layer = {n: summarize([w.get(n, 0.0) for w, _ in passes], 1, 1,
+                              [c[n] for _, c in passes if n in c]) for n in names}
+    return per_layer, summarize(walls, 1, 1), summarize(wholes, 1, 1, wholes_cpu)
 
 
 # --------------------------------------------------------------------------- memory guard
@@ -458,7 +506,8 @@ class LayerResult:
     """A layer's roofline figures, and its measured median time with --per-layer."""
 
     roof: LayerRoofline
-    measured_s: float | None = None
+    measured_s: float | None = None  # median wall time
+    measured_cpu_s: float | None = None  # median process CPU time (CPU device)
 
     @property
     def efficiency(self) -> float | None:
@@ -470,6 +519,7 @@ class LayerResult:
     def to_dict(self) -> dict[str, Any]:
         d = self.roof.to_dict()
         d["measured_s"] = self.measured_s
+        d["measured_cpu_s"] = self.measured_cpu_s
         d["efficiency"] = self.efficiency
         return d
 
@@ -508,6 +558,14 @@ class BenchRun:
             return None
         return sum(r.measured_s or 0.0 for r in self.layers)
 
+    @property
+    def layer_cpu_sum_s(self) -> float | None:
+        """Sum of the per-layer CPU-time medians (--per-layer on CPU)."""
+        if self.layer_pass is None or any(r.measured_s is not None and r.measured_cpu_s is None
+                                          for r in self.layers):
+            return None
+        return sum(r.measured_cpu_s or 0.0 for r in self.layers)
+
     def memory_bound(self) -> list[LayerResult]:
         return [r for r in self.layers if r.roof.bound is Bound.MEMORY]
 
@@ -519,7 +577,7 @@ class BenchRun:
             "images_per_s": self.images_per_s, "achieved_gflops": self.achieved_flops / 1e9,
             "predicted_s": self.predicted_s, "compute_only_s": self.compute_only_s,
             "memory": self.memory.to_dict(), "cuda_peak_bytes": self.cuda_peak_bytes,
-            "layer_sum_s": self.layer_sum_s,
+            "layer_sum_s": self.layer_sum_s, "layer_cpu_sum_s": self.layer_cpu_sum_s,
             "layer_pass": None if self.layer_pass is None else self.layer_pass.to_dict(),
             "layer_whole": None if self.layer_whole is None else self.layer_whole.to_dict(),
             "layers": [r.to_dict() for r in self.layers],
@@ -711,8 +769,8 @@ def _bench_batch(model: nn.Module, forward: Callable[[torch.Tensor], Any], table
     if options.per_layer:
         measured, layer_pass, layer_whole = time_layers(model, x, device, options.budget, progress,
                                            f"batch {batch}: per layer")
-    layers = tuple(LayerResult(r, measured[r.name].median_s if r.name in measured else None)
-                   for r in roofs)
+    layers = tuple(LayerResult(r, measured[r.name].median_s, measured[r.name].cpu_median_s)
+                   if r.name in measured else LayerResult(r) for r in roofs)
     return BenchRun(
         batch=batch, input=table.input, macs=table.totals.macs, flops=table.totals.flops,
         bytes=sum(r.bytes for r in roofs), timing=timing,
@@ -778,12 +836,13 @@ def rich_report(report: BenchReport, top: int | None = None) -> Any:
 
     parts: list[Any] = [Text("\n".join(header_lines(report)), style="bold")]
     summary = Table(box=box.SIMPLE_HEAVY, title="whole model", title_justify="left")
-    for col in ("batch", "median ms", "IQR ms", "IQR/med", "min ms", "samples", "images/s",
+    for col in ("batch", "median ms", "IQR ms", "IQR/med", "min ms", "CPU ms", "samples",
+                "images/s",
                 "GFLOP/s", "% peak", "roofline ms", "MACs-only ms", "MACs", "memory est."):
         summary.add_column(col, justify="right")
     for r in report.runs:
         summary.add_row(str(r.batch), _ms(r.timing.median_s), _ms(r.timing.iqr_s),
-                        _pct(r.timing.rel_iqr), _ms(r.timing.min_s),
+                        _pct(r.timing.rel_iqr), _ms(r.timing.min_s), _ms(r.timing.cpu_median_s),
                         f"{len(r.timing.samples_s)}x{r.timing.number}",
                         f"{r.images_per_s:.1f}", f"{r.achieved_flops / 1e9:.1f}",
                         _pct(r.achieved_flops / report.roofline.peak_flops),
@@ -836,15 +895,19 @@ def table_width(rendered: Any) -> int:
 def _layer_sum_note(r: BenchRun) -> str:
     assert r.layer_sum_s is not None and r.layer_whole is not None
     paired = r.layer_whole.median_s
-    return (f"batch {r.batch}: per-layer medians sum to {_ms(r.layer_sum_s)} ms, "
+    cpu, cpu_sum = r.layer_whole.cpu_median_s, r.layer_cpu_sum_s
+    text = (f"batch {r.batch}: per-layer medians sum to {_ms(r.layer_sum_s)} ms wall, "
             f"{100 * (r.layer_sum_s / paired - 1):+.1f}% vs the eager whole model timed between "
-            f"the per-layer passes ({_ms(paired)} ms; whole-model median above "
-            f"{_ms(r.timing.median_s)} ms)")
+            f"the per-layer passes ({_ms(paired)} ms)")
+    if cpu and cpu_sum is not None:
+        text += (f"; in CPU time {_ms(cpu_sum)} ms vs {_ms(cpu)} ms "
+                 f"({100 * (cpu_sum / cpu - 1):+.1f}%)")
+    return text
 
 
 CSV_FIELDS = ("batch", "layer", "kind", "macs", "flops", "bytes", "intensity", "bound",
               "roofline_ms", "measured_ms", "efficiency", "iqr_ms", "images_per_s",
-              "achieved_gflops")
+              "achieved_gflops", "cpu_ms")
 
 
 def to_csv(report: BenchReport) -> str:
@@ -858,14 +921,15 @@ def to_csv(report: BenchReport) -> str:
                     f"{r.predicted_s * 1e3:.6g}", f"{r.timing.median_s * 1e3:.6g}",
                     f"{r.predicted_s / r.timing.median_s:.4g}",
                     f"{r.timing.iqr_s * 1e3:.6g}", f"{r.images_per_s:.6g}",
-                    f"{r.achieved_flops / 1e9:.6g}"])
+                    f"{r.achieved_flops / 1e9:.6g}",
+                    "" if r.timing.cpu_median_s is None else f"{r.timing.cpu_median_s * 1e3:.6g}"])
         for lr in r.layers:
             f = lr.roof
             w.writerow([r.batch, f.name, f.kind, f.macs, f.flops, f.bytes,
                         "" if math.isinf(f.intensity) else f"{f.intensity:.4g}", f.bound.value,
                         f"{f.predicted_s * 1e3:.6g}",
                         "" if lr.measured_s is None else f"{lr.measured_s * 1e3:.6g}",
-                        "" if lr.efficiency is None else f"{lr.efficiency:.4g}", "", "", ""])
+                        "" if lr.efficiency is None else f"{lr.efficiency:.4g}", "", "", "", ""])
     return buf.getvalue()
 
 

@@ -118,6 +118,8 @@ def test_time_fn_sanity() -> None:
     assert all(s > 0 for s in t.samples_s)
     assert t.min_s <= t.q1_s <= t.median_s <= t.q3_s
     assert t.iqr_s >= 0
+    assert len(t.cpu_samples_s) == len(t.samples_s)  # process CPU time, CPU device only
+    assert t.cpu_median_s is not None and t.cpu_median_s >= 0
 
 
 # --------------------------------------------------------------------------- the roofline
@@ -224,6 +226,8 @@ def test_bench_module_structure() -> None:
             assert lr.efficiency == lr.roof.predicted_s / lr.measured_s
         assert run.layer_sum_s == pytest.approx(sum(lr.measured_s or 0 for lr in run.layers))
         assert run.layer_whole is not None and run.layer_whole.median_s > 0
+        assert run.layer_cpu_sum_s == pytest.approx(
+            sum(lr.measured_cpu_s or 0 for lr in run.layers))
         assert run.memory.required_bytes > 0
 
 
@@ -266,11 +270,15 @@ def test_module_pass_exclusive_times_with_a_fake_clock() -> None:
         def seconds(self, start: int, end: int) -> float:
             return float(end - start)
 
+        def cpu_seconds(self, start: int, end: int) -> float:
+            return 10.0 * (end - start)
+
     model = nn.Sequential(nn.ReLU(), nn.Sequential(nn.ReLU()))
-    times = bench_mod._module_pass(model, torch.ones(2), Ticks(), CPU)  # type: ignore[arg-type]
+    wall, cpu = bench_mod._module_pass(model, torch.ones(2), Ticks(), CPU)  # type: ignore[arg-type]
     # Marks: root 1, "0" 2..3, "1" 4, "1.0" 5..6, "1" ..7, root ..8.
     # Inclusive: root 7, "0" 1, "1" 3, "1.0" 1; exclusive: root 7-1-3 = 3, "1" 3-1 = 2.
-    assert times == {"(model)": 3.0, "0": 1.0, "1": 2.0, "1.0": 1.0}
+    assert wall == {"(model)": 3.0, "0": 1.0, "1": 2.0, "1.0": 1.0}
+    assert cpu == {"(model)": 30.0, "0": 10.0, "1": 20.0, "1.0": 10.0}  # same arithmetic x10
 
 
 # --------------------------------------------------------------------------- memory guard
