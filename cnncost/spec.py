@@ -30,7 +30,7 @@ from cnncost.layers import LAYERS, Built, LayerKind, Shape
 MAX_FILE_BYTES = 1 << 20
 MAX_LAYERS = 50_000
 # Items visited while expanding (catches nested repeats of empty bodies).
-MAX_STEPS = 200_000
+MAX_STEPS = 100_000
 MAX_REPEAT = 10_000
 MAX_BLOCK_DEPTH = 32
 # Composites nested inside each other (seq in seq in ...), blocks included.
@@ -171,7 +171,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _YMap:
             raise _LoadError(f"duplicate key {key!r}; each key may appear once in a mapping",
                              key_node.start_mark.line + 1)
         result[key] = loader.construct_object(value_node, deep=True)
-        result.key_lines[key] = value_node.start_mark.line + 1
+        result.key_lines[key] = key_node.start_mark.line + 1
     return result
 
 
@@ -210,7 +210,12 @@ def load_yaml(text: str, file: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise SpecError(f"malformed YAML: {exc.problem or exc.context}", file, line) from None
+        problem = " ".join(str(exc.problem or exc.context).split())
+        if "<block" in problem or "mapping values are not allowed" in problem:
+            problem += "; check the indentation"
+        elif "'\\t'" in problem:
+            problem += "; indent with spaces, not tabs"
+        raise SpecError(f"malformed YAML: {problem}", file, line) from None
     except yaml.reader.ReaderError as exc:
         line = text[:exc.position].count("\n") + 1
         char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or " ")
@@ -478,12 +483,15 @@ class _Compiler:
             value = self.item(item, f"{where}[{idx}]", items.item_lines[idx], ns, value, scope)
         return value
 
-    def item(self, item: Any, where: str, line: int, ns: _Scope, value: _Value,
-             scope: Mapping[str, Any]) -> _Value:
+    def step(self, line: int, where: str) -> None:
         self.steps += 1
         if self.steps > MAX_STEPS:
             raise self.err(f"the spec expands to more than {MAX_STEPS} items; expected a "
                            "network of realistic size (check nested repeat counts)", line, where)
+
+    def item(self, item: Any, where: str, line: int, ns: _Scope, value: _Value,
+             scope: Mapping[str, Any]) -> _Value:
+        self.step(line, where)
         if self.depth >= MAX_NESTING:
             raise self.err(f"layers nested more than {MAX_NESTING} levels deep", line, where)
         self.depth += 1
@@ -541,6 +549,7 @@ class _Compiler:
             for i in range(n):
                 rep_args = _merge(args, first) if i == 0 and first else args
                 with self.within(f"{inner.prefix}{i}"):
+                    self.step(line, where)
                     value = self.one(kind, rep_args, where, line, inner, str(i), value,
                                      {**scope, "i": i})
             return value
@@ -595,6 +604,9 @@ class _Compiler:
             return self.block(kind, args, where, line, ns, name, value, local)
         if kind in COMPOSITES:
             return getattr(self, f"c_{kind}")(args, where, line, ns, name, value, local)
+        if not _NAME_RE.match(kind):
+            raise self.err(f"layer kind {kind!r} is not a name; check the indentation and "
+                           "that each item starts with `- `", line, where)
         known = [*LAYERS, *COMPOSITES, *self.blocks]
         close = difflib.get_close_matches(kind, known, n=3)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
