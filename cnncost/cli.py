@@ -12,13 +12,15 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.report import SORT_FIELDS, Format, Units
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     name="cnncost",
@@ -29,7 +31,33 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _LazyConsole:
+    """A rich Console made on first use: importing rich costs ~0.1 s that --help need not pay."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def _real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+    def __enter__(self) -> Console:  # special methods bypass __getattr__
+        return self._real().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._real().__exit__(*exc)
+
+
+err_console: Any = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 _debug = {"on": False}
@@ -136,6 +164,8 @@ def _policy(text: str) -> str:
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
@@ -611,6 +641,7 @@ def bench(
                            budget=Budget(min_samples=min_samples, max_time=max_time,
                                          min_time=min(0.5, max_time / 2),
                                          warmup_time=min(0.25, max_time / 4)))
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     batches = parse_batches(batch)

@@ -11,15 +11,13 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
-
-from rich import box
-from rich.cells import cell_len
-from rich.console import Console, Group, RenderableType
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from cnncost.table import BlockRow, CostRow, CostTable, collapse, dumps
+
+if TYPE_CHECKING:  # rich is imported where it renders: `cnncost --help` does not pay for it
+    from rich.console import Group, RenderableType
+    from rich.table import Table
 
 
 class Format(str, Enum):
@@ -106,6 +104,11 @@ def rich_table(table: CostTable, units: Units = Units.MACS, depth: int | None = 
 
     Names and kinds fold onto a second line when the terminal is narrow: never truncated.
     """
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     label = "MACs" if units is Units.MACS else "FLOPs"
     total = _compute(table.totals, units) or 1  # type: ignore[arg-type]
     out = Table(box=box.SIMPLE_HEAVY, show_footer=True, title_justify="left")
@@ -152,6 +155,8 @@ def rich_table(table: CostTable, units: Units = Units.MACS, depth: int | None = 
 
 def to_text(renderable: RenderableType, width: int | None = None) -> str:
     """Render to plain text (no colour) at a fixed width, or as wide as the content needs."""
+    from rich.console import Console
+
     if width is None:
         width = max(80, natural_width(renderable))
     width = fit_width(renderable, width)
@@ -378,6 +383,11 @@ def _model_label(r: CompareRow) -> str:
 
 def compare_rich(cmp: Comparison) -> Group:
     """The comparison as a rich table: each figure followed by its ratio to the first model."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     out = Table(box=box.SIMPLE_HEAVY, padding=(0, 1), pad_edge=False)
     inputs = sorted({shape(r.input) for r in cmp.rows})
     out.add_column("model", no_wrap=True)
@@ -406,12 +416,18 @@ def compare_rich(cmp: Comparison) -> Group:
 
 
 def _tables(renderable: RenderableType) -> list[Table]:
+    from rich.console import Group
+    from rich.table import Table
+
     if isinstance(renderable, Group):
         return [t for r in renderable.renderables for t in _tables(r)]
     return [renderable] if isinstance(renderable, Table) else []
 
 
 def _cell_width(cell: object) -> int:
+    from rich.cells import cell_len
+    from rich.text import Text
+
     return cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
 
 
@@ -449,6 +465,8 @@ def fit_width(renderable: RenderableType, width: int) -> int:
 
 def natural_width(renderable: RenderableType) -> int:
     """The width a renderable needs to print without folding anything."""
+    from rich.console import Console
+
     probe = Console(width=10_000, file=io.StringIO(), color_system=None)
     return int(probe.measure(renderable).maximum)
 
