@@ -705,7 +705,9 @@ def bench(model_or_spec: nn.Module | str | Path | Target, batches: Sequence[int]
     load, cpus = load_average(), os.cpu_count() or 1
     if device.type == "cpu" and load is not None and load > 0.5 * cpus:
         notes.append(f"machine busy before the run: load average {load:.2f} on {cpus} CPUs; "
-                     "expect noisy times (see IQR/median)")
+                     "expect noisy wall times (see IQR/median; CPU ms is steadier)"
+                     + ("; several threads wait on each other when a core is taken, "
+                        "--threads 1 is steadier" if threads > 1 else ""))
     if isinstance(model_or_spec, nn.Module):
         loaded: ModelSpec | nn.Module = model_or_spec
         label, source = type(model_or_spec).__name__, type(model_or_spec).__name__

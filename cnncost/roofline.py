@@ -222,14 +222,23 @@ def _sync(device: torch.device) -> None:
 
 
 def _best_time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
-    """The fastest of ``repeats`` timed calls (a roof is an upper bound: take the best)."""
+    """The fastest of ``repeats`` timed calls (a roof is an upper bound: take the best).
+
+    With one CPU thread a call's time is its process CPU time when that is shorter: other
+    processes holding the core stretch the wall clock, not the work (on a shared machine
+    a wall-clock roof comes out too low). With several threads CPU time sums over threads
+    that may idle, so the wall clock is used.
+    """
+    single = device.type == "cpu" and torch.get_num_threads() == 1
     best = math.inf
     for _ in range(repeats):
         _sync(device)
-        start = time.perf_counter()
+        cpu0, start = time.process_time(), time.perf_counter()
         fn()
         _sync(device)
-        best = min(best, time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu0  # coarse on some systems: 0 means "not measured"
+        best = min(best, min(wall, cpu) if single and cpu > 0 else wall)
     return best
 
 
