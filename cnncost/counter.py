@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import Enum
@@ -23,9 +23,16 @@ from torch import fx, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from cnncost.builder import META_KEY, build_module
+from cnncost.builder import META_KEY, _op_args, _op_target
 from cnncost.errors import UnsupportedOpError, UsageError
-from cnncost.formulas import FORMULAS, ZERO_COST_OPS, Formula, OpCost, policy_flops
+from cnncost.formulas import (
+    FORMULAS,
+    PER_ELEMENT,
+    ZERO_COST_OPS,
+    Formula,
+    OpCost,
+    policy_flops,
+)
 from cnncost.spec import LayerSpec, ModelSpec
 from cnncost.table import CostRow, CostTable, Totals, sum_rows
 
@@ -121,6 +128,7 @@ class _OpInfo:
     aliases: tuple[bool, ...]  # per return: does it alias an input (view / in-place)?
     fresh: bool  # no return aliases an input: the output is a new tensor
     inplace: bool  # elementwise in-place op returning its first argument (relu_, add_)
+    elementwise: bool  # listed in PER_ELEMENT: output shaped like its first input
 
 
 _OP_INFO: dict[Any, _OpInfo] = {}
@@ -136,7 +144,7 @@ def _op_info(func: Any) -> _OpInfo:
         inplace = (name in FORMULAS and name.endswith("_") and len(aliases) == 1
                    and aliases[0] and first is not None and first.is_write)
         info = _OpInfo(name, FORMULAS.get(name), name in ZERO_COST_OPS, aliases,
-                       not any(aliases), inplace)
+                       not any(aliases), inplace, name.removeprefix("aten::") in PER_ELEMENT)
         _OP_INFO[func] = info
     return info
 
@@ -182,8 +190,8 @@ class _T:
     __slots__ = ("dtype", "shape", "stride")
 
     def __init__(self, t: torch.Tensor) -> None:
-        if t.storage_offset() != 0:
-            raise _NoKey
+        if not t.is_meta or t.storage_offset() != 0:
+            raise _NoKey  # only meta results are remembered (e.g. not torch.empty on cpu)
         self.shape, self.stride, self.dtype = t.shape, t.stride(), t.dtype
 
 
@@ -205,6 +213,31 @@ def _instantiate(tmpl: Any) -> Any:
     return tmpl
 
 
+def _empty_like(x: torch.Tensor) -> torch.Tensor | None:
+    """torch.empty_like for the dense layouts (whose meta kernel is a Python reference)."""
+    if x.is_contiguous():
+        return x.new_empty(x.shape)
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.empty(x.shape, dtype=x.dtype, device=x.device,
+                           memory_format=torch.channels_last)
+    return None
+
+
+def _broadcast(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
+    """The broadcast shape of two shapes, or None (torch.broadcast_shapes imports sympy)."""
+    n = max(len(a), len(b))
+    out = []
+    for i, j in zip((1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b),
+                    strict=True):
+        if i == j or j == 1:
+            out.append(i)
+        elif i == 1:
+            out.append(j)
+        else:
+            return None
+    return tuple(out)
+
+
 def _batch_norm_meta(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any,
                      training: Any, *rest: Any) -> Any:
     """native_batch_norm on meta, as the CPU kernel shapes it (eval: empty saved stats)."""
@@ -214,16 +247,218 @@ def _batch_norm_meta(x: Any, weight: Any, bias: Any, running_mean: Any, running_
     if not ok or x.dim() < 2:
         return None  # let the real meta kernel raise its error
     saved = c if training else 0
-    return (torch.empty_like(x), x.new_empty((saved,)), x.new_empty((saved,)))
+    out = _empty_like(x)
+    return None if out is None else (out, x.new_empty((saved,)), x.new_empty((saved,)))
+
+
+def _elementwise_meta(info: _OpInfo, args: Any, kwargs: Any) -> Any:
+    """An elementwise op on floating meta tensors of one dtype (a residual add, an SE
+    gate, an activation): its output's metadata, without the meta kernel.
+
+    Many of these kernels are Python references (add, mul, silu, hardswish) whose first call
+    imports torch._dynamo (seconds); this keeps a plain count from ever needing it. The
+    output takes the broadcast shape and the layout of the input of that shape; in place
+    it is the input itself. Anything else goes to the real kernel (and its errors).
+    """
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        return None
+    others = [a for a in (*args[1:], *kwargs.values())
+              if isinstance(a, torch.Tensor | list | tuple)]
+    if not others:
+        return x if info.inplace else _empty_like(x)
+    y = others[0]
+    if (len(others) > 1 or len(args) < 2 or args[1] is not y
+            or not isinstance(y, torch.Tensor) or y.dtype != x.dtype):
+        return None
+    shape = _broadcast(x.shape, y.shape)
+    if shape is None:
+        return None
+    if info.inplace:
+        return x if shape == x.shape else None
+    if shape == x.shape:
+        return _empty_like(x)
+    if shape == y.shape:
+        return _empty_like(y)
+    return x.new_empty(shape)
+
+
+def _matmul_meta(*args: Any, **kwargs: Any) -> Any:
+    """mm / addmm / bmm on meta: a new contiguous (B x) M x N tensor (a Python meta kernel
+    otherwise). Anything unusual goes to the real kernel, which raises its own errors."""
+    if len(args) == 2:
+        a, b = args
+    elif len(args) == 3 and isinstance(args[0], torch.Tensor):
+        a, b = args[1], args[2]  # addmm(bias, a, b): bias broadcast-checked by shape only
+        out_shape = (a.shape[0], b.shape[1]) if a.dim() == 2 and b.dim() == 2 else None
+        if out_shape is None or _broadcast(args[0].shape, out_shape) != out_shape:
+            return None
+    else:
+        return None
+    if (a.dtype != b.dtype or not a.is_floating_point() or a.dim() != b.dim()
+            or a.dim() not in (2, 3) or a.shape[-1] != b.shape[-2]
+            or (a.dim() == 3 and a.shape[0] != b.shape[0])):
+        return None
+    return a.new_empty((*a.shape[:-1], b.shape[-1]))
+
+
+def _cat_meta(tensors: Any, dim: int = 0) -> Any:
+    """cat on meta (a Python reference kernel otherwise) for same-dtype, same-rank inputs."""
+    if not isinstance(tensors, list | tuple) or not tensors:
+        return None
+    first = tensors[0]
+    if not all(isinstance(t, torch.Tensor) for t in tensors) or not -first.dim() <= dim < (
+            first.dim()):
+        return None
+    dim %= first.dim()
+    shape = list(first.shape)
+    for t in tensors[1:]:
+        if t.dtype != first.dtype or t.dim() != first.dim() or any(
+                a != b for i, (a, b) in enumerate(zip(t.shape, shape, strict=True)) if i != dim):
+            return None
+        shape[dim] += t.shape[dim]
+    fmt = (torch.channels_last if first.dim() == 4 and all(
+        t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+        for t in tensors) else torch.contiguous_format)
+    return first.new_empty(shape).contiguous(memory_format=fmt)
+
+
+def _mean_meta(x: Any, dim: Any = None, keepdim: bool = False, **kwargs: Any) -> Any:
+    """mean over dims on meta (global average pooling; a Python reference otherwise)."""
+    if kwargs.get("dtype") is not None or not x.is_floating_point() or x.dim() == 0:
+        return None
+    dims = dim if dim else range(x.dim())
+    try:
+        reduced = {d % x.dim() for d in dims if -x.dim() <= d < x.dim()}
+    except TypeError:
+        return None
+    if len(reduced) != len(list(dims)):
+        return None  # out of range or repeated: the real kernel raises the error
+    shape = [1 if i in reduced else n for i, n in enumerate(x.shape)
+             if keepdim or i not in reduced]
+    return x.new_empty(shape)
+
+
+def _conv_meta(x: Any, w: Any, bias: Any, stride: Any, padding: Any, dilation: Any,
+               transposed: Any, output_padding: Any, groups: Any, *rest: Any) -> Any:
+    """aten.convolution on meta for contiguous inputs (a Python meta kernel otherwise, whose
+    first call imports sympy): the output shape by PyTorch's documented size formulas."""
+    nd = x.dim() - 2
+    if (nd not in (1, 2, 3) or w.dim() != nd + 2 or x.dtype != w.dtype
+            or not x.is_floating_point() or not x.is_contiguous() or not w.is_contiguous()
+            or not isinstance(groups, int) or groups < 1):
+        return None
+    params = []
+    for value in (stride, padding, dilation, output_padding):
+        v = list(value) if isinstance(value, list | tuple) else [value]
+        if len(v) == 1:
+            v *= nd
+        if len(v) != nd or not all(type(i) is int for i in v):
+            return None
+        params.append(v)
+    s, p, d, op = params
+    k = w.shape[2:]
+    if transposed:
+        if x.shape[1] != w.shape[0] or w.shape[0] % groups:
+            return None
+        channels = w.shape[1] * groups
+        sizes = [(i - 1) * ss - 2 * pp + dd * (kk - 1) + oo + 1
+                 for i, kk, ss, pp, dd, oo in zip(x.shape[2:], k, s, p, d, op, strict=True)]
+    else:
+        if x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+            return None
+        channels = w.shape[0]
+        sizes = [(i + 2 * pp - dd * (kk - 1) - 1) // ss + 1
+                 for i, kk, ss, pp, dd in zip(x.shape[2:], k, s, p, d, strict=True)]
+    if min(sizes) < 1 or min(s) < 1 or min(d) < 1 or min(p) < 0 or (
+            bias is not None and tuple(bias.shape) != (channels,)):
+        return None
+    return x.new_empty((x.shape[0], channels, *sizes))
+
+
+def _max_pool_meta(x: Any, kernel_size: Any, stride: Any = (), padding: Any = 0,
+                   dilation: Any = 1, ceil_mode: bool = False) -> Any:
+    """max_pool*_with_indices on meta for contiguous inputs (a Python meta kernel otherwise):
+    output and int64 indices sized by PyTorch's pooling_output_shape."""
+    nd = x.dim() - 2
+    if nd not in (1, 2, 3) or not x.is_floating_point() or not x.is_contiguous():
+        return None
+    params = []
+    for value in (kernel_size, stride or kernel_size, padding, dilation):
+        v = list(value) if isinstance(value, list | tuple) else [value]
+        if len(v) == 1:
+            v *= nd
+        if len(v) != nd or not all(type(i) is int for i in v):
+            return None
+        params.append(v)
+    sizes = []
+    for size, k, s, p, d in zip(x.shape[2:], *params, strict=True):
+        if k < 1 or s < 1 or d < 1 or p < 0 or p > k // 2:
+            return None
+        out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+        if ceil_mode and (out - 1) * s >= size + p:
+            out -= 1
+        if out < 1:
+            return None
+        sizes.append(out)
+    shape = (*x.shape[:2], *sizes)
+    return x.new_empty(shape), x.new_empty(shape, dtype=torch.int64)
+
+
+def _avg_pool_meta(x: Any, kernel_size: Any, stride: Any = (), padding: Any = 0,
+                   ceil_mode: bool = False, *rest: Any) -> Any:
+    """avg_pool*d on meta: sized like max pooling without dilation, no indices."""
+    out = _max_pool_meta(x, kernel_size, stride, padding, 1, ceil_mode)
+    return None if out is None else out[0]
+
+
+def _channel_shuffle_meta(x: Any, groups: Any) -> Any:
+    """channel_shuffle on meta: a permutation of the channels, shaped like its input."""
+    if x.dim() < 3 or type(groups) is not int or groups < 1 or x.shape[1] % groups:
+        return None
+    return _empty_like(x)
+
+
+def _adaptive_pool_meta(x: Any, output_size: Any) -> Any:
+    """_adaptive_avg_pool2d/3d on meta for contiguous inputs (a Python meta kernel)."""
+    nd = x.dim() - 2
+    sizes = list(output_size) if isinstance(output_size, list | tuple) else [output_size]
+    if (nd not in (2, 3) or len(sizes) != nd or not all(type(v) is int and v > 0 for v in sizes)
+            or not x.is_floating_point() or not x.is_contiguous() or 0 in x.shape):
+        return None
+    return x.new_empty((*x.shape[:2], *sizes))
 
 
 _FAST_META: dict[Any, Callable[..., Any]] = {
+    torch.ops.aten.avg_pool1d.default: _avg_pool_meta,
+    torch.ops.aten.avg_pool2d.default: _avg_pool_meta,
+    torch.ops.aten.avg_pool3d.default: _avg_pool_meta,
+    torch.ops.aten.native_channel_shuffle.default: _channel_shuffle_meta,
+    torch.ops.aten.channel_shuffle.default: _channel_shuffle_meta,
+    torch.ops.aten._adaptive_avg_pool2d.default: _adaptive_pool_meta,
+    torch.ops.aten._adaptive_avg_pool3d.default: _adaptive_pool_meta,
+    torch.ops.aten.max_pool1d_with_indices.default: _max_pool_meta,
+    torch.ops.aten.max_pool2d_with_indices.default: _max_pool_meta,
+    torch.ops.aten.max_pool3d_with_indices.default: _max_pool_meta,
+    torch.ops.aten.convolution.default: _conv_meta,
+    torch.ops.aten.mean.dim: _mean_meta,
+    torch.ops.aten.cat.default: _cat_meta,
     torch.ops.aten.native_batch_norm.default: _batch_norm_meta,
+    torch.ops.aten.mm.default: _matmul_meta,
+    torch.ops.aten.addmm.default: _matmul_meta,
+    torch.ops.aten.bmm.default: _matmul_meta,
 }
 
 
 class CostCounterMode(TorchDispatchMode):
     """Sees every ATen op, adds its formula's cost to the current layer, tracks live bytes."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # TorchDispatchMode wraps __torch_dispatch__ in torch._dynamo.disable by default:
+        # that imports torch._dynamo on the first op (seconds) and adds a wrapper to every
+        # op. Counting never compiles anything, so the wrapper buys nothing here.
+        return False
 
     def __init__(self) -> None:
         super().__init__()
@@ -250,8 +485,13 @@ class CostCounterMode(TorchDispatchMode):
             tmpl, cost = _CACHE[key]
             out = _instantiate(tmpl)
         else:
-            fast = _FAST_META.get(func) if key is not None else None
-            out = fast(*args, **kwargs) if fast is not None else None
+            out = None
+            if key is not None:  # meta arguments: try a shortcut to the output's metadata
+                fast = _FAST_META.get(func)
+                if fast is not None:
+                    out = fast(*args, **kwargs)
+                elif info.elementwise:
+                    out = _elementwise_meta(info, args, kwargs)
             if out is None:
                 out = func(*args, **kwargs)
             if info.formula is not None:
@@ -393,6 +633,99 @@ def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
     return obj
 
 
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _spec_modules(spec: ModelSpec, dtype: torch.dtype, device: str,
+                  elem: int) -> dict[str, tuple[nn.Module, int, int, int, int]]:
+    """Each layer's module with its (params, buffers, param bytes, buffer bytes).
+
+    A layer's module depends only on its kind, fields and input shape, so identical layers
+    (the blocks of a deep net) share one instance: building nn.Modules, not counting,
+    dominated the time of deep specs. Built before counting starts, so their weights are
+    never mistaken for activations.
+    """
+    built: dict[Any, tuple[nn.Module, int, int, int, int]] = {}
+    by_path = {}
+    for layer in spec.layers:
+        if layer.built is None:
+            continue
+        key = (layer.kind, _freeze(layer.params), layer.in_shapes)
+        entry = built.get(key)
+        if entry is None:
+            with torch.device(device):
+                module = layer.built.make()
+            if dtype != torch.get_default_dtype():
+                module = module.to(dtype)
+            module.eval()
+            entry = (module, sum(p.numel() for p in module.parameters()),
+                     sum(b.numel() for b in module.buffers()),
+                     _nbytes(module.parameters(), elem), _nbytes(module.buffers(), elem))
+            built[key] = entry
+        by_path[layer.path] = entry
+    return by_path
+
+
+def _run_spec(spec: ModelSpec, x: torch.Tensor, mode: CostCounterMode,
+              modules: Mapping[str, tuple[nn.Module, int, int, int, int]]) -> list[_Acc]:
+    """Run a spec layer by layer, exactly as its compiled GraphModule would, without one.
+
+    Values die after their last use, as in the GraphModule's generated code.
+    """
+    layers = spec.layers
+    last_use: dict[str, int] = {}
+    for i, layer in enumerate(layers):
+        for path in layer.inputs:
+            last_use[path] = i
+    last_use.pop(spec.output, None)  # the result stays alive: it is returned
+    dying: dict[int, list[str]] = {}
+    for path, i in last_use.items():
+        dying.setdefault(i, []).append(path)
+    env: dict[str, Any] = {"input": x}
+    accs: list[_Acc] = []
+    for i, layer in enumerate(layers):
+        args: Any = [env[path] for path in layer.inputs]
+        acc = _Acc(layer.path, layer.kind, f"{layer.loc.file}:{layer.loc.line}",
+                   layer.receptive_field, calls=1,
+                   input_shape=tuple(tuple(a.shape) for a in args))
+        kwargs: dict[str, Any] = {}
+        entry = modules.get(layer.path)
+        if entry is not None:
+            call: Callable[..., Any] = entry[0]
+            acc.params, acc.buffers = entry[1], entry[2]
+        else:
+            call, kwargs = _op_target(layer)
+            args = _op_args(layer, tuple(args))
+        mode.acc = acc
+        try:
+            out = call(*args, **kwargs)
+        finally:
+            mode.acc = None
+        del args
+        tensors = [out] if isinstance(out, torch.Tensor) else _tensors(out)
+        if tensors:
+            acc.output_shape = tuple(tensors[0].shape)
+            acc.output_bytes = sum(t.numel() * t.element_size() for t in tensors)
+        del tensors
+        accs.append(acc)
+        env[layer.path] = out
+        del out
+        for path in dying.get(i, ()):
+            del env[path]
+    return accs
+
+
+def _nbytes(tensors: Iterator[torch.Tensor], elem: int) -> int:
+    """Bytes of weights at the analysis dtype (floating point) or their own (integer)."""
+    return sum(t.numel() * (elem if t.is_floating_point() else t.element_size())
+               for t in tensors)
+
+
 def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
                policy: Policy | str = Policy.ALL, strict: bool = False,
                source: str | None = None, device: str = "meta") -> CostTable:
@@ -401,12 +734,13 @@ def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "floa
     pol = Policy(policy)
     dev = _check_device(device)
     _check_batch(batch)
-    gm = build_module(spec, device=dev, dtype=dt)
     x = _input_tensor((batch, *spec.input_shape), dt, dev)
+    modules = _spec_modules(spec, dt, dev, x.element_size())
+    weights = (sum(m[3] for m in modules.values()), sum(m[4] for m in modules.values()))
     mode = CostCounterMode()
     with torch.no_grad(), mode:
-        accs = _run_graph(gm, x, mode)
-    return _table(spec.name, source or spec.file, spec.description, gm, x, accs, mode,
+        accs = _run_spec(spec, x, mode, modules)
+    return _table(spec.name, source or spec.file, spec.description, weights, x, accs, mode,
                   pol, dt, strict)
 
 
@@ -568,8 +902,9 @@ def _check_batch(batch: int) -> None:
 # --------------------------------------------------------------------------- the table
 
 
-def _table(model_name: str, source: str, description: str, model: nn.Module, x: torch.Tensor,
-           accs: list[_Acc], mode: CostCounterMode, policy: Policy, dtype: torch.dtype,
+def _table(model_name: str, source: str, description: str,
+           weights: nn.Module | tuple[int, int], x: torch.Tensor, accs: list[_Acc],
+           mode: CostCounterMode, policy: Policy, dtype: torch.dtype,
            strict: bool) -> CostTable:
     rows = tuple(
         CostRow(
@@ -598,10 +933,11 @@ def _table(model_name: str, source: str, description: str, model: nn.Module, x: 
         raise UnsupportedOpError(f"ops without a counting formula: {ops}")
     sums = sum_rows(rows)
     elem = x.element_size()
-    param_bytes = sum(p.numel() * (elem if p.is_floating_point() else p.element_size())
-                      for p in model.parameters())
-    buffer_bytes = sum(b.numel() * (elem if b.is_floating_point() else b.element_size())
-                       for b in model.buffers())
+    if isinstance(weights, nn.Module):
+        param_bytes = _nbytes(weights.parameters(), elem)
+        buffer_bytes = _nbytes(weights.buffers(), elem)
+    else:
+        param_bytes, buffer_bytes = weights
     input_bytes = x.numel() * elem
     saved = sums["output_bytes"] + input_bytes
     totals = Totals(
