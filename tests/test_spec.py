@@ -1185,3 +1185,17 @@ def test_cli_validate_prints_the_tree_with_taps_and_joins(write_spec) -> None:
     assert "conv(out=8, kernel=3, padding=1)  -> 8x16x16" in result.output
     assert "concat1  concat(tap=skip)  -> 16x16x16" in result.output
     assert "ok: 4 layers, output 16x16x16" in result.output
+
+
+def test_docstring_example_compiles() -> None:
+    import cnncost.spec as spec_module
+
+    doc = spec_module.__doc__ or ""
+    example = dedent(doc.split("The language, in short::")[1].split("Fields hold")[0])
+    example = example.replace(
+        "layers: [...]", "layers: [{conv: {out: c, kernel: 3, stride: s, padding: 1}}]")
+    m = parse_spec(example, "doc.yaml")
+    assert [layer.path for layer in m.layers] == [
+        "conv1", "relu1", "layer1.0.conv1", "layer1.1.conv1", "layer1.2.conv1"]
+    # 32 -> (32 + 2 - 3) // 2 + 1 = 16 (stem) -> 8 (first repetition, s = 2) -> 8 -> 8
+    assert m.output_shape == (64, 8, 8)
