@@ -205,7 +205,8 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _YMap:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str | int | float | bool):
-            raise _LoadError("mapping keys must be plain scalars", key_node.start_mark.line + 1)
+            raise _LoadError("mapping keys must be plain names or numbers, not lists or "
+                             "mappings", key_node.start_mark.line + 1)
         if key in result:
             raise _LoadError(f"duplicate key {key!r}; each key may appear once in a mapping",
                              key_node.start_mark.line + 1)
@@ -367,7 +368,8 @@ class _Compiler:
                                doc.key_lines[key], str(key))
         name = doc.get("name") or Path(self.file).stem
         if not isinstance(name, str):
-            raise self.err("`name` must be a string", doc.key_lines.get("name"), "name")
+            raise self.err(f"`name` must be a string, got {_short(name)}",
+                           doc.key_lines.get("name"), "name")
         scope = self._vars(doc)
         self.vars = scope
         in_shape = self._input(doc, scope)
@@ -717,9 +719,11 @@ class _Compiler:
               value: _Value, scope: Mapping[str, Any]) -> _Value:
         if bname in self.block_stack:
             chain = " -> ".join([*self.block_stack, bname])
-            raise self.err(f"block {bname!r} uses itself ({chain})", line, where)
+            raise self.err(f"block {bname!r} uses itself ({chain}); blocks may not use "
+                           "themselves, directly or through other blocks", line, where)
         if len(self.block_stack) >= MAX_BLOCK_DEPTH:
-            raise self.err(f"blocks nested deeper than {MAX_BLOCK_DEPTH}", line, where)
+            raise self.err(f"blocks nested deeper than {MAX_BLOCK_DEPTH} levels; expected at "
+                           f"most {MAX_BLOCK_DEPTH}", line, where)
         body = self.blocks[bname]
         declared: _YMap = body.get("params") or _YMap()
         if args is None:
@@ -885,12 +889,15 @@ class _Compiler:
         skip = self.taps[tap]
         if crop:
             if len(skip.shape) != len(value.shape):
-                raise self.err("cannot crop between tensors of different rank", line, where)
+                raise self.err(f"cannot crop tap {tap!r} ({_fmt(skip.shape)}) to "
+                               f"{_fmt(value.shape)}; expected tensors of the same rank", line,
+                               where)
             for dim in range(1, len(value.shape)):
                 big, small = skip.shape[dim], value.shape[dim]
                 if big < small:
                     raise self.err(f"cannot crop tap {tap!r} ({_fmt(skip.shape)}) to "
-                                   f"{_fmt(value.shape)}", line, where)
+                                   f"{_fmt(value.shape)}; crop only shrinks, so the tap must be "
+                                   "at least as large", line, where)
                 if big > small:
                     shape = (*skip.shape[:dim], small, *skip.shape[dim + 1:])
                     cname = ns.prefix + self.name(ns, None, "crop", line, where)

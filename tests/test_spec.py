@@ -772,6 +772,14 @@ BAD: list[tuple[str, str, int | None, str | None, str | None, str]] = [
               c: 4
               d: 5
         """, 9, "layers[0].unit", None, "unknown param 'd' for block unit; accepted: c"),
+    ("blocks-too-deep",
+     "input: [3, 8, 8]\nblocks:\n"
+     + "".join(f"  b{i}:\n    layers: [b{i + 1}]\n" for i in range(40))
+     + "  b40:\n    layers: [relu]\nlayers: [b0]\n",
+     66, "blocks.b31.layers[0].b32", r"b01\.b11\..*\.b311",  # line 3 + 2 * 31 + 1
+     "blocks nested deeper than 32 levels; expected at most 32"),
+    ("name-not-string", "name: [a]\ninput: [3, 8, 8]\nlayers: [relu]\n", 1, "name", None,
+     r"`name` must be a string, got \['a'\]"),
     ("block-shadows-kind", """\
         input: [3, 8, 8]
         blocks:
