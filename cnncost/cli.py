@@ -570,6 +570,7 @@ def _progress_callback(bar: Any) -> Callable[[str, float], None]:
 def add_bench_columns(comparison: Any, models: list[str], batch: int, dtype: str,
                       shape: tuple[int, ...] | None, sets: dict[str, str]) -> Any:
     """``compare --bench``: measured latency and images/s, placed right after MACs."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cnncost import bench as bench_mod
@@ -577,7 +578,7 @@ def add_bench_columns(comparison: Any, models: list[str], batch: int, dtype: str
 
     latency, throughput = [], []
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
+                  console=Console(stderr=True), transient=True) as bar:
         for m in models:
             run = bench_mod.bench(m, (batch,), bench_mod.BenchOptions(dtype=dtype), input=shape,
                                   overrides=sets, progress=_progress_callback(bar)).runs[0]
@@ -646,7 +647,7 @@ def bench(
 
     batches = parse_batches(batch)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
+                  console=Console(stderr=True), transient=True) as bar:
         report = bench_mod.bench(model, batches, options, input=parse_input(input),
                                  overrides=parse_sets(set_), progress=_progress_callback(bar))
     if fmt is Format.TABLE:
