@@ -785,11 +785,20 @@ def _bench_batch(model: nn.Module, forward: Callable[[torch.Tensor], Any], table
 
 
 def _ms(s: float | None) -> str:
-    return "" if s is None else f"{s * 1e3:.3f}"
+    if s is None:
+        return ""
+    ms = s * 1e3
+    return f"{ms:.3f}" if ms >= 0.01 or ms == 0 else f"{ms:.2g}"
+
+
+def _mflops(flops: int) -> str:
+    return f"{flops / 1e6:.2f}" if flops >= 1e4 or flops == 0 else f"{flops / 1e6:.2g}"
 
 
 def _pct(x: float | None) -> str:
-    return "" if x is None else f"{100 * x:.0f}%"
+    if x is None:
+        return ""
+    return f"{100 * x:.0f}%" if x >= 0.01 or x == 0 else f"{100 * x:.1g}%"
 
 
 def _intensity(x: float) -> str:
@@ -857,7 +866,7 @@ def rich_report(report: BenchReport, top: int | None = None) -> Any:
         t = Table(box=box.SIMPLE_HEAVY, title=title, title_justify="left", show_footer=True)
         t.add_column("layer", footer="total")
         t.add_column("kind")
-        t.add_column("MFLOPs", justify="right", footer=f"{r.flops / 1e6:.1f}")
+        t.add_column("MFLOPs", justify="right", footer=_mflops(r.flops))
         t.add_column("bytes", justify="right", footer=human_bytes(r.bytes))
         t.add_column("FLOP/B", justify="right", footer=_intensity(r.flops / r.bytes)
                      if r.bytes else "")
@@ -868,7 +877,7 @@ def rich_report(report: BenchReport, top: int | None = None) -> Any:
             t.add_column("efficiency", justify="right",
                          footer=_pct(r.predicted_s / r.layer_sum_s) if r.layer_sum_s else "")
         for lr in _sorted_layers(r, top):
-            row = [lr.roof.name, lr.roof.kind, f"{lr.roof.flops / 1e6:.2f}",
+            row = [lr.roof.name, lr.roof.kind, _mflops(lr.roof.flops),
                    human_bytes(lr.roof.bytes), _intensity(lr.roof.intensity),
                    lr.roof.bound.value, _ms(lr.roof.predicted_s)]
             if per:
