@@ -194,6 +194,9 @@ def analyze(
     fmt: FormatOpt = Format.TABLE,
     output: OutputOpt = None,
     strict: StrictOpt = False,
+    crosscheck: Annotated[str | None, typer.Option(
+        metavar="TOOL", help="Also compare per-layer MACs with fvcore (batch 1, real CPU "
+        "tensor) and explain any difference; exit 1 if one is unexplained.")] = None,
 ) -> None:
     """Per-layer cost table: output shape, params, MACs (or FLOPs), share, output memory."""
     if sort is not None and sort not in SORT_FIELDS:
@@ -210,8 +213,17 @@ def analyze(
             write_output(to_text(renderable), output)  # as wide as the longest name needs
         else:
             print_whole(renderable)
-        return
-    write_output(render_text(table, fmt, depth, sort, top), output)
+    else:
+        write_output(render_text(table, fmt, depth, sort, top), output)
+    if crosscheck is not None:
+        from cnncost.crosscheck import crosscheck_report
+
+        shown, error = crosscheck_report(crosscheck, model, parse_input(input), parse_sets(set_))
+        console = _console() if fmt is Format.TABLE and output is None else err_console
+        for item in shown:
+            console.print(item)
+        if error is not None:
+            raise error
 
 
 def print_whole(renderable: Any) -> None:

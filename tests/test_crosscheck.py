@@ -1,0 +1,126 @@
+"""cnncost.crosscheck: fvcore as an independent count of conv/linear MACs, layer by layer.
+
+fvcore traces the compiled module with torch.jit and counts one multiply-add as one flop,
+so on every bundled spec its conv/linear/matmul counts must equal cnncost's MACs exactly,
+except where fvcore has no handle (string padding, baddbmm) - which must be explained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from cnncost.cli import app
+from cnncost.counter import count_module
+from cnncost.crosscheck import compare, crosscheck_fvcore, crosscheck_report
+from cnncost.errors import SpecError, UsageError
+from cnncost.sources import bundled_specs
+from cnncost.spec import load_spec
+
+pytest.importorskip("fvcore")
+
+SPECS = bundled_specs()
+
+
+def smallest_input(path: Path) -> tuple[int, ...] | None:
+    """The smallest square input the spec accepts (fvcore runs the model for real)."""
+    spec = load_spec(path)
+    if len(spec.input_shape) != 3:
+        return None
+    for size in (32, 64, 96, 128, 160, 224):
+        try:
+            load_spec(path, input_shape=(spec.input_shape[0], size, size))
+        except SpecError:
+            continue
+        return (spec.input_shape[0], size, size)
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_bundled_spec_agrees_with_fvcore(name: str) -> None:
+    cc = crosscheck_fvcore(SPECS[name], input=smallest_input(SPECS[name]))
+    assert cc.agree, [r for r in cc.unexplained]
+    blind = [r for r in cc.rows if r.delta]
+    assert all("fvcore has no handle" in r.note for r in blind)
+    if not blind:
+        assert cc.ours_total == cc.fvcore_macs_total
+    for r in cc.rows:
+        if not r.note:
+            assert r.ours == r.fvcore, r.name
+
+
+def test_string_padding_is_fvcore_blind_spot(write_spec) -> None:
+    # padding "same" traces to aten::_convolution_mode, which fvcore does not count
+    path = write_spec("name: same\ninput: [4, 8, 8]\nlayers:\n"
+                      "  - conv: {out: 2, kernel: 3, padding: same}\n"
+                      "  - conv: {out: 2, kernel: 3, padding: 1}\n")
+    cc = crosscheck_fvcore(path)
+    conv1, conv2 = cc.rows
+    assert (conv1.ours, conv1.fvcore) == (8 * 8 * 2 * 4 * 9, 0)
+    assert "_convolution_mode" in conv1.note
+    assert conv2.ours == conv2.fvcore == 8 * 8 * 2 * 2 * 9
+    assert cc.agree
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.conv(x)))
+        x = x + x  # a functional op in the root's own forward
+        return self.fc(x.mean((2, 3)))
+
+
+def test_plain_module_agrees_and_conventions_are_named() -> None:
+    cc = crosscheck_fvcore(Net(), input=(3, 6, 6))
+    assert cc.agree
+    assert {r.name: (r.ours, r.fvcore) for r in cc.rows if r.ours} == {
+        "conv": (6 * 6 * 8 * 27, 6 * 6 * 8 * 27), "fc": (32, 32)}
+    bn = next(r for r in cc.rows if r.name == "bn")
+    # fvcore (jit_handles.batchnorm_flop_jit) counts 2 flops per element at inference with
+    # affine scale and shift: 2 x 8 x 6 x 6
+    assert (bn.ours, bn.fvcore_other) == (0, {"batch_norm": 2 * 8 * 6 * 6})
+    assert "batch_norm" in cc.conventions
+
+
+def test_a_real_difference_is_unexplained() -> None:
+    model = Net().eval()
+    table = count_module(model, (3, 6, 6))
+    rows = tuple(dataclasses.replace(r, macs=r.macs + 1) if r.name == "conv" else r
+                 for r in table.layers)
+    cc = compare(dataclasses.replace(table, layers=rows), model, torch.randn(1, 3, 6, 6))
+    assert [r.name for r in cc.unexplained] == ["conv"]
+    assert not cc.agree
+
+
+def test_report_and_errors(write_spec) -> None:
+    path = write_spec("name: one\ninput: [3, 8, 8]\nlayers:\n  - conv: {out: 2, kernel: 3}\n")
+    shown, error = crosscheck_report("fvcore", str(path), None, None)
+    assert error is None and any("1 of 1 layers with MACs agree" in str(s) for s in shown)
+    with pytest.raises(UsageError, match="supported tool is 'fvcore'"):
+        crosscheck_report("thop", str(path), None, None)
+
+
+def test_cli_crosscheck(write_spec, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_spec("name: one\ninput: [3, 8, 8]\nlayers:\n"
+                      "  - conv: {out: 2, kernel: 3, padding: same}\n  - bn\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["analyze", str(path), "--crosscheck", "fvcore"])
+    assert result.exit_code == 0, result.output
+    assert "_convolution_mode" in result.output and "batch_norm" in result.output
+    result = runner.invoke(app, ["analyze", str(path), "--crosscheck", "nope"])
+    assert result.exit_code == 2
+    monkeypatch.setitem(sys.modules, "fvcore.nn", None)  # as if fvcore were not installed
+    result = runner.invoke(app, ["analyze", str(path), "--crosscheck", "fvcore"])
+    assert result.exit_code == 2
+    assert "pip install fvcore" in result.output
