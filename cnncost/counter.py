@@ -213,6 +213,15 @@ def _instantiate(tmpl: Any) -> Any:
     return tmpl
 
 
+# --------------------------------------------------------------------------- meta shortcuts
+# For the common CNN ops, the output's metadata is computed here instead of by PyTorch's
+# meta kernel. Many of those kernels are Python (batch norm, conv, pooling, add, relu); the
+# first call of any of them imports sympy and torch._dynamo (seconds), and each call costs
+# 0.1-2 ms. Every shortcut handles the plain cases only and returns None for anything
+# else, so unusual calls (and every error) still go to PyTorch. tests/test_counter.py
+# checks each shortcut against the CPU kernel.
+
+
 def _empty_like(x: torch.Tensor) -> torch.Tensor | None:
     """torch.empty_like for the dense layouts (whose meta kernel is a Python reference)."""
     if x.is_contiguous():
