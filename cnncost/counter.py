@@ -775,6 +775,9 @@ def count_module(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
     dt = parse_dtype(dtype)
     pol = Policy(policy)
     _check_batch(batch)
+    if dev == "cpu" and any(p.dtype != dt for p in model.parameters() if p.is_floating_point()):
+        raise UsageError(f"device='cpu' runs the module's own weights: convert it to "
+                         f"{dtype_name(dt)} first, or count on 'meta'")
     modules = dict(model.named_modules())  # a shared module goes by its first name
     names = {id(m): n for n, m in modules.items()}
     leaf_ids = {id(m) for m in modules.values() if not m._modules}

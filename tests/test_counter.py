@@ -297,6 +297,8 @@ def test_spec_meta_counts_equal_cpu_counts() -> None:
 def test_bad_device_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="device='cuda'"):
         count_module(nn.ReLU(), (3,), device="cuda")
+    with pytest.raises(UsageError, match="convert it to float16"):
+        count_module(nn.Linear(3, 2), (3,), dtype="float16", device="cpu")
 
 
 def test_compiled_graph_module_counts_like_its_spec() -> None:
