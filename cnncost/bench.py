@@ -42,7 +42,7 @@ import torch
 from torch import fx, nn
 
 from cnncost.analysis import DEFAULT_INPUT, load_target
-from cnncost.builder import META_KEY, build_module
+from cnncost.builder import META_KEY, build_module, dying_after, fetch_attr
 from cnncost.counter import count_module, count_spec, dtype_name, parse_dtype
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.roofline import (
@@ -282,13 +282,7 @@ class _GraphPlan:
 
     def __init__(self, gm: fx.GraphModule) -> None:
         nodes = list(gm.graph.nodes)
-        last_use: dict[fx.Node, fx.Node] = {}
-        for n in reversed(nodes):
-            for inp in n.all_input_nodes:
-                last_use.setdefault(inp, n)
-        dying: dict[fx.Node, list[fx.Node]] = {}
-        for value, user in last_use.items():
-            dying.setdefault(user, []).append(value)
+        dying = dying_after(nodes)
         modules = dict(gm.named_modules())
         self.placeholders = [n for n in nodes if n.op == "placeholder"]
         self.output: fx.Node | None = None
@@ -307,7 +301,7 @@ class _GraphPlan:
             elif n.op == "call_method":
                 call = functools.partial(_call_method, str(n.target))
             else:  # get_attr
-                call = functools.partial(_fetch_attr, gm, str(n.target))
+                call = functools.partial(fetch_attr, gm, str(n.target))
             layer = n.meta.get(META_KEY)
             self.steps.append((n, call, None if layer is None else layer.path,
                                dying.get(n, [])))
@@ -335,11 +329,6 @@ def _call_method(method: str, obj: Any, *args: Any, **kwargs: Any) -> Any:
     return getattr(obj, method)(*args, **kwargs)
 
 
-def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
-    obj: Any = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _is_spec_graph(model: nn.Module) -> bool:

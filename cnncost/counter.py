@@ -23,7 +23,7 @@ from torch import fx, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from cnncost.builder import META_KEY, _op_args, _op_target
+from cnncost.builder import META_KEY, _op_args, _op_target, dying_after, fetch_attr
 from cnncost.errors import UnsupportedOpError, UsageError
 from cnncost.formulas import (
     FORMULAS,
@@ -579,13 +579,7 @@ def _check_device(device: str | torch.device) -> str:
 def _run_graph(gm: fx.GraphModule, x: torch.Tensor, mode: CostCounterMode) -> list[_Acc]:
     """Run a spec's graph node by node, one row per layer; values die after their last use."""
     nodes = list(gm.graph.nodes)
-    last_use: dict[fx.Node, fx.Node] = {}
-    for n in reversed(nodes):
-        for inp in n.all_input_nodes:
-            last_use.setdefault(inp, n)
-    dying: dict[fx.Node, list[fx.Node]] = {}
-    for value, user in last_use.items():
-        dying.setdefault(user, []).append(value)
+    dying = dying_after(nodes)
     modules = dict(gm.named_modules())
     env: dict[fx.Node, Any] = {}
     accs: list[_Acc] = []
@@ -615,7 +609,7 @@ def _run_graph(gm: fx.GraphModule, x: torch.Tensor, mode: CostCounterMode) -> li
             call = getattr(args[0], str(n.target))
             args = args[1:]
         else:  # get_attr
-            call = functools.partial(_fetch_attr, gm, str(n.target))
+            call = functools.partial(fetch_attr, gm, str(n.target))
         mode.acc = acc
         try:
             out = call(*args, **kwargs)
@@ -635,11 +629,6 @@ def _run_graph(gm: fx.GraphModule, x: torch.Tensor, mode: CostCounterMode) -> li
     return accs
 
 
-def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
-    obj: Any = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _freeze(value: Any) -> Any:
