@@ -348,6 +348,19 @@ def _mean_meta(x: Any, dim: Any = None, keepdim: bool = False, **kwargs: Any) ->
     return x.new_empty(shape)
 
 
+def _per_dim(nd: int, *values: Any) -> list[list[int]] | None:
+    """Each aten int-list argument as ``nd`` ints (one int repeats); None if malformed."""
+    out = []
+    for value in values:
+        v = list(value) if isinstance(value, list | tuple) else [value]
+        if len(v) == 1:
+            v *= nd
+        if len(v) != nd or not all(type(i) is int for i in v):
+            return None
+        out.append(v)
+    return out
+
+
 def _conv_meta(x: Any, w: Any, bias: Any, stride: Any, padding: Any, dilation: Any,
                transposed: Any, output_padding: Any, groups: Any, *rest: Any) -> Any:
     """aten.convolution on meta for contiguous inputs (a Python meta kernel otherwise, whose
@@ -357,14 +370,9 @@ def _conv_meta(x: Any, w: Any, bias: Any, stride: Any, padding: Any, dilation: A
             or not x.is_floating_point() or not x.is_contiguous() or not w.is_contiguous()
             or not isinstance(groups, int) or groups < 1):
         return None
-    params = []
-    for value in (stride, padding, dilation, output_padding):
-        v = list(value) if isinstance(value, list | tuple) else [value]
-        if len(v) == 1:
-            v *= nd
-        if len(v) != nd or not all(type(i) is int for i in v):
-            return None
-        params.append(v)
+    params = _per_dim(nd, stride, padding, dilation, output_padding)
+    if params is None:
+        return None
     s, p, d, op = params
     k = w.shape[2:]
     if transposed:
@@ -392,14 +400,9 @@ def _max_pool_meta(x: Any, kernel_size: Any, stride: Any = (), padding: Any = 0,
     nd = x.dim() - 2
     if nd not in (1, 2, 3) or not x.is_floating_point() or not x.is_contiguous():
         return None
-    params = []
-    for value in (kernel_size, stride or kernel_size, padding, dilation):
-        v = list(value) if isinstance(value, list | tuple) else [value]
-        if len(v) == 1:
-            v *= nd
-        if len(v) != nd or not all(type(i) is int for i in v):
-            return None
-        params.append(v)
+    params = _per_dim(nd, kernel_size, stride or kernel_size, padding, dilation)
+    if params is None:
+        return None
     sizes = []
     for size, k, s, p, d in zip(x.shape[2:], *params, strict=True):
         if k < 1 or s < 1 or d < 1 or p < 0 or p > k // 2:
