@@ -618,9 +618,10 @@ class _Compiler:
     def name(self, ns: _Scope, name: str | None, kind: str, line: int, where: str) -> str:
         if name is None:
             n = ns.counters.get(kind, 0)
+            sep = "_" if kind[-1].isdigit() else ""  # relu6_1, not relu61
             while True:
                 n += 1
-                candidate = f"{kind}{n}"
+                candidate = f"{kind}{sep}{n}"
                 if candidate not in ns.used:
                     break
             ns.counters[kind] = n

@@ -103,6 +103,15 @@ def test_default_names_count_per_kind_and_namespace() -> None:
         "conv1", "relu1", "mine", "conv2", "seq1.conv1", "seq1.relu1", "relu2"]
 
 
+def test_default_names_of_kinds_ending_in_a_digit_get_a_separator() -> None:
+    # "relu61" would read as ReLU number 61; the counter is set off with "_".
+    m = spec("""
+        input: [3, 8, 8]
+        layers: [relu6, relu6, relu]
+    """)
+    assert [layer.path for layer in m.layers] == ["relu6_1", "relu6_2", "relu1"]
+
+
 def test_default_names_skip_names_taken_explicitly() -> None:
     m = spec("""
         input: [3, 8, 8]
@@ -776,7 +785,7 @@ BAD: list[tuple[str, str, int | None, str | None, str | None, str]] = [
      "input: [3, 8, 8]\nblocks:\n"
      + "".join(f"  b{i}:\n    layers: [b{i + 1}]\n" for i in range(40))
      + "  b40:\n    layers: [relu]\nlayers: [b0]\n",
-     66, "blocks.b31.layers[0].b32", r"b01\.b11\..*\.b311",  # line 3 + 2 * 31 + 1
+     66, "blocks.b31.layers[0].b32", r"b0_1\.b1_1\..*\.b31_1",  # line 3 + 2 * 31 + 1
      "blocks nested deeper than 32 levels; expected at most 32"),
     ("name-not-string", "name: [a]\ninput: [3, 8, 8]\nlayers: [relu]\n", 1, "name", None,
      r"`name` must be a string, got \['a'\]"),
