@@ -73,7 +73,10 @@ def handle_errors(fn: F) -> F:
         except CnnCostError as exc:
             if _debug["on"]:
                 raise
-            err_console.print(f"[red]error:[/red] {exc}", markup=True)
+            from rich.markup import escape
+
+            # escape: messages quote user text such as "cnncost[torchvision]" or "[3, 8]"
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")

@@ -280,3 +280,14 @@ def test_check_names_bundled_specs_without_a_report(tmp_path: Path) -> None:
     assert "1 match" in out
     missing = err.split(": ", 1)[1]
     assert f"{name}," not in missing and "have no report" in err
+
+
+def test_error_text_in_square_brackets_is_printed_as_is(tmp_path: Path) -> None:
+    # Rich would swallow "[torchvision]" or "[3, 8]" as markup if the message were not escaped.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: [3, 8, 8]\nlayers:\n  - conv: {out: 4, kernel: [3, 3, 3]}\n")
+    code, out, err = run("analyze", str(bad))
+    assert_one_line_error(code, out, err)
+    assert "[3, 3, 3]" in err or "3 values" in err, err
+    code, out, err = run("analyze", "json:[x]")
+    assert code == 2 and "[x]" in err, err
