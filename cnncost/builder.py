@@ -49,8 +49,8 @@ def build_module(spec: ModelSpec, device: str | torch.device = "cpu",
                 node = graph.create_node("call_module", layer.path, args,
                                          name=_node_name(layer.path))
             else:
-                target, kwargs = _op_target(layer)
-                node = graph.create_node("call_function", target, _op_args(layer, args), kwargs,
+                target, kwargs = op_target(layer)
+                node = graph.create_node("call_function", target, op_args(layer, args), kwargs,
                                          name=_node_name(layer.path))
             node.meta[META_KEY] = layer
             env[layer.path] = node
@@ -61,7 +61,8 @@ def build_module(spec: ModelSpec, device: str | torch.device = "cpu",
     return gm
 
 
-def _op_target(layer: LayerSpec) -> tuple[Any, dict[str, Any]]:
+def op_target(layer: LayerSpec) -> tuple[Any, dict[str, Any]]:
+    """The torch function and keyword arguments a graph op (add/mul/concat/slice) lowers to."""
     return {
         "add": (operator.add, {}),
         "mul": (operator.mul, {}),
@@ -70,7 +71,8 @@ def _op_target(layer: LayerSpec) -> tuple[Any, dict[str, Any]]:
     }[layer.kind]
 
 
-def _op_args(layer: LayerSpec, args: tuple[fx.Node, ...]) -> tuple[Any, ...]:
+def op_args(layer: LayerSpec, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A graph op's positional arguments, given its input values (graph nodes or tensors)."""
     if layer.kind == "concat":
         return (list(args),)
     if layer.kind == "slice":

@@ -23,7 +23,7 @@ from torch import fx, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from cnncost.builder import META_KEY, _op_args, _op_target, dying_after, fetch_attr
+from cnncost.builder import META_KEY, fetch_attr, op_args, op_target
 from cnncost.errors import UnsupportedOpError, UsageError
 from cnncost.formulas import (
     FORMULAS,
@@ -579,59 +579,103 @@ def _check_device(device: str | torch.device) -> str:
 # --------------------------------------------------------------------------- compiled specs
 
 
-def _run_graph(gm: fx.GraphModule, x: torch.Tensor, mode: CostCounterMode) -> list[_Acc]:
-    """Run a spec's graph node by node, one row per layer; values die after their last use."""
-    nodes = list(gm.graph.nodes)
-    dying = dying_after(nodes)
-    modules = dict(gm.named_modules())
-    env: dict[fx.Node, Any] = {}
+@dataclass(frozen=True)
+class _Step:
+    """One call of a spec layer or graph node, with the keys of the values it reads."""
+
+    key: Any
+    inputs: tuple[Any, ...]
+    call: Callable[..., Any]
+    layer: LayerSpec | None = None
+    params: int = 0
+    buffers: int = 0
+
+
+def _execute(steps: Sequence[_Step], env: dict[Any, Any], output: Any,
+             mode: CostCounterMode) -> list[_Acc]:
+    """Run the steps in order, one row per spec layer; a value dies after its last use,
+    as in a GraphModule's generated code, so the mode's liveness peak is the real one."""
+    last_use: dict[Any, int] = {}
+    for i, step in enumerate(steps):
+        for key in step.inputs:
+            last_use[key] = i
+    last_use.pop(output, None)  # the result stays alive: it is returned
+    dying: dict[int, list[Any]] = {}
+    for key, i in last_use.items():
+        dying.setdefault(i, []).append(key)
     accs: list[_Acc] = []
-    for n in nodes:
+    for i, step in enumerate(steps):
+        args = [env[key] for key in step.inputs]
+        acc = None
+        layer = step.layer
+        if layer is not None:
+            acc = _Acc(layer.path, layer.kind, f"{layer.loc.file}:{layer.loc.line}",
+                       layer.receptive_field, calls=1, params=step.params,
+                       buffers=step.buffers,
+                       input_shape=tuple(tuple(a.shape) for a in _tensors(args)))
+        mode.acc = acc
+        try:
+            out = step.call(*args)
+        finally:
+            mode.acc = None
+        del args
+        if acc is not None:
+            tensors = [out] if isinstance(out, torch.Tensor) else _tensors(out)
+            if tensors:
+                acc.output_shape = tuple(tensors[0].shape)
+                acc.output_bytes = sum(t.numel() * t.element_size() for t in tensors)
+            del tensors
+            accs.append(acc)
+        env[step.key] = out
+        del out
+        for key in dying.get(i, ()):
+            del env[key]
+    return accs
+
+
+def _run_graph(gm: fx.GraphModule, x: torch.Tensor, mode: CostCounterMode) -> list[_Acc]:
+    """Run a compiled spec's graph node by node, one row per spec layer."""
+    modules = dict(gm.named_modules())
+    env: dict[Any, Any] = {}
+    steps: list[_Step] = []
+    output: Any = None
+    for n in gm.graph.nodes:
         if n.op == "placeholder":
             env[n] = x
             continue
         if n.op == "output":
+            output = n.args[0]
             break
-        args = fx.node.map_arg(n.args, env.__getitem__)
-        kwargs = fx.node.map_arg(n.kwargs, env.__getitem__)
+        inputs: list[fx.Node] = []
+        fx.node.map_arg((n.args, n.kwargs), inputs.append)
         layer: LayerSpec | None = n.meta.get(META_KEY)
-        acc = None
-        if layer is not None:
-            acc = _Acc(layer.path, layer.kind, f"{layer.loc.file}:{layer.loc.line}",
-                       layer.receptive_field, calls=1)
-            acc.input_shape = tuple(tuple(a.shape) for a in _tensors((args, kwargs)))
+        params = buffers = 0
         if n.op == "call_module":
             module = modules[str(n.target)]
-            if acc is not None:
-                acc.params = sum(p.numel() for p in module.parameters())
-                acc.buffers = sum(b.numel() for b in module.buffers())
-            call: Callable[..., Any] = module
-        elif n.op == "call_function":
-            call = n.target
-        elif n.op == "call_method":
-            call = getattr(args[0], str(n.target))
-            args = args[1:]
-        else:  # get_attr
-            call = functools.partial(fetch_attr, gm, str(n.target))
-        mode.acc = acc
-        try:
-            out = call(*args, **kwargs)
-        finally:
-            mode.acc = None
-        del args, kwargs
-        if acc is not None:
-            tensors = _tensors(out)
-            if tensors:
-                acc.output_shape = tuple(tensors[0].shape)
-                acc.output_bytes = sum(t.numel() * t.element_size() for t in tensors)
-            accs.append(acc)
-        env[n] = out
-        del out
-        for value in dying.get(n, ()):
-            del env[value]
-    return accs
+            target: Callable[..., Any] = module
+            if layer is not None:
+                params = sum(p.numel() for p in module.parameters())
+                buffers = sum(b.numel() for b in module.buffers())
+        elif n.op == "get_attr":
+            target = functools.partial(fetch_attr, gm, str(n.target))
+        else:
+            target = n.target
+        steps.append(_Step(n, tuple(inputs), functools.partial(_call_node, n, target, inputs),
+                           layer, params, buffers))
+    return _execute(steps, env, output, mode)
 
 
+def _call_node(n: fx.Node, target: Callable[..., Any], inputs: list[fx.Node],
+               *values: Any) -> Any:
+    """Call a node's target with its argument structure filled in from ``values``."""
+    lookup = dict(zip(inputs, values, strict=True))
+    args = fx.node.map_arg(n.args, lookup.__getitem__)
+    kwargs = fx.node.map_arg(n.kwargs, lookup.__getitem__)
+    if n.op == "call_method":
+        return getattr(args[0], str(n.target))(*args[1:], **kwargs)
+    if n.op == "get_attr":
+        return target()
+    return target(*args, **kwargs)
 
 
 def _freeze(value: Any) -> Any:
@@ -674,51 +718,23 @@ def _spec_modules(spec: ModelSpec, dtype: torch.dtype, device: str,
 
 def _run_spec(spec: ModelSpec, x: torch.Tensor, mode: CostCounterMode,
               modules: Mapping[str, tuple[nn.Module, int, int, int, int]]) -> list[_Acc]:
-    """Run a spec layer by layer, exactly as its compiled GraphModule would, without one.
-
-    Values die after their last use, as in the GraphModule's generated code.
-    """
-    layers = spec.layers
-    last_use: dict[str, int] = {}
-    for i, layer in enumerate(layers):
-        for path in layer.inputs:
-            last_use[path] = i
-    last_use.pop(spec.output, None)  # the result stays alive: it is returned
-    dying: dict[int, list[str]] = {}
-    for path, i in last_use.items():
-        dying.setdefault(i, []).append(path)
-    env: dict[str, Any] = {"input": x}
-    accs: list[_Acc] = []
-    for i, layer in enumerate(layers):
-        args: Any = [env[path] for path in layer.inputs]
-        acc = _Acc(layer.path, layer.kind, f"{layer.loc.file}:{layer.loc.line}",
-                   layer.receptive_field, calls=1,
-                   input_shape=tuple(tuple(a.shape) for a in args))
-        kwargs: dict[str, Any] = {}
+    """Run a spec layer by layer, exactly as its compiled GraphModule would, without one."""
+    steps = []
+    for layer in spec.layers:
         entry = modules.get(layer.path)
         if entry is not None:
-            call: Callable[..., Any] = entry[0]
-            acc.params, acc.buffers = entry[1], entry[2]
+            steps.append(_Step(layer.path, layer.inputs, entry[0], layer, entry[1], entry[2]))
         else:
-            call, kwargs = _op_target(layer)
-            args = _op_args(layer, tuple(args))
-        mode.acc = acc
-        try:
-            out = call(*args, **kwargs)
-        finally:
-            mode.acc = None
-        del args
-        tensors = [out] if isinstance(out, torch.Tensor) else _tensors(out)
-        if tensors:
-            acc.output_shape = tuple(tensors[0].shape)
-            acc.output_bytes = sum(t.numel() * t.element_size() for t in tensors)
-        del tensors
-        accs.append(acc)
-        env[layer.path] = out
-        del out
-        for path in dying.get(i, ()):
-            del env[path]
-    return accs
+            target, kwargs = op_target(layer)
+            steps.append(_Step(layer.path, layer.inputs,
+                               functools.partial(_call_op, layer, target, kwargs), layer))
+    return _execute(steps, {"input": x}, spec.output, mode)
+
+
+def _call_op(layer: LayerSpec, target: Callable[..., Any], kwargs: Mapping[str, Any],
+             *values: Any) -> Any:
+    """Call a graph op (add, concat, mul, slice) of a spec on its input values."""
+    return target(*op_args(layer, values), **kwargs)
 
 
 def _nbytes(tensors: Iterator[torch.Tensor], elem: int) -> int:
