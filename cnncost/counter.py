@@ -80,8 +80,8 @@ def conventions(policy: Policy, dtype: torch.dtype) -> tuple[str, ...]:
         "counts per input element; dilation changes the receptive field, not MACs",
         "params = trainable parameters; buffers (e.g. BN running stats) are counted apart",
         f"memory at {dtype_name(dtype)} ({size} bytes/element); activation_bytes = sum of "
-        "every layer's output; peak = input + parameters + live activations in execution "
-        "order (inference)",
+        "every layer's output; peak = input + parameters + buffers + live activations in "
+        "execution order (inference)",
         "training memory = parameters + gradients + optimizer state + saved activations "
         "(estimate)",
     )
