@@ -121,7 +121,7 @@ def rich_table(table: CostTable, units: Units = Units.MACS, depth: int | None = 
     else:
         kinds = min(max((len(r.kind) for r in rows if isinstance(r, CostRow)), default=4), 6)
         out.add_column("layer", footer="total", overflow="fold", min_width=widest)
-        out.add_column("kind", footer="", overflow="fold", min_width=kinds)
+        out.add_column("kind", footer="", no_wrap=True, min_width=kinds)
     out.add_column("output", footer=shape(table.input) + " in", no_wrap=True)
     out.add_column("params", justify="right", footer=f"{table.totals.params:,}", no_wrap=True)
     out.add_column(label, justify="right", footer=human(_compute(table.totals, units)),  # type: ignore[arg-type]

@@ -462,6 +462,13 @@ class _Compiler:
             raise self.err(f"{_fmt(shape)} looks like it includes the batch dimension; give "
                            f"one sample's shape, channels first, e.g. {one} (the batch size "
                            "is chosen when analysing, --batch)", line, where)
+        declared = doc.get("input")
+        if where == "--input" and isinstance(declared, list) and len(declared) != len(shape):
+            # Conv dimensionality follows the input's rank: a 2-D net fed 3x224 would
+            # silently become a 1-D net.
+            raise self.err(f"{_fmt(shape)} has {len(shape)} dims but the spec's input has "
+                           f"{len(declared)}; give one sample's shape like "
+                           f"{'x'.join(['3'] + ['224'] * (len(declared) - 1))}", line, where)
         if not 1 <= len(shape) <= 4:
             raise self.err(f"input has {len(shape)} dims; expected (C,), (C, L), (C, H, W) "
                            f"or (C, D, H, W), e.g. {one}", line, where)

@@ -1123,6 +1123,15 @@ def test_input_override_with_batch_dim(write_spec) -> None:
         load_spec(path, input_shape=(1, 3, 8, 8))
 
 
+def test_input_override_must_keep_the_specs_rank(write_spec) -> None:
+    # A 2-D net given a (C, L) input would silently compile to 1-D convs.
+    path = write_spec("input: [3, 8, 8]\nlayers:\n  - conv: {out: 4, kernel: 3}\n")
+    with pytest.raises(SpecError, match=_at(path, None, "--input", None,
+                                            "3x8 has 2 dims but the spec's input has 3")):
+        load_spec(path, input_shape=(3, 8))
+    assert load_spec(path, input_shape=(3, 16, 16)).output_shape == (4, 14, 14)  # 16 - 3 + 1
+
+
 def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"nope\.yaml: no such file"):
         load_spec(tmp_path / "nope.yaml")
