@@ -129,21 +129,19 @@ def _fvcore_counts(module: nn.Module, x: Any) -> tuple[dict[str, Counter[str]], 
         totals = {k: Counter(v) for k, v in fca.by_module_and_operator().items()}
         unsupported = Counter(fca.unsupported_ops())
         unsupported_by = {k: Counter(fca.unsupported_ops(k)) for k in totals}
+    return _own(totals), unsupported, _own(unsupported_by)
+
+
+def _own(by_module: Mapping[str, Counter[str]]) -> dict[str, Counter[str]]:
+    """fvcore's per-module counts include the children's: keep each module's own part."""
     own: dict[str, Counter[str]] = {}
-    for name, counts in totals.items():
+    for name, counts in by_module.items():
         mine = Counter(counts)
-        for child, child_counts in totals.items():
+        for child, child_counts in by_module.items():
             if child != name and _parent(child) == name:
                 mine.subtract(child_counts)
         own[name] = +mine
-    own_unsupported: dict[str, Counter[str]] = {}
-    for name, counts in unsupported_by.items():
-        mine = Counter(counts)
-        for child, child_counts in unsupported_by.items():
-            if child != name and _parent(child) == name:
-                mine.subtract(child_counts)
-        own_unsupported[name] = +mine
-    return own, unsupported, own_unsupported
+    return own
 
 
 def _parent(name: str) -> str | None:
