@@ -68,7 +68,10 @@ def resolve(target: str) -> Target:
     path = Path(target)
     if target.endswith((".yaml", ".yml")) or path.is_file():
         if not path.is_file():
-            raise SpecError("no such file", target)
+            bundled = path.with_suffix("").as_posix().removeprefix("specs/")
+            hint = (f"; the bundled spec of that name runs from anywhere: `{bundled}`"
+                    if bundled in bundled_specs() else "")
+            raise SpecError("no such file" + hint, target)
         return Target(path.stem, spec_path=path)
     if _FACTORY_RE.match(target):
         return Target(target.split(":")[1], factory=target)

@@ -291,3 +291,15 @@ def test_error_text_in_square_brackets_is_printed_as_is(tmp_path: Path) -> None:
     assert "[3, 3, 3]" in err or "3 values" in err, err
     code, out, err = run("analyze", "json:[x]")
     assert code == 2 and "[x]" in err, err
+
+
+def test_missing_spec_path_points_at_the_bundled_spec(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # From a folder without specs/, the path form fails but the bundled name works.
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run("validate", "specs/lenet5.yaml")
+    assert_one_line_error(code, out, err)
+    assert "`lenet5`" in err, err
+    code, out, err = run("validate", "specs/no_such_net.yaml")
+    assert_one_line_error(code, out, err)
+    assert "bundled" not in err, err
