@@ -106,7 +106,17 @@ def load_factory(ref: str) -> nn.Module:
         factory = getattr(module, attr, None)
         if factory is None:
             raise UsageError(f"{ref}: {module_name} has no attribute {attr!r}")
-        model = factory() if not isinstance(factory, nn.Module) else factory
+        if isinstance(factory, nn.Module):
+            model = factory
+        elif not callable(factory):
+            raise UsageError(f"{ref}: {attr} is a {type(factory).__name__}, not a callable "
+                             "returning an nn.Module")
+        else:
+            try:
+                model = factory()
+            except Exception as exc:  # the user's code: report it in one line
+                raise UsageError(f"{ref}: calling {attr}() failed: "
+                                 f"{type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"{ref} returned {type(model).__name__}, not a torch.nn.Module")
     return model
