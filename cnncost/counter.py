@@ -24,7 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 from cnncost.builder import META_KEY, fetch_attr, op_args, op_target
-from cnncost.errors import UnsupportedOpError, UsageError
+from cnncost.errors import CnnCostError, ModelRunError, UnsupportedOpError, UsageError
 from cnncost.formulas import (
     FORMULAS,
     PER_ELEMENT,
@@ -828,11 +828,11 @@ def count_module(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
                      [*model.named_parameters(remove_duplicate=False),
                       *model.named_buffers(remove_duplicate=False)]}
             with _swapped(model, state), torch.no_grad(), mode:
-                model(x)
+                _forward(model, x, stack, name or type(model).__name__)
             del state
         else:
             with torch.no_grad(), mode:
-                model(x)
+                _forward(model, x, stack, name or type(model).__name__)
     finally:
         for h in handles:
             h.remove()
@@ -868,6 +868,21 @@ def count_module(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
                              buffers=own_b))
     label = name or type(model).__name__
     return _table(label, source or label, "", model, x, rows, mode, pol, dt, strict)
+
+
+def _forward(model: nn.Module, x: torch.Tensor, stack: list[_Acc], label: str) -> None:
+    """Run the user's module; its own errors (wrong input shape, ...) become one line that
+    names the module that failed."""
+    try:
+        model(x)
+    except CnnCostError:
+        raise
+    except Exception as exc:
+        where = f" in {stack[-1].name} ({stack[-1].kind})" if stack else ""
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelRunError(f"{label}: the model failed on an input of shape "
+                            f"{'x'.join(map(str, x.shape))}{where}: {type(exc).__name__}: "
+                            f"{first}") from exc
 
 
 def _count_graph(gm: fx.GraphModule, input_shape: tuple[int, ...], batch: int,

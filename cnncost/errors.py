@@ -46,5 +46,9 @@ class RegressionError(CnnCostError):
     exit_code = 1
 
 
+class ModelRunError(CnnCostError):
+    """A module (not a spec: specs are validated first) failed on the input it was given."""
+
+
 class UsageError(CnnCostError):
     """A command was called with arguments that cannot work together."""

@@ -562,3 +562,16 @@ def test_property_params_independent_of_batch_and_resolution(case, batch, grow) 
 def test_summed_fields_are_the_ones_checked() -> None:
     # guards assert_rows_sum_to_totals against a new summed field going unchecked
     assert set(SUMMED) == {"params", "buffers", "macs", "flops", "output_bytes"}
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_module_failing_on_its_input_names_the_failing_layer(device: str) -> None:
+    from cnncost.errors import ModelRunError
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    # 1 input channel where the conv wants 3: the conv (module "0") fails.
+    with pytest.raises(ModelRunError, match=r"^net: .*1x1x8x8 in 0 \(Conv2d\)"):
+        count_module(model, (1, 8, 8), name="net", device=device)
+    # 9x9 gives 7x7x8 = 392 features where the linear layer wants 288: module "2" fails.
+    with pytest.raises(ModelRunError, match=r"in 2 \(Linear\)"):
+        count_module(model, (3, 9, 9), name="net", device=device)
