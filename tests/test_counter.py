@@ -262,8 +262,11 @@ def test_meta_shortcuts_leave_bad_calls_to_pytorch() -> None:
     conv = torch.ops.aten.convolution.default
     x, w = torch.empty(1, 3, 8, 8, device=M), torch.empty(4, 2, 3, 3, device=M)
     assert _FAST_META[conv](x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1) is None
-    with pytest.raises(RuntimeError):
+    from cnncost.errors import ModelRunError
+
+    with pytest.raises(ModelRunError, match="RuntimeError") as info:
         count_module(nn.Sequential(nn.Conv2d(2, 4, 3)), (3, 8, 8))  # 3 channels, not 2
+    assert isinstance(info.value.__cause__, RuntimeError)  # PyTorch's own check fired
 
 
 SPEC_TEXT = """
