@@ -726,6 +726,9 @@ def explain(
 
 def main() -> None:
     """Console-script entry point."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # As `python -m cnncost` would: a pkg.module:factory in the current folder imports.
+        sys.path.insert(0, os.getcwd())
     app()
 
 

@@ -9,9 +9,7 @@
 from __future__ import annotations
 
 import importlib
-import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,9 +99,6 @@ def load_factory(ref: str) -> nn.Module:
             raise UsageError(f"torchvision.models has no model {attr!r}")
         model: Any = models.get_model(attr, weights=None)
     else:
-        if "" not in sys.path and os.getcwd() not in sys.path:
-            # As `python -m` would: a factory in the current folder is importable.
-            sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
