@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
-from cnncost.bench import BenchOptions, BenchReport, BenchRun, Budget, bench
-from cnncost.roofline import Bound, load_average
+from cnncost.measure.bench import BenchOptions, BenchReport, BenchRun, Budget, bench
+from cnncost.measure.roofline import Bound, load_average
 from cnncost.sources import resolve
 from cnncost.spec import LayerSpec, load_spec
 

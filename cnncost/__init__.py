@@ -45,7 +45,7 @@ def analyze(model_or_spec: nn.Module | str | Path, input: tuple[int, ...] | None
     ``input`` is one sample's shape (C, H, W); for a spec it defaults to the spec's own
     input, for a module to (3, 224, 224). ``vars`` override a spec's variables.
     """
-    from cnncost.analysis import analyze_target
+    from cnncost.api import analyze_target
 
     return analyze_target(model_or_spec, input=input, batch=batch, dtype=dtype, policy=policy,
                           strict=strict, overrides=vars)
@@ -54,7 +54,7 @@ def analyze(model_or_spec: nn.Module | str | Path, input: tuple[int, ...] | None
 def build(spec_path: str | Path, input: tuple[int, ...] | None = None,
           **vars: Any) -> fx.GraphModule:
     """Compile a spec (path or bundled name) into a trainable torch.fx GraphModule."""
-    from cnncost.builder import build_module
+    from cnncost.graph.build import build_module
     from cnncost.sources import resolve
     from cnncost.spec import load_spec
 

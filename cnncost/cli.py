@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from cnncost.errors import CnnCostError, UsageError
-from cnncost.report import SORT_FIELDS, Format, Units
+from cnncost.render.report import SORT_FIELDS, Format, Units
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -204,11 +204,11 @@ def analyze(
     """Per-layer cost table: output shape, params, MACs (or FLOPs), share, output memory."""
     if sort is not None and sort not in SORT_FIELDS:
         raise UsageError(f"--sort {sort!r}: expected one of {', '.join(SORT_FIELDS)}")
-    from cnncost.analysis import analyze_target
+    from cnncost.api import analyze_target
 
     table = analyze_target(model, input=parse_input(input), batch=batch, dtype=dtype,
                            policy=_policy(policy), strict=strict, overrides=parse_sets(set_))
-    from cnncost.report import render_text, rich_table, to_text
+    from cnncost.render.report import render_text, rich_table, to_text
 
     if fmt is Format.TABLE:
         renderable = rich_table(table, units, depth, sort, top)
@@ -219,7 +219,7 @@ def analyze(
     else:
         write_output(render_text(table, fmt, depth, sort, top), output)
     if crosscheck is not None:
-        from cnncost.crosscheck import crosscheck_report
+        from cnncost.measure.crosscheck import crosscheck_report
 
         shown, error = crosscheck_report(crosscheck, model, parse_input(input), parse_sets(set_))
         console = _console() if fmt is Format.TABLE and output is None else err_console
@@ -231,7 +231,7 @@ def analyze(
 
 def print_whole(renderable: Any) -> None:
     """Print to stdout, widening past a narrow terminal rather than cutting a figure."""
-    from cnncost.report import fit_width
+    from cnncost.render.report import fit_width
 
     console = _console()
     console.width = fit_width(renderable, console.width)
@@ -256,7 +256,7 @@ def validate(
                       input_shape=parse_input(input))
     from rich.tree import Tree
 
-    from cnncost.report import shape
+    from cnncost.render.report import shape
 
     root = Tree(f"[bold]{model.name}[/bold]  input {shape(model.input_shape)}")
     nodes: dict[str, Tree] = {"": root}
@@ -284,7 +284,7 @@ def list_specs(
     """Bundled specs with their one-line description and headline totals."""
     from rich.table import Table
 
-    from cnncost.report import human
+    from cnncost.render.report import human
     from cnncost.sources import bundled_specs
 
     cache = _ListCache()
@@ -315,7 +315,8 @@ def list_specs(
 class _ListCache:
     """`list`'s totals, cached per spec text and counting code (an edit of either recounts)."""
 
-    COUNTING = ("expr", "spec", "layers", "builder", "formulas", "counter", "table")
+    COUNTING = ("spec/expr", "spec/compiler", "layers", "graph/build", "count/formulas",
+                "count/counter", "table")
 
     def __init__(self) -> None:
         import hashlib
@@ -350,7 +351,7 @@ class _ListCache:
         spec = load_spec(path)
         params = macs = None
         if totals:
-            from cnncost.counter import count_spec
+            from cnncost.count.counter import count_spec
 
             t = count_spec(spec).totals
             params, macs = t.params, t.macs
@@ -395,8 +396,8 @@ def compare(
     if len(models) < 2:
         raise UsageError("compare needs at least two models, e.g. cnncost compare resnet50 "
                          "vgg16")
-    from cnncost.analysis import analyze_target
-    from cnncost.report import compare_tables
+    from cnncost.api import analyze_target
+    from cnncost.render.report import compare_tables
 
     shape, sets, pol = parse_input(input), parse_sets(set_), _policy(policy)
     tables = [analyze_target(m, input=shape, batch=batch, dtype=dtype, policy=pol,
@@ -409,7 +410,7 @@ def compare(
 
 def emit_comparison(comparison: Any, fmt: Format, output: Path | None) -> None:
     """Render a report.Comparison in ``fmt`` to stdout or (atomically) to ``output``."""
-    from cnncost.report import compare_rich, render_compare, to_text
+    from cnncost.render.report import compare_rich, render_compare, to_text
 
     if fmt is Format.TABLE:
         table = compare_rich(comparison)
@@ -462,8 +463,8 @@ def report(
         names += [n for n in bundled_specs() if n not in names]
     if not names:
         raise UsageError("report: name some specs, or --all for every bundled spec")
-    from cnncost.analysis import analyze_target
-    from cnncost.report import to_markdown
+    from cnncost.api import analyze_target
+    from cnncost.render.report import to_markdown
 
     shape, sets, pol = parse_input(input), parse_sets(set_), _policy(policy)
     seen: dict[str, str] = {}
@@ -511,8 +512,8 @@ def check(
 
     files = report_files(directory)
     baselines = [(f, load_report(f)) for f in files]  # every file readable before any work
-    from cnncost.analysis import analyze_target
-    from cnncost.report import to_markdown
+    from cnncost.api import analyze_target
+    from cnncost.render.report import to_markdown
 
     drifted = 0
     for path, baseline in baselines:
@@ -588,8 +589,8 @@ def add_bench_columns(comparison: Any, models: list[str], batch: int, dtype: str
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from cnncost import bench as bench_mod
-    from cnncost.report import Column
+    from cnncost.measure import bench as bench_mod
+    from cnncost.render.report import Column
 
     latency, throughput = [], []
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
@@ -638,8 +639,8 @@ def bench(
     output: OutputOpt = None,
 ) -> None:
     """Measured latency, throughput and GFLOP/s, with every layer on the machine's roofline."""
-    from cnncost import bench as bench_mod
-    from cnncost.bench import (
+    from cnncost.measure import bench as bench_mod
+    from cnncost.measure.bench import (
         BenchOptions,
         Budget,
         Device,
@@ -696,9 +697,9 @@ def explain(
     policy: PolicyOpt = "all",
 ) -> None:
     """The formula behind each number, the way the slides derive it, then the spec's ratios."""
-    from cnncost.analysis import analyze_target, load_target
-    from cnncost.counter import count_spec
-    from cnncost.explain import explain_lines, references
+    from cnncost.api import analyze_target, load_target
+    from cnncost.count.counter import count_spec
+    from cnncost.render.explain import explain_lines, references
     from cnncost.sources import resolve
     from cnncost.spec import ModelSpec, load_spec
 

@@ -15,9 +15,11 @@ from torch import nn
 from typer.testing import CliRunner
 
 import cnncost
-from cnncost import bench as bench_mod
-from cnncost import roofline as roof_mod
-from cnncost.bench import (
+from cnncost.cli import app
+from cnncost.errors import UsageError
+from cnncost.measure import bench as bench_mod
+from cnncost.measure import roofline as roof_mod
+from cnncost.measure.bench import (
     BenchOptions,
     Budget,
     InsufficientMemoryError,
@@ -27,9 +29,7 @@ from cnncost.bench import (
     summarize,
     time_fn,
 )
-from cnncost.cli import app
-from cnncost.errors import UsageError
-from cnncost.roofline import Bound, Roofline, bytes_moved, cache_path, get_roofline
+from cnncost.measure.roofline import Bound, Roofline, bytes_moved, cache_path, get_roofline
 from cnncost.table import CostRow
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import fx, nn
 
-from cnncost.builder import build, build_module, layer_specs
+from cnncost.graph.build import build, build_module, layer_specs
 from cnncost.spec import RESERVED_NAMES, ModelSpec, parse_spec
 
 

@@ -259,8 +259,8 @@ def test_help_lists_the_commands() -> None:
 
 @pytest.mark.parametrize("depth", [None, 1], ids=["layers", "depth1"])
 def test_golden_analyze_table(depth: int | None, update_golden: bool) -> None:
-    from cnncost.analysis import analyze_target
-    from cnncost.report import rich_table, to_text
+    from cnncost.api import analyze_target
+    from cnncost.render.report import rich_table, to_text
 
     table = analyze_target(GOLDEN / "small_resnet.yaml")
     text = to_text(rich_table(table, depth=depth), width=120)

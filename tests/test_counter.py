@@ -1,4 +1,4 @@
-"""cnncost.counter: oracles (FlopCounterMode, sum of numel, CPU vs meta), rows vs totals,
+"""cnncost.count.counter: oracles (FlopCounterMode, sum of numel, CPU vs meta), rows vs totals,
 uncounted ops, weights left alone, peak memory by hand, policies, and properties."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnncost.builder import build_module
-from cnncost.counter import count_module, count_spec
+from cnncost.count.counter import count_module, count_spec
 from cnncost.errors import UnsupportedOpError, UsageError
+from cnncost.graph.build import build_module
 from cnncost.spec import parse_spec
 from cnncost.table import SUMMED, CostTable, sum_rows
 
@@ -232,7 +232,7 @@ SHORTCUT_CASES = [
 @pytest.mark.parametrize(("name", "args"), [c[1:] for c in SHORTCUT_CASES],
                          ids=[c[0] for c in SHORTCUT_CASES])
 def test_meta_shortcuts_agree_with_pytorch(name: str, args: tuple) -> None:
-    from cnncost.counter import _FAST_META, _elementwise_meta, _op_info
+    from cnncost.count.counter import _FAST_META, _elementwise_meta, _op_info
 
     func = getattr(torch.ops.aten, name).default if name not in ("add", "mul", "mean") else (
         getattr(torch.ops.aten, name).Tensor if name != "mean" else torch.ops.aten.mean.dim)
@@ -257,7 +257,7 @@ def test_meta_shortcuts_agree_with_pytorch(name: str, args: tuple) -> None:
 
 
 def test_meta_shortcuts_leave_bad_calls_to_pytorch() -> None:
-    from cnncost.counter import _FAST_META
+    from cnncost.count.counter import _FAST_META
 
     conv = torch.ops.aten.convolution.default
     x, w = torch.empty(1, 3, 8, 8, device=M), torch.empty(4, 2, 3, 3, device=M)

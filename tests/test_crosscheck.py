@@ -1,4 +1,4 @@
-"""cnncost.crosscheck: fvcore as an independent count of conv/linear MACs, layer by layer.
+"""cnncost.measure.crosscheck: fvcore as an independent count of conv/linear MACs, layer by layer.
 
 fvcore traces the compiled module with torch.jit and counts one multiply-add as one flop,
 so on every bundled spec its conv/linear/matmul counts must equal cnncost's MACs exactly,
@@ -17,9 +17,9 @@ from torch import nn
 from typer.testing import CliRunner
 
 from cnncost.cli import app
-from cnncost.counter import count_module
-from cnncost.crosscheck import compare, crosscheck_fvcore, crosscheck_report
+from cnncost.count.counter import count_module
 from cnncost.errors import SpecError, UsageError
+from cnncost.measure.crosscheck import compare, crosscheck_fvcore, crosscheck_report
 from cnncost.sources import bundled_specs
 from cnncost.spec import load_spec
 

@@ -1,4 +1,4 @@
-"""cnncost.explain and `cnncost explain`: slide-style derivations and the spec's ratio lines.
+"""cnncost.render.explain and `cnncost explain`: slide-style derivations and the spec's ratio lines.
 
 Expected texts are the slides' own arithmetic (seed files named in comments), not copies of
 what the code printed.
@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cnncost.cli import app
-from cnncost.counter import count_spec
+from cnncost.count.counter import count_spec
 from cnncost.errors import SpecError, UsageError
-from cnncost.explain import SELF, Ref, explain_lines, parse_explain, references
+from cnncost.render.explain import SELF, Ref, explain_lines, parse_explain, references
 from cnncost.spec import load_spec, parse_spec
 
 TEXTBOOK = Path(__file__).resolve().parent.parent / "specs" / "textbook"

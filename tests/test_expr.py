@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cnncost.expr import MAX_EXPR_CHARS, ExprError, evaluate, make_divisible
+from cnncost.spec.expr import MAX_EXPR_CHARS, ExprError, evaluate, make_divisible
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""cnncost.formulas: every formula against closed-form arithmetic written out in the test.
+"""cnncost.count.formulas: every formula against closed-form arithmetic written out in the test.
 
 Two ways in: the pure formulas called with shapes (as the counter feeds them), and real
 ATen calls seen by the counter on tiny modules (so the argument layout ATen really uses
@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnncost.counter import count_module
-from cnncost.formulas import (
+from cnncost.count.counter import count_module
+from cnncost.count.formulas import (
     FORMULAS,
     PER_ELEMENT,
     ZERO_COST_OPS,
@@ -209,7 +209,7 @@ def test_pooling_flops(module: nn.Module, shape: tuple[int, ...], elem: int) -> 
 
 
 def test_pool_kernel_given_once_stands_for_every_dimension() -> None:
-    from cnncost.formulas import avg_pool_flops, max_pool_flops
+    from cnncost.count.formulas import avg_pool_flops, max_pool_flops
 
     out = (1, 2, 4, 4)
     assert max_pool_flops((1, 2, 8, 8), [2], out_shape=(out, out)).elem_flops == 3 * 32

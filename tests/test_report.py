@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cnncost.report import (
+from cnncost.render.report import (
     COMPARE_SCHEMA,
     Column,
     Format,
@@ -153,7 +153,7 @@ def test_long_names_fold_instead_of_truncating() -> None:
 
 
 def test_golden_compare_table(update_golden: bool) -> None:
-    from cnncost.report import compare_rich
+    from cnncost.render.report import compare_rich
 
     text = to_text(compare_rich(compare_tables([A, B])), width=120)
     path = GOLDEN / "compare_a_b.txt"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cnncost.counter import count_spec
+from cnncost.count.counter import count_spec
 from cnncost.spec import load_spec
 from cnncost.table import CostTable
 

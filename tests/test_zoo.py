@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import torch
 
-from cnncost.builder import build_module
-from cnncost.counter import count_spec
+from cnncost.count.counter import count_spec
 from cnncost.errors import SpecError
+from cnncost.graph.build import build_module
 from cnncost.spec import ModelSpec, load_spec
 from cnncost.table import CostRow, CostTable
 

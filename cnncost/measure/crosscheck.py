@@ -197,9 +197,9 @@ def crosscheck_fvcore(model_or_spec: nn.Module | str | Path | Target,
     import torch
     from torch import nn
 
-    from cnncost.analysis import DEFAULT_INPUT, load_target
-    from cnncost.builder import build_module
-    from cnncost.counter import count_module, count_spec
+    from cnncost.api import DEFAULT_INPUT, load_target
+    from cnncost.count.counter import count_module, count_spec
+    from cnncost.graph.build import build_module
     from cnncost.sources import Target, resolve
     from cnncost.spec import ModelSpec
 

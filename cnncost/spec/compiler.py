@@ -63,8 +63,8 @@ from typing import Any, Literal, Union
 import yaml
 
 from cnncost.errors import LayerError, SpecError
-from cnncost.expr import ExprError, evaluate
 from cnncost.layers import LAYERS, Built, LayerKind, Shape
+from cnncost.spec.expr import ExprError, evaluate
 
 MAX_FILE_BYTES = 1 << 20
 MAX_LAYERS = 50_000

@@ -1,7 +1,7 @@
 """Measured runtime: warm-up, adaptive repetitions, median and IQR, next to the roofline.
 
 Counting says how much work a network does; this module says how long it takes on the
-device at hand, and ``cnncost.roofline`` says how long it could take at best. Method:
+device at hand, and ``cnncost.measure.roofline`` says how long it could take at best. Method:
 
 - the model runs for real (random weights, ``eval()``, ``torch.inference_mode``) on a
   random input; a warm-up of at least two calls (and ~0.25 s) comes first;
@@ -41,11 +41,11 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from cnncost.analysis import DEFAULT_INPUT, load_target
-from cnncost.builder import META_KEY, build_module, dying_after, fetch_attr
-from cnncost.counter import count_module, count_spec, dtype_name, parse_dtype
+from cnncost.api import DEFAULT_INPUT, load_target
+from cnncost.count.counter import count_module, count_spec, dtype_name, parse_dtype
 from cnncost.errors import CnnCostError, UsageError
-from cnncost.roofline import (
+from cnncost.graph.build import META_KEY, build_module, dying_after, fetch_attr
+from cnncost.measure.roofline import (
     Bound,
     LayerRoofline,
     Progress,
@@ -472,7 +472,7 @@ def estimate_memory(table: CostTable, device: torch.device) -> MemoryEstimate:
 
 def check_memory(table: CostTable, device: torch.device) -> MemoryEstimate:
     """Raise InsufficientMemoryError when the run would not fit in free memory."""
-    from cnncost.report import human_bytes
+    from cnncost.render.report import human_bytes
 
     est = estimate_memory(table, device)
     if est.free_bytes is not None and est.required_bytes > est.free_bytes:
@@ -832,7 +832,7 @@ def rich_report(report: BenchReport, top: int | None = None) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    from cnncost.report import human, human_bytes
+    from cnncost.render.report import human, human_bytes
 
     parts: list[Any] = [Text("\n".join(header_lines(report)), style="bold")]
     summary = Table(box=box.SIMPLE_HEAVY, title="whole model", title_justify="left")

@@ -11,7 +11,7 @@ data) into lines of text:
          output: 64x128x128 = 1,048,576 values x 4 B = 4,194,304 B (4 MiB)
          receptive field: 5 (along H)
 
-   The MAC line is the row's ``formula`` (cnncost.formulas: output volume x cost per output
+   The MAC line is the row's ``formula`` (cnncost.count.formulas: output volume x cost per output
    value); the parameter split is read from it (weights = cost per output value x output
    channels, the rest is bias);
 3. totals with their terms written out (``total MACs: 432 + 240 = 672``);
@@ -49,7 +49,7 @@ by ``layers``. Another spec also receives every variable it shares with this one
 :func:`references`; counting them is the caller's job (the CLI), so this module stays pure.
 
 Expressions (``expr``, ``set`` values, ``{...}`` in a formula) use the spec expression
-language (cnncost.expr) with the spec's variables and ``N`` (the batch size, unless the spec
+language (cnncost.spec.expr) with the spec's variables and ``N`` (the batch size, unless the spec
 has its own ``N``). Closed forms are per sample: for macs, flops, output_bytes and
 output_elements they are multiplied by N before the check. ``receptive_field`` is the
 largest receptive field of the selected rows (the output's, for a chain). A closed form or
@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnncost.errors import SpecError, UsageError
-from cnncost.expr import ExprError, evaluate
+from cnncost.spec.expr import ExprError, evaluate
 from cnncost.table import CostRow, CostTable
 
 WHAT: dict[str, str] = {
@@ -86,7 +86,7 @@ _FORMULA_KEYS = ("what", "layers", "formula", "expr")
 _COMPARE_KEYS = ("label", "what", "num", "den", "formula", "expr", "digits")
 _SIDE_KEYS = ("spec", "set", "layers")
 _FIELD = re.compile(r"\{([^{}]+)\}")
-# cnncost.formulas.conv_macs: "[N x ](H_outxW_outxC_out) x (K_hxK_wxC_in/g) = MACS"
+# cnncost.count.formulas.conv_macs: "[N x ](H_outxW_outxC_out) x (K_hxK_wxC_in/g) = MACS"
 # (a transposed conv reads "(H_inxW_inxC_in) x (K_hxK_wxC_out/g)": weights are the same product).
 _CONV = re.compile(r"^(?:\d+ x )?\(([\dx]+)\) x \(([\dx]+)\)$")
 # addmm / mm: "(MxN) x K = MACS"

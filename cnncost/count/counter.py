@@ -23,9 +23,7 @@ from torch import fx, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from cnncost.builder import META_KEY, fetch_attr, op_args, op_target
-from cnncost.errors import CnnCostError, ModelRunError, UnsupportedOpError, UsageError
-from cnncost.formulas import (
+from cnncost.count.formulas import (
     FORMULAS,
     PER_ELEMENT,
     ZERO_COST_OPS,
@@ -33,6 +31,8 @@ from cnncost.formulas import (
     OpCost,
     policy_flops,
 )
+from cnncost.errors import CnnCostError, ModelRunError, UnsupportedOpError, UsageError
+from cnncost.graph.build import META_KEY, fetch_attr, op_args, op_target
 from cnncost.spec import LayerSpec, ModelSpec
 from cnncost.table import CostRow, CostTable, Totals, sum_rows
 

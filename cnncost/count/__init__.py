@@ -1,0 +1,1 @@
+"""The counting engine: formulas per ATen op, the dispatch mode, drivers, memory, conventions."""

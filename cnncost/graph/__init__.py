@@ -1,0 +1,1 @@
+"""spec -> torch.fx GraphModule, and the walks over it."""

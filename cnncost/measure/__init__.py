@@ -1,0 +1,1 @@
+"""Measurement on real hardware: timing, roofline, cross-checks (no rendering)."""

@@ -1,0 +1,1 @@
+"""Rendering: terminal tables, CSV, Markdown, JSON, compare, bench, explain."""
