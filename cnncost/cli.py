@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from cnncost.errors import CnnCostError, UsageError
+from cnncost.io import write_atomic
 from cnncost.render.report import SORT_FIELDS, Format, Units
 
 if TYPE_CHECKING:
@@ -125,19 +125,6 @@ def write_output(text: str, output: Path | None) -> None:
         return
     write_atomic(output, text)
     err_console.print(f"wrote {output}")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 InputOpt = Annotated[str | None, typer.Option(
@@ -366,7 +353,7 @@ class _ListCache:
 
         if not self.dirty:
             return
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, CnnCostError):
             write_atomic(self.path, json.dumps({"code": self.code, "specs": self.entries}))
 
 

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnncost.cli import app, write_atomic
+from cnncost.errors import UsageError
 from cnncost.table import SUMMED
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -140,10 +141,18 @@ def test_write_atomic_leaves_the_old_file_on_failure(tmp_path: Path,
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(UsageError, match=r"r\.json: cannot write: disk full"):
         write_atomic(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_unwritable_output_is_one_line_exit_2(specs: tuple[Path, Path], tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, out, err = run("analyze", specs[0], "--output", blocker / "r.txt")
+    assert_one_line_error(code, out, err)
+    assert "cannot write" in err and "r.txt" in err
 
 
 def test_bad_spec_is_one_line_exit_2(tmp_path: Path) -> None:
