@@ -1,6 +1,6 @@
 """cnncost.render.explain and `cnncost explain`: slide-style derivations and the spec's ratio lines.
 
-Expected texts are the slides' own arithmetic (seed files named in comments), not copies of
+Expected texts are the slides' own arithmetic (lecture and slide named in comments), not copies of
 what the code printed.
 """
 
@@ -29,7 +29,10 @@ def run(*args: str):
 
 
 def test_conv_derivation_the_way_the_slide_writes_it() -> None:
-    """seed 000: (128 x 128 x 64) x (5 x 5 x 256) = 6710886400; weights 5x5x256x64 + 64 bias."""
+    """N. Khan, CS-568, "Cost of Convolution Layer": (128 x 128 x 64) x (5 x 5 x 256) = 6710886400.
+
+    Weights 5x5x256x64 + 64 bias.
+    """
     spec = load_spec(TEXTBOOK / "conv5x5.yaml")
     text = "\n".join(explain_lines(count_spec(spec), spec.explain, spec.vars, file=spec.file))
     macs = (128 * 128 * 64) * (5 * 5 * 256)
@@ -43,8 +46,8 @@ def test_conv_derivation_the_way_the_slide_writes_it() -> None:
     assert f"(128 x 128 x 64) x (5 x 5 x 256) = {macs:,}  (count agrees)" in text
 
 
-def test_row6_ratio_line() -> None:
-    """seeds 002/004: 432 + 240 = 672; 672 / 2160 = 0.31 = 1/5 + 1/9."""
+def test_depthwise_separable_ratio_line() -> None:
+    """F. Galassi; A. Ng, "Cost Summary": 432 + 240 = 672; 672 / 2160 = 0.31 = 1/5 + 1/9."""
     result = run(str(TEXTBOOK / "dwsep_6x6x3.yaml"))
     assert result.exit_code == 0, result.output
     out = result.output
@@ -58,8 +61,8 @@ def test_row6_ratio_line() -> None:
     assert "differs" not in out
 
 
-def test_weights_ratio_row4() -> None:
-    """seed 000: (3 x 3 x 6) + (6 x 3) = 72 against 3 x 3 x 6 x 3 = 162."""
+def test_depthwise_separable_weights_ratio() -> None:
+    """N. Khan, "Depthwise Separable Convolution": (3 x 3 x 6) + (6 x 3) = 72 vs 162."""
     result = run(str(TEXTBOOK / "dwsep_6to3.yaml"))
     assert result.exit_code == 0, result.output
     assert "params: 3x3x1x6 = 54" in result.output  # depthwise: one 3x3 filter per channel
@@ -68,7 +71,7 @@ def test_weights_ratio_row4() -> None:
 
 
 def test_one_layer_only() -> None:
-    """seed 000 row 2: only the 5x5 layer, (128x128x64) x (5x5x32); ratio lines still shown."""
+    """N. Khan, "1x1 convolution": only the 5x5 layer, (128x128x64) x (5x5x32), with ratios."""
     result = run("textbook/conv1x1_5x5", "conv2")
     assert result.exit_code == 0, result.output
     assert f"conv2: (128x128x64) x (5x5x32) = {128 * 128 * 64 * 5 * 5 * 32:,} MACs" in result.output
@@ -78,7 +81,10 @@ def test_one_layer_only() -> None:
 
 
 def test_set_moves_both_sides_of_a_comparison() -> None:
-    """seed 001 row 9 at C=32, H=W=8: 18C^2 / 25C^2 params, 18C^2HW / 25C^2HW MACs."""
+    """A. Erdem, "VGG: Deeper Networks, Regular Design" at C=32, H=W=8.
+
+    18C^2 / 25C^2 params, 18C^2HW / 25C^2HW MACs.
+    """
     result = run("textbook/two_conv3x3_CtoC", "--set", "C=32", "--set", "H=8", "--set", "W=8")
     assert result.exit_code == 0, result.output
     assert f"{18 * 32**2:,} / {25 * 32**2:,} = 0.72 = 18C^2 / 25C^2 = 18/25" in result.output
@@ -88,7 +94,10 @@ def test_set_moves_both_sides_of_a_comparison() -> None:
 
 
 def test_same_spec_comparison_keeps_other_sets() -> None:
-    """seed 001 row 14: G groups / groups=1 = 1/G, with --set G=8 and C_in=C_out=16."""
+    """A. Erdem, "Grouped Convolution vs Standard Convolution": G groups / groups=1 = 1/G.
+
+    With --set G=8 and C_in=C_out=16.
+    """
     result = run("textbook/grouped_conv", "-s", "G=8", "-s", "Cin=16", "-s", "Cout=16",
                  "-s", "H=4", "-s", "W=4")
     assert result.exit_code == 0, result.output
@@ -96,8 +105,11 @@ def test_same_spec_comparison_keeps_other_sets() -> None:
     assert f"{grouped} / {standard:,} = 0.12 = 1/G = 1/8" in result.output
 
 
-def test_symbolic_speedup_row13() -> None:
-    """seed 001: speedup 9C^2 / (9C + C^2) = 9C/(9 + C); at C=16, H=W=4: 144/25 = 5.76."""
+def test_symbolic_mobilenet_speedup() -> None:
+    """A. Erdem, "MobileNets: Tiny Networks": speedup 9C^2 / (9C + C^2) = 9C/(9 + C).
+
+    At C=16, H=W=4: 144/25 = 5.76.
+    """
     result = run("textbook/mobilenet_separable_block", "-s", "C=16", "-s", "H=4", "-s", "W=4")
     assert result.exit_code == 0, result.output
     standard, separable = 9 * 16**2 * 16, (9 * 16 + 16**2) * 16
@@ -123,8 +135,11 @@ def test_input_option() -> None:
     assert f"(count: {8 * 8 * 5 * 27}, differs)" in result.output
 
 
-def test_receptive_fields_row16() -> None:
-    """seed 001 (Yu & Koltun Fig. 1): dilations 1, 2, 4 -> receptive fields 3, 7, 15."""
+def test_dilated_receptive_fields() -> None:
+    """A. Erdem, "Guideline 6: Dilated Convolutions" (Yu & Koltun Fig. 1).
+
+    Dilations 1, 2, 4 -> receptive fields 3, 7, 15.
+    """
     result = run("textbook/dilated_convs")
     assert result.exit_code == 0, result.output
     for rf in (3, 7, 15):

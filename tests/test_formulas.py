@@ -108,7 +108,7 @@ def test_conv_bias_is_one_flop_per_output_element() -> None:
 
 
 def test_conv_formula_text_matches_the_slide() -> None:
-    # WORKED_NUMBERS row 1 (seed 000): 5x5 conv 256 -> 64 at 128x128, "same"
+    # N. Khan, CS-568, "Cost of Convolution Layer": 5x5 conv 256 -> 64 at 128x128, "same"
     c = conv_macs((1, 256, 128, 128), (64, 256, 5, 5), None, [1, 1], [2, 2], [1, 1], False,
                   [0, 0], 1, out_shape=(1, 64, 128, 128))
     assert c.macs == 128 * 128 * 64 * 5 * 5 * 256 == 6_710_886_400
@@ -117,7 +117,7 @@ def test_conv_formula_text_matches_the_slide() -> None:
 
 
 def test_conv_formula_text_with_batch() -> None:
-    # WORKED_NUMBERS row 7 (seed 004): 28x28x192 -> 5x5 conv, 32 filters, same = 120,422,400
+    # A. Ng, "The problem of computational cost": 28x28x192 -> 5x5 conv, 32 filters = 120,422,400
     c = conv_macs((2, 192, 28, 28), (32, 192, 5, 5), (32,), [1, 1], [2, 2], [1, 1], False,
                   [0, 0], 1, out_shape=(2, 32, 28, 28))
     assert c.macs == 2 * 28 * 28 * 32 * 5 * 5 * 192 == 2 * 120_422_400
@@ -125,8 +125,8 @@ def test_conv_formula_text_with_batch() -> None:
     assert c.elem_flops == 2 * 28 * 28 * 32
 
 
-def test_worked_numbers_bottleneck_1x1_then_5x5() -> None:
-    # WORKED_NUMBERS rows 2 and 8: a 1x1 "bottleneck" before the 5x5 conv
+def test_lecture_bottleneck_1x1_then_5x5() -> None:
+    # N. Khan, "1x1 convolution"; A. Ng, "Using 1x1 convolution": a 1x1 "bottleneck" before 5x5
     m = nn.Sequential(nn.Conv2d(256, 32, 1, bias=False), nn.Conv2d(32, 64, 5, padding=2,
                                                                    bias=False))
     assert cost(m, (1, 256, 128, 128))[0] == 128 * 128 * 32 * 256 + 128 * 128 * 64 * 25 * 32
@@ -137,8 +137,8 @@ def test_worked_numbers_bottleneck_1x1_then_5x5() -> None:
     assert 28 * 28 * 16 * 192 + 28 * 28 * 32 * 25 * 16 == 12_443_648
 
 
-def test_worked_numbers_depthwise_separable() -> None:
-    # WORKED_NUMBERS rows 5 and 6 (seeds 002, 004): 6x6x3 input, valid 3x3 -> 4x4 output
+def test_lecture_depthwise_separable() -> None:
+    # F. Galassi; A. Ng, "Cost Summary": 6x6x3 input, valid 3x3 -> 4x4 output
     standard = nn.Conv2d(3, 5, 3, bias=False)
     separable = nn.Sequential(nn.Conv2d(3, 3, 3, groups=3, bias=False),
                               nn.Conv2d(3, 5, 1, bias=False))

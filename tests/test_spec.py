@@ -506,7 +506,7 @@ def test_nested_repeats_rebind_i() -> None:
 
 
 def test_receptive_field() -> None:
-    # WORKED_NUMBERS row 15: L stacked KxK convs see 1 + L(K - 1) pixels
+    # A. Erdem, COMP541, "Receptive Fields": L stacked KxK convs see 1 + L(K - 1) pixels
     m = spec("""
         input: [1, 64, 64]
         layers:

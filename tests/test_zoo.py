@@ -3,7 +3,8 @@
 The registry tests are parametrized over the spec files, so a new spec is tested without
 editing this file: its parameter count must equal its ``reference`` (published) figure, the
 built module's ``sum(p.numel())`` and, for MACs, fvcore's independent count. Below them, the
-seeds' worked numbers (AlexNet, VGG-16, GoogLeNet table 1, ResNet/ResNeXt blocks, U-Net).
+lectures' worked examples (AlexNet, VGG-16, GoogLeNet table 1, ResNet/ResNeXt blocks, U-Net;
+docs/worked-examples.md cites each slide).
 """
 
 from __future__ import annotations
@@ -181,17 +182,17 @@ def test_doubling_resolution(path: Path) -> None:
     assert t2.totals.params == t1.totals.params
 
 
-# --------------------------------------------------------------------------- seed numbers
+# --------------------------------------------------------------------------- lecture numbers
 
 
 def _load(name: str, **overrides: Any) -> ModelSpec:
     return load_spec(SPECS / f"{name}.yaml", overrides=overrides)
 
 
-def test_alexnet_227_matches_seed_001() -> None:
-    """seeds/001 (AlexNet slides; WORKED_NUMBERS #20), 227x227 input, 64-192-384-256-256.
+def test_alexnet_227_matches_the_lecture() -> None:
+    """A. Erdem, COMP541, slides "AlexNet" and "AlexNet vs VGG-16".
 
-    The slides' table is an image in the seed; its figures as quoted in WORKED_NUMBERS:
+    227x227 input, 64-192-384-256-256. The slides' per-layer table is a chart; its figures:
     conv1 73M MACs and 784 KB output, ~61M params, 0.7 GFLOP, 1.9 MB of outputs.
     """
     table = _count(_load("alexnet", res=227))
@@ -199,12 +200,12 @@ def test_alexnet_227_matches_seed_001() -> None:
     conv1 = rows["features.conv1"]
     # (227 + 2x2 - 11) // 4 + 1 = 56
     assert conv1.output_shape == (1, 64, 56, 56)
-    # 64 x 56 x 56 outputs x 3 x 11 x 11 MACs each = 200,704 x 363; the seed rounds to "73M"
+    # 64 x 56 x 56 outputs x 3 x 11 x 11 MACs each = 200,704 x 363; the slide rounds to "73M"
     assert conv1.macs == 72_855_552
     assert round(conv1.macs / 1e6) == 73
-    # float32 output: 200,704 x 4 bytes = 802,816 B = 784 KB exactly (the seed's KB is 1024 B)
+    # float32 output: 200,704 x 4 bytes = 802,816 B = 784 KB exactly (the slide's KB is 1024 B)
     assert conv1.output_bytes == 784 * 1024
-    # The seed's "FLOP" is one multiply-add (WORKED_NUMBERS #23); per layer
+    # The slide's "FLOP" is one multiply-add ("Measures of Model Complexity"); per layer
     # H_out W_out C_out x C_in K^2 (conv) and in x out (fc):
     macs = (56 * 56 * 64 * 3 * 11 * 11      # conv1 72,855,552
             + 27 * 27 * 192 * 64 * 5 * 5    # conv2 223,948,800
@@ -214,10 +215,10 @@ def test_alexnet_227_matches_seed_001() -> None:
             + 9216 * 4096 + 4096 * 4096 + 4096 * 1000)  # fc6-8 58,621,952
     assert macs == 716_767_232
     assert table.totals.macs == macs
-    assert round(macs / 1e9, 1) == 0.7  # the seed's "0.7 GFLOP"
-    # Params equal torchvision's at 224: the adaptive pool is a no-op on 6x6 (seed: "61M").
+    assert round(macs / 1e9, 1) == 0.7  # the slide's "0.7 GFLOP"
+    # Params equal torchvision's at 224: the adaptive pool is a no-op on 6x6 (slide: "61M").
     assert table.totals.params == 61_100_840
-    # "1.9 MB" (a bar chart, an image in the seed) is matched by this convention: the outputs
+    # "1.9 MB" (a bar chart on the slide) is matched by this convention: the outputs
     # of the 5 conv and 3 fc layers only (no pools or flatten; ReLU in place adds nothing),
     # float32, MB = 1024^2 bytes.
     conv_fc = [r for r in table.layers if r.kind in ("conv", "linear")]
@@ -226,17 +227,18 @@ def test_alexnet_227_matches_seed_001() -> None:
     assert sum(r.output_bytes for r in conv_fc) == 4 * outputs == 2_005_152
     assert round(4 * outputs / MIB, 1) == 1.9
     # Adding the three max-pool outputs (27x27x64, 13x13x192, 6x6x256) would give 2.25 MiB,
-    # which is why the pools cannot be in the seed's sum.
+    # which is why the pools cannot be in the slide's sum.
     pools = sum(r.output_bytes for r in table.layers if r.kind == "max_pool")
     assert pools == 4 * (27 * 27 * 64 + 13 * 13 * 192 + 6 * 6 * 256)
     assert round((4 * outputs + pools) / MIB, 1) != 1.9
 
 
-def test_vgg16_macs_match_worked_numbers() -> None:
-    """WORKED_NUMBERS #21: VGG-16 = 138,357,544 params and 15.47 GMACs at 224.
+def test_vgg16_macs_match_the_lectures() -> None:
+    """VGG-16 = 138,357,544 params (A. Ng's Deep Convolutional Models: ~138M) and 15.47 GMACs.
 
-    NB: seeds/001 says "13.6 GFLOP" for VGG-16; that figure is not reproduced by any
-    counting we know of (conv alone is 15.35 GMACs), so the test holds the exact count.
+    NB: A. Erdem's COMP541 slide "AlexNet vs VGG-16" says "13.6 GFLOP" for VGG-16; that figure
+    is not reproduced by any counting we know of (conv alone is 15.35 GMACs), so the test holds
+    the exact count.
     """
     stages = [(224, 64, [3, 64]), (112, 128, [64, 128]), (56, 256, [128, 256, 256]),
               (28, 512, [256, 512, 512]), (14, 512, [512, 512, 512])]
@@ -252,23 +254,23 @@ def _block_macs(table: CostTable, prefix: str) -> int:
 
 
 def test_resnet50_bottleneck_is_17_hwc2() -> None:
-    """WORKED_NUMBERS #11 (seeds/001): a 4C -> C -> C -> 4C bottleneck costs 17 H W C^2."""
+    """A. Erdem, COMP541, "Improving ResNets": a 4C -> C -> C -> 4C bottleneck is 17HWC^2."""
     table = _count(_load("resnet50"))
     # layer2.1: C = 128 (4C = 512), 28x28 at 224 input; identity shortcut, no downsample.
     assert _block_macs(table, "layer2.1.") == 17 * 28 * 28 * 128**2
 
 
 def test_resnext50_block_is_8cc_plus_9c2() -> None:
-    """WORKED_NUMBERS #12 (seeds/001): ResNeXt block = (8 C c + 9 c^2) H W G."""
+    """A. Erdem, COMP541, "Improving ResNets: ResNeXt": block = (8 C c + 9 c^2) H W G."""
     table = _count(_load("resnext50_32x4d"))
     # layer1.1: 4C = 256 (C = 64), G = 32 groups of width c = 4, 56x56
     c_, c, g, hw = 64, 4, 32, 56
     assert _block_macs(table, "layer1.1.") == (8 * c_ * c + 9 * c * c) * hw * hw * g
 
 
-# GoogLeNet table 1 (Szegedy et al. 2014), as printed in seeds/001 around line 1003.
-# Columns: output C, H; #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj; seed params (K),
-# seed ops (M); `agrees`: whether the seed's params match ours to its rounding.
+# GoogLeNet table 1 (Szegedy et al. 2014), as printed on the slide "GoogLeNet" of A. Erdem, COMP541.
+# Columns: output C, H; #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj; slide params
+# (K), slide ops (M); `agrees`: whether the slide's params match ours to its rounding.
 INCEPTION_ROWS = [
     ("inception3a", 192, 256, 28, (64, 96, 128, 16, 32, 32), 159, 128, True),
     ("inception3b", 256, 480, 28, (128, 128, 192, 32, 96, 64), 380, 304, True),
@@ -301,46 +303,46 @@ def _row(table: CostTable, prefix: str) -> tuple[int, int, tuple[int, ...]]:
 
 
 @pytest.mark.parametrize("row", INCEPTION_ROWS, ids=[r[0] for r in INCEPTION_ROWS])
-def test_googlenet_inception_rows_match_seed_table(googlenet_paper: CostTable,
+def test_googlenet_inception_rows_match_slide_table(googlenet_paper: CostTable,
                                                    row: tuple[Any, ...]) -> None:
-    """Each inception row of the seed's table 1, against figure 2(b) counted by hand.
+    """Each inception row of the slide's table 1, against figure 2(b) counted by hand.
 
-    How the seed rounds: params are in units of 1024 (the 3x3 row's 114,688 weights are
+    How the slide rounds: params are in units of 1024 (the 3x3 row's 114,688 weights are
     exactly 112 x 1024, the linear's 1,024,000 exactly 1000 x 1024) and include the biases
     (3b: 388,096 weights alone = 379.0 K, with its 640 biases 379.6 K, printed 380K); ops
     are MACs of the weights (biases are not MACs) in decimal millions, rounded to the
     nearest million except 4a (73.6M printed 73M, truncated).
-    Where the seed differs: the params column of 4a-5b does not follow from the table's own
+    Where the slide differs: the params column of 4a-5b does not follow from the table's own
     channel columns under any one convention (4a +3.4K, 4b +1.6K, 4c +35K, 4d +11K,
     4e +8K, 5a -53K, 5b +22K against ours, which is also what the ops column implies:
     e.g. 4c's 100M / 14^2 = 510K weights, not 463K). 5a's ops (54M) are its printed
     params x 7^2 (1072K x 49 = 53.8M) and carry the same error; ours is 51.1M.
     """
-    name, cin, cout, hw, cols, seed_k, seed_m, agrees = row
+    name, cin, cout, hw, cols, slide_k, slide_m, agrees = row
     weights, biases = _inception_by_hand(cin, cols)
     params, macs, out_shape = _row(googlenet_paper, name)
     assert out_shape == (1, cout, hw, hw)            # table 1's "output size" column
     assert params == weights + biases                # figure 2(b), biases included
     assert macs == weights * hw * hw                 # ops = weights x output positions
     if name == "inception5a":
-        assert abs(macs / 1e6 - seed_m) > 1          # seed error, see the docstring
-        assert round(seed_k * 1024 * hw * hw / 1e6) == seed_m
+        assert abs(macs / 1e6 - slide_m) > 1         # slide error, see the docstring
+        assert round(slide_k * 1024 * hw * hw / 1e6) == slide_m
     else:
-        assert abs(macs / 1e6 - seed_m) < 1          # rounding (4a: truncation)
+        assert abs(macs / 1e6 - slide_m) < 1         # rounding (4a: truncation)
     if agrees:
-        assert abs(params / 1024 - seed_k) < 1
+        assert abs(params / 1024 - slide_k) < 1
     else:
-        assert abs(params / 1024 - seed_k) > 1       # the seed's params column is off
+        assert abs(params / 1024 - slide_k) > 1      # the slide's params column is off
 
 
-def test_googlenet_other_rows_match_seed_table(googlenet_paper: CostTable) -> None:
-    """The convolution and linear rows of table 1 (seed: 2.7K/34M, 112K/360M, 1000K/1M)."""
+def test_googlenet_other_rows_match_slide_table(googlenet_paper: CostTable) -> None:
+    """The convolution and linear rows of table 1 (slide: 2.7K/34M, 112K/360M, 1000K/1M)."""
     # "convolution 7x7/2, 112x112x64": 7 x 7 x 3 x 64 = 9,408 weights + 64 biases.
     params, macs, out = _row(googlenet_paper, "conv1")
     assert out == (1, 64, 112, 112)
     assert params == 7 * 7 * 3 * 64 + 64 == 9472
     assert macs == 7 * 7 * 3 * 64 * 112 * 112 == 118_013_952
-    # NB: the seed's 2.7K / 34M is about 3.5x below that; its ops are its own params x 112^2
+    # NB: the slide's 2.7K / 34M is about 3.5x below that; its ops are its own params x 112^2
     # (2.7K x 1024 x 12,544 = 34.7M), so the slip is in the params column; no convention
     # (bias or not, K = 1000 or 1024) turns a 7x7 conv from 3 to 64 channels into 2.7K.
     assert params / 1024 > 3 * 2.7
@@ -351,7 +353,7 @@ def test_googlenet_other_rows_match_seed_table(googlenet_paper: CostTable) -> No
     assert params == weights + 64 + 192
     assert int(params / 1024) == 112
     assert macs == weights * 56 * 56 and round(macs / 1e6) == 360
-    # "linear 1x1x1000": 1024 x 1000 weights + 1000 biases; seed "1000K" (truncated), "1M".
+    # "linear 1x1x1000": 1024 x 1000 weights + 1000 biases; slide "1000K" (truncated), "1M".
     params, macs, out = _row(googlenet_paper, "linear")
     assert out == (1, 1000)
     assert params == 1024 * 1000 + 1000 and int(params / 1024) == 1000
@@ -379,7 +381,7 @@ def test_unet_shapes_and_params_from_figure_1() -> None:
 
 
 def test_lenet5_is_61706_params() -> None:
-    """WORKED_NUMBERS #19 (seeds/004: "60K"): 6-16-120-84-10 with 5x5 convs."""
+    """A. Ng's Deep Convolutional Models, "Classic Neural Networks" ("60K"): 6-16-120-84-10."""
     params = (25 * 1 * 6 + 6) + (25 * 6 * 16 + 16) + (25 * 16 * 120 + 120) + (
         120 * 84 + 84) + (84 * 10 + 10)
     assert _count(_load("lenet5")).totals.params == params == 61_706
