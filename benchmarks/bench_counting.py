@@ -229,7 +229,7 @@ def deep_spec(blocks: int) -> str:
 
 
 def bench_depth() -> None:
-    from cnncost.count.counter import count_spec
+    from cnncost.count.drivers import count_spec
     from cnncost.spec import load_spec
 
     print("== residual nets written out block by block (spec text generated here)")

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnncost.count.counter import count_module, count_spec
+from cnncost.count.drivers import count_module, count_spec
 from cnncost.sources import Target, load_factory, resolve
 from cnncost.spec import ModelSpec, load_spec
 from cnncost.table import CostTable

@@ -302,8 +302,9 @@ def list_specs(
 class _ListCache:
     """`list`'s totals, cached per spec text and counting code (an edit of either recounts)."""
 
-    COUNTING = ("spec/expr", "spec/compiler", "layers", "graph/build", "count/formulas",
-                "count/counter", "table")
+    COUNTING = ("spec/expr", "spec/compiler", "layers", "shapes", "graph/build",
+                "count/formulas", "count/conventions", "count/meta", "count/mode",
+                "count/memory", "count/drivers", "table")
 
     def __init__(self) -> None:
         import hashlib
@@ -338,7 +339,7 @@ class _ListCache:
         spec = load_spec(path)
         params = macs = None
         if totals:
-            from cnncost.count.counter import count_spec
+            from cnncost.count.drivers import count_spec
 
             t = count_spec(spec).totals
             params, macs = t.params, t.macs
@@ -685,7 +686,7 @@ def explain(
 ) -> None:
     """The formula behind each number, the way the slides derive it, then the spec's ratios."""
     from cnncost.api import analyze_target, load_target
-    from cnncost.count.counter import count_spec
+    from cnncost.count.drivers import count_spec
     from cnncost.render.explain import explain_lines, references
     from cnncost.sources import resolve
     from cnncost.spec import ModelSpec, load_spec

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from cnncost import shapes
 from cnncost.errors import LayerError
 
 if TYPE_CHECKING:
@@ -106,12 +107,7 @@ def _positive(what: str, *values: int, allow_zero: bool = False) -> None:
 
 
 def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
-    span = size + 2 * p - d * (k - 1) - 1
-    out = (-(-span // s) if ceil_mode else span // s) + 1
-    # PyTorch's rule: the last window must start inside the (left-padded) input.
-    if ceil_mode and (out - 1) * s >= size + p:
-        out -= 1
-    return out
+    return shapes.pool_out(size, k, s, p, d, ceil_mode)
 
 
 def _conv_padding(padding: Padding, kernel: tuple[int, ...], dilation: tuple[int, ...],
@@ -160,7 +156,7 @@ def conv(in_shape: Shape, out: int, kernel: Ints, stride: Ints = 1, padding: Pad
                 raise LayerError(
                     f"kernel {kk} (dilation {dd}) is larger than its padded input {size}+2x{pp}"
                 )
-            out_sizes.append((size + 2 * pp - extent) // ss + 1)
+            out_sizes.append(shapes.conv_out(size, kk, ss, pp, dd))
 
     def make() -> nn.Module:
         from torch import nn
@@ -195,7 +191,7 @@ def conv_transpose(in_shape: Shape, out: int, kernel: Ints, stride: Ints = 1,
     for o, ss, dd in zip(op, s, d, strict=True):
         if o >= max(ss, dd):
             raise LayerError(f"output_padding={o} must be smaller than stride or dilation")
-    out_sizes = [(size - 1) * ss - 2 * pp + dd * (kk - 1) + oo + 1
+    out_sizes = [shapes.conv_transpose_out(size, kk, ss, pp, dd, oo)
                  for size, kk, ss, pp, oo, dd in zip(sizes, k, s, p, op, d, strict=True)]
     if any(o <= 0 for o in out_sizes):
         raise LayerError(f"output size {out_sizes} is not positive")

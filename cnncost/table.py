@@ -34,7 +34,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cnncost.count.formulas import Factors
 
 SCHEMA = "cnncost.report/1"
 SUMMED = ("params", "buffers", "macs", "flops", "output_bytes")
@@ -58,9 +61,13 @@ class CostRow:
     uncounted: Mapping[str, int] = field(default_factory=dict)
     calls: int = 1
     source: str = ""
+    # The factors of its ops' MACs as counted (``formula`` is their text). In memory only:
+    # not in the JSON document, not compared.
+    factors: tuple[Factors, ...] = field(default=(), compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["factors"]
         d["input_shape"] = [list(s) for s in self.input_shape]
         d["output_shape"] = list(self.output_shape)
         d["uncounted"] = dict(sorted(self.uncounted.items()))

@@ -1,5 +1,6 @@
-"""cnncost.count.counter: oracles (FlopCounterMode, sum of numel, CPU vs meta), rows vs totals,
-uncounted ops, weights left alone, peak memory by hand, policies, and properties."""
+"""cnncost.count (drivers, mode, meta): oracles (FlopCounterMode, sum of numel, CPU vs
+meta), rows vs totals, uncounted ops, weights left alone, peak memory by hand, policies,
+and properties."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnncost.count.counter import count_module, count_spec
+from cnncost.count.drivers import count_module, count_spec
 from cnncost.errors import UnsupportedOpError, UsageError
 from cnncost.graph.build import build_module
 from cnncost.spec import parse_spec
@@ -232,7 +233,7 @@ SHORTCUT_CASES = [
 @pytest.mark.parametrize(("name", "args"), [c[1:] for c in SHORTCUT_CASES],
                          ids=[c[0] for c in SHORTCUT_CASES])
 def test_meta_shortcuts_agree_with_pytorch(name: str, args: tuple) -> None:
-    from cnncost.count.counter import _FAST_META, _elementwise_meta, _op_info
+    from cnncost.count.meta import FAST_META, elementwise_meta
 
     func = getattr(torch.ops.aten, name).default if name not in ("add", "mul", "mean") else (
         getattr(torch.ops.aten, name).Tensor if name != "mean" else torch.ops.aten.mean.dim)
@@ -246,9 +247,7 @@ def test_meta_shortcuts_agree_with_pytorch(name: str, args: tuple) -> None:
     # the reference is the CPU kernel: it decides real memory (e.g. batch norm's saved
     # statistics are empty at inference on CPU, but sized C by the meta kernel)
     expected = func(*[on_cpu(a) for a in args])
-    info = _op_info(func)
-    got = (_FAST_META[func](*args) if func in _FAST_META else
-           _elementwise_meta(info, args, {}))
+    got = FAST_META[func](*args) if func in FAST_META else elementwise_meta(False, args, {})
     assert got is not None
     flat = [got] if isinstance(got, torch.Tensor) else list(got)
     want = [expected] if isinstance(expected, torch.Tensor) else list(expected)
@@ -257,11 +256,11 @@ def test_meta_shortcuts_agree_with_pytorch(name: str, args: tuple) -> None:
 
 
 def test_meta_shortcuts_leave_bad_calls_to_pytorch() -> None:
-    from cnncost.count.counter import _FAST_META
+    from cnncost.count.meta import FAST_META
 
     conv = torch.ops.aten.convolution.default
     x, w = torch.empty(1, 3, 8, 8, device=M), torch.empty(4, 2, 3, 3, device=M)
-    assert _FAST_META[conv](x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1) is None
+    assert FAST_META[conv](x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1) is None
     from cnncost.errors import ModelRunError
 
     with pytest.raises(ModelRunError, match="RuntimeError") as info:

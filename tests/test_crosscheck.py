@@ -17,7 +17,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from cnncost.cli import app
-from cnncost.count.counter import count_module
+from cnncost.count.drivers import count_module
 from cnncost.errors import SpecError, UsageError
 from cnncost.measure.crosscheck import compare, crosscheck_fvcore, crosscheck_report
 from cnncost.sources import bundled_specs

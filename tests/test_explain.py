@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnncost.cli import app
-from cnncost.count.counter import count_spec
+from cnncost.count.drivers import count_spec
 from cnncost.errors import SpecError, UsageError
 from cnncost.render.explain import SELF, Ref, explain_lines, parse_explain, references
 from cnncost.spec import load_spec, parse_spec

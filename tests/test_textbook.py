@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cnncost.count.counter import count_spec
+from cnncost.count.drivers import count_spec
 from cnncost.spec import load_spec
 from cnncost.table import CostTable
 

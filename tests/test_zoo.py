@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from cnncost.count.counter import count_spec
+from cnncost.count.drivers import count_spec
 from cnncost.errors import SpecError
 from cnncost.graph.build import build_module
 from cnncost.spec import ModelSpec, load_spec

@@ -1,38 +1,114 @@
-"""One table of counting formulas: ATen op name -> pure shape formula.
+"""The formula table: for each ATen op, its cost and its shape behaviour (no torch).
 
-A formula gets the op's arguments with every tensor replaced by its shape (a tuple),
-and the output shape as ``out_shape``; it returns an :class:`OpCost`. No torch here,
-so the formulas can be fed shapes from anywhere (the meta-device counter, or a
-spec's own shape inference).
+Every op is registered with ``@register_formula("op", ..., shape=RULE)``:
 
-Conventions (printed in every report):
-- 1 MAC = one multiply + one add. Only convolution, linear and matrix products have MACs.
-- FLOPs under policy ``conv+linear`` = 2 x MACs (the papers' convention).
-- FLOPs under policy ``all`` = 2 x MACs + ``elem_flops``: bias adds and the per-element
-  costs of every other op, listed in ``PER_ELEMENT`` and in each formula's docstring.
+- the decorated function is the **cost formula**. It gets the op's arguments with every
+  tensor replaced by its shape (a tuple) and the output's shape as ``out_shape``, and
+  returns an :class:`OpCost`: MACs, other FLOPs and, for MACs, the :class:`Factors` they
+  were counted from (the ``formula`` text of a report is rendered from those, here only);
+- ``shape`` is the **shape rule**: the same arguments (without ``out_shape``) -> the shape
+  of the op's first output. Named rules: :data:`BROADCAST` (elementwise ops),
+  :data:`SAME` (shaped like the first input: norms, softmax), :data:`REDUCE` (over
+  ``dim``); anything else is a function using cnncost.shapes' arithmetic.
+
+The counter reads both tables (``FORMULAS``, ``SHAPE_RULES``); an engine that never runs
+torch can feed them shapes from a spec's own shape inference. Ops that compute nothing are
+named in ``ZERO_COST_OPS``. The counting conventions are in cnncost.count.conventions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from cnncost import shapes
 
 Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True)
+class Factors:
+    """How an op's MACs were counted: ``[batch x] (out) x (per_out)``.
+
+    MACs = batch x prod(out) x prod(per_out): ``out`` is the output volume the MACs are
+    spread over (conv: H_out, W_out, C_out; matmul: M, N), ``per_out`` the MACs per output
+    value (conv: K_h, K_w, C_in/groups; matmul: K). ``batch`` is the leading factor as
+    written, None where none is written (folded into ``out``, or a batch of 1 for a conv).
+    ``weight`` are the weight operand's dims the way the slides write them (K_h x K_w x
+    C_in/groups x C_out; K x N for a linear layer), None when the op multiplies two
+    activations (bmm).
+    """
+
+    out: Shape
+    per_out: Shape
+    batch: int | None = None
+    weight: Shape | None = None
+
+    @property
+    def macs(self) -> int:
+        return (self.batch or 1) * math.prod(self.out) * math.prod(self.per_out)
+
+    def text(self) -> str:
+        """The factors as a formula: ``2 x (28x28x32) x (5x5x192)``, ``(3x7) x 5``."""
+        lead = f"{self.batch} x " if self.batch is not None else ""
+        return f"{lead}{_group(self.out)} x {_group(self.per_out)}"
+
+
+def formula_text(factors: Sequence[Factors]) -> str:
+    """A row's ``formula``: each op's factors and MACs, ``(4x4x5) x (3x3x3) = 2,160 + ...``."""
+    return " + ".join(f"{f.text()} = {f.macs:,}" for f in factors)
+
+
+def _group(dims: Shape) -> str:
+    """Dims multiplied out: one stands alone, several are grouped, ``(5x5x256)``."""
+    return str(dims[0]) if len(dims) == 1 else f"({'x'.join(map(str, dims))})"
+
+
+@dataclass(frozen=True)
 class OpCost:
-    """The cost of one op call: multiply-accumulates, other FLOPs, and how MACs were derived."""
+    """The cost of one op call: multiply-accumulates, other FLOPs, and the MACs' factors."""
 
     macs: int = 0
     elem_flops: int = 0
-    formula: str = ""
+    factors: Factors | None = None
+
+    @property
+    def formula(self) -> str:
+        """The MACs as the report writes them (empty without factors)."""
+        return formula_text([self.factors]) if self.factors else ""
 
 
 Formula = Callable[..., OpCost]
+ShapeRule = Callable[..., Any]
 FORMULAS: dict[str, Formula] = {}
+SHAPE_RULES: dict[str, ShapeRule] = {}
+
+
+def _tensor_shapes(args: Sequence[Any]) -> list[Shape]:
+    return [a for a in args if isinstance(a, tuple)]
+
+
+def _broadcast_rule(*args: Any, **kwargs: Any) -> Shape | None:
+    """Elementwise: the broadcast shape of the tensor inputs (a unary op keeps its shape)."""
+    return shapes.broadcast(*_tensor_shapes([*args, *kwargs.values()]))
+
+
+def _same_rule(x: Shape, *_: Any, **__: Any) -> Shape:
+    """The (first) output is shaped like the first input."""
+    return x
+
+
+def _reduce_rule(x: Shape, dim: Any = None, keepdim: bool = False, *_: Any,
+                 **__: Any) -> Shape | None:
+    """Reduced over ``dim`` (every dim when none is given), size 1 kept with ``keepdim``."""
+    return shapes.reduced(x, dim, keepdim)
+
+
+BROADCAST: ShapeRule = _broadcast_rule
+SAME: ShapeRule = _same_rule
+REDUCE: ShapeRule = _reduce_rule
 
 # Ops that move, view or allocate data but compute nothing: counted as 0 without a warning.
 _ZERO_COST_NAMES = """
@@ -50,58 +126,10 @@ max_pool2d_with_indices_backward
 """
 ZERO_COST_OPS: frozenset[str] = frozenset(f"aten::{n}" for n in _ZERO_COST_NAMES.split())
 
-# Documented per-element FLOP costs of elementwise and normalisation ops (policy "all").
-PER_ELEMENT: dict[str, int] = {
-    "relu": 1,  # one comparison
-    "relu_": 1,
-    "threshold": 1,
-    "hardtanh": 2,  # two comparisons (ReLU6 is hardtanh(0, 6))
-    "hardtanh_": 2,
-    "leaky_relu": 2,  # comparison + multiply
-    "leaky_relu_": 2,
-    "elu": 4,
-    "sigmoid": 4,  # negate, exp, add, divide
-    "sigmoid_": 4,
-    "tanh": 5,
-    "tanh_": 5,
-    "silu": 5,  # sigmoid + multiply
-    "silu_": 5,
-    "hardswish": 5,  # add, two clamps, multiply, divide
-    "hardswish_": 5,
-    "hardsigmoid": 4,  # add, two clamps, divide
-    "hardsigmoid_": 4,
-    "gelu": 8,  # erf approximated as a short polynomial
-    "add": 1,
-    "add_": 1,
-    "sub": 1,
-    "sub_": 1,
-    "mul": 1,
-    "mul_": 1,
-    "div": 1,
-    "div_": 1,
-    "neg": 1,
-    "exp": 1,
-    "clamp": 2,
-    "clamp_": 2,
-    "sqrt": 1,
-    "rsqrt": 1,
-    "pow": 1,
-    "abs": 1,
-    "log": 1,
-    "reciprocal": 1,
-    "rsub": 1,
-    "minimum": 1,
-    "maximum": 1,
-    "clamp_min": 1,
-    "clamp_min_": 1,
-    "clamp_max": 1,
-    "clamp_max_": 1,
-    "elu_": 4,
-}
 
-
-def register_formula(*ops: str) -> Callable[[Formula], Formula]:
-    """Register a formula under one or more ATen op names (``"aten::convolution"``)."""
+def register_formula(*ops: str, shape: ShapeRule) -> Callable[[Formula], Formula]:
+    """Register a cost formula and the shape rule of one or more ATen ops
+    (``"convolution"`` or ``"aten::convolution"``); a name registered twice raises."""
 
     def deco(fn: Formula) -> Formula:
         for op in ops:
@@ -109,6 +137,7 @@ def register_formula(*ops: str) -> Callable[[Formula], Formula]:
             if name in FORMULAS or name in ZERO_COST_OPS:
                 raise RuntimeError(f"formula for {name} registered twice")
             FORMULAS[name] = fn
+            SHAPE_RULES[name] = shape
         return fn
 
     return deco
@@ -118,18 +147,31 @@ def _n(shape: Any) -> int:
     return math.prod(shape) if isinstance(shape, tuple) else 0
 
 
-def _x(dims: Any) -> str:
-    return "x".join(str(d) for d in dims)
-
-
-def _num(value: int) -> str:
-    return f"{value:,}"
+def _per_dim(nd: int, value: Any) -> list[int]:
+    """An aten int-list argument as ``nd`` ints (one value stands for every dimension)."""
+    values = list(value) if isinstance(value, list | tuple) else [value]
+    return values * nd if len(values) == 1 else values
 
 
 # --------------------------------------------------------------------------- conv & linear
 
 
-@register_formula("convolution", "_convolution")
+def _conv_shape(x: Shape, w: Shape, bias: Any, stride: Any, padding: Any, dilation: Any,
+                transposed: bool, output_padding: Any, groups: int, *_: Any,
+                **__: Any) -> Shape:
+    """(N, C_out, *sizes) by the conv (or transposed conv) size formulas."""
+    nd = len(w) - 2
+    k = w[2:]
+    s, p, d, op = (_per_dim(nd, v) for v in (stride, padding, dilation, output_padding))
+    if transposed:
+        sizes = [shapes.conv_transpose_out(*dims) for dims in zip(x[-nd:], k, s, p, d, op,
+                                                                    strict=True)]
+        return (*x[:-nd - 1], w[1] * groups, *sizes)
+    sizes = [shapes.conv_out(*dims) for dims in zip(x[-nd:], k, s, p, d, strict=True)]
+    return (*x[:-nd - 1], w[0], *sizes)
+
+
+@register_formula("convolution", "_convolution", shape=_conv_shape)
 def conv_macs(x_shape: Shape, w_shape: Shape, bias: Shape | None, stride: Any = None,
               padding: Any = None, dilation: Any = None, transposed: bool = False,
               *_: Any, out_shape: Shape, **__: Any) -> OpCost:
@@ -141,64 +183,54 @@ def conv_macs(x_shape: Shape, w_shape: Shape, bias: Shape | None, stride: Any = 
     """
     batch = x_shape[0]
     kernel = w_shape[2:]
-    if not transposed:
-        # w: (C_out, C_in/groups, *K); every output element costs C_in/groups x K MACs.
-        per_out = w_shape[1] * math.prod(kernel)
-        out_elems = math.prod(out_shape[2:]) * out_shape[1]
-        macs = batch * out_elems * per_out
-        outs = (*out_shape[2:], out_shape[1])
-        cost = (*kernel, w_shape[1])
-    else:
-        # w: (C_in, C_out/groups, *K); every input element is spread over C_out/groups x K.
-        per_in = w_shape[1] * math.prod(kernel)
-        macs = batch * x_shape[1] * math.prod(x_shape[2:]) * per_in
-        outs = (*x_shape[2:], x_shape[1])
-        cost = (*kernel, w_shape[1])
-    prefix = f"{batch} x " if batch != 1 else ""
-    formula = f"{prefix}({_x(outs)}) x ({_x(cost)}) = {_num(macs)}"
-    return OpCost(macs, _n(out_shape) if bias else 0, formula)
+    # Both ways w is (C_a, C_b/groups, *K) and every value of the "a" side costs
+    # C_b/groups x K MACs: a = C_out over the output (conv), a = C_in over the input
+    # (transposed: every input value is spread over C_out/groups x K outputs).
+    spread = x_shape if transposed else out_shape
+    out = (*spread[2:], spread[1])
+    per_out = (*kernel, w_shape[1])
+    factors = Factors(out, per_out, batch if batch != 1 else None, (*per_out, spread[1]))
+    return OpCost(factors.macs, _n(out_shape) if bias else 0, factors)
 
 
-@register_formula("addmm")
+def _linear_factors(m: int, n: int, k: int) -> Factors:
+    return Factors((m, n), (k,), None, (k, n))
+
+
+@register_formula("addmm", shape=lambda bias, a, b, *_, **__: (a[0], b[1]))
 def addmm_macs(bias: Shape, a: Shape, b: Shape, *_: Any, out_shape: Shape,
                **__: Any) -> OpCost:
     """Linear with bias: (M x K) @ (K x N) = M x N x K MACs, plus M x N bias adds."""
-    m, k = a
-    n = b[1]
-    macs = m * n * k
-    return OpCost(macs, m * n, f"({m}x{n}) x {k} = {_num(macs)}")
+    factors = _linear_factors(a[0], b[1], a[1])
+    return OpCost(factors.macs, a[0] * b[1], factors)
 
 
-@register_formula("mm")
+@register_formula("mm", shape=lambda a, b, *_, **__: (a[0], b[1]))
 def mm_macs(a: Shape, b: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCost:
     """Matrix product (M x K) @ (K x N) = M x N x K MACs."""
-    m, k = a
-    n = b[1]
-    macs = m * n * k
-    return OpCost(macs, 0, f"({m}x{n}) x {k} = {_num(macs)}")
+    factors = _linear_factors(a[0], b[1], a[1])
+    return OpCost(factors.macs, 0, factors)
 
 
-@register_formula("bmm")
+@register_formula("bmm", shape=lambda a, b, *_, **__: (a[0], a[1], b[2]))
 def bmm_macs(a: Shape, b: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCost:
     """Batched matrix product (B x M x K) @ (B x K x N) = B x M x N x K MACs."""
-    bsz, m, k = a
-    n = b[2]
-    macs = bsz * m * n * k
-    return OpCost(macs, 0, f"{bsz} x ({m}x{n}) x {k} = {_num(macs)}")
+    factors = Factors((a[1], b[2]), (a[2],), a[0])
+    return OpCost(factors.macs, 0, factors)
 
 
-@register_formula("baddbmm")
+@register_formula("baddbmm", shape=lambda bias, a, b, *_, **__: (a[0], a[1], b[2]))
 def baddbmm_macs(bias: Shape, a: Shape, b: Shape, *_: Any, out_shape: Shape,
                  **__: Any) -> OpCost:
     """Batched matrix product with an added tensor: B x M x N x K MACs + B x M x N adds."""
     cost = bmm_macs(a, b, out_shape=out_shape)
-    return OpCost(cost.macs, _n(out_shape), cost.formula)
+    return OpCost(cost.macs, _n(out_shape), cost.factors)
 
 
 # --------------------------------------------------------------------------- normalisation
 
 
-@register_formula("native_batch_norm", "_native_batch_norm_legit")
+@register_formula("native_batch_norm", "_native_batch_norm_legit", shape=SAME)
 def batch_norm_flops(x_shape: Shape, weight: Shape | None, bias: Shape | None,
                      running_mean: Shape | None, running_var: Shape | None, training: bool,
                      *_: Any, out_shape: Any, **__: Any) -> OpCost:
@@ -209,13 +241,13 @@ def batch_norm_flops(x_shape: Shape, weight: Shape | None, bias: Shape | None,
     return OpCost(0, (5 if training else 2) * _n(x_shape))
 
 
-@register_formula("_native_batch_norm_legit_no_training")
+@register_formula("_native_batch_norm_legit_no_training", shape=SAME)
 def batch_norm_inference_flops(x_shape: Shape, *_: Any, out_shape: Any, **__: Any) -> OpCost:
     """Batch norm at inference: 2 FLOPs per element (scale and shift, folded)."""
     return OpCost(0, 2 * _n(x_shape))
 
 
-@register_formula("native_layer_norm", "native_group_norm")
+@register_formula("native_layer_norm", "native_group_norm", shape=SAME)
 def norm_flops(x_shape: Shape, *args: Any, out_shape: Any, **__: Any) -> OpCost:
     """Layer/group norm: 5 FLOPs per element (mean, variance, normalise, scale, shift)."""
     return OpCost(0, 5 * _n(x_shape))
@@ -226,15 +258,26 @@ def norm_flops(x_shape: Shape, *args: Any, out_shape: Any, **__: Any) -> OpCost:
 
 def _kernel_volume(kernel_size: Any, x_shape: Shape) -> int:
     """Elements in a pooling window; one size stands for every spatial dimension."""
-    spatial = len(x_shape) - 2
-    sizes = list(kernel_size) if isinstance(kernel_size, list | tuple) else [kernel_size]
-    if len(sizes) == 1:
-        sizes *= spatial
-    return math.prod(sizes)
+    return math.prod(_per_dim(len(x_shape) - 2, kernel_size))
 
 
-@register_formula("max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices",
-                  "max_pool3d_with_indices", "max_pool1d_with_indices")
+def _pool_rule(nd: int, dilated: bool) -> ShapeRule:
+    """The output shape of an ``nd``-d max (``dilated``) or average pooling."""
+
+    def rule(x: Shape, kernel_size: Any, stride: Any = (), padding: Any = 0, *rest: Any,
+             **__: Any) -> Shape:
+        # max: (..., dilation, ceil_mode); average: (..., ceil_mode, count_include_pad, ...)
+        dilation = rest[0] if dilated and rest else 1
+        more = rest[1:] if dilated else rest
+        ceil_mode = bool(more[0]) if more else False
+        params = zip(x[-nd:], _per_dim(nd, kernel_size), _per_dim(nd, stride or kernel_size),
+                     _per_dim(nd, padding), _per_dim(nd, dilation), strict=True)
+        return (*x[:-nd], *(shapes.pool_out(*p, ceil_mode=ceil_mode) for p in params))
+
+    rule.__doc__ = f"{nd}-d {'max' if dilated else 'average'} pooling output shape."
+    return rule
+
+
 def max_pool_flops(x_shape: Shape, kernel_size: Any, *_: Any, out_shape: Any,
                    **__: Any) -> OpCost:
     """Max pooling: K - 1 comparisons per output element (K = kernel volume)."""
@@ -243,23 +286,45 @@ def max_pool_flops(x_shape: Shape, kernel_size: Any, *_: Any, out_shape: Any,
     return OpCost(0, (_kernel_volume(kernel_size, x_shape) - 1) * _n(out))
 
 
-@register_formula("avg_pool1d", "avg_pool2d", "avg_pool3d")
 def avg_pool_flops(x_shape: Shape, kernel_size: Any, *_: Any, out_shape: Shape,
                    **__: Any) -> OpCost:
     """Average pooling: K FLOPs per output element (K - 1 adds and one divide)."""
     return OpCost(0, _kernel_volume(kernel_size, x_shape) * _n(out_shape))
 
 
+for _nd in (1, 2, 3):
+    register_formula(f"max_pool{_nd}d", f"max_pool{_nd}d_with_indices",
+                     shape=_pool_rule(_nd, dilated=True))(max_pool_flops)
+    register_formula(f"avg_pool{_nd}d", shape=_pool_rule(_nd, dilated=False))(avg_pool_flops)
+
+
+def _adaptive_shape(x: Shape, output_size: Any, *_: Any, **__: Any) -> Shape:
+    """Adaptive pooling: the leading dims, then ``output_size``."""
+    sizes = _per_dim(1, output_size)
+    return (*x[:len(x) - len(sizes)], *sizes)
+
+
 @register_formula("_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "adaptive_avg_pool1d",
                   "adaptive_max_pool2d", "adaptive_max_pool3d", "adaptive_max_pool1d",
-                  "mean", "sum", "amax")
+                  shape=_adaptive_shape)
+@register_formula("mean", "sum", "amax", shape=REDUCE)
 def reduce_flops(x_shape: Shape, *_: Any, out_shape: Any, **__: Any) -> OpCost:
     """Reductions and adaptive pooling: one FLOP per input element."""
     return OpCost(0, _n(x_shape))
 
 
+def _resize_shape(x: Shape, output_size: Any, *rest: Any, **__: Any) -> Shape:
+    """Upsampling: the leading dims, then ``output_size`` or floor(size x scale factor)."""
+    if output_size:
+        sizes = list(output_size)
+    else:  # the .vec overloads: (input, None, [align_corners,] scale_factors)
+        scales = next(r for r in rest if isinstance(r, list | tuple))
+        sizes = [math.floor(n * f) for n, f in zip(x[2:], scales, strict=True)]
+    return (*x[:len(x) - len(sizes)], *sizes)
+
+
 @register_formula("upsample_bilinear2d", "upsample_linear1d", "upsample_trilinear3d",
-                  "_upsample_bilinear2d_aa")
+                  "_upsample_bilinear2d_aa", shape=_resize_shape)
 def interpolate_flops(x_shape: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCost:
     """(Bi/tri)linear upsampling: 2^d taps weighted and summed, 2^(d+1) - 1 FLOPs per output.
 
@@ -270,19 +335,40 @@ def interpolate_flops(x_shape: Shape, *_: Any, out_shape: Shape, **__: Any) -> O
     return OpCost(0, (2 * taps - 1) * _n(out_shape))
 
 
-@register_formula("upsample_bicubic2d")
+@register_formula("upsample_bicubic2d", shape=_resize_shape)
 def bicubic_flops(x_shape: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCost:
     """Bicubic upsampling: 4 x 4 = 16 taps weighted and summed, 31 FLOPs per output element."""
     return OpCost(0, 31 * _n(out_shape))
 
 
-@register_formula("_softmax", "_log_softmax", "softmax", "log_softmax")
+@register_formula("_softmax", "_log_softmax", "softmax", "log_softmax", shape=SAME)
 def softmax_flops(x_shape: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCost:
     """Softmax: 5 FLOPs per element (max, subtract, exp, sum, divide)."""
     return OpCost(0, 5 * _n(x_shape))
 
 
 # --------------------------------------------------------------------------- elementwise
+
+# Elementwise ops (with their in-place forms) and their FLOPs per output element under
+# policy "all". Their shape rule is BROADCAST: one output, the broadcast of the tensor
+# inputs. An op that changes shapes otherwise (a reduction such as prod) does not belong here.
+_ELEMENTWISE: tuple[tuple[str, int], ...] = (
+    ("relu relu_ threshold", 1),  # one comparison
+    ("hardtanh hardtanh_", 2),  # two comparisons (ReLU6 is hardtanh(0, 6))
+    ("leaky_relu leaky_relu_", 2),  # comparison + multiply
+    ("elu elu_", 4),
+    ("sigmoid sigmoid_", 4),  # negate, exp, add, divide
+    ("tanh tanh_", 5),
+    ("silu silu_", 5),  # sigmoid + multiply
+    ("hardswish hardswish_", 5),  # add, two clamps, multiply, divide
+    ("hardsigmoid hardsigmoid_", 4),  # add, two clamps, divide
+    ("gelu", 8),  # erf approximated as a short polynomial
+    ("add add_ sub sub_ mul mul_ div div_ rsub minimum maximum", 1),
+    ("neg exp sqrt rsqrt pow abs log reciprocal", 1),
+    ("clamp clamp_", 2),
+    ("clamp_min clamp_min_ clamp_max clamp_max_", 1),
+)
+PER_ELEMENT: dict[str, int] = {op: per for ops, per in _ELEMENTWISE for op in ops.split()}
 
 
 def _elementwise(per: int) -> Formula:
@@ -294,7 +380,7 @@ def _elementwise(per: int) -> Formula:
 
 
 for _op, _per in PER_ELEMENT.items():
-    register_formula(_op)(_elementwise(_per))
+    register_formula(_op, shape=BROADCAST)(_elementwise(_per))
 
 
 def policy_flops(cost_macs: int, elem_flops: int, policy: str) -> int:

@@ -42,7 +42,8 @@ import torch
 from torch import fx, nn
 
 from cnncost.api import DEFAULT_INPUT, load_target
-from cnncost.count.counter import count_module, count_spec, dtype_name, parse_dtype
+from cnncost.count.conventions import dtype_name, parse_dtype
+from cnncost.count.drivers import count_module, count_spec
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.graph.build import META_KEY, build_module, dying_after, fetch_attr
 from cnncost.measure.roofline import (

@@ -198,7 +198,7 @@ def crosscheck_fvcore(model_or_spec: nn.Module | str | Path | Target,
     from torch import nn
 
     from cnncost.api import DEFAULT_INPUT, load_target
-    from cnncost.count.counter import count_module, count_spec
+    from cnncost.count.drivers import count_module, count_spec
     from cnncost.graph.build import build_module
     from cnncost.sources import Target, resolve
     from cnncost.spec import ModelSpec

@@ -62,6 +62,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from cnncost import shapes as _shapes
 from cnncost.errors import LayerError, SpecError
 from cnncost.layers import LAYERS, Built, LayerKind, Shape
 from cnncost.spec.expr import ExprError, evaluate
@@ -973,19 +974,12 @@ def _broadcast(shapes: Sequence[Shape]) -> Shape | None:
     """The shape torch's broadcasting gives equal-rank ``shapes``, or None if it fails."""
     if len({len(s) for s in shapes}) != 1:
         return None
-    out = []
-    for sizes in zip(*shapes, strict=True):
-        if len(set(sizes) - {1}) > 1:
-            return None
-        out.append(max(sizes))
-    return tuple(out)
+    return _shapes.broadcast(*shapes)
 
 
 def _broadcastable(a: Shape, b: Shape) -> bool:
-    if len(a) != len(b):
-        return False
-    return all(x == y for x, y in zip(a, b, strict=True)) or all(
-        x == y or y == 1 for x, y in zip(a, b, strict=True))
+    """Whether ``b`` (of the same rank) broadcasts onto ``a`` unchanged."""
+    return len(a) == len(b) and _shapes.broadcasts_to(b, a)
 
 
 def _merge(args: Any, first: _YMap) -> _YMap:

@@ -1,0 +1,395 @@
+"""The drivers: count a spec, a compiled spec's graph, or any nn.Module, on meta or CPU.
+
+Compiled specs are walked node by node, so residual adds and concats get rows of their
+own. Any other ``nn.Module`` is run with forward hooks that tell which module issued each
+op; its weights are replaced by meta tensors for the run (reparametrized, as
+``torch.func.functional_call`` does), so nothing is copied and no real activation is
+allocated. ``device="cpu"`` runs the same count on real tensors (the oracle for tests).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from cnncost.count.conventions import Policy, dtype_name, parse_dtype
+from cnncost.count.memory import build_table, nbytes
+from cnncost.count.mode import Acc, CostCounterMode, tensors
+from cnncost.errors import CnnCostError, ModelRunError, UsageError
+from cnncost.graph.build import META_KEY, fetch_attr, op_args, op_target
+from cnncost.spec import LayerSpec, ModelSpec
+from cnncost.table import CostTable
+
+
+def _input_tensor(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tensor:
+    if device == "meta":
+        return torch.empty(shape, dtype=dtype, device="meta")
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(shape, generator=gen, dtype=dtype)
+
+
+def _check_device(device: str | torch.device) -> str:
+    dev = str(device)
+    if dev not in ("meta", "cpu"):
+        raise UsageError(f"device={dev!r}: counting runs on 'meta' (default) or 'cpu'")
+    return dev
+
+
+# --------------------------------------------------------------------------- compiled specs
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One call of a spec layer or graph node, with the keys of the values it reads."""
+
+    key: Any
+    inputs: tuple[Any, ...]
+    call: Callable[..., Any]
+    layer: LayerSpec | None = None
+    params: int = 0
+    buffers: int = 0
+
+
+def _execute(steps: Sequence[_Step], env: dict[Any, Any], output: Any,
+             mode: CostCounterMode) -> list[Acc]:
+    """Run the steps in order, one row per spec layer; a value dies after its last use,
+    as in a GraphModule's generated code, so the mode's liveness peak is the real one."""
+    last_use: dict[Any, int] = {}
+    for i, step in enumerate(steps):
+        for key in step.inputs:
+            last_use[key] = i
+    last_use.pop(output, None)  # the result stays alive: it is returned
+    dying: dict[int, list[Any]] = {}
+    for key, i in last_use.items():
+        dying.setdefault(i, []).append(key)
+    accs: list[Acc] = []
+    for i, step in enumerate(steps):
+        args = [env[key] for key in step.inputs]
+        acc = None
+        layer = step.layer
+        if layer is not None:
+            acc = Acc(layer.path, layer.kind, f"{layer.loc.file}:{layer.loc.line}",
+                       layer.receptive_field, calls=1, params=step.params,
+                       buffers=step.buffers,
+                       input_shape=tuple(tuple(a.shape) for a in tensors(args)))
+        mode.acc = acc
+        try:
+            out = step.call(*args)
+        finally:
+            mode.acc = None
+        del args
+        if acc is not None:
+            outs = [out] if isinstance(out, torch.Tensor) else tensors(out)
+            if outs:
+                acc.output_shape = tuple(outs[0].shape)
+                acc.output_bytes = sum(t.numel() * t.element_size() for t in outs)
+            del outs
+            accs.append(acc)
+        env[step.key] = out
+        del out
+        for key in dying.get(i, ()):
+            del env[key]
+    return accs
+
+
+def _run_graph(gm: fx.GraphModule, x: torch.Tensor, mode: CostCounterMode) -> list[Acc]:
+    """Run a compiled spec's graph node by node, one row per spec layer."""
+    modules = dict(gm.named_modules())
+    env: dict[Any, Any] = {}
+    steps: list[_Step] = []
+    output: Any = None
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            env[n] = x
+            continue
+        if n.op == "output":
+            output = n.args[0]
+            break
+        inputs: list[fx.Node] = []
+        fx.node.map_arg((n.args, n.kwargs), inputs.append)
+        layer: LayerSpec | None = n.meta.get(META_KEY)
+        params = buffers = 0
+        if n.op == "call_module":
+            module = modules[str(n.target)]
+            target: Callable[..., Any] = module
+            if layer is not None:
+                params = sum(p.numel() for p in module.parameters())
+                buffers = sum(b.numel() for b in module.buffers())
+        elif n.op == "get_attr":
+            target = functools.partial(fetch_attr, gm, str(n.target))
+        else:
+            target = n.target
+        steps.append(_Step(n, tuple(inputs), functools.partial(_call_node, n, target, inputs),
+                           layer, params, buffers))
+    return _execute(steps, env, output, mode)
+
+
+def _call_node(n: fx.Node, target: Callable[..., Any], inputs: list[fx.Node],
+               *values: Any) -> Any:
+    """Call a node's target with its argument structure filled in from ``values``."""
+    lookup = dict(zip(inputs, values, strict=True))
+    args = fx.node.map_arg(n.args, lookup.__getitem__)
+    kwargs = fx.node.map_arg(n.kwargs, lookup.__getitem__)
+    if n.op == "call_method":
+        return getattr(args[0], str(n.target))(*args[1:], **kwargs)
+    if n.op == "get_attr":
+        return target()
+    return target(*args, **kwargs)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _spec_modules(spec: ModelSpec, dtype: torch.dtype, device: str,
+                  elem: int) -> dict[str, tuple[nn.Module, int, int, int, int]]:
+    """Each layer's module with its (params, buffers, param bytes, buffer bytes).
+
+    A layer's module depends only on its kind, fields and input shape, so identical layers
+    (the blocks of a deep net) share one instance: building nn.Modules, not counting,
+    dominated the time of deep specs. Built before counting starts, so their weights are
+    never mistaken for activations.
+    """
+    built: dict[Any, tuple[nn.Module, int, int, int, int]] = {}
+    by_path = {}
+    for layer in spec.layers:
+        if layer.built is None:
+            continue
+        key = (layer.kind, _freeze(layer.params), layer.in_shapes)
+        entry = built.get(key)
+        if entry is None:
+            with torch.device(device):
+                module = layer.built.make()
+            if dtype != torch.get_default_dtype():
+                module = module.to(dtype)
+            module.eval()
+            entry = (module, sum(p.numel() for p in module.parameters()),
+                     sum(b.numel() for b in module.buffers()),
+                     nbytes(module.parameters(), elem), nbytes(module.buffers(), elem))
+            built[key] = entry
+        by_path[layer.path] = entry
+    return by_path
+
+
+def _run_spec(spec: ModelSpec, x: torch.Tensor, mode: CostCounterMode,
+              modules: Mapping[str, tuple[nn.Module, int, int, int, int]]) -> list[Acc]:
+    """Run a spec layer by layer, exactly as its compiled GraphModule would, without one."""
+    steps = []
+    for layer in spec.layers:
+        entry = modules.get(layer.path)
+        if entry is not None:
+            steps.append(_Step(layer.path, layer.inputs, entry[0], layer, entry[1], entry[2]))
+        else:
+            target, kwargs = op_target(layer)
+            steps.append(_Step(layer.path, layer.inputs,
+                               functools.partial(_call_op, layer, target, kwargs), layer))
+    return _execute(steps, {"input": x}, spec.output, mode)
+
+
+def _call_op(layer: LayerSpec, target: Callable[..., Any], kwargs: Mapping[str, Any],
+             *values: Any) -> Any:
+    """Call a graph op (add, concat, mul, slice) of a spec on its input values."""
+    return target(*op_args(layer, values), **kwargs)
+
+
+def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
+               policy: Policy | str = Policy.ALL, strict: bool = False,
+               source: str | None = None, device: str = "meta") -> CostTable:
+    """Count a resolved spec, one row per graph node (``device="cpu"`` runs real tensors)."""
+    dt = parse_dtype(dtype)
+    pol = Policy(policy)
+    dev = _check_device(device)
+    _check_batch(batch)
+    x = _input_tensor((batch, *spec.input_shape), dt, dev)
+    modules = _spec_modules(spec, dt, dev, x.element_size())
+    weights = (sum(m[3] for m in modules.values()), sum(m[4] for m in modules.values()))
+    mode = CostCounterMode()
+    with torch.no_grad(), mode:
+        accs = _run_spec(spec, x, mode, modules)
+    return build_table(spec.name, source or spec.file, spec.description, weights, x, accs, mode,
+                  pol, dt, strict)
+
+
+# --------------------------------------------------------------------------- any nn.Module
+
+
+def count_module(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
+                 dtype: str | torch.dtype = "float32", policy: Policy | str = Policy.ALL,
+                 strict: bool = False, name: str | None = None,
+                 source: str = "", device: str = "meta") -> CostTable:
+    """Count any nn.Module without copying its weights (on meta; ``device="cpu"``: for real).
+
+    One row per module that ran ops or owns parameters: leaf modules, containers whose
+    forward has functional ops of its own (``x + self.conv(x)``: kind ``... (own ops)``),
+    and modules with parameters that were never called (``(not called)``). A module
+    called twice is one row with ``calls=2``.
+    """
+    dev = _check_device(device)
+    if isinstance(model, fx.GraphModule) and any(
+            META_KEY in n.meta for n in model.graph.nodes):
+        return _count_graph(model, input_shape, batch, dtype, policy, strict, name, source,
+                            dev)
+    dt = parse_dtype(dtype)
+    pol = Policy(policy)
+    _check_batch(batch)
+    if dev == "cpu" and any(p.dtype != dt for p in model.parameters() if p.is_floating_point()):
+        raise UsageError(f"device='cpu' runs the module's own weights: convert it to "
+                         f"{dtype_name(dt)} first, or count on 'meta'")
+    modules = dict(model.named_modules())  # a shared module goes by its first name
+    names = {id(m): n for n, m in modules.items()}
+    leaf_ids = {id(m) for m in modules.values() if not m._modules}
+    accs: dict[str, Acc] = {}
+    pre_order: dict[str, int] = {}
+    mode = CostCounterMode()
+    stack: list[Acc] = []  # the rows of the module calls in progress, innermost last
+
+    def pre(module: nn.Module, args: Any) -> None:
+        mname = names.get(id(module), "")
+        acc = accs.get(mname)
+        if acc is None:
+            acc = accs[mname] = Acc(mname or "(model)", type(module).__name__)
+        acc.calls += 1
+        pre_order.setdefault(mname, mode.ops)
+        if not acc.input_shape:
+            acc.input_shape = tuple(tuple(a.shape) for a in tensors(args))
+        stack.append(acc)
+        mode.acc = acc
+
+    def post(module: nn.Module, args: Any, out: Any) -> None:
+        acc = stack.pop()
+        outs = tensors(out)
+        if not acc.output_shape and outs:
+            acc.output_shape = tuple(outs[0].shape)
+        if id(module) in leaf_ids:
+            acc.output_bytes += sum(t.numel() * t.element_size() for t in outs)
+        mode.acc = stack[-1] if stack else None
+
+    handles = []
+    for m in modules.values():
+        handles.append(m.register_forward_pre_hook(pre))
+        handles.append(m.register_forward_hook(post))
+    x = _input_tensor((batch, *input_shape), dt, dev)
+    flags = {m: m.training for m in modules.values()}
+    model.eval()
+    try:
+        if dev == "meta":
+            state = {k: _meta_like(v, dt) for k, v in
+                     [*model.named_parameters(remove_duplicate=False),
+                      *model.named_buffers(remove_duplicate=False)]}
+            with _swapped(model, state), torch.no_grad(), mode:
+                _forward(model, x, stack, name or type(model).__name__)
+            del state
+        else:
+            with torch.no_grad(), mode:
+                _forward(model, x, stack, name or type(model).__name__)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, flag in flags.items():
+            m.training = flag
+    # Rows: modules that ran ops themselves (leaves, and containers with functional ops),
+    # plus modules owning parameters that never ran, so rows always sum to the totals.
+    rows: list[Acc] = []
+    seen_params: set[int] = set()
+    names_by_acc = {id(a): n for n, a in accs.items()}
+    for mname, acc in accs.items():
+        module = modules[mname]
+        own_p = _own(module.parameters(recurse=False), seen_params)
+        own_b = sum(b.numel() for b in module.buffers(recurse=False))
+        has_ops = acc.macs or acc.elem_flops or acc.uncounted or acc.factors or acc.op_bytes
+        if id(module) in leaf_ids or has_ops or own_p or own_b:
+            acc.params, acc.buffers = own_p, own_b
+            if id(module) not in leaf_ids:
+                # A container's row holds its own functional ops (e.g. a residual add):
+                # their new tensors are its output bytes; its children have rows of their own.
+                acc.kind += " (own ops)"
+                acc.output_bytes = acc.op_bytes
+            rows.append(acc)
+    # Execution order: where each row's first op ran (a residual add after its branch).
+    rows.sort(key=lambda a: a.order if a.order >= 0 else pre_order[names_by_acc[id(a)]])
+    for mname, module in modules.items():
+        if mname in accs:
+            continue
+        own_p = _own(module.parameters(recurse=False), seen_params)
+        own_b = sum(b.numel() for b in module.buffers(recurse=False))
+        if own_p or own_b:
+            rows.append(Acc(mname, type(module).__name__ + " (not called)", params=own_p,
+                             buffers=own_b))
+    label = name or type(model).__name__
+    return build_table(label, source or label, "", model, x, rows, mode, pol, dt, strict)
+
+
+def _forward(model: nn.Module, x: torch.Tensor, stack: list[Acc], label: str) -> None:
+    """Run the user's module; its own errors (wrong input shape, ...) become one line that
+    names the module that failed."""
+    try:
+        model(x)
+    except CnnCostError:
+        raise
+    except Exception as exc:
+        where = f" in {stack[-1].name} ({stack[-1].kind})" if stack else ""
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelRunError(f"{label}: the model failed on an input of shape "
+                            f"{'x'.join(map(str, x.shape))}{where}: {type(exc).__name__}: "
+                            f"{first}") from exc
+
+
+def _count_graph(gm: fx.GraphModule, input_shape: tuple[int, ...], batch: int,
+                 dtype: str | torch.dtype, policy: Policy | str, strict: bool,
+                 name: str | None, source: str, device: str) -> CostTable:
+    dt = parse_dtype(dtype)
+    _check_batch(batch)
+    x = _input_tensor((batch, *input_shape), dt, device)
+    mode = CostCounterMode()
+    label = name or type(gm).__name__
+    if device != "meta":
+        with torch.no_grad(), mode:
+            accs = _run_graph(gm, x, mode)
+        return build_table(label, source or label, "", gm, x, accs, mode, Policy(policy), dt,
+                      strict)
+    state = {k: _meta_like(v, dt) for k, v in [*gm.named_parameters(), *gm.named_buffers()]}
+    with _swapped(gm, state):
+        with torch.no_grad(), mode:
+            accs = _run_graph(gm, x, mode)
+        return build_table(label, source or label, "", gm, x, accs, mode, Policy(policy), dt,
+                      strict)
+
+
+@contextmanager
+def _swapped(module: nn.Module, state: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    """Temporarily replace parameters and buffers by meta tensors (no copy of the weights)."""
+    from torch.nn.utils import stateless
+
+    with stateless._reparametrize_module(module, dict(state)):
+        yield
+
+
+def _meta_like(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    dt = dtype if t.is_floating_point() else t.dtype
+    return torch.empty(t.shape, dtype=dt, device="meta")
+
+
+def _own(params: Iterator[nn.Parameter], seen: set[int]) -> int:
+    total = 0
+    for p in params:
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total
+
+
+def _check_batch(batch: int) -> None:
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 1 << 20:
+        raise UsageError(f"batch={batch!r} must be a whole number from 1 to {1 << 20}")
+
+

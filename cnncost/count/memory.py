@@ -1,0 +1,109 @@
+"""Memory figures and table assembly: a counted run's layers -> the frozen CostTable.
+
+Peak inference memory = input + parameters + buffers + the dispatch mode's peak of live
+activations; training memory = parameters + gradients + optimizer state + the activations
+saved for the backward pass (an estimate: every layer's output and the input).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from cnncost.count.conventions import Policy, conventions, dtype_name
+from cnncost.count.formulas import formula_text, policy_flops
+from cnncost.count.mode import Acc, CostCounterMode
+from cnncost.errors import UnsupportedOpError
+from cnncost.table import CostRow, CostTable, Totals, sum_rows
+
+
+def nbytes(tensors: Iterator[torch.Tensor], elem: int) -> int:
+    """Bytes of weights at the analysis dtype (floating point) or their own (integer)."""
+    return sum(t.numel() * (elem if t.is_floating_point() else t.element_size())
+               for t in tensors)
+
+
+def build_table(model_name: str, source: str, description: str,
+                weights: nn.Module | tuple[int, int], x: torch.Tensor, accs: list[Acc],
+                mode: CostCounterMode, policy: Policy, dtype: torch.dtype,
+                strict: bool) -> CostTable:
+    """The table of a counted run: one row per layer, totals, memory, conventions.
+
+    ``weights`` is the module whose parameters and buffers were counted, or their bytes
+    (parameter bytes, buffer bytes); ``strict`` turns ops without a formula into an error.
+    """
+    rows = tuple(_row(a, policy) for a in accs)
+    uncounted: Counter[str] = Counter()
+    for a in accs:
+        uncounted.update(a.uncounted)
+    if strict and uncounted:
+        ops = ", ".join(f"{op} ({n}x)" for op, n in sorted(uncounted.items()))
+        raise UnsupportedOpError(f"ops without a counting formula: {ops}")
+    elem = x.element_size()
+    if isinstance(weights, nn.Module):
+        weights = nbytes(weights.parameters(), elem), nbytes(weights.buffers(), elem)
+    return CostTable(
+        model=model_name,
+        source=source,
+        input=tuple(x.shape),
+        dtype=dtype_name(dtype),
+        policy=policy.value,
+        conventions=conventions(policy, dtype),
+        layers=rows,
+        totals=_totals(rows, weights, x.numel() * elem, mode.peak),
+        uncounted=dict(uncounted),
+        description=description,
+    )
+
+
+def _row(a: Acc, policy: Policy) -> CostRow:
+    return CostRow(
+        name=a.name,
+        kind=a.kind,
+        input_shape=a.input_shape,
+        output_shape=a.output_shape,
+        params=a.params,
+        buffers=a.buffers,
+        macs=a.macs,
+        flops=policy_flops(a.macs, a.elem_flops, policy.value),
+        output_bytes=a.output_bytes,
+        receptive_field=a.receptive_field,
+        formula=formula_text(a.factors),
+        uncounted=dict(a.uncounted),
+        calls=max(a.calls, 1),
+        source=a.source,
+        factors=tuple(a.factors),
+    )
+
+
+def _totals(rows: tuple[CostRow, ...], weights: tuple[int, int], input_bytes: int,
+            peak_activation_bytes: int) -> Totals:
+    sums = sum_rows(rows)
+    param_bytes, buffer_bytes = weights
+    return Totals(
+        params=sums["params"],
+        buffers=sums["buffers"],
+        macs=sums["macs"],
+        flops=sums["flops"],
+        activation_bytes=sums["output_bytes"],
+        param_bytes=param_bytes,
+        buffer_bytes=buffer_bytes,
+        input_bytes=input_bytes,
+        peak_activation_bytes=peak_activation_bytes,
+        peak_memory_bytes=param_bytes + buffer_bytes + input_bytes + peak_activation_bytes,
+        training_memory_bytes=training_memory(param_bytes, buffer_bytes,
+                                              sums["output_bytes"] + input_bytes),
+    )
+
+
+def training_memory(param_bytes: int, buffer_bytes: int, saved_bytes: int) -> dict[str, int]:
+    """Training memory per optimizer: weights + gradients (one copy each) + optimizer state
+    (momentum: one copy, Adam: two) + buffers + the activations saved for backward."""
+    return {
+        "sgd": 2 * param_bytes + buffer_bytes + saved_bytes,
+        "sgd_momentum": 3 * param_bytes + buffer_bytes + saved_bytes,
+        "adam": 4 * param_bytes + buffer_bytes + saved_bytes,
+    }

@@ -1,0 +1,256 @@
+"""The dispatch mode: sees every ATen op, charges its formula's cost to the current layer.
+
+:class:`CostCounterMode` looks each op up in the formula table, adds its cost to the
+layer whose call is in progress (an :class:`Acc`), lists ops without a formula, and
+tracks the bytes of live tensors (peak activation memory). Meta kernels are pure
+functions of shapes, strides, dtypes and the other arguments, but some are slow Python
+decompositions (batch norm, hardtanh_: ~2 ms a call), so the mode remembers, per op and
+argument metadata, the output's metadata and its cost: a repeated block is then counted
+without running the kernel again. Common ops skip PyTorch's meta kernels altogether
+(cnncost.count.meta).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import Counter
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map
+
+from cnncost.count.formulas import (
+    BROADCAST,
+    FORMULAS,
+    SHAPE_RULES,
+    ZERO_COST_OPS,
+    Factors,
+    Formula,
+    OpCost,
+)
+from cnncost.count.meta import FAST_META, elementwise_meta
+
+
+def _shape(x: Any) -> Any:
+    return tuple(x.shape) if isinstance(x, torch.Tensor) else x
+
+
+@dataclass
+class Acc:
+    """Accumulates what one layer costs while its ops run."""
+
+    name: str
+    kind: str
+    source: str = ""
+    receptive_field: int | None = None
+    macs: int = 0
+    elem_flops: int = 0
+    factors: list[Factors] = field(default_factory=list)  # of its ops' MACs
+    uncounted: Counter[str] = field(default_factory=Counter)
+    calls: int = 0
+    input_shape: tuple[tuple[int, ...], ...] = ()
+    output_shape: tuple[int, ...] = ()
+    output_bytes: int = 0
+    # Bytes of new (non-aliasing) tensors its own ops created: a container's row uses this.
+    op_bytes: int = 0
+    params: int = 0
+    buffers: int = 0
+    # Position in execution order: the index of its first op (or of its first call).
+    order: int = -1
+
+
+@dataclass(frozen=True)
+class _OpInfo:
+    """What the counter needs to know about one ATen overload, computed once."""
+
+    name: str
+    formula: Formula | None
+    zero_cost: bool
+    aliases: tuple[bool, ...]  # per return: does it alias an input (view / in-place)?
+    fresh: bool  # no return aliases an input: the output is a new tensor
+    inplace: bool  # elementwise in-place op returning its first argument (relu_, add_)
+    elementwise: bool  # declared shape rule BROADCAST: one output, broadcast inputs
+
+
+_OP_INFO: dict[Any, _OpInfo] = {}
+
+
+def _op_info(func: Any) -> _OpInfo:
+    info = _OP_INFO.get(func)
+    if info is None:
+        name = func._overloadpacket._qualified_op_name
+        schema = func._schema
+        aliases = tuple(r.alias_info is not None for r in schema.returns)
+        first = schema.arguments[0].alias_info if schema.arguments else None
+        elementwise = SHAPE_RULES.get(name) is BROADCAST
+        inplace = (elementwise and name.endswith("_") and len(aliases) == 1
+                   and aliases[0] and first is not None and first.is_write)
+        info = _OpInfo(name, FORMULAS.get(name), name in ZERO_COST_OPS, aliases,
+                       not any(aliases), inplace, elementwise)
+        _OP_INFO[func] = info
+    return info
+
+
+# The caches (see the module docstring): per op and argument metadata.
+_MAX_CACHE = 100_000
+_CACHE: dict[Any, tuple[Any, OpCost | None]] = {}
+_VALID_INPLACE: dict[Any, OpCost | None] = {}
+_LEAF_TYPES = (bool, int, float, str, torch.dtype, torch.device, torch.memory_format,
+               torch.layout)
+
+
+class _NoKey(Exception):
+    """The arguments cannot be cached (a non-meta tensor, or an unhashable value)."""
+
+
+def _key(x: Any) -> Any:
+    # Hot path: written for speed (type() checks first, int lists kept as they are).
+    tx = type(x)
+    if tx is list or tx is tuple:
+        if all(type(v) is int for v in x):
+            return (tx, tuple(x))
+        return (tx, *map(_key, x))
+    if tx is int or tx is float or tx is bool:
+        return (tx, x)
+    if isinstance(x, torch.Tensor):
+        if not x.is_meta:
+            raise _NoKey
+        return (x.dtype, x.shape, x.stride(), x.storage_offset())
+    if x is None:
+        return None
+    if isinstance(x, _LEAF_TYPES):
+        return (tx, x)
+    raise _NoKey
+
+
+class _T:
+    """A tensor's metadata in a cached output."""
+
+    __slots__ = ("dtype", "shape", "stride")
+
+    def __init__(self, t: torch.Tensor) -> None:
+        if not t.is_meta or t.storage_offset() != 0:
+            raise _NoKey  # only meta results are remembered (e.g. not torch.empty on cpu)
+        self.shape, self.stride, self.dtype = t.shape, t.stride(), t.dtype
+
+
+def _template(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return _T(out)
+    if isinstance(out, list | tuple):
+        return type(out)(_template(o) for o in out)
+    if out is None or isinstance(out, _LEAF_TYPES):
+        return out
+    raise _NoKey
+
+
+def _instantiate(tmpl: Any) -> Any:
+    if isinstance(tmpl, _T):
+        return torch.empty_strided(tmpl.shape, tmpl.stride, dtype=tmpl.dtype, device="meta")
+    if isinstance(tmpl, list | tuple):
+        return type(tmpl)(_instantiate(o) for o in tmpl)
+    return tmpl
+
+
+class CostCounterMode(TorchDispatchMode):
+    """Sees every ATen op, adds its formula's cost to the current layer, tracks live bytes."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # TorchDispatchMode wraps __torch_dispatch__ in torch._dynamo.disable by default:
+        # that imports torch._dynamo on the first op (seconds) and adds a wrapper to every
+        # op. Counting never compiles anything, so the wrapper buys nothing here.
+        return False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acc: Acc | None = None
+        self.live = 0
+        self.peak = 0
+        self.ops = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
+                           kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        info = _op_info(func)
+        cost: OpCost | None = None
+        key = None
+        if info.fresh or info.inplace:
+            try:
+                key = (func, _key(args), _key(tuple(kwargs.items())) if kwargs else None)
+            except _NoKey:
+                key = None
+        if key is not None and info.inplace and key in _VALID_INPLACE:
+            out = args[0]  # on meta an elementwise in-place op only checks its arguments
+            cost = _VALID_INPLACE[key]
+        elif key is not None and info.fresh and key in _CACHE:
+            tmpl, cost = _CACHE[key]
+            out = _instantiate(tmpl)
+        else:
+            out = None
+            if key is not None:  # meta arguments: try a shortcut to the output's metadata
+                fast = FAST_META.get(func)
+                if fast is not None:
+                    out = fast(*args, **kwargs)
+                elif info.elementwise:
+                    out = elementwise_meta(info.inplace, args, kwargs)
+            if out is None:
+                out = func(*args, **kwargs)
+            if info.formula is not None:
+                cost = self._cost(info, args, kwargs, out)
+            if key is not None and len(_CACHE) < _MAX_CACHE:
+                if info.inplace:
+                    _VALID_INPLACE[key] = cost
+                else:
+                    with suppress(_NoKey):
+                        _CACHE[key] = (_template(out), cost)
+        acc = self.acc
+        self.ops += 1
+        if acc is not None:
+            if acc.order < 0:
+                acc.order = self.ops
+            if cost is not None:
+                acc.macs += cost.macs
+                acc.elem_flops += cost.elem_flops
+                if cost.factors is not None:
+                    acc.factors.append(cost.factors)
+            elif info.formula is not None or not info.zero_cost:
+                acc.uncounted[info.name] += 1
+        self._track(info, out, acc)
+        return out
+
+    @staticmethod
+    def _cost(info: _OpInfo, args: Any, kwargs: Any, out: Any) -> OpCost | None:
+        assert info.formula is not None
+        try:
+            return info.formula(*tree_map(_shape, args), **tree_map(_shape, kwargs),
+                                out_shape=tree_map(_shape, out))
+        except (TypeError, ValueError, IndexError):
+            return None  # an unexpected call form: listed as uncounted, never zero
+
+    def _track(self, info: _OpInfo, out: Any, acc: Acc | None) -> None:
+        outs = out if isinstance(out, tuple | list) else (out,)
+        for i, t in enumerate(outs):
+            if not isinstance(t, torch.Tensor):
+                continue
+            # Views and in-place results alias an input: no new memory.
+            if i < len(info.aliases) and info.aliases[i]:
+                continue
+            nbytes = t.numel() * t.element_size()
+            self.live += nbytes
+            if self.live > self.peak:
+                self.peak = self.live
+            if acc is not None:
+                acc.op_bytes += nbytes
+            weakref.finalize(t, self._release, nbytes)
+
+    def _release(self, nbytes: int) -> None:
+        self.live -= nbytes
+
+
+def tensors(tree: Any) -> list[torch.Tensor]:
+    return [t for t in tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
+
