@@ -302,7 +302,8 @@ def list_specs(
 class _ListCache:
     """`list`'s totals, cached per spec text and counting code (an edit of either recounts)."""
 
-    COUNTING = ("spec/expr", "spec/compiler", "layers", "shapes", "graph/build",
+    COUNTING = ("spec/loader", "spec/model", "spec/expr", "spec/context", "spec/fields",
+                "spec/compiler", "spec/composites", "layers", "shapes", "graph/build",
                 "count/formulas", "count/conventions", "count/meta", "count/mode",
                 "count/memory", "count/drivers", "table")
 

@@ -1214,7 +1214,7 @@ def test_cli_validate_prints_the_tree_with_taps_and_joins(write_spec) -> None:
 
 
 def test_docstring_example_compiles() -> None:
-    import cnncost.spec.compiler as spec_module
+    import cnncost.spec as spec_module
 
     doc = spec_module.__doc__ or ""
     example = dedent(doc.split("The language, in short::")[1].split("Fields hold")[0])
