@@ -10,9 +10,8 @@ allocated. ``device="cpu"`` runs the same count on real tensors (the oracle for 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,7 +21,8 @@ from cnncost.count.conventions import Policy, dtype_name, parse_dtype
 from cnncost.count.memory import build_table, nbytes
 from cnncost.count.mode import Acc, CostCounterMode, tensors
 from cnncost.errors import CnnCostError, ModelRunError, UsageError
-from cnncost.graph.build import META_KEY, fetch_attr, op_args, op_target
+from cnncost.graph.build import META_KEY, op_args, op_target
+from cnncost.graph.walk import Step, Walk, graph_walk
 from cnncost.spec import LayerSpec, ModelSpec
 from cnncost.table import CostTable
 
@@ -44,103 +44,44 @@ def _check_device(device: str | torch.device) -> str:
 # --------------------------------------------------------------------------- compiled specs
 
 
-@dataclass(frozen=True)
-class _Step:
-    """One call of a spec layer or graph node, with the keys of the values it reads."""
+class _LayerRows:
+    """The counting hook of a walk: one row per spec layer, charged with the ops it runs."""
 
-    key: Any
-    inputs: tuple[Any, ...]
-    call: Callable[..., Any]
-    layer: LayerSpec | None = None
-    params: int = 0
-    buffers: int = 0
+    def __init__(self, mode: CostCounterMode, weights: Mapping[Any, tuple[int, int]]) -> None:
+        self.mode = mode
+        self.weights = weights  # (params, buffers) of each step that runs a module
+        self.accs: list[Acc] = []
 
-
-def _execute(steps: Sequence[_Step], env: dict[Any, Any], output: Any,
-             mode: CostCounterMode) -> list[Acc]:
-    """Run the steps in order, one row per spec layer; a value dies after its last use,
-    as in a GraphModule's generated code, so the mode's liveness peak is the real one."""
-    last_use: dict[Any, int] = {}
-    for i, step in enumerate(steps):
-        for key in step.inputs:
-            last_use[key] = i
-    last_use.pop(output, None)  # the result stays alive: it is returned
-    dying: dict[int, list[Any]] = {}
-    for key, i in last_use.items():
-        dying.setdefault(i, []).append(key)
-    accs: list[Acc] = []
-    for i, step in enumerate(steps):
-        args = [env[key] for key in step.inputs]
-        acc = None
+    def __call__(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         layer = step.layer
-        if layer is not None:
-            acc = Acc(layer.path, layer.kind, f"{layer.loc.file}:{layer.loc.line}",
-                       layer.receptive_field, calls=1, params=step.params,
-                       buffers=step.buffers,
-                       input_shape=tuple(tuple(a.shape) for a in tensors(args)))
-        mode.acc = acc
+        assert layer is not None  # the walk hooks spec layers only
+        params, buffers = self.weights.get(step.key, (0, 0))
+        acc = Acc(layer.path, layer.kind, f"{layer.loc.file}:{layer.loc.line}",
+                  layer.receptive_field, calls=1, params=params, buffers=buffers,
+                  input_shape=tuple(tuple(a.shape) for a in tensors((args, kwargs))))
+        self.mode.acc = acc
         try:
-            out = step.call(*args)
+            out = step.target(*args, **kwargs)
         finally:
-            mode.acc = None
-        del args
-        if acc is not None:
-            outs = [out] if isinstance(out, torch.Tensor) else tensors(out)
-            if outs:
-                acc.output_shape = tuple(outs[0].shape)
-                acc.output_bytes = sum(t.numel() * t.element_size() for t in outs)
-            del outs
-            accs.append(acc)
-        env[step.key] = out
-        del out
-        for key in dying.get(i, ()):
-            del env[key]
-    return accs
+            self.mode.acc = None
+        outs = [out] if isinstance(out, torch.Tensor) else tensors(out)
+        if outs:
+            acc.output_shape = tuple(outs[0].shape)
+            acc.output_bytes = sum(t.numel() * t.element_size() for t in outs)
+        self.accs.append(acc)
+        return out
 
 
 def _run_graph(gm: fx.GraphModule, x: torch.Tensor, mode: CostCounterMode) -> list[Acc]:
     """Run a compiled spec's graph node by node, one row per spec layer."""
-    modules = dict(gm.named_modules())
-    env: dict[Any, Any] = {}
-    steps: list[_Step] = []
-    output: Any = None
-    for n in gm.graph.nodes:
-        if n.op == "placeholder":
-            env[n] = x
-            continue
-        if n.op == "output":
-            output = n.args[0]
-            break
-        inputs: list[fx.Node] = []
-        fx.node.map_arg((n.args, n.kwargs), inputs.append)
-        layer: LayerSpec | None = n.meta.get(META_KEY)
-        params = buffers = 0
-        if n.op == "call_module":
-            module = modules[str(n.target)]
-            target: Callable[..., Any] = module
-            if layer is not None:
-                params = sum(p.numel() for p in module.parameters())
-                buffers = sum(b.numel() for b in module.buffers())
-        elif n.op == "get_attr":
-            target = functools.partial(fetch_attr, gm, str(n.target))
-        else:
-            target = n.target
-        steps.append(_Step(n, tuple(inputs), functools.partial(_call_node, n, target, inputs),
-                           layer, params, buffers))
-    return _execute(steps, env, output, mode)
-
-
-def _call_node(n: fx.Node, target: Callable[..., Any], inputs: list[fx.Node],
-               *values: Any) -> Any:
-    """Call a node's target with its argument structure filled in from ``values``."""
-    lookup = dict(zip(inputs, values, strict=True))
-    args = fx.node.map_arg(n.args, lookup.__getitem__)
-    kwargs = fx.node.map_arg(n.kwargs, lookup.__getitem__)
-    if n.op == "call_method":
-        return getattr(args[0], str(n.target))(*args[1:], **kwargs)
-    if n.op == "get_attr":
-        return target()
-    return target(*args, **kwargs)
+    walk = graph_walk(gm)
+    weights = {step.key: (sum(p.numel() for p in step.target.parameters()),
+                          sum(b.numel() for b in step.target.buffers()))
+               for step in walk.steps
+               if step.layer is not None and isinstance(step.target, nn.Module)}
+    rows = _LayerRows(mode, weights)
+    walk.run(dict.fromkeys(walk.inputs, x), rows)
+    return rows.accs
 
 
 def _freeze(value: Any) -> Any:
@@ -188,18 +129,26 @@ def _run_spec(spec: ModelSpec, x: torch.Tensor, mode: CostCounterMode,
     for layer in spec.layers:
         entry = modules.get(layer.path)
         if entry is not None:
-            steps.append(_Step(layer.path, layer.inputs, entry[0], layer, entry[1], entry[2]))
+            steps.append(Step(layer.path, layer.inputs, entry[0],
+                              functools.partial(_bind_module, layer), layer))
         else:
             target, kwargs = op_target(layer)
-            steps.append(_Step(layer.path, layer.inputs,
-                               functools.partial(_call_op, layer, target, kwargs), layer))
-    return _execute(steps, {"input": x}, spec.output, mode)
+            steps.append(Step(layer.path, layer.inputs, target,
+                              functools.partial(_bind_op, layer, kwargs), layer))
+    rows = _LayerRows(mode, {path: (m[1], m[2]) for path, m in modules.items()})
+    Walk.of(steps, ["input"], spec.output).run({"input": x}, rows)
+    return rows.accs
 
 
-def _call_op(layer: LayerSpec, target: Callable[..., Any], kwargs: Mapping[str, Any],
-             *values: Any) -> Any:
-    """Call a graph op (add, concat, mul, slice) of a spec on its input values."""
-    return target(*op_args(layer, values), **kwargs)
+def _bind_module(layer: LayerSpec, env: Mapping[Any, Any]) -> tuple[tuple[Any, ...],
+                                                                    dict[str, Any]]:
+    return tuple(env[key] for key in layer.inputs), {}
+
+
+def _bind_op(layer: LayerSpec, kwargs: Mapping[str, Any],
+             env: Mapping[Any, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A graph op's (add, concat, mul, slice) arguments from its input values."""
+    return op_args(layer, tuple(env[key] for key in layer.inputs)), dict(kwargs)
 
 
 def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",

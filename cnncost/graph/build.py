@@ -88,26 +88,6 @@ def build(spec_path: str | Path, input: tuple[int, ...] | None = None,
     return build_module(spec, device=device)
 
 
-def dying_after(nodes: list[fx.Node]) -> dict[fx.Node, list[fx.Node]]:
-    """For each node, the values whose last use it is (free them right after it runs)."""
-    last_use: dict[fx.Node, fx.Node] = {}
-    for n in reversed(nodes):
-        for inp in n.all_input_nodes:
-            last_use.setdefault(inp, n)
-    dying: dict[fx.Node, list[fx.Node]] = {}
-    for value, user in last_use.items():
-        dying.setdefault(user, []).append(value)
-    return dying
-
-
-def fetch_attr(gm: fx.GraphModule, target: str) -> Any:
-    """The attribute a ``get_attr`` node names (``a.b.c``)."""
-    obj: Any = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def layer_specs(gm: fx.GraphModule) -> Mapping[str, LayerSpec]:
     """The LayerSpec behind each graph node of a compiled spec, by node name."""
     return {n.name: n.meta[META_KEY] for n in gm.graph.nodes if META_KEY in n.meta}

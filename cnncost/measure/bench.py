@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import io
 import json
 import math
@@ -45,7 +44,8 @@ from cnncost.api import DEFAULT_INPUT, load_target
 from cnncost.count.conventions import dtype_name, parse_dtype
 from cnncost.count.drivers import count_module, count_spec
 from cnncost.errors import CnnCostError, UsageError
-from cnncost.graph.build import META_KEY, build_module, dying_after, fetch_attr
+from cnncost.graph.build import META_KEY, build_module
+from cnncost.graph.walk import Step, graph_walk
 from cnncost.measure.roofline import (
     Bound,
     LayerRoofline,
@@ -282,54 +282,20 @@ class _GraphPlan:
     """A compiled spec's graph prepared once for timed passes (lean: only the call is timed)."""
 
     def __init__(self, gm: fx.GraphModule) -> None:
-        nodes = list(gm.graph.nodes)
-        dying = dying_after(nodes)
-        modules = dict(gm.named_modules())
-        self.placeholders = [n for n in nodes if n.op == "placeholder"]
-        self.output: fx.Node | None = None
-        self.steps: list[tuple[fx.Node, Callable[..., Any], str | None, list[fx.Node]]] = []
-        for n in nodes:
-            if n.op == "placeholder":
-                continue
-            if n.op == "output":
-                self.output = n
-                break
-            call: Callable[..., Any]
-            if n.op == "call_module":
-                call = modules[str(n.target)]
-            elif n.op == "call_function":
-                call = n.target
-            elif n.op == "call_method":
-                call = functools.partial(_call_method, str(n.target))
-            else:  # get_attr
-                call = functools.partial(fetch_attr, gm, str(n.target))
-            layer = n.meta.get(META_KEY)
-            self.steps.append((n, call, None if layer is None else layer.path,
-                               dying.get(n, [])))
+        self.walk = graph_walk(gm)
 
     def run(self, x: torch.Tensor, clock: _Clock) -> list[tuple[str, Any, Any]]:
         """One pass; (layer, start mark, end mark) for every spec layer, in order."""
-        env: dict[fx.Node, Any] = dict.fromkeys(self.placeholders, x)
         marks = []
-        for n, call, name, dying in self.steps:
-            args = fx.node.map_arg(n.args, env.__getitem__)
-            kwargs = fx.node.map_arg(n.kwargs, env.__getitem__)
-            if name is None:
-                env[n] = call(*args, **kwargs)
-            else:
-                start = clock.mark()
-                env[n] = call(*args, **kwargs)
-                marks.append((name, start, clock.mark()))
-            del args, kwargs
-            for value in dying:
-                del env[value]
+
+        def timed(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            start = clock.mark()
+            out = step.target(*args, **kwargs)
+            marks.append((step.layer.path if step.layer else "", start, clock.mark()))
+            return out
+
+        self.walk.run(dict.fromkeys(self.walk.inputs, x), timed)
         return marks
-
-
-def _call_method(method: str, obj: Any, *args: Any, **kwargs: Any) -> Any:
-    return getattr(obj, method)(*args, **kwargs)
-
-
 
 
 def _is_spec_graph(model: nn.Module) -> bool:
