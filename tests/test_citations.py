@@ -48,7 +48,7 @@ def offences(text: str) -> list[str]:
 
 def test_the_scan_sees_the_user_facing_files() -> None:
     rel = {p.relative_to(ROOT).as_posix() for p in _files()}
-    assert {"README.md", "specs/textbook/conv5x5.yaml",
+    assert {"README.md", "docs/worked-examples.md", "specs/textbook/conv5x5.yaml",
             "cnncost/cli.py", "tests/test_textbook.py"} <= rel
 
 
