@@ -46,3 +46,25 @@ def analyze_target(model_or_spec: nn.Module | str | Path | Target,
     table = count_module(loaded, input or DEFAULT_INPUT, batch, dtype, policy, strict,
                          name=target.label, source=target.display)
     return table.recorded(overrides, input is not None)
+
+
+def count_loaded(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
+                 policy: str = "all", source: str | None = None) -> CostTable:
+    """Count an already compiled spec (what `advise` does for each rewrite it proposes)."""
+    return count_spec(spec, batch, dtype, policy, source=source)
+
+
+def advise_target(spec: str | Path | Target, overrides: Mapping[str, Any] | None = None,
+                  min_saving: float | None = None) -> Any:
+    """The design guidelines applied to a spec (path or bundled name): an advise.Advice."""
+    from cnncost.advise.engine import DEFAULT_MIN_SAVING, advise_spec
+
+    target = spec if isinstance(spec, Target) else resolve(str(spec))
+    if target.spec_path is None:
+        from cnncost.errors import UsageError
+
+        raise UsageError(f"{target.label}: advise takes a spec (it rewrites the YAML), not a "
+                         "module factory")
+    return advise_spec(target.spec_path, overrides,
+                       DEFAULT_MIN_SAVING if min_saving is None else min_saving,
+                       source=target.display)

@@ -17,6 +17,7 @@ import typer
 
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.io import write_atomic
+from cnncost.render.advice import AdviceFormat
 from cnncost.render.report import SORT_FIELDS, Format, Units
 
 if TYPE_CHECKING:
@@ -409,6 +410,42 @@ def emit_comparison(comparison: Any, fmt: Format, output: Path | None) -> None:
             print_whole(table)
         return
     write_output(render_compare(comparison, fmt), output)
+
+
+# --------------------------------------------------------------------------- advise
+
+
+@app.command()
+@handle_errors
+def advise(
+    spec: Annotated[str, typer.Argument(help="Spec file or bundled name.")],
+    set_: SetOpt = None,
+    fmt: Annotated[AdviceFormat, typer.Option("--format", "-f", help="Output format.")
+                   ] = AdviceFormat.TABLE,
+    min_saving: Annotated[str, typer.Option(
+        metavar="PCT", help="Drop cost findings saving less of the model's params and MACs "
+        "than this: 5%, 0.05.")] = "5%",
+    emit: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Write each rewritten spec (the one counted) into DIR.")] = None,
+    output: OutputOpt = None,
+) -> None:
+    """The lectures' design guidelines, each suggestion counted on the rewritten spec."""
+    from cnncost.advise.engine import parse_saving
+    from cnncost.api import advise_target
+    from cnncost.render.advice import advice_rich, render_advice
+    from cnncost.render.report import to_text
+
+    advice = advise_target(spec, parse_sets(set_), parse_saving(min_saving))
+    if fmt is AdviceFormat.TABLE and output is None:
+        print_whole(advice_rich(advice))
+    else:
+        text = to_text(advice_rich(advice)) if fmt is AdviceFormat.TABLE else (
+            render_advice(advice, fmt))
+        write_output(text, output)
+    if emit is not None:
+        for finding in advice.findings:
+            write_atomic(emit / finding.spec_file, finding.spec_text)
+        err_console.print(f"wrote {len(advice.findings)} rewritten spec(s) to {emit}")
 
 
 # --------------------------------------------------------------------------- report / check
