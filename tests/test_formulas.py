@@ -251,6 +251,8 @@ ELEM_CASES = [
     ("hardsigmoid", nn.Hardsigmoid(), 4),
     ("gelu", nn.GELU(), 8),
     ("softmax", nn.Softmax(dim=1), 5),
+    # scaled_dot_product_attention's softmax (0 on fully masked rows): like softmax
+    ("safe-softmax", Fn(lambda self, x: torch.ops.aten._safe_softmax(x, 1)), 5),
     ("add", Fn(lambda self, x: x + x), 1),
     ("mul", Fn(lambda self, x: x * x), 1),
     ("add-inplace", Fn(lambda self, x: x.clone().add_(1.0)), 1),
@@ -261,6 +263,9 @@ ELEM_CASES = [
     ("flatten", nn.Flatten(), 0),
     ("dropout", nn.Dropout(), 0),
     ("cat", Fn(lambda self, x: torch.cat([x, x], 1)), 0),
+    # LSTM cells split their gates with unsafe_split/unsafe_chunk: views, no data moved
+    ("unsafe-split", Fn(lambda self, x: torch.cat(x.unsafe_split(1, dim=1), 1)), 0),
+    ("unsafe-chunk", Fn(lambda self, x: torch.cat(x.unsafe_chunk(3, dim=1), 1)), 0),
     ("channel-shuffle", nn.ChannelShuffle(3), 0),
 ]
 

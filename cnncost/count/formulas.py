@@ -122,7 +122,7 @@ pixel_shuffle pixel_unshuffle upsample_nearest1d upsample_nearest2d
 upsample_nearest3d _upsample_nearest_exact2d constant_pad_nd pad
 reflection_pad2d replication_pad2d as_strided as_strided_ _reshape_alias
 expand_as view_as sym_size lift _local_scalar_dense item
-max_pool2d_with_indices_backward
+max_pool2d_with_indices_backward unsafe_split unsafe_split_with_sizes unsafe_chunk
 """
 ZERO_COST_OPS: frozenset[str] = frozenset(f"aten::{n}" for n in _ZERO_COST_NAMES.split())
 
@@ -341,9 +341,13 @@ def bicubic_flops(x_shape: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCos
     return OpCost(0, 31 * _n(out_shape))
 
 
-@register_formula("_softmax", "_log_softmax", "softmax", "log_softmax", shape=SAME)
+@register_formula("_softmax", "_log_softmax", "softmax", "log_softmax", "_safe_softmax",
+                  shape=SAME)
 def softmax_flops(x_shape: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCost:
-    """Softmax: 5 FLOPs per element (max, subtract, exp, sum, divide)."""
+    """Softmax: 5 FLOPs per element (max, subtract, exp, sum, divide).
+
+    ``_safe_softmax`` (attention's softmax, 0 where a row is fully masked) is counted alike.
+    """
     return OpCost(0, 5 * _n(x_shape))
 
 
