@@ -19,7 +19,12 @@ from typer.testing import CliRunner
 from cnncost.cli import app
 from cnncost.count.drivers import count_module
 from cnncost.errors import SpecError, UsageError
-from cnncost.measure.crosscheck import compare, crosscheck_fvcore, crosscheck_report
+from cnncost.measure.crosscheck import (
+    compare,
+    crosscheck_fvcore,
+    crosscheck_report,
+    summary_lines,
+)
 from cnncost.sources import bundled_specs
 from cnncost.spec import load_spec
 
@@ -124,3 +129,66 @@ def test_cli_crosscheck(write_spec, monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(app, ["analyze", str(path), "--crosscheck", "fvcore"])
     assert result.exit_code == 2
     assert "pip install fvcore" in result.output
+
+
+class Attention(nn.Module):
+    """Self-attention over the pixels of a feature map, through F.scaled_dot_product_attention."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x.flatten(2).transpose(1, 2)).chunk(3, -1)  # (1, 16, 8) each
+        return nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+class Recurrent(nn.Module):
+    """An LSTM (or GRU) reading the pixels of a feature map as a sequence."""
+
+    def __init__(self, cell: type[nn.LSTM] | type[nn.GRU]) -> None:
+        super().__init__()
+        self.rnn = cell(8, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x.flatten(2).transpose(1, 2))[0]
+
+
+class SelfAttention(nn.Module):
+    """nn.MultiheadAttention (eval, no grad: its fused inference path)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = x.flatten(2).transpose(1, 2)
+        return self.mha(seq, seq, seq)[0]
+
+
+# Input 8x4x4: a sequence of L = 16 pixels of E = 8 features.
+L, E = 16, 8
+BLIND_CASES = [
+    # qkv: 16 x 8 x 24; Q x K^T: 16 x 16 x 8; weights x V: 16 x 8 x 16 (fvcore: only qkv)
+    ("sdpa", Attention(), "(model)", "aten::scaled_dot_product_attention",
+     L * E * 3 * E + 2 * L * L * E),
+    # 4 gates x hidden 4, input 8 + hidden 4 per step, 16 steps
+    ("lstm", Recurrent(nn.LSTM), "rnn", "aten::lstm", L * 4 * 4 * (8 + 4)),
+    ("gru", Recurrent(nn.GRU), "rnn", "aten::gru", L * 3 * 4 * (8 + 4)),
+    # in-projection 16 x 8 x 24; Q x K^T and weights x V per head (2 heads of 4);
+    # out-projection 16 x 8 x 8
+    ("mha", SelfAttention(), "mha", "aten::_native_multi_head_attention",
+     L * E * 3 * E + 2 * (2 * L * L * 4) + L * E * E),
+]
+
+
+@pytest.mark.parametrize(("model", "row", "op", "macs"), [c[1:] for c in BLIND_CASES],
+                         ids=[c[0] for c in BLIND_CASES])
+def test_ops_fvcore_skips_are_named_not_unexplained(model: nn.Module, row: str, op: str,
+                                                    macs: int) -> None:
+    cc = crosscheck_fvcore(model, input=(E, 4, 4))
+    assert cc.agree, [(r.name, r.delta) for r in cc.unexplained]
+    assert cc.ours_total == macs
+    blind = next(r for r in cc.rows if r.name == row)
+    assert op in blind.note and blind.delta > 0
+    assert not any("UNEXPLAINED" in line for line in summary_lines(cc))

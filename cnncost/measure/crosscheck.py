@@ -7,7 +7,10 @@ the same input at batch 1 (MACs are linear in the batch), and are compared layer
 
 fvcore also counts a few non-MAC ops (batch norm, adaptive pooling, upsampling, group and
 layer norm) in its total; those are conventions, not disagreements: cnncost counts them as
-per-element FLOPs (policy ``all``), never as MACs. Any other difference is unexplained.
+per-element FLOPs (policy ``all``), never as MACs. fvcore has no handle at all for some
+MAC-carrying ops (attention, recurrent layers, baddbmm, string-padded convs) and counts 0
+there; cnncost counts their products, and such a difference is named (``FVCORE_BLIND``).
+Any other difference is unexplained.
 """
 
 from __future__ import annotations
@@ -51,12 +54,28 @@ FVCORE_CONVENTIONS: dict[str, str] = {
                     "lists it as uncounted",
 }
 
-# MAC-carrying ATen ops fvcore has no handle for: a difference there is fvcore's blind spot.
+_RECURRENT = ("fvcore has no handle for {op} (a recurrent layer): it counts 0 there; cnncost "
+              "counts the input and hidden matrix products of every gate at every step as "
+              "MACs")
+
+# MAC-carrying ATen ops fvcore has no handle for: a difference there is fvcore's blind spot,
+# a convention (fvcore leaves these products out), not a disagreement on any count.
 FVCORE_BLIND = {
     "aten::baddbmm": "fvcore has no handle for aten::baddbmm: it counts 0 there",
     "aten::_convolution_mode": "fvcore has no handle for convolutions with string padding "
                                "('same'/'valid' trace to aten::_convolution_mode): it counts "
                                "0 there",
+    "aten::scaled_dot_product_attention": "fvcore has no handle for "
+                                          "aten::scaled_dot_product_attention: it counts 0 "
+                                          "there; cnncost counts attention's Q x K^T and "
+                                          "weights x V products as MACs",
+    "aten::_native_multi_head_attention": "fvcore has no handle for "
+                                          "aten::_native_multi_head_attention "
+                                          "(nn.MultiheadAttention's inference fast path): it "
+                                          "counts 0 there; cnncost counts its projections and "
+                                          "attention products as MACs",
+    **{f"aten::{op}": _RECURRENT.format(op=f"aten::{op}")
+       for op in ("lstm", "gru", "rnn_tanh", "rnn_relu")},
 }
 
 
