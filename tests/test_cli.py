@@ -312,3 +312,10 @@ def test_missing_spec_path_points_at_the_bundled_spec(tmp_path: Path,
     code, out, err = run("validate", "specs/no_such_net.yaml")
     assert_one_line_error(code, out, err)
     assert "bundled" not in err, err
+
+
+def test_channels_last_input_is_refused_with_the_channels_first_one() -> None:
+    # resnet50's input is [3, res, res]: 224x224x3 would be a 224-channel image
+    code, out, err = run("analyze", "resnet50", "--input", "224x224x3")
+    assert_one_line_error(code, out, err)
+    assert "channels-first" in err and "--input 3x224x224" in err

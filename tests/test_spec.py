@@ -1132,6 +1132,23 @@ def test_input_override_must_keep_the_specs_rank(write_spec) -> None:
     assert load_spec(path, input_shape=(3, 16, 16)).output_shape == (4, 14, 14)  # 16 - 3 + 1
 
 
+def test_input_override_must_keep_fixed_channels(write_spec) -> None:
+    # 224x224x3 on a 3-channel spec is a channels-last image, not 224 channels.
+    path = write_spec("vars: {res: 8}\ninput: [3, res, res]\nlayers:\n"
+                      "  - conv: {out: 4, kernel: 3}\n")
+    with pytest.raises(SpecError, match=_at(path, None, "--input", None,
+                                            "224x224x3 has 224 input channels but the spec's "
+                                            r"input has 3; inputs are channels-first \(CxHxW\): "
+                                            "--input 3x224x224")):
+        load_spec(path, input_shape=(224, 224, 3))
+    with pytest.raises(SpecError, match="--input 3x16x16"):
+        load_spec(path, input_shape=(1, 16, 16))
+    assert load_spec(path, input_shape=(3, 16, 16)).output_shape == (4, 14, 14)  # 16 - 3 + 1
+    # channels given by a variable are the spec's to vary
+    path = write_spec("vars: {c: 3}\ninput: [c, 8, 8]\nlayers:\n  - conv: {out: 4, kernel: 3}\n")
+    assert load_spec(path, input_shape=(5, 8, 8)).layers[0].in_shapes == ((5, 8, 8),)
+
+
 def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"nope\.yaml: no such file"):
         load_spec(tmp_path / "nope.yaml")

@@ -179,7 +179,20 @@ def _input(top: Ctx, doc: YMap, scope: dict[str, Any],
         raise here.err(f"input has {len(shape)} dims; expected (C,), (C, L), (C, H, W) or "
                        f"(C, D, H, W), e.g. {one}")
     here.check_shape(shape)
+    if override is not None and isinstance(declared, list):
+        _check_channels(here, shape, declared[0])
     return tuple(int(s) for s in shape)
+
+
+def _check_channels(here: Ctx, shape: Sequence[int], declared: Any) -> None:
+    """A spec whose input channels are a number (not a variable) takes no other count:
+    ``--input 224x224x3`` on ``input: [3, res, res]`` is channels-last, not 224 channels."""
+    if type(declared) is not int or shape[0] == declared:
+        return
+    rest = list(shape[:-1] if shape[-1] == declared else shape[1:])
+    meant = "x".join(map(str, [declared, *rest]))
+    raise here.err(f"{fmt(tuple(shape))} has {shape[0]} input channels but the spec's input "
+                   f"has {declared}; inputs are channels-first (CxHxW): --input {meant}")
 
 
 def _collect_blocks(top: Ctx, doc: YMap) -> None:
