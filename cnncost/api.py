@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cnncost.count.drivers import count_module, count_spec
-from cnncost.sources import Target, load_factory, resolve
+from cnncost.sources import Target, default_input, load_factory, resolve
 from cnncost.spec import ModelSpec, load_spec
 from cnncost.table import CostTable
 
@@ -43,7 +43,8 @@ def analyze_target(model_or_spec: nn.Module | str | Path | Target,
     if isinstance(loaded, ModelSpec):
         table = count_spec(loaded, batch, dtype, policy, strict, source=target.display)
         return table.recorded(overrides, input is not None, file=loaded.file)
-    table = count_module(loaded, input or DEFAULT_INPUT, batch, dtype, policy, strict,
+    shape = input or default_input(target.factory) or DEFAULT_INPUT
+    table = count_module(loaded, shape, batch, dtype, policy, strict,
                          name=target.label, source=target.display)
     return table.recorded(overrides, input is not None)
 

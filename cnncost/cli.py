@@ -461,7 +461,7 @@ def report_name(target: Any) -> str:
             return str(rel.with_suffix("").as_posix())
         except ValueError:
             return str(target.spec_path.stem)
-    return str(target.factory).replace(":", ".")
+    return str(target.stem)
 
 
 @app.command()

@@ -30,3 +30,14 @@ def write_spec(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tv_models():
+    """torchvision.models (real models; see tests/tvshim.py), or skip without torchvision."""
+    import tvshim
+
+    models = tvshim.torchvision_models()
+    if models is None:
+        pytest.skip("torchvision is not installed")
+    return models
