@@ -30,14 +30,22 @@ def load_target(target: Target, overrides: Mapping[str, Any] | None = None,
     return load_factory(target.factory)
 
 
-def analyze_target(model_or_spec: nn.Module | str | Path | Target,
+def analyze_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,
                    input: tuple[int, ...] | None = None,
                    batch: int = 1, dtype: str | torch.dtype = "float32", policy: str = "all",
                    strict: bool = False,
                    overrides: Mapping[str, Any] | None = None) -> CostTable:
-    """Analyze a spec path, bundled name, factory reference, Target or nn.Module."""
+    """Analyze a spec path, bundled name, factory reference, Target, nn.Module, or a loaded
+    ModelSpec (counted as loaded: its variables and input are already resolved)."""
     if isinstance(model_or_spec, nn.Module):
         return count_module(model_or_spec, input or DEFAULT_INPUT, batch, dtype, policy, strict)
+    if isinstance(model_or_spec, ModelSpec):
+        if overrides or input is not None:
+            from cnncost.errors import UsageError
+
+            raise UsageError("a loaded spec has its variables and input already; load it "
+                             "again with them instead")
+        return count_spec(model_or_spec, batch, dtype, policy, strict, source=model_or_spec.file)
     target = model_or_spec if isinstance(model_or_spec, Target) else resolve(str(model_or_spec))
     loaded = load_target(target, overrides, input)
     if isinstance(loaded, ModelSpec):

@@ -751,6 +751,67 @@ def explain(
     sys.stdout.write("\n".join(lines) + "\n")
 
 
+# --------------------------------------------------------------------------- sweep
+
+
+@app.command()
+@handle_errors
+def sweep(
+    model: Annotated[str, typer.Argument(metavar="SPEC", help="Spec file or bundled name.")],
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", "-s", metavar="NAME=VALUES",
+        help="Values of a spec variable: a range 128..640:32 (ends included), a list "
+             "0.5,0.75,1.0, or one fixed value (repeatable; several swept variables make a "
+             "cartesian product).")] = None,
+    zip_: Annotated[list[str] | None, typer.Option(
+        "--zip", metavar="NAME,NAME",
+        help="Variables that move together (one value of each per step), e.g. --zip "
+             "width,depth,res for compound scaling (repeatable).")] = None,
+    batch: Annotated[str | None, typer.Option(
+        "--batch", "-b", metavar="VALUES", help="Batch sizes: 1, 1,8,32 or 1..64:8.")] = None,
+    input: InputOpt = None,
+    dtype: DtypeOpt = "float32",
+    policy: PolicyOpt = "all",
+    strict: StrictOpt = False,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", min=1, metavar="N", help="Count points in N local processes.")] = 1,
+    dask: Annotated[str | None, typer.Option(
+        metavar="tcp://HOST:PORT",
+        help="Count points on this Dask distributed scheduler (pip install 'cnncost[dask]').")
+    ] = None,
+    max_points: Annotated[int, typer.Option(
+        "--max-points", metavar="N", help="Refuse sweeps of more points than this.")] = 100_000,
+    fmt: FormatOpt = Format.TABLE,
+    output: OutputOpt = None,
+) -> None:
+    """How cost scales: one row per point of a grid of spec variables, and fitted exponents."""
+    from cnncost.sweep import prepare_sweep
+
+    prepared = prepare_sweep(model, set_ or [], zip_ or [], batch, input=parse_input(input),
+                             dtype=dtype, policy=_policy(policy), strict=strict,
+                             max_points=max_points)  # every bad input fails here, before work
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from cnncost.render.sweep import render_text, rich_sweep
+
+    stderr = Console(stderr=True)
+    with Progress("sweep", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
+        task = bar.add_task("sweep", total=prepared.plan.size)
+        result = prepared.run(jobs, dask, lambda done, _: bar.update(task, completed=done))
+    if fmt is Format.TABLE:
+        from cnncost.render.report import to_text
+
+        renderable = rich_sweep(result)
+        if output is not None:
+            write_output(to_text(renderable), output)
+        else:
+            print_whole(renderable)
+    else:
+        write_output(render_text(result, fmt), output)
+
+
 def main() -> None:
     """Console-script entry point."""
     if "" not in sys.path and os.getcwd() not in sys.path:

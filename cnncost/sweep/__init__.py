@@ -1,0 +1,149 @@
+"""Sweeps: one spec counted over a grid of variable values (domain only: no rendering).
+
+    >>> from cnncost.sweep import run_sweep
+    >>> s = run_sweep("resnet50", ["res=128..640:32"], batch="1,8", jobs=2)
+    >>> [r.macs for r in s.results], [(e.var, e.metric, e.exponent) for e in s.exponents]
+
+A sweep is planned from the command line's text (:mod:`cnncost.sweep.plan`: the value
+grammar, ``--zip``, the cartesian product, ``--max-points``), checked against the spec
+before any point is counted (unknown variables, values of the wrong type, a spec that does
+not load with the fixed values: UsageError or SpecError, exit 2), then counted serially, in
+a local process pool (``jobs``) or on a Dask distributed cluster (``dask``) with identical
+results in the same order (:mod:`cnncost.sweep.run`). A point that fails (a shape that no
+longer fits) is reported with its one-line error and the others go on. The scaling exponents
+are fitted last (:mod:`cnncost.sweep.fit`, which says how).
+
+``engine`` is handed to the counting API as is (None: its default engine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnncost.errors import UsageError
+from cnncost.sweep.fit import Exponent, fit_exponents, fit_loglog
+from cnncost.sweep.plan import (
+    BATCH,
+    DEFAULT_MAX_POINTS,
+    Axis,
+    Plan,
+    Point,
+    Value,
+    check_plan,
+    parse_values,
+    plan_sweep,
+)
+from cnncost.sweep.run import (
+    METRICS,
+    Job,
+    PointResult,
+    Progress,
+    evaluate,
+    run_dask,
+    run_pool,
+    run_serial,
+)
+
+__all__ = ["BATCH", "DEFAULT_MAX_POINTS", "METRICS", "Axis", "Exponent", "Job", "Plan",
+           "Point", "PointResult", "Prepared", "Progress", "Sweep", "Value", "check_plan",
+           "evaluate", "fit_exponents", "fit_loglog", "parse_values", "plan_sweep",
+           "prepare_sweep", "run_sweep"]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A finished sweep: the plan, every point's result in order, the fitted exponents."""
+
+    model: str
+    source: str
+    plan: Plan
+    job: Job
+    results: tuple[PointResult, ...]
+    exponents: tuple[Exponent, ...]
+
+    @property
+    def baseline(self) -> PointResult | None:
+        """The point ratios are taken against: the first point that did not fail."""
+        return next((r for r in self.results if r.ok), None)
+
+    @property
+    def failed(self) -> tuple[PointResult, ...]:
+        return tuple(r for r in self.results if not r.ok)
+
+    def ratio(self, result: PointResult, metric: str) -> float | None:
+        """``result``'s metric over the baseline's (None for failures and a zero baseline)."""
+        base = self.baseline
+        if base is None or not result.ok or getattr(base, metric) == 0:
+            return None
+        return int(getattr(result, metric)) / int(getattr(base, metric))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A sweep checked against its spec and ready to count; nothing is counted yet."""
+
+    model: str
+    source: str
+    plan: Plan
+    job: Job
+
+    def run(self, jobs: int = 1, dask: str | None = None,
+            progress: Progress | None = None) -> Sweep:
+        """Count every point: here, in ``jobs`` local processes, or on the Dask scheduler
+        at ``dask`` (``tcp://HOST:PORT``); the result is the same. ``progress(done, total)``
+        follows the points."""
+        if jobs < 1:
+            raise UsageError(f"--jobs {jobs}: expected 1 or more processes")
+        if dask is not None and jobs > 1:
+            raise UsageError("--jobs and --dask: choose one (a Dask cluster has its own "
+                             "workers)")
+        points = list(self.plan.points())
+        if dask is not None:
+            results = run_dask(self.job, points, dask, progress)
+        elif jobs > 1:
+            results = run_pool(self.job, points, jobs, progress)
+        else:
+            results = run_serial(self.job, points, progress)
+        return Sweep(self.model, self.source, self.plan, self.job, tuple(results),
+                     fit_exponents(self.plan, results))
+
+
+def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
+                  batch: str | None = None, *, input: tuple[int, ...] | None = None,
+                  dtype: str = "float32", policy: str = "all", strict: bool = False,
+                  engine: str | None = None,
+                  max_points: int = DEFAULT_MAX_POINTS) -> Prepared:
+    """Plan a sweep of a spec (file or bundled name) and check it against the spec, which
+    is loaded once with the fixed ``--set`` values; any bad input raises here."""
+    from cnncost.sources import resolve
+    from cnncost.spec import parse_spec
+
+    plan = plan_sweep(sets, zips, batch, max_points)
+    target = resolve(model)
+    if target.spec_path is None:
+        raise UsageError(f"{model}: sweep takes a spec (file or bundled name), not a module "
+                         "factory: only a spec has variables to sweep")
+    path: Path = target.spec_path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read spec: {exc}") from None
+    spec = parse_spec(text, str(path), plan.fixed, input)
+    check_plan(plan, spec.vars)
+    # Errors name the spec as reports do (specs/x.yaml for a bundled one): stable anywhere.
+    job = Job(text, target.display, dict(plan.fixed), input, dtype, policy, strict, engine)
+    return Prepared(spec.name, target.display, plan, job)
+
+
+def run_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
+              batch: str | None = None, *, input: tuple[int, ...] | None = None,
+              dtype: str = "float32", policy: str = "all", strict: bool = False,
+              engine: str | None = None, jobs: int = 1, dask: str | None = None,
+              max_points: int = DEFAULT_MAX_POINTS, progress: Progress | None = None) -> Sweep:
+    """prepare_sweep(...).run(jobs, dask, progress): plan, check, count, fit."""
+    prepared = prepare_sweep(model, sets, zips, batch, input=input, dtype=dtype,
+                             policy=policy, strict=strict, engine=engine,
+                             max_points=max_points)
+    return prepared.run(jobs, dask, progress)

@@ -1,0 +1,175 @@
+"""Counting the points of a sweep: serially, in a local process pool, or on Dask.
+
+The three give identical results in the same order: every point is counted by the same
+function (:func:`evaluate`) from the same :class:`Job`, and results are put back in point
+order whatever order the workers finish in.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnncost.errors import ModelRunError, SpecError, UnsupportedOpError, UsageError
+from cnncost.sweep.plan import Point
+
+Progress = Callable[[int, int], None]
+
+METRICS = ("params", "macs", "flops", "activation_bytes", "peak_memory_bytes")
+# Points per task sent to a pool process or Dask worker: big enough that a task's overhead
+# (pickling the spec text, a round trip) is small next to counting, small enough to balance.
+MAX_CHUNK = 64
+# What one point may fail with while the others go on: the spec does not compile at those
+# values (a shape that no longer fits), or an op has no formula under --strict. Anything
+# else (a bad --dtype, say) is the same for every point and stops the sweep with its error.
+POINT_ERRORS = (SpecError, UnsupportedOpError, ModelRunError)
+# Dask workers run tasks in threads, and building a torch.fx graph patches module-level
+# state while it traces: one count at a time per process (counting holds the GIL anyway).
+_ONE_AT_A_TIME = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every point shares; the spec travels as text, so remote workers need no file."""
+
+    text: str
+    file: str
+    fixed: Mapping[str, str] = field(default_factory=dict)
+    input: tuple[int, ...] | None = None
+    dtype: str = "float32"
+    policy: str = "all"
+    strict: bool = False
+    engine: str | None = None  # None: the counting API's default engine
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One point's totals, or the one-line error that stopped it (then every count is 0)."""
+
+    point: Point
+    params: int = 0
+    macs: int = 0
+    flops: int = 0
+    activation_bytes: int = 0
+    peak_memory_bytes: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def evaluate(job: Job, point: Point) -> PointResult:
+    """Count one point; a POINT_ERRORS error (a shape that no longer fits) is its result."""
+    from cnncost.api import analyze_target
+    from cnncost.spec import parse_spec
+
+    engine: dict[str, Any] = {} if job.engine is None else {"engine": job.engine}
+    try:
+        with _ONE_AT_A_TIME:
+            spec = parse_spec(job.text, job.file, {**job.fixed, **point.vars}, job.input)
+            t = analyze_target(spec, batch=point.batch, dtype=job.dtype, policy=job.policy,
+                               strict=job.strict, **engine).totals
+    except POINT_ERRORS as exc:
+        return PointResult(point, error=" ".join(str(exc).split()))
+    return PointResult(point, t.params, t.macs, t.flops, t.activation_bytes,
+                       t.peak_memory_bytes)
+
+
+def evaluate_chunk(job: Job, points: Sequence[Point]) -> list[PointResult]:
+    """Count several points (one task of a process pool or a Dask worker)."""
+    return [evaluate(job, p) for p in points]
+
+
+def _chunks(points: Sequence[Point], workers: int) -> list[tuple[Point, ...]]:
+    size = max(1, min(MAX_CHUNK, len(points) // (4 * max(1, workers))))
+    return [tuple(points[i:i + size]) for i in range(0, len(points), size)]
+
+
+def run_serial(job: Job, points: Sequence[Point],
+               progress: Progress | None = None) -> list[PointResult]:
+    """Every point in this process, in order."""
+    out = []
+    for p in points:
+        out.append(evaluate(job, p))
+        if progress:
+            progress(len(out), len(points))
+    return out
+
+
+def run_pool(job: Job, points: Sequence[Point], jobs: int,
+             progress: Progress | None = None) -> list[PointResult]:
+    """The points in a local pool of ``jobs`` processes; results in the serial order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    out: list[PointResult] = []
+    # spawn: a fresh interpreter per worker, whatever the parent imported (torch and its
+    # threads do not survive a fork reliably), and the same on every platform.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        for part in pool.map(functools.partial(evaluate_chunk, job), _chunks(points, jobs)):
+            out.extend(part)
+            if progress:
+                progress(len(out), len(points))
+    return out
+
+
+def run_dask(job: Job, points: Sequence[Point], address: str,
+             progress: Progress | None = None) -> list[PointResult]:
+    """The points on the Dask distributed scheduler at ``address``; results in serial order."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise UsageError("--dask needs Dask distributed: pip install 'cnncost[dask]'") from None
+    try:
+        client = Client(address, timeout="20s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"--dask {address}: cannot reach a Dask scheduler there "
+                         f"({' '.join(str(exc).split())})") from None
+    try:
+        workers = _check_cluster(client, address)
+        chunks = _chunks(points, workers)
+        futures = client.map(functools.partial(evaluate_chunk, job), chunks, pure=False)
+        place = {f.key: i for i, f in enumerate(futures)}
+        parts: list[list[PointResult]] = [[] for _ in chunks]
+        done = 0
+        for future in as_completed(futures, loop=client.loop):
+            part = parts[place[future.key]] = future.result()
+            done += len(part)
+            if progress:
+                progress(done, len(points))
+    finally:
+        client.close()
+    return [r for part in parts for r in part]
+
+
+PROTOCOL = "cnncost.sweep.run/1"  # what a scheduler or worker must import to run our tasks
+
+
+def _check_cluster(client: Any, address: str) -> int:
+    """The number of workers, after checking that the scheduler and every worker import this
+    module (the scheduler unpickles the tasks too); a clear UsageError otherwise."""
+    import pkgutil
+
+    # A probe made of the standard library only, so it unpickles anywhere.
+    probe = functools.partial(pkgutil.resolve_name, f"{__name__}:PROTOCOL")
+    where = "the scheduler"
+    try:
+        found = {where: client.run_on_scheduler(probe)}
+        where = "a worker"
+        found.update(client.run(probe))
+    except ImportError as exc:
+        raise UsageError(f"--dask {address}: {where} cannot import cnncost ({exc}); install "
+                         "the same cnncost on the scheduler and on every worker") from None
+    other = sorted(k for k, v in found.items() if v != PROTOCOL)
+    if other:
+        raise UsageError(f"--dask {address}: {other[0]} runs another cnncost version; install "
+                         "the same cnncost on the scheduler and on every worker")
+    if len(found) == 1:
+        raise UsageError(f"--dask {address}: the scheduler has no workers; start some with "
+                         f"`dask worker {address} --nthreads 1`")
+    return len(found) - 1
