@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -13,6 +13,9 @@ from cnncost.count.drivers import count_module, count_spec
 from cnncost.sources import Target, default_input, load_factory, resolve
 from cnncost.spec import ModelSpec, load_spec
 from cnncost.table import CostTable
+
+if TYPE_CHECKING:
+    from cnncost.advise.engine import Advice
 
 DEFAULT_INPUT = (3, 224, 224)
 
@@ -64,7 +67,7 @@ def count_loaded(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "fl
 
 
 def advise_target(spec: str | Path | Target, overrides: Mapping[str, Any] | None = None,
-                  min_saving: float | None = None) -> Any:
+                  min_saving: float | None = None) -> Advice:
     """The design guidelines applied to a spec (path or bundled name): an advise.Advice."""
     from cnncost.advise.engine import DEFAULT_MIN_SAVING, advise_spec
 
