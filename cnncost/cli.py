@@ -331,9 +331,10 @@ class _ListCache:
         """(description, params, macs) of a spec file; counts only when ``totals``."""
         import hashlib
 
-        from cnncost.spec import load_spec
+        from cnncost.spec import load_spec, spec_files
 
-        text = path.read_bytes()
+        # A variant's meaning is its text and that of the specs it extends.
+        text = b"\0".join(Path(f).read_bytes() for f in spec_files(path))
         key = hashlib.sha256(text).hexdigest()
         hit = self.entries.get(key)
         if hit is not None and (not totals or hit.get("params") is not None):

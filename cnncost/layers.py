@@ -1,7 +1,7 @@
 """The one place to add a layer type: ``LAYERS`` maps a spec kind to its shape rule and module.
 
 Each kind is a function decorated with ``@register_layer("name")``. Its typed keyword
-parameters (with defaults) are the YAML keys the kind accepts; spec.py checks a spec
+parameters (with defaults) are the YAML keys the kind accepts; cnncost.spec checks a spec
 against that signature. The function receives the input shape of one sample
 ``(C, *spatial)`` (no batch), validates, and returns a :class:`Built`: the output shape,
 a factory for the ``nn.Module`` (torch is only imported when a module is made), and

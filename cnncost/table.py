@@ -175,11 +175,12 @@ class CostTable:
     def recorded(self, vars: Mapping[str, Any] | None, input_given: bool,
                  file: str | None = None) -> CostTable:
         """This table with its recipe (--set vars, --input given?) recorded; row sources
-        that start with the spec's ``file`` are rewritten to start with ``self.source``."""
+        that start with the spec's ``file`` are rewritten to start with ``self.source``, and
+        when ``self.source`` is the tail of ``file`` (a bundled ``specs/x.yaml``), so are rows
+        from the files next to it (the base spec a variant extends)."""
         rows = self.layers
         if file and file != self.source:
-            rows = tuple(replace(r, source=self.source + r.source[len(file):])
-                         if r.source.startswith(file + ":") else r for r in rows)
+            rows = tuple(replace(r, source=relocated(r.source, file, self.source)) for r in rows)
         return replace(self, vars=dict(vars or {}), input_given=input_given, layers=rows)
 
     def row(self, name: str) -> CostRow:
@@ -190,6 +191,17 @@ class CostTable:
         close = [r.name for r in self.layers if name in r.name][:5]
         raise KeyError(f"no layer {name!r}" + (f"; did you mean {', '.join(close)}" if close
                                                  else ""))
+
+
+def relocated(where: str, file: str, source: str) -> str:
+    """A ``FILE:LINE`` of a spec loaded from ``file`` and recorded as ``source``: ``file``
+    becomes ``source``, and when ``source`` is the tail of ``file`` (a bundled ``specs/x.yaml``)
+    so do the files next to it (the base spec a variant extends)."""
+    if where.startswith(file + ":"):
+        return source + where[len(file):]
+    if file.endswith("/" + source) and where.startswith(file[:-len(source)]):
+        return where[len(file) - len(source):]
+    return where
 
 
 @dataclass(frozen=True)

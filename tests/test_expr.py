@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cnncost.spec.expr import MAX_EXPR_CHARS, ExprError, evaluate, make_divisible
+from cnncost.spec.expr import MAX_EXPR_CHARS, ExprError, evaluate, make_divisible, render
 
 
 @pytest.mark.parametrize(
@@ -43,6 +43,15 @@ from cnncost.spec.expr import MAX_EXPR_CHARS, ExprError, evaluate, make_divisibl
         ("round(2.5)", {}, 3),
         ("round(3.5)", {}, 4),
         ("round(1.2345, 2)", {}, 1.23),
+        # indexing into the lists and tables (mappings) of the scope
+        ("depths[2]", {"depths": [3, 4, 6, 3]}, 6),
+        ("widths[i] * 2", {"widths": [16, 24, 32], "i": 1}, 48),
+        ("widths[-1]", {"widths": [16, 24, 32]}, 32),  # from the end, as in Python
+        ("stages[depth]", {"stages": {18: [2, 2], 50: [3, 4]}, "depth": 50}, [3, 4]),
+        ("stages[depth][1]", {"stages": {18: [2, 2], 50: [3, 4]}, "depth": 18}, 2),
+        ("kind['a']", {"kind": {"a": 1, "b": 2}}, 1),
+        ("t[2.0]", {"t": {2: "two"}}, "two"),  # 2.0 is the whole number 2
+        ("[8, 16][in // 4]", {"in": 4}, 16),
     ],
 )
 def test_evaluates(text: str, scope: dict, expected: object) -> None:
@@ -80,7 +89,10 @@ def test_make_divisible(value: float, divisor: int, expected: int) -> None:
         ("eval('1')", "function 'eval' is not allowed"),
         ("open('/etc/passwd')", "function 'open' is not allowed"),
         ("getattr(1, 'real')", "function 'getattr' is not allowed"),
-        ("[1, 2][0]", r"indexing \(a\[i\]\) is not allowed"),
+        ("[1, 2][0:1]", r"slicing \(a\[i:j\]\) is not allowed"),
+        ("'abc'[0]", "only lists and tables can be indexed"),
+        ("x[0]", "x\\[0\\]: only lists and tables can be indexed, but x is 1"),
+        ("max[0]", "undefined name 'max'"),  # functions are not values
         ("(lambda: 4)()", "only plain function calls"),
         ("lambda: 4", "lambda is not allowed"),
         ("[x for x in [4]]", "a comprehension is not allowed"),
@@ -150,6 +162,56 @@ def test_nothing_executes(tmp_path: Path) -> None:
 def test_errors_say_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ExprError, match=message):
         evaluate(text, {"in": 3, "width": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("d[4]", r"d\[4\]: index out of range; d has 4 elements, 0 to 3"),
+        ("d[-5]", r"d\[-5\]: index out of range; d has 4 elements, 0 to 3"),
+        ("e[0]", r"e\[0\]: index out of range; e is empty"),
+        ("d[1.5]", r"d\[1.5\]: a list index must be a whole number"),
+        ("d[True]", r"d\[True\]: a list index must be a whole number"),
+        ("t[19]", r"t\[19\]: no entry 19 in t; known: 18, 50"),
+        ("t['18']", r"t\['18'\]: no entry '18' in t; known: 18, 50"),  # keys keep their type
+        ("t[d]", r"t\[\[1, 2, 3, 4\]\]: no entry \[1, 2, 3, 4\] in t"),
+    ],
+)
+def test_indexing_errors_name_the_list_and_its_range(text: str, message: str) -> None:
+    with pytest.raises(ExprError, match=message):
+        evaluate(text, {"d": [1, 2, 3, 4], "e": [], "t": {18: "a", 50: "b"}})
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("skip1", "skip1"),  # no field: as written
+        ("enc{i + 1}", "enc3"),
+        ("up{levels - i}", "up2"),
+        ("resnet{depth}", "resnet50"),
+        ("ResNet-{depth}{' v1.5' if depth >= 50 else ''}", "ResNet-50 v1.5"),
+        ("blocks {stages[depth]}", "blocks [3, 4]"),
+        ("{{literal}} {i}", "{literal} 2"),
+    ],
+)
+def test_render_fills_each_field(template: str, expected: str) -> None:
+    scope = {"i": 2, "levels": 4, "depth": 50, "stages": {50: [3, 4]}}
+    assert render(template, scope) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("enc{i", r"unbalanced brace in 'enc\{i'"),
+        ("enc}", "unbalanced brace"),
+        ("enc{}", r"\{\} in 'enc\{\}': empty expression"),
+        ("enc{j}", r"\{j\} in 'enc\{j\}': undefined name 'j'; known: i"),
+        ("enc{i == 2}", r"\{i == 2\} is True; expected a number or a string"),
+    ],
+)
+def test_render_errors(template: str, message: str) -> None:
+    with pytest.raises(ExprError, match=message):
+        render(template, {"i": 2})
 
 
 def test_in_is_only_a_name_when_python_cannot_parse_it() -> None:

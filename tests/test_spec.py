@@ -24,7 +24,11 @@ from cnncost.spec import (
     ModelSpec,
     load_spec,
     parse_spec,
+    spec_files,
 )
+from cnncost.spec.composites import COMPOSITES
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
 
 
 def spec(text: str, **kw: object) -> ModelSpec:
@@ -548,6 +552,304 @@ def test_top_level_metadata() -> None:
     assert spec("input: [3, 4, 4]\nlayers: [relu]").name == "t"  # file stem by default
 
 
+# --------------------------------------------------------------------------- writing a family once
+
+
+def test_lists_and_tables_are_indexed_by_expressions() -> None:
+    text = """
+        name: "net{depth}"
+        description: "{depth} stages of {widths}"
+        vars:
+          depth: 2
+          stages: {2: [4, 8], 3: [4, 8, 16]}    # a table: widths by depth
+          widths: "stages[depth]"
+        input: [3, 8, 8]
+        layers:
+          - conv: {out: "widths[i]", kernel: 1}
+            repeat: "len(widths)"
+          - conv: {out: "widths[-1] * 2", kernel: 1}
+    """
+    m = spec(text)
+    assert (m.name, m.description) == ("net2", "2 stages of [4, 8]")
+    # 1x1 convs keep 8x8; channels widths[0], widths[1], then 2 x the last
+    assert shapes(m) == {"conv1.0": (4, 8, 8), "conv1.1": (8, 8, 8), "conv2": (16, 8, 8)}
+    m = spec(text, overrides={"depth": "3"})
+    assert m.name == "net3"
+    assert shapes(m) == {"conv1.0": (4, 8, 8), "conv1.1": (8, 8, 8), "conv1.2": (16, 8, 8),
+                         "conv2": (32, 8, 8)}
+    assert m.vars["stages"] == {2: [4, 8], 3: [4, 8, 16]}
+
+
+def test_group_repeats_items_together_in_the_enclosing_namespace() -> None:
+    m = spec("""
+        input: [3, 8, 8]
+        layers:
+          - repeat: 3
+            group:
+              - {conv: {out: "4 * (i + 1)", kernel: 3, padding: 1}, name: "conv{i + 1}"}
+              - relu
+              - tap: "t{i}"
+          - join: {tap: t0, mode: concat}
+    """)
+    # no namespace per repetition: default names count on (relu1..3); tap t0 = relu1 (4 ch.)
+    assert shapes(m) == {"conv1": (4, 8, 8), "relu1": (4, 8, 8), "conv2": (8, 8, 8),
+                         "relu2": (8, 8, 8), "conv3": (12, 8, 8), "relu3": (12, 8, 8),
+                         "concat1": (16, 8, 8)}  # 4 + 12
+    assert by_path(m)["concat1"].inputs == ("relu1", "relu3")
+
+
+@pytest.mark.parametrize(("wide", "expected"), [(True, {"conv1": (8, 4, 4), "bn1": (8, 4, 4)}),
+                                                (False, {"conv1": (2, 4, 4)})])
+def test_if_on_a_group_chooses_between_bodies(wide: bool, expected: dict) -> None:
+    m = spec(f"""
+        vars: {{wide: {str(wide).lower()}}}
+        input: [3, 4, 4]
+        layers:
+          - if: wide
+            group:
+              - conv: {{out: 8, kernel: 1}}
+              - bn
+          - if: "not wide"
+            group: [{{conv: {{out: 2, kernel: 1}}}}]
+    """)
+    assert shapes(m) == expected
+
+
+def test_taps_and_joins_named_by_expressions_make_a_unet_level_a_repeat() -> None:
+    m = spec("""
+        vars: {levels: 2}
+        input: [1, 16, 16]
+        layers:
+          - repeat: levels
+            group:
+              - {conv: {out: "4 * 2**i", kernel: 3, padding: 1}, name: "enc{i + 1}"}
+              - tap: "skip{i + 1}"
+              - {max_pool: {kernel: 2}, name: "pool{i + 1}"}
+          - repeat: levels
+            group:
+              - {upsample: {scale: 2}, name: "up{levels - i}"}
+              - join: {tap: "skip{levels - i}"}
+    """)
+    # down: enc1 4x16x16 -> pool1 4x8x8 -> enc2 8x8x8 -> pool2 8x4x4
+    # up: up2 8x8x8 + skip2 (enc2, 8) = 16x8x8; up1 16x16x16 + skip1 (enc1, 4) = 20x16x16
+    assert shapes(m) == {"enc1": (4, 16, 16), "pool1": (4, 8, 8), "enc2": (8, 8, 8),
+                         "pool2": (8, 4, 4), "up2": (8, 8, 8), "concat1": (16, 8, 8),
+                         "up1": (16, 16, 16), "concat2": (20, 16, 16)}
+    assert by_path(m)["concat1"].inputs == ("enc2", "up2")
+
+
+def test_a_layer_without_fields_is_its_bare_name() -> None:
+    m = spec("""
+        input: [3, 4, 4]
+        layers:
+          - relu                      # the way to write it
+          - {relu: ~, name: act}      # beside name/if/repeat: no fields (~)
+          - relu:                     # the same, in block style
+              {}
+          - bn                        # a kind whose fields all have defaults
+    """)
+    assert [(layer.path, layer.kind, dict(layer.params)) for layer in m.layers] == [
+        ("relu1", "relu", {}), ("act", "relu", {}), ("relu2", "relu", {}), ("bn1", "bn", {})]
+
+
+# --------------------------------------------------------------------------- extends
+
+
+def _files(tmp_path: Path, **texts: str) -> dict[str, Path]:
+    paths = {}
+    for name, text in texts.items():
+        path = tmp_path / f"{name.replace('__', '/')}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dedent(text))
+        paths[name] = path
+    return paths
+
+
+BASE = """\
+    name: "net{depth}"
+    vars: {depth: 2, width: 4}
+    input: [3, 8, 8]
+    blocks:
+      unit:
+        params: {c: ~}
+        layers: [{conv: {out: c, kernel: 3, padding: 1}}, relu]
+    layers:
+      - {unit: {c: width}, name: stage, repeat: depth}
+      - global_avg_pool
+    """
+
+
+def test_extends_a_base_spec_with_other_vars(tmp_path: Path) -> None:
+    f = _files(tmp_path, base=BASE, sub__deep="extends: ../base.yaml\nvars: {depth: 3}\n")
+    m = load_spec(f["sub__deep"])
+    assert m.name == "net3"
+    assert m.file == str(f["sub__deep"])
+    assert [layer.path for layer in m.layers] == [
+        "stage.0.conv1", "stage.0.relu1", "stage.1.conv1", "stage.1.relu1", "stage.2.conv1",
+        "stage.2.relu1", "global_avg_pool1"]
+    # conv3x3/pad 1 keeps 8x8 at width 4; the pool leaves 4x1x1
+    assert m.output_shape == (4, 1, 1)
+    assert by_path(m)["stage.0.conv1"].out_shape == (4, 8, 8)
+    # inherited layers are located where they are written: in the base file
+    assert {(layer.loc.file, layer.loc.line) for layer in m.layers[:2]} == {
+        (str(f["base"]), 7)}
+    assert (m.layers[-1].loc.file, m.layers[-1].loc.line) == (str(f["base"]), 10)
+    # --set goes on top of the variant's defaults
+    assert len(load_spec(f["sub__deep"], overrides={"depth": "1"}).layers) == 3
+
+
+def test_extends_merges_blocks_by_name_and_replaces_other_keys(tmp_path: Path) -> None:
+    f = _files(tmp_path, base=BASE, v="""\
+        extends: base.yaml
+        name: custom
+        blocks:
+          unit:                       # replaces the base's unit
+            params: {c: ~}
+            layers: [{conv: {out: "c * 2", kernel: 1}}]
+          head:                       # a new block
+            layers: [flatten]
+        layers:
+          - {unit: {c: width}, name: stage, repeat: depth}
+          - head
+        """, v2="extends: v.yaml\nvars: {width: 1}\n")
+    m = load_spec(f["v"])
+    assert m.name == "custom"
+    # 1x1 convs to 2c = 8 channels; flatten: 8 x 8 x 8 = 512
+    assert shapes(m) == {"stage.0.conv1": (8, 8, 8), "stage.1.conv1": (8, 8, 8),
+                         "head1.flatten1": (512,)}
+    m = load_spec(f["v2"])  # a variant of a variant: width 1 -> 2 channels, 2 x 8 x 8 = 128
+    assert (m.name, m.output_shape) == ("custom", (128,))
+
+
+def test_extends_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    f = _files(tmp_path, base=BASE, typo="extends: base.yaml\nvars:\n  deph: 3\n",
+               missing="name: x\nextends: nope.yaml\n", number="extends: 3\n",
+               a="extends: b.yaml\n", b="extends: a.yaml\n",
+               bad="extends: base.yaml\nvars: {width: 0}\n")
+    cases = [
+        ("typo", 3, "vars.deph", "base.yaml has no variable 'deph'; known: depth, width "
+         r"\(a variant sets new defaults for its base's vars\)"),
+        ("missing", 2, "extends", f"no such file {re.escape(repr(str(tmp_path / 'nope.yaml')))}"),
+        ("number", 1, "extends", r"expected the spec file this one varies, e\.g\. `extends: "
+         r"resnet50\.yaml`"),
+        ("b", 1, "extends", "a.yaml extends, directly or not, the spec that extends it"),
+    ]
+    for name, line, where, reason in cases:
+        file = f["b"] if name == "b" else f[name]
+        with pytest.raises(SpecError, match=_at(file, line, where, None, reason)):
+            load_spec(f["a"] if name == "b" else file)
+    # an error in an inherited layer names the base file, and the instance
+    with pytest.raises(SpecError, match=_at(f["base"], 7, "blocks.unit.layers[0].conv.out",
+                                            "stage.0", "size 0 must be positive|out=0")):
+        load_spec(f["bad"])
+
+
+def test_spec_files_lists_what_a_variant_depends_on(tmp_path: Path) -> None:
+    f = _files(tmp_path, base=BASE, v="extends: base.yaml\n", v2="extends: v.yaml\n")
+    assert spec_files(f["v2"]) == [str(f["v2"]), str(f["v"]), str(f["base"])]
+    assert spec_files(f["base"]) == [str(f["base"])]
+
+
+def test_reports_name_inherited_layers_by_the_bundled_base() -> None:
+    from cnncost.api import analyze_target
+
+    table = analyze_target("resnet18")
+    assert table.source == "specs/resnet18.yaml"
+    assert {r.source.split(":")[0] for r in table.layers} == {"specs/resnet50.yaml"}
+
+
+# --------------------------------------------------------------------------- bundled families
+
+
+@pytest.mark.parametrize("depth", [18, 34, 101, 152])
+def test_resnet_variant_files_are_resnet50_at_their_depth(depth: int) -> None:
+    def layers(m: ModelSpec) -> list[tuple[object, ...]]:
+        return [(x.path, x.kind, dict(x.params), x.inputs, x.out_shape, x.loc) for x in m.layers]
+
+    variant = load_spec(SPECS / f"resnet{depth}.yaml")
+    chosen = load_spec(SPECS / "resnet50.yaml", overrides={"depth": depth})
+    assert variant.name == chosen.name == f"resnet{depth}"
+    assert variant.description == chosen.description
+    assert layers(variant) == layers(chosen)
+
+
+@pytest.mark.parametrize(("depth", "blocks", "convs"), [
+    # He et al. 2016, table 1: blocks per stage conv2_x..conv5_x, and convs per block
+    (18, [2, 2, 2, 2], 2), (34, [3, 4, 6, 3], 2), (50, [3, 4, 6, 3], 3),
+    (101, [3, 4, 23, 3], 3), (152, [3, 8, 36, 3], 3)])
+def test_resnet_depth_picks_the_row_of_table_1(depth: int, blocks: list[int], convs: int) -> None:
+    m = load_spec(SPECS / "resnet50.yaml", overrides={"depth": depth})
+    for stage, n in enumerate(blocks, 1):
+        children = {x.path.split(".")[1] for x in m.layers if x.path.startswith(f"layer{stage}.")}
+        assert children == {str(j) for j in range(n)}
+    body = [x for x in m.layers if x.kind == "conv" and x.path.startswith("layer1.0.conv")]
+    assert len(body) == convs
+    # the depth is the number of weighted layers: 1 stem conv + blocks x convs + 1 fc
+    assert 1 + sum(blocks) * convs + 1 == depth
+
+
+def test_unknown_resnet_depth_names_the_table(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"resnet50\.yaml:\d+: vars\.blocks: stages\[19\]: no "
+                                        r"entry 19 in stages; known: 18, 34, 50, 101, 152"):
+        load_spec(SPECS / "resnet50.yaml", overrides={"depth": 19})
+
+
+def test_unet_levels_are_a_repeat() -> None:
+    m = load_spec(SPECS / "unet.yaml", overrides={"levels": 3})
+    top = list(dict.fromkeys(x.path.split(".")[0] for x in m.layers))
+    assert top == ["enc1", "pool1", "enc2", "pool2", "enc3", "pool3", "bottom",
+                   "up3", "crop1", "crop2", "concat1", "dec3", "up2", "crop3", "crop4",
+                   "concat2", "dec2", "up1", "crop5", "crop6", "concat3", "dec1", "head"]
+    # 572 -4-> 568 /2 284 -4-> 280 /2 140 -4-> 136 /2 68 -4-> bottom 64 (512 channels);
+    # up 128 -4-> 124, up 248 -4-> 244, up 488 -4-> 484; head 1x1 to 2 classes
+    sizes = shapes(m)
+    assert sizes["bottom.relu2"] == (512, 64, 64)
+    assert sizes["dec3.relu2"] == (256, 124, 124)
+    assert m.output_shape == (2, 484, 484)
+    # the crops take the centre of the taps: skip3 136 -> 128 starts at (136 - 128) // 2 = 4
+    assert by_path(m)["crop1"].params == {"tap": "skip3", "dim": 1, "start": 4, "length": 128}
+
+
+def test_unet_with_three_levels_has_the_params_counted_by_hand() -> None:
+    from cnncost.count.drivers import count_spec
+
+    m = load_spec(SPECS / "unet.yaml", overrides={"levels": 3, "res": 188})
+    # double conv c_in -> c: 9 c_in c + c + 9 c c + c; up-conv c_in -> c: 4 c_in c + c
+    double = {(1, 64): 37_568, (64, 128): 221_440, (128, 256): 885_248, (256, 512): 3_539_968,
+              (512, 256): 1_769_984, (256, 128): 442_624, (128, 64): 110_720}
+    up = {(512, 256): 524_544, (256, 128): 131_200, (128, 64): 32_832}
+    head = 64 * 2 + 2
+    assert count_spec(m).totals.params == sum(double.values()) + sum(up.values()) + head
+    assert sum(double.values()) + sum(up.values()) + head == 7_696_258
+
+
+@pytest.mark.parametrize("kind", sorted(COMPOSITES))
+def test_every_composite_has_an_example_and_is_documented(kind: str) -> None:
+    """A new composite fails here until it has an example, a docstring and a README entry."""
+    text, expected = COMPOSITE_EXAMPLES[kind]  # input 4x8x8
+    m = spec("input: [4, 8, 8]\nlayers:\n" + dedent(text))
+    assert m.output_shape == expected
+    assert COMPOSITES[kind].doc
+    readme = (SPECS.parent / "README.md").read_text()
+    language = readme.split("## The spec language by example")[1].split("\n## ")[0]
+    assert f"`{kind}:" in language
+    import cnncost.spec as spec_module
+    assert f"``{kind}:" in (spec_module.__doc__ or "")
+
+
+COMPOSITE_EXAMPLES: dict[str, tuple[str, tuple[int, ...]]] = {
+    "seq": ("- seq: [relu]", (4, 8, 8)),
+    "group": ("- group: [{conv: {out: 2, kernel: 1}}]", (2, 8, 8)),
+    "residual": ("- residual: [{conv: {out: 4, kernel: 3, padding: 1}}]", (4, 8, 8)),
+    "concat": ("- concat: {a: [], b: [{conv: {out: 2, kernel: 1}}]}", (6, 8, 8)),  # 4 + 2
+    "add": ("- add: [[], [{conv: {out: 4, kernel: 1}}]]", (4, 8, 8)),
+    "split": ("- split: {x1: [], x2: [{conv: {out: 3, kernel: 1}}]}", (5, 8, 8)),  # 2 + 3
+    "scale": ("- scale: [global_avg_pool, sigmoid]", (4, 8, 8)),
+    "tap": ("- tap: a\n- max_pool: {kernel: 2}", (4, 4, 4)),
+    "join": ("- tap: a\n- relu\n- join: {tap: a}", (8, 8, 8)),  # concat 4 + 4
+}
+
+
 def test_bundled_specs_all_compile() -> None:
     root = Path(__file__).resolve().parent.parent / "specs"
     paths = sorted(root.rglob("*.yaml"))
@@ -1050,12 +1352,95 @@ BAD: list[tuple[str, str, int | None, str | None, str | None, str]] = [
         layers:
           - conv: {out: "max([x for x in [4]])", kernel: 3}
         """, 3, "layers[0].conv.out", None, "a comprehension is not allowed"),
-    ("subscript", """\
+    ("slice", """\
         vars: {sizes: [4, 8]}
         input: [3, 8, 8]
         layers:
-          - conv: {out: "sizes[0]", kernel: 3}
-        """, 4, "layers[0].conv.out", None, r"indexing \(a\[i\]\) is not allowed"),
+          - conv: {out: "sizes[0:1]", kernel: 3}
+        """, 4, "layers[0].conv.out", None, r"slicing \(a\[i:j\]\) is not allowed"),
+    ("index-out-of-range", """\
+        vars: {depths: [1, 2]}
+        input: [3, 8, 8]
+        layers:
+          - relu: ~
+            repeat: "depths[2]"
+        """, 5, "layers[0].relu.repeat", None,
+     r"depths\[2\]: index out of range; depths has 2 elements, 0 to 1"),
+    ("table-no-entry", """\
+        vars:
+          depth: 19
+          stages: {18: [2, 2], 34: [3, 4]}
+          blocks: "stages[depth]"
+        input: [3, 8, 8]
+        layers: [relu]
+        """, 4, "vars.blocks", None, r"stages\[19\]: no entry 19 in stages; known: 18, 34"),
+    ("table-value", """\
+        vars:
+          t:
+            a: 1
+            b: "nope + 1"
+        input: [3, 8, 8]
+        layers: [relu]
+        """, 4, "vars.t.b", None, "undefined name 'nope'"),
+    ("name-template-undefined", """\
+        input: [3, 8, 8]
+        layers:
+          - relu: ~
+            name: "act{j}"
+        """, 4, "layers[0].relu.name", None, r"\{j\} in 'act\{j\}': undefined name 'j'"),
+    ("name-template-not-a-name", """\
+        input: [3, 8, 8]
+        layers:
+          - relu: ~
+            name: "act{0.5}"
+        """, 4, "layers[0].relu.name", None, "name 'act0.5' must be an identifier"),
+    ("spec-name-template", 'name: "net{k}"\ninput: [3, 8, 8]\nlayers: [relu]\n', 1, "name",
+     None, r"\{k\} in 'net\{k\}': undefined name 'k'"),
+    ("tap-template", """\
+        input: [3, 8, 8]
+        layers:
+          - tap: "skip{i"
+        """, 3, "layers[0].tap", None, r"unbalanced brace in 'skip\{i'"),
+    ("join-template-unknown", """\
+        input: [3, 8, 8]
+        layers:
+          - tap: "skip{1 + 1}"
+          - join: {tap: "skip{1}", mode: add}
+        """, 4, "layers[1].join.tap", None,
+     "unknown tap 'skip1'; expected a tap defined above: skip2"),
+    ("group-named", """\
+        input: [3, 8, 8]
+        layers:
+          - group: [relu]
+            name: g
+        """, 4, "layers[0].group.name", None,
+     "a group has no name: its items are named in the enclosing namespace; expected no `name`"),
+    ("group-not-list", "input: [3, 8, 8]\nlayers:\n  - group: {relu: ~}\n", 3,
+     "layers[0].group", None, "expected a list of layers, got"),
+    ("group-names-clash", """\
+        input: [3, 8, 8]
+        layers:
+          - repeat: 2
+            group:
+              - {relu: ~, name: act}
+        """, 5, "layers[0].group[0].relu", "i=1",
+     r"name 'act' is used twice in the top level.*build it from i, e.g. \"act\{i \+ 1\}\""),
+    ("no-fields-list", "input: [3, 8, 8]\nlayers:\n  - relu: []\n", 3, "layers[0].relu", None,
+     r"relu has no fields; write it as a bare name, `- relu` \(or `relu: ~` beside name, if or "
+     r"repeat\); got \[\]"),
+    ("no-fields-number", """\
+        input: [3, 8, 8]
+        layers:
+          - relu: 0
+            name: act
+        """, 3, "layers[0].relu", None, "relu has no fields; write it as a bare name, `- relu`"),
+    ("defaults-only", "input: [3, 8, 8]\nlayers:\n  - bn: 3\n", 3, "layers[0].bn", None,
+     r"bn takes a mapping of fields, e.g. `- bn: \{eps: ..., momentum: ...\}`, or none for "
+     r"the defaults, `- bn`"),
+    ("call-syntax", "input: [3, 8, 8]\nlayers:\n  - relu(inplace=True)\n", 3,
+     "layers[0].relu(inplace=True)", None,
+     r"layer kind 'relu\(inplace=True\)' is not a name; a layer without fields is its bare "
+     r"name, `- relu`"),
 ]
 
 
@@ -1239,6 +1624,13 @@ def test_docstring_example_compiles() -> None:
         "layers: [...]", "layers: [{conv: {out: c, kernel: 3, stride: s, padding: 1}}]")
     m = parse_spec(example, "doc.yaml")
     assert [layer.path for layer in m.layers] == [
-        "conv1", "relu1", "layer1.0.conv1", "layer1.1.conv1", "layer1.2.conv1"]
-    # 32 -> (32 + 2 - 3) // 2 + 1 = 16 (stem) -> 8 (first repetition, s = 2) -> 8 -> 8
+        "conv1", "relu1", "layer1.0.conv1", "layer1.1.conv1", "mix1", "mix2"]
+    # 32 -> (32 + 2 - 3) // 2 + 1 = 16 (stem) -> 8 (first repetition, s = 2) -> 8 -> 1x1: 8
     assert m.output_shape == (64, 8, 8)
+
+
+def test_a_composite_registered_twice_is_refused() -> None:
+    from cnncost.spec.composites import register_composite
+
+    with pytest.raises(RuntimeError, match="composite 'seq' registered twice"):
+        register_composite("seq")(lambda ctx, args, x, name: x)

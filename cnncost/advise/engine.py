@@ -19,7 +19,7 @@ from cnncost.advise.registry import ADVICE_RULES, Context, Goal, Proposal, Rule
 from cnncost.advise.rewrite import dump, load_doc, with_vars
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.spec import ModelSpec, parse_spec
-from cnncost.table import CostRow, CostTable
+from cnncost.table import CostRow, CostTable, relocated
 
 SCHEMA = "cnncost.advice/1"
 DEFAULT_MIN_SAVING = 0.05
@@ -173,8 +173,8 @@ def advise_spec(path: str | Path, overrides: Mapping[str, Any] | None = None,
 def _evaluate(rule: Rule, p: Proposal, ctx: Context, values: Mapping[str, Any],
               min_saving: float) -> tuple[Finding | None, str]:
     spec, table = ctx.spec, ctx.table
-    if p.source.startswith(spec.file + ":") and table.source != spec.file:
-        p = replace(p, source=table.source + p.source[len(spec.file):])
+    if table.source != spec.file:
+        p = replace(p, source=relocated(p.source, spec.file, table.source))
     name = f"{spec.name}.{rule.name}.{_slug(p.layers[0])}"
     doc = with_vars(p.doc, values)
     doc["name"] = f"{spec.name}_{rule.name.replace('-', '_')}"

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from cnncost.spec import LayerSpec, ModelSpec, load_yaml
+from cnncost.spec import LayerSpec, ModelSpec, load_yaml, resolve_extends
 
 Keys = tuple[str | int, ...]
 # Kinds that follow a conv as its companions (copied between the convs of a rewrite).
@@ -89,8 +89,9 @@ class Node:
 
 
 def load_doc(text: str, file: str) -> Any:
-    """The spec's document as plain dicts and lists (errors are the loader's SpecErrors)."""
-    return plain(load_yaml(text, file))
+    """The spec's document as plain dicts and lists (errors are the loader's SpecErrors); a
+    variant (``extends``) is merged with its base, so every compiled layer has its item."""
+    return plain(resolve_extends(load_yaml(text, file), file))
 
 
 def plain(value: Any) -> Any:

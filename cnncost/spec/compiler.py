@@ -11,6 +11,7 @@ order. The language itself is summarised in the docstring of :mod:`cnncost.spec`
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from cnncost.spec.composites import COMPOSITES
 from cnncost.spec.context import Build, Ctx, Names, Value, fmt, short
 from cnncost.spec.expr import ExprError, evaluate
 from cnncost.spec.fields import describe, example, fit, is_plain, literals
-from cnncost.spec.loader import YList, YMap, load_yaml
+from cnncost.spec.loader import YList, YMap, load_document, load_yaml, resolve_extends
 from cnncost.spec.model import (
     MAX_BLOCK_DEPTH,
     MAX_REPEAT,
@@ -39,20 +40,13 @@ from cnncost.spec.model import (
 def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None,
               input_shape: Sequence[int] | None = None) -> ModelSpec:
     """Read, validate and resolve a spec file; ``overrides`` replace its ``vars``."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError("no such file", str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read spec: {exc}", str(path)) from None
-    return parse_spec(text, str(path), overrides, input_shape)
+    return compile_spec(load_document(path), str(path), dict(overrides or {}), input_shape)
 
 
 def parse_spec(text: str, file: str = "<spec>", overrides: Mapping[str, Any] | None = None,
                input_shape: Sequence[int] | None = None) -> ModelSpec:
     """Validate and resolve spec text (see load_spec)."""
-    doc = load_yaml(text, file)
+    doc = resolve_extends(load_yaml(text, file), file)
     return compile_spec(doc, file, dict(overrides or {}), input_shape)
 
 
@@ -61,27 +55,25 @@ def parse_spec(text: str, file: str = "<spec>", overrides: Mapping[str, Any] | N
 
 def compile_spec(doc: Any, file: str, overrides: Mapping[str, Any],
                  input_shape: Sequence[int] | None = None) -> ModelSpec:
-    """Compile a loaded spec document (see load_yaml) into a ModelSpec."""
+    """Compile a loaded spec document (see load_document) into a ModelSpec."""
     build = Build(file, items)
-    top = Ctx(build, "", 1, Names(""), {})
+    top = Ctx(build, file, "", 1, Names(""), {})
     if not isinstance(doc, YMap):
         raise top.err("a spec is a mapping with `input` and `layers`")
     for key in doc:
         if key not in TOP_LEVEL_KEYS:
-            raise top.at(str(key), doc.key_lines[key]).err(
+            raise _at_key(top, doc, key).err(
                 f"unknown key {key!r}; expected one of {', '.join(TOP_LEVEL_KEYS)}")
-    name = doc.get("name") or Path(file).stem
-    if not isinstance(name, str):
-        raise top.at("name", doc.key_lines.get("name")).err(
-            f"`name` must be a string, got {short(name)}")
     scope = _vars(top, doc, overrides)
     build.vars = scope
+    name = _text(top, doc, "name", scope) or Path(file).stem
+    description = _text(top, doc, "description", scope)
     in_shape = _input(top, doc, scope, input_shape)
     _collect_blocks(top, doc)
     if "layers" not in doc:
         raise top.at("", doc.line).err("missing `layers`; expected a list like `layers: [{conv: "
                                        "{out: 64, kernel: 3}}, relu]`")
-    layers = top.at("layers", doc.key_lines["layers"]).using(scope)
+    layers = _at_key(top, doc, "layers").using(scope)
     if not doc["layers"]:
         raise layers.err("`layers` is empty; expected at least one layer")
     value = items(layers, doc["layers"], Value("input", in_shape, 1, 1.0))
@@ -90,7 +82,7 @@ def compile_spec(doc: Any, file: str, overrides: Mapping[str, Any],
                          "one layer")
     return ModelSpec(
         name=name,
-        description=str(doc.get("description") or ""),
+        description=description,
         source=str(doc.get("source") or ""),
         file=file,
         input_shape=in_shape,
@@ -102,10 +94,25 @@ def compile_spec(doc: Any, file: str, overrides: Mapping[str, Any],
     )
 
 
+def _at_key(top: Ctx, doc: YMap, key: Any) -> Ctx:
+    """The position of a top-level key (in the file it was written in)."""
+    return top.at(str(key), doc.key_lines.get(key, doc.line), doc.file_of(key))
+
+
+def _text(top: Ctx, doc: YMap, key: str, scope: Mapping[str, Any]) -> str:
+    """``name`` or ``description``: a string, a template over the vars ("resnet{depth}")."""
+    raw = doc.get(key)
+    if raw is None:
+        return ""
+    if key == "name" and not isinstance(raw, str):
+        raise _at_key(top, doc, key).err(f"`name` must be a string, got {short(raw)}")
+    return str(_at_key(top, doc, key).using(scope).render(str(raw)))
+
+
 def _reference(top: Ctx, doc: YMap) -> dict[str, Any]:
     raw = doc.get("reference") or {}
     if not isinstance(raw, dict):
-        raise top.at("reference", doc.key_lines["reference"]).err(
+        raise _at_key(top, doc, "reference").err(
             "`reference` must be a mapping like {params: 25557032, source: '...'}")
     return dict(raw)
 
@@ -113,8 +120,7 @@ def _reference(top: Ctx, doc: YMap) -> dict[str, Any]:
 def _vars(top: Ctx, doc: YMap, overrides: Mapping[str, Any]) -> dict[str, Any]:
     raw = doc.get("vars") or YMap.empty(doc.line)
     if not isinstance(raw, YMap):
-        raise top.at("vars", doc.key_lines["vars"]).err("`vars` must be a mapping of name: "
-                                                        "default")
+        raise _at_key(top, doc, "vars").err("`vars` must be a mapping of name: default")
     unknown = sorted(set(overrides) - set(raw))
     if unknown:
         known = ", ".join(map(str, raw)) or "(none)"
@@ -123,16 +129,25 @@ def _vars(top: Ctx, doc: YMap, overrides: Mapping[str, Any]) -> dict[str, Any]:
     scope: dict[str, Any] = {}
     for key, default in raw.items():
         if not isinstance(key, str) or not NAME_RE.match(key) or key in ("in", "i"):
-            raise top.at("vars", raw.key_lines[key]).err(
+            raise top.at("vars", raw.key_lines[key], raw.file_of(key)).err(
                 f"bad variable name {key!r}; expected an identifier other than `in` and `i`")
-        here = top.at(f"vars.{key}", raw.key_lines[key]).using(scope)
+        here = top.at(f"vars.{key}", raw.key_lines[key], raw.file_of(key)).using(scope)
         if key in overrides:
             scope[key] = _override(top, key, overrides[key], scope)
         else:
-            scope[key] = here.eval(default)
+            scope[key] = _var(here, default)
         if not is_plain(scope[key]):
-            raise here.err(f"value {scope[key]!r} is not a number, string or list of them")
+            raise here.err(f"value {scope[key]!r} is not a number, string, list or table of "
+                           "them")
     return scope
+
+
+def _var(here: Ctx, raw: Any) -> Any:
+    """A variable's default; a mapping is a table (keys as written, values evaluated)."""
+    if isinstance(raw, YMap):
+        return {k: _var(here.at(f"{here.where}.{k}", raw.key_lines[k]), v)
+                for k, v in raw.items()}
+    return here.eval(raw)
 
 
 def _override(top: Ctx, key: str, value: Any, scope: Mapping[str, Any]) -> Any:
@@ -144,8 +159,8 @@ def _override(top: Ctx, key: str, value: Any, scope: Mapping[str, Any]) -> Any:
             raise top.at("", None).err(f"--set {key}={value}: {exc}; expected a number or an "
                                        f"expression, e.g. --set {key}=0.5") from None
     if not is_plain(value):
-        raise top.at("", None).err(f"{key}={value!r}: expected a number, bool, string or list "
-                                   "of them")
+        raise top.at("", None).err(f"{key}={value!r}: expected a number, bool, string, list "
+                                   "or table of them")
     return value
 
 
@@ -155,7 +170,7 @@ def _input(top: Ctx, doc: YMap, scope: dict[str, Any],
         shape: tuple[Any, ...] = tuple(override)
         here = top.at("--input", None)
     else:
-        here = top.at("input", doc.key_lines.get("input", doc.line))
+        here = _at_key(top, doc, "input")
         if "input" not in doc:
             raise top.at("", doc.line).err("missing `input`, e.g. input: [3, 224, 224] "
                                            "(channels first)")
@@ -198,10 +213,10 @@ def _check_channels(here: Ctx, shape: Sequence[int], declared: Any) -> None:
 def _collect_blocks(top: Ctx, doc: YMap) -> None:
     raw = doc.get("blocks") or YMap.empty(doc.line)
     if not isinstance(raw, YMap):
-        raise top.at("blocks", doc.key_lines["blocks"]).err(
+        raise _at_key(top, doc, "blocks").err(
             "`blocks` must be a mapping of name: {params, layers}")
     for name, body in raw.items():
-        here = top.at(f"blocks.{name}", raw.key_lines[name])
+        here = top.at(f"blocks.{name}", raw.key_lines[name], raw.file_of(name))
         if not isinstance(name, str) or not NAME_RE.match(name) or name.startswith("_"):
             raise here.at("blocks", here.line).err(
                 f"bad block name {name!r}; expected an identifier (letters, digits, _) not "
@@ -235,6 +250,7 @@ def items(ctx: Ctx, items: Any, value: Value) -> Value:
         return value
     if not isinstance(items, YList):
         raise ctx.err(f"expected a list of layers, got {short(items)}")
+    ctx = ctx.at(ctx.where, ctx.line, items.file)
     for idx, raw in enumerate(items):
         value = _item(ctx.at(f"{ctx.where}[{idx}]", items.item_lines[idx]), raw, value)
     return value
@@ -277,7 +293,11 @@ def _expand(ctx: Ctx, raw: Any, value: Value) -> Value:
         return value
     name = extra.get("name")
     if name is not None:
-        ctx.key("name", lines["name"]).check_name(name)
+        at_name = ctx.key("name", lines["name"]).seeing(value)
+        name = at_name.check_name(at_name.render(name))
+        if kind in COMPOSITES and COMPOSITES[kind].flat:
+            raise at_name.err(f"a {kind} has no name: its items are named in the enclosing "
+                              "namespace; expected no `name`, or `seq` for a namespace")
     if "repeat" in extra:
         return _repeat(ctx, kind, args, extra, name, value)
     if "first" in extra:
@@ -287,7 +307,10 @@ def _expand(ctx: Ctx, raw: Any, value: Value) -> Value:
 
 def _repeat(ctx: Ctx, kind: str, args: Any, extra: YMap, name: str | None,
             value: Value) -> Value:
-    """``repeat: n``: n copies named NAME.0 .. NAME.n-1, ``i`` = the repetition."""
+    """``repeat: n``: n copies named NAME.0 .. NAME.n-1, ``i`` = the repetition.
+
+    A flat composite (``group``) is repeated in the enclosing namespace instead.
+    """
     here = ctx.key("repeat", extra.key_lines["repeat"])
     n = here.seeing(value).eval(extra["repeat"])
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_REPEAT:
@@ -301,11 +324,13 @@ def _repeat(ctx: Ctx, kind: str, args: Any, extra: YMap, name: str | None,
         if args is not None and not isinstance(args, YMap):
             raise at_first.err(f"`first` overrides fields, but this {kind} is not given as a "
                                "mapping of fields")
-    inner = ctx.child(name, kind)
+    flat = kind in COMPOSITES and COMPOSITES[kind].flat
+    inner = ctx.ns if flat else ctx.child(name, kind)
     for i in range(n):
         rep_args = _merge(args, first) if i == 0 and first else args
-        child = replace(ctx, ns=inner, scope={**ctx.scope, "i": i},
-                        instance=f"{inner.prefix}{i}")
+        instance = (f"{ctx.instance}, i={i}" if ctx.instance else f"i={i}") if flat else (
+            f"{inner.prefix}{i}")
+        child = replace(ctx, ns=inner, scope={**ctx.scope, "i": i}, instance=instance)
         child.step()
         value = _one(child, kind, rep_args, str(i), value)
     return value
@@ -331,6 +356,11 @@ def _one(ctx: Ctx, kind: str, args: Any, name: str | None, value: Value) -> Valu
         return _block(ctx, kind, args, name, value)
     if kind in COMPOSITES:
         return COMPOSITES[kind].fn(ctx, args, value, name)
+    call = re.match(r"^\s*([A-Za-z_]\w*)\s*\(", kind)
+    if call:
+        raise ctx.err(f"layer kind {kind!r} is not a name; a layer without fields is its bare "
+                      f"name, `- {call.group(1)}`, and fields are a mapping, e.g. "
+                      "`- conv: {out: 64, kernel: 3}`")
     if not NAME_RE.match(kind):
         raise ctx.err(f"layer kind {kind!r} is not a name; check the indentation and that "
                       "each item starts with `- `")
@@ -348,8 +378,7 @@ def _leaf(ctx: Ctx, lk: LayerKind, args: Any, name: str | None, value: Value) ->
     if args is None:
         args = YMap.empty(ctx.line or 0)
     if not isinstance(args, YMap):
-        shown = f"`- {lk.name}: {{{example(lk)}}}`" if lk.params else f"`- {lk.name}`"
-        raise ctx.err(f"{lk.name} takes a mapping of fields, e.g. {shown}; got {short(args)}")
+        raise ctx.err(_fields_expected(lk, args))
     params: dict[str, Any] = {}
     for key, raw in args.items():
         here = ctx.at(ctx.where, args.key_lines.get(key, ctx.line))
@@ -370,6 +399,19 @@ def _leaf(ctx: Ctx, lk: LayerKind, args: Any, name: str | None, value: Value) ->
     ctx.build.add(LayerSpec(path, lk.name, params, (value.id,), (value.shape,), built.out_shape,
                             ctx.loc(), rf, built))
     return Value(path, built.out_shape, rf, value.jump * built.rf_stride)
+
+
+def _fields_expected(lk: LayerKind, args: Any) -> str:
+    """What to write instead of ``args`` (not a mapping) after a layer kind."""
+    bare = (f"`- {lk.name}` (or `{lk.name}: ~` beside name, if or repeat)")
+    if not lk.params:
+        return f"{lk.name} has no fields; write it as a bare name, {bare}; got {short(args)}"
+    if not lk.required:
+        some = ", ".join(f"{k}: ..." for k in list(lk.params)[:2])
+        return (f"{lk.name} takes a mapping of fields, e.g. `- {lk.name}: {{{some}}}`, or none "
+                f"for the defaults, {bare}; got {short(args)}")
+    return (f"{lk.name} takes a mapping of fields, e.g. `- {lk.name}: {{{example(lk)}}}`; got "
+            f"{short(args)}")
 
 
 def _coerce(ctx: Ctx, raw: Any, hint: Any) -> Any:
@@ -407,8 +449,8 @@ def _block(ctx: Ctx, bname: str, args: Any, name: str | None, value: Value) -> V
     inner_ns = ctx.child(name, bname)
     build.block_stack.append(bname)
     try:
-        at = Ctx(build, f"blocks.{bname}.layers", body.key_lines["layers"], inner_ns, inner,
-                 instance=inner_ns.prefix.rstrip("."))
+        at = Ctx(build, body.file, f"blocks.{bname}.layers", body.key_lines["layers"], inner_ns,
+                 inner, instance=inner_ns.prefix.rstrip("."))
         return items(at, body["layers"], value)
     finally:
         build.block_stack.pop()
@@ -439,6 +481,6 @@ def _bind(ctx: Ctx, bname: str, body: YMap, args: Any, value: Value) -> dict[str
             continue
         if default is None:
             raise ctx.err(f"block {bname} needs param {key!r}, e.g. `- {bname}: {{{shown}}}`")
-        inner[key] = (ctx.at(f"blocks.{bname}.params.{key}", declared.key_lines[key])
-                      .using(inner).eval(default))
+        inner[key] = (ctx.at(f"blocks.{bname}.params.{key}", declared.key_lines[key],
+                             declared.file or body.file).using(inner).eval(default))
     return inner

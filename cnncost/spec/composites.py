@@ -29,19 +29,22 @@ class Composite:
     name: str
     fn: CompositeFn
     doc: str
+    # A flat composite makes no namespace: its items, and its repetitions, are named in
+    # the enclosing one (and it takes no `name`).
+    flat: bool = False
 
 
 COMPOSITES: dict[str, Composite] = {}
 
 
-def register_composite(name: str) -> Callable[[CompositeFn], CompositeFn]:
+def register_composite(name: str, flat: bool = False) -> Callable[[CompositeFn], CompositeFn]:
     """Register a composite under ``name``; a duplicate name raises at import time."""
 
     def deco(fn: CompositeFn) -> CompositeFn:
         if name in COMPOSITES:
             raise RuntimeError(f"composite {name!r} registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        COMPOSITES[name] = Composite(name, fn, doc)
+        COMPOSITES[name] = Composite(name, fn, doc, flat)
         return fn
 
     return deco
@@ -99,6 +102,12 @@ def _mapping(ctx: Ctx, args: Any, keys: Sequence[str]) -> YMap:
 def seq(ctx: Ctx, args: Any, x: Value, name: str | None) -> Value:
     """A namespace: ``seq: [...]`` names its layers ``seq1.conv1`` (or ``NAME.conv1``)."""
     return ctx.within(ctx.child(name, "seq")).items(args, x)
+
+
+@register_composite("group", flat=True)
+def group(ctx: Ctx, args: Any, x: Value, name: str | None) -> Value:
+    """Items in the enclosing namespace: ``group: [...]``, to `if` or `repeat` them together."""
+    return ctx.items(args, x)
 
 
 @register_composite("residual")
@@ -188,8 +197,10 @@ def scale(ctx: Ctx, args: Any, x: Value, name: str | None) -> Value:
 @register_composite("tap")
 def tap(ctx: Ctx, args: Any, x: Value, name: str | None) -> Value:
     """Remember the value here under a name for a later ``join``: ``tap: skip1``."""
+    args = ctx.render(args)
     if not isinstance(args, str) or not NAME_RE.match(args):
-        raise ctx.err(f"tap takes a name, e.g. `- tap: skip1`; got {short(args)}")
+        raise ctx.err("tap takes a name, e.g. `- tap: skip1` or `- tap: \"skip{i + 1}\"`; got "
+                      f"{short(args)}")
     if args in ctx.build.taps:
         raise ctx.err(f"tap {args!r} is defined twice; tap names must be unique in the whole "
                       "spec (a tap in a repeat or in a block used twice is defined once per "
@@ -204,8 +215,8 @@ def join(ctx: Ctx, args: Any, x: Value, name: str | None) -> Value:
     args = _mapping(ctx, args, ("tap", "mode", "crop"))
     if "tap" not in args:
         raise ctx.err("missing field 'tap' for join, e.g. {tap: skip1, mode: concat}")
-    tap_name = args["tap"]
     kline = args.key_lines
+    tap_name = ctx.key("tap", kline["tap"]).render(args["tap"])
     if tap_name not in ctx.build.taps:
         known = ", ".join(ctx.build.taps) or "(none yet)"
         raise ctx.key("tap", kline["tap"]).err(

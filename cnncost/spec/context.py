@@ -12,13 +12,14 @@ What the whole compilation shares (the layers made so far, taps, blocks, limits)
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cnncost.errors import SpecError
 from cnncost.layers import Shape
-from cnncost.spec.expr import ExprError, evaluate
+from cnncost.spec.expr import ExprError, evaluate, render
 from cnncost.spec.loader import YMap
 from cnncost.spec.model import (
     MAX_DIM,
@@ -109,9 +110,10 @@ class Build:
 
 @dataclass(frozen=True)
 class Ctx:
-    """Where an item is compiled: spec position, namespace, visible names, instance."""
+    """Where an item is compiled: file, spec position, namespace, visible names, instance."""
 
     build: Build
+    file: str  # the file the item is written in (a variant's base, for inherited items)
     where: str
     line: int | None
     ns: Names
@@ -121,9 +123,9 @@ class Ctx:
 
     # -- moving around ------------------------------------------------------------------
 
-    def at(self, where: str, line: int | None) -> Ctx:
-        """The same context at another spec position."""
-        return replace(self, where=where, line=line)
+    def at(self, where: str, line: int | None, file: str | None = None) -> Ctx:
+        """The same context at another spec position (in another file, if given)."""
+        return replace(self, where=where, line=line, file=file or self.file)
 
     def key(self, key: str, line: int | None = None) -> Ctx:
         """The position of field ``key`` of this item (on ``line``, default: the item's)."""
@@ -149,10 +151,10 @@ class Ctx:
         return f"{self.where} (in {self.instance})" if self.where and self.instance else self.where
 
     def err(self, reason: str) -> SpecError:
-        return SpecError(reason, self.build.file, self.line, self.located or None)
+        return SpecError(reason, self.file, self.line, self.located or None)
 
     def loc(self) -> Loc:
-        return Loc(self.build.file, self.line or 0, self.located)
+        return Loc(self.file, self.line or 0, self.located)
 
     def eval(self, raw: Any) -> Any:
         """A field's value: strings are expressions over the scope, lists element-wise."""
@@ -164,6 +166,15 @@ class Ctx:
         if isinstance(raw, list):
             return [self.eval(v) for v in raw]
         return raw
+
+    def render(self, raw: Any) -> Any:
+        """A name written as a template, ``"enc{i + 1}"``, filled in (non-strings as they are)."""
+        if not isinstance(raw, str):
+            return raw
+        try:
+            return render(raw, self.scope)
+        except ExprError as exc:
+            raise self.err(str(exc)) from None
 
     def condition(self, raw: Any) -> bool:
         value = self.eval(raw)
@@ -218,8 +229,11 @@ class Ctx:
             if name in ns.auto:
                 raise self.err(f"name {name!r} is already the default name of an earlier layer "
                                f"in {inside}; choose another name")
+            hint = ""
+            if re.search(r"(^|, )i=\d+$", self.instance):  # a repeated group
+                hint = f"; in a repeated group, build it from i, e.g. \"{name}{{i + 1}}\""
             raise self.err(f"name {name!r} is used twice in {inside}; names of layers and "
-                           "branches must be unique within their block")
+                           f"branches must be unique within their block{hint}")
         ns.used.add(name)
         return name
 

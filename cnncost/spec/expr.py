@@ -1,8 +1,10 @@
 """A small, safe evaluator for the arithmetic written in spec fields ("in * t").
 
 Only literals, names from the given scope, arithmetic, comparisons, boolean logic,
-conditional expressions and a fixed set of functions are allowed. Nothing is
-looked up on objects (no attributes, no subscripts), so a spec cannot reach Python.
+conditional expressions, indexing into the lists and tables of the scope (``depths[2]``,
+``stages[depth]``) and a fixed set of functions are allowed. Nothing is looked up on
+objects (no attributes), so a spec cannot reach Python. :func:`render` fills a template
+such as ``"enc{i + 1}"`` with the values of its ``{expressions}``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "floor": math.floor,
     "sqrt": math.sqrt,
     "make_divisible": make_divisible,
+    "len": len,
 }
 
 _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
@@ -72,7 +75,6 @@ _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
 # Friendly names for the syntax a spec expression may not use.
 _FORBIDDEN = {
     "Attribute": "attribute access (a.b)",
-    "Subscript": "indexing (a[i])",
     "Lambda": "lambda",
     "ListComp": "a comprehension",
     "SetComp": "a comprehension",
@@ -86,7 +88,7 @@ _FORBIDDEN = {
     "Await": "await",
     "Yield": "yield",
     "YieldFrom": "yield",
-    "Slice": "slicing",
+    "Slice": "slicing (a[i:j])",
 }
 
 _CMPOPS: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
@@ -105,6 +107,33 @@ def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
         raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
     tree = _parse(text.strip())
     return _Evaluator(scope).visit(tree.body)
+
+
+_FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+
+
+def render(template: str, scope: Mapping[str, Any]) -> str:
+    """``template`` with each ``{expression}`` replaced by its value: ``"enc{i + 1}"`` ->
+    ``"enc1"``; ``{{`` and ``}}`` are literal braces. Raise ExprError when a field fails."""
+    if "{" not in template and "}" not in template:
+        return template
+    if "{" in _FIELD.sub("", template) or "}" in _FIELD.sub("", template):
+        raise ExprError(f"unbalanced brace in {template!r}; expected {{expression}} fields "
+                        "like 'enc{i + 1}' ({{ and }} for a literal brace)")
+
+    def field(match: re.Match[str]) -> str:
+        if match.group(0) in ("{{", "}}"):
+            return match.group(0)[0]
+        try:
+            value = evaluate(match.group(1), scope)
+        except ExprError as exc:
+            raise ExprError(f"{{{match.group(1)}}} in {template!r}: {exc}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float | str | list):
+            raise ExprError(f"{{{match.group(1)}}} is {value!r}; expected a number or a "
+                            "string to write into the text")
+        return str(value)
+
+    return _FIELD.sub(field, template)
 
 
 def _parse(text: str) -> ast.Expression:
@@ -191,6 +220,32 @@ class _Evaluator:
 
     def visit_Tuple(self, node: ast.Tuple) -> list[Any]:
         return [self.visit(e) for e in node.elts]
+
+    def visit_Subscript(self, node: ast.Subscript) -> Any:
+        """``a[i]``: an element of a list (negative counts from the end) or a table entry."""
+        if isinstance(node.slice, ast.Slice):
+            raise ExprError("slicing (a[i:j]) is not allowed; expected one element, e.g. a[0]")
+        seq = self.visit(node.value)
+        index = self.visit(node.slice)
+        what = ast.unparse(node.value).replace(IN_NAME, "in")
+        if isinstance(seq, list):
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise ExprError(f"{what}[{index!r}]: a list index must be a whole number")
+            if not -len(seq) <= index < len(seq):
+                size = (f"has {len(seq)} element{'s' if len(seq) > 1 else ''}, 0 to "
+                        f"{len(seq) - 1}" if seq else "is empty")
+                raise ExprError(f"{what}[{index}]: index out of range; {what} {size}")
+            return seq[index]
+        if isinstance(seq, Mapping):
+            if isinstance(index, float) and index.is_integer():
+                index = int(index)
+            if isinstance(index, bool) or not isinstance(index, int | str) or index not in seq:
+                known = ", ".join(map(str, seq)) or "(none)"
+                raise ExprError(f"{what}[{index!r}]: no entry {index!r} in {what}; known: "
+                                f"{known}")
+            return seq[index]
+        raise ExprError(f"{what}[{index!r}]: only lists and tables can be indexed, but {what} "
+                        f"is {seq!r}")
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         op = _BINOPS.get(type(node.op))

@@ -19,9 +19,12 @@ _NO: Fit = (False, None)
 
 
 def is_plain(value: Any) -> bool:
-    """A number, bool, string, or a list of them: what a variable may hold."""
+    """A number, bool, string, or a list or table (mapping) of them: what a variable holds."""
     if isinstance(value, list):
         return all(is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, bool | int | float | str) and is_plain(v)
+                   for k, v in value.items())
     return isinstance(value, bool | int | float | str)
 
 

@@ -1,44 +1,66 @@
 """Line-keeping YAML: a safe loader whose mappings and lists remember where they were written.
 
 Specs are read with a SafeLoader that builds only plain mappings, lists, numbers and strings,
-refuses anchors, aliases and duplicate keys, and records the line of every mapping, key and
-list item (:class:`YMap`, :class:`YList`), so every later error can name its line.
+refuses anchors, aliases and duplicate keys, and records the file and line of every mapping,
+key and list item (:class:`YMap`, :class:`YList`), so every later error can name its line.
+
+A spec may vary another one: ``extends: base.yaml`` (a path relative to the spec's folder)
+reads the base document first, then the variant's top-level keys replace the base's, except
+``vars`` (the variant sets new defaults for the base's variables, which keep their order)
+and ``blocks`` (merged by name). Every node keeps the file it was written in.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from cnncost.errors import SpecError
-from cnncost.spec.model import MAX_FILE_BYTES
+from cnncost.spec.model import MAX_EXTENDS, MAX_FILE_BYTES
 
 
 class YMap(dict[Any, Any]):
-    """A YAML mapping with the line it starts on and the line of each key."""
+    """A YAML mapping with its file, the line it starts on and the line of each key.
 
-    line = 0
-    key_lines: dict[Any, int]
+    A mapping merged from a variant and its base (``extends``) also knows the file of each
+    key (:meth:`file_of`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.file = ""
+        self.line = 0
+        self.key_lines: dict[Any, int] = {}
+        self.key_files: dict[Any, str] = {}
 
     @classmethod
     def empty(cls, line: int) -> YMap:
         """An empty mapping standing for absent fields, located at ``line``."""
         result = cls()
-        result.line, result.key_lines = line, {}
+        result.line = line
         return result
+
+    def file_of(self, key: Any) -> str:
+        """The file ``key`` was written in."""
+        return self.key_files.get(key, self.file)
 
 
 class YList(list[Any]):
-    """A YAML list with the line it starts on and the line of each item."""
+    """A YAML list with its file, the line it starts on and the line of each item."""
 
+    file = ""
     line = 0
     item_lines: list[int]
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that remembers lines, refuses aliases and duplicate keys."""
+    """SafeLoader that remembers files and lines, refuses aliases and duplicate keys."""
+
+    file = ""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -64,8 +86,8 @@ class _LoadError(Exception):
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> YMap:
     result = YMap()
+    result.file = loader.file
     result.line = node.start_mark.line + 1
-    result.key_lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str | int | float | bool):
@@ -81,6 +103,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> YMap:
 
 def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> YList:
     result = YList(loader.construct_object(child, deep=True) for child in node.value)
+    result.file = loader.file
     result.line = node.start_mark.line + 1
     result.item_lines = [child.start_mark.line + 1 for child in node.value]
     return result
@@ -94,8 +117,10 @@ def load_yaml(text: str, file: str) -> Any:
     """Parse YAML text safely, keeping line numbers; errors become SpecError."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         raise SpecError(f"spec is larger than {MAX_FILE_BYTES // 1024} KiB", file)
+    loader = _Loader(text)
+    loader.file = file
     try:
-        return yaml.load(text, Loader=_Loader)
+        return loader.get_single_data()
     except RecursionError:
         raise SpecError("YAML nested too deeply", file) from None
     except _LoadError as exc:
@@ -120,6 +145,8 @@ def load_yaml(text: str, file: str) -> Any:
                         file, line) from None
     except yaml.YAMLError as exc:
         raise SpecError("malformed YAML: " + " ".join(str(exc).split()), file) from None
+    finally:
+        loader.dispose()
 
 
 def _malformed(exc: yaml.MarkedYAMLError, file: str) -> SpecError:
@@ -131,3 +158,106 @@ def _malformed(exc: yaml.MarkedYAMLError, file: str) -> SpecError:
     elif "'\\t'" in problem:
         problem += "; indent with spaces, not tabs"
     return SpecError(f"malformed YAML: {problem}", file, line)
+
+
+# --------------------------------------------------------------------------- extends
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Read and parse one spec file (its ``extends`` not resolved)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError("no such file", str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read spec: {exc}", str(path)) from None
+    return load_yaml(text, str(path))
+
+
+def load_document(path: str | Path) -> Any:
+    """Read a spec file into one document, with the specs it extends merged in."""
+    return resolve_extends(read_yaml(path), str(path))
+
+
+def spec_files(path: str | Path) -> list[str]:
+    """The spec file and, in order, every file it extends (what its meaning depends on)."""
+    files = [str(path)]
+    while len(files) <= MAX_EXTENDS + 1:
+        try:
+            text = Path(files[-1]).read_bytes()
+        except OSError:
+            break
+        if not re.search(rb"^extends\s*:", text, re.MULTILINE):  # no need to parse YAML
+            break
+        doc = read_yaml(files[-1])
+        if not isinstance(doc, YMap) or not isinstance(doc.get("extends"), str):
+            break
+        files.append(_base_file(files[-1], doc["extends"]))
+    return files
+
+
+def resolve_extends(doc: Any, file: str, chain: tuple[str, ...] = ()) -> Any:
+    """``doc`` (read from ``file``) merged over the spec it extends, if it extends one."""
+    if not isinstance(doc, YMap) or "extends" not in doc:
+        return doc
+    ref, line = doc["extends"], doc.key_lines["extends"]
+    if not isinstance(ref, str) or not ref.endswith((".yaml", ".yml")):
+        raise SpecError(f"expected the spec file this one varies, e.g. `extends: resnet50.yaml` "
+                        f"(relative to this file's folder); got {ref!r}", file, line, "extends")
+    base_file = _base_file(file, ref)
+    chain = (*chain, os.path.realpath(file))
+    if os.path.realpath(base_file) in chain:
+        raise SpecError(f"{ref} extends, directly or not, the spec that extends it; expected "
+                        "a chain of variants that ends in a spec without `extends`", file, line,
+                        "extends")
+    if len(chain) > MAX_EXTENDS:
+        raise SpecError(f"more than {MAX_EXTENDS} specs extending one another; expected a "
+                        "short chain of variants", file, line, "extends")
+    if not Path(base_file).is_file():
+        raise SpecError(f"no such file {base_file!r}; expected a spec file relative to this "
+                        "file's folder", file, line, "extends")
+    base = resolve_extends(read_yaml(base_file), base_file, chain)
+    if not isinstance(base, YMap):
+        raise SpecError("a spec is a mapping with `input` and `layers`", base_file, 1)
+    return _merge_docs(base, doc, ref)
+
+
+def _base_file(file: str, ref: str) -> str:
+    return os.path.normpath(os.path.join(os.path.dirname(file), ref))
+
+
+def _put(out: YMap, key: Any, value: Any, src: YMap) -> None:
+    out[key] = value
+    out.key_lines[key] = src.key_lines[key]
+    out.key_files[key] = src.file_of(key)
+
+
+def _merge_docs(base: YMap, variant: YMap, ref: str) -> YMap:
+    merged = YMap()
+    merged.file, merged.line = variant.file, variant.line
+    for key, value in base.items():
+        _put(merged, key, value, base)
+    for key, value in variant.items():
+        if key == "extends":
+            continue
+        if key in ("vars", "blocks") and isinstance(value, YMap) and isinstance(base.get(key),
+                                                                                YMap):
+            value = _merge_map(base[key], value, key, ref)
+        _put(merged, key, value, variant)
+    return merged
+
+
+def _merge_map(base: YMap, over: YMap, what: str, ref: str) -> YMap:
+    """The base's vars (or blocks) with the variant's values; new blocks come last."""
+    out = YMap()
+    out.file, out.line = over.file, over.line
+    for key, value in base.items():
+        _put(out, key, value, base)
+    for key, value in over.items():
+        if what == "vars" and key not in base:
+            known = ", ".join(map(str, base)) or "(none)"
+            raise SpecError(f"{ref} has no variable {key!r}; known: {known} (a variant sets "
+                            "new defaults for its base's vars)", over.file, over.key_lines[key],
+                            f"vars.{key}")
+        _put(out, key, value, over)
+    return out

@@ -13,6 +13,8 @@ from cnncost.errors import SpecError
 from cnncost.layers import Built, Shape
 
 MAX_FILE_BYTES = 1 << 20
+# Specs extending one another (a variant of a variant of ...).
+MAX_EXTENDS = 8
 MAX_LAYERS = 50_000
 # Items visited while expanding (catches nested repeats of empty bodies).
 MAX_STEPS = 100_000
@@ -26,8 +28,8 @@ MAX_SAMPLE_ELEMENTS = 1 << 40
 # Graph ops the compositions lower to; graph/build.py maps each to a torch function.
 OP_KINDS = ("add", "concat", "mul", "slice")
 RESERVED_ITEM_KEYS = ("name", "repeat", "if", "first")
-TOP_LEVEL_KEYS = ("name", "description", "source", "input", "vars", "blocks", "layers", "explain",
-                  "reference")
+TOP_LEVEL_KEYS = ("name", "description", "source", "extends", "input", "vars", "blocks", "layers",
+                  "explain", "reference")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Layer and branch names become attributes of torch modules and names in generated code, so
 # they may not be Python keywords, ``self``, or attributes of nn.Module / fx.GraphModule
