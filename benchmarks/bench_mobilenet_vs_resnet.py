@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
-from cnncost.measure.bench import BenchOptions, BenchReport, BenchRun, Budget, bench
+from cnncost.measure.bench import BenchOptions, BenchReport, BenchRun, bench
 from cnncost.measure.roofline import Bound, load_average
+from cnncost.measure.timing import Budget
 from cnncost.sources import resolve
 from cnncost.spec import LayerSpec, load_spec
 

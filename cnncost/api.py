@@ -1,36 +1,35 @@
-"""One entry point from "what the user named" to a CostTable, shared by the API and the CLI."""
+"""What the CLI and the Python API share: from "what the user named" to finished results.
+
+Each command's work lives here (the CLI only parses, calls one of these, and renders):
+analyze and compare (``analyze_target``, ``compare_targets``), ``list``'s cached totals,
+``validate``'s spec, ``explain``'s tables, ``report`` and ``check``'s baselines.
+Nothing here prints; torch is imported only by the functions that run a model.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from cnncost.count.drivers import count_module, count_spec
-from cnncost.sources import Target, default_input, load_factory, resolve
-from cnncost.spec import ModelSpec, load_spec
+from cnncost.errors import CnnCostError, UsageError
+from cnncost.io import cache_dir, write_atomic
+from cnncost.sources import DEFAULT_INPUT, Target, default_input, load_target, resolve
 from cnncost.table import CostTable
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from cnncost.advise.engine import Advice
-
-DEFAULT_INPUT = (3, 224, 224)
-
-
-def load_target(target: Target, overrides: Mapping[str, Any] | None = None,
-                input: tuple[int, ...] | None = None) -> ModelSpec | nn.Module:
-    """The resolved spec, or the module a factory returns."""
-    if target.spec_path is not None:
-        return load_spec(target.spec_path, overrides=overrides, input_shape=input)
-    if overrides:
-        from cnncost.errors import UsageError
-
-        raise UsageError("--set only applies to specs, not to module factories")
-    assert target.factory is not None
-    return load_factory(target.factory)
+    from cnncost.check import Regression
+    from cnncost.compare import Comparison
+    from cnncost.measure.timing import Progress
+    from cnncost.render.explain import Ref
+    from cnncost.spec import ModelSpec
 
 
 def analyze_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,
@@ -40,15 +39,16 @@ def analyze_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,
                    overrides: Mapping[str, Any] | None = None) -> CostTable:
     """Analyze a spec path, bundled name, factory reference, Target, nn.Module, or a loaded
     ModelSpec (counted as loaded: its variables and input are already resolved)."""
-    if isinstance(model_or_spec, nn.Module):
-        return count_module(model_or_spec, input or DEFAULT_INPUT, batch, dtype, policy, strict)
+    from cnncost.count.drivers import count_module, count_spec
+    from cnncost.spec import ModelSpec
+
     if isinstance(model_or_spec, ModelSpec):
         if overrides or input is not None:
-            from cnncost.errors import UsageError
-
             raise UsageError("a loaded spec has its variables and input already; load it "
                              "again with them instead")
         return count_spec(model_or_spec, batch, dtype, policy, strict, source=model_or_spec.file)
+    if not isinstance(model_or_spec, str | Path | Target):  # an nn.Module
+        return count_module(model_or_spec, input or DEFAULT_INPUT, batch, dtype, policy, strict)
     target = model_or_spec if isinstance(model_or_spec, Target) else resolve(str(model_or_spec))
     loaded = load_target(target, overrides, input)
     if isinstance(loaded, ModelSpec):
@@ -60,9 +60,303 @@ def analyze_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,
     return table.recorded(overrides, input is not None)
 
 
+# --------------------------------------------------------------------------- compare
+
+
+def compare_targets(models: Sequence[str], input: tuple[int, ...] | None = None,
+                    batch: int = 1, dtype: str = "float32", policy: str = "all",
+                    strict: bool = False, overrides: Mapping[str, Any] | None = None,
+                    bench: bool = False, progress: Progress | None = None) -> Comparison:
+    """Models side by side; with ``bench``, measured latency and images/s after the MACs."""
+    from cnncost.compare import compare_tables
+
+    if len(models) < 2:
+        raise UsageError("compare needs at least two models, e.g. cnncost compare resnet50 "
+                         "vgg16")
+    tables = [analyze_target(m, input=input, batch=batch, dtype=dtype, policy=policy,
+                             strict=strict, overrides=overrides) for m in models]
+    comparison = compare_tables(tables)
+    if bench:
+        comparison = _with_bench_columns(comparison, models, batch, dtype, input, overrides,
+                                         progress)
+    return comparison
+
+
+def _with_bench_columns(comparison: Comparison, models: Sequence[str], batch: int, dtype: str,
+                        input: tuple[int, ...] | None, overrides: Mapping[str, Any] | None,
+                        progress: Progress | None) -> Comparison:
+    from cnncost.compare import Column
+    from cnncost.measure.bench import BenchOptions, bench
+
+    latency, throughput = [], []
+    for m in models:
+        run = bench(m, (batch,), BenchOptions(dtype=dtype), input=input, overrides=overrides,
+                    progress=progress).runs[0]
+        latency.append(run.timing.median_s * 1e3)
+        throughput.append(run.images_per_s)
+    # MAC ratio next to latency ratio: how far counted work predicts measured time.
+    comparison = comparison.with_column(Column("latency_ms", "latency", "ms"), latency,
+                                        after="macs")
+    return comparison.with_column(Column("images_per_s", "images/s", "count"), throughput,
+                                  after="latency_ms")
+
+
+# --------------------------------------------------------------------------- list, validate
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One bundled spec in ``list``: its description and totals, or why it does not load."""
+
+    name: str
+    description: str = ""
+    params: int | None = None
+    macs: int | None = None
+    error: str | None = None
+
+
+def list_specs(totals: bool = True) -> list[Listed]:
+    """Every bundled spec with its description (and params, MACs at its default input)."""
+    from cnncost.sources import bundled_specs
+
+    cache = ListCache()
+    out = []
+    for name, path in bundled_specs().items():
+        try:
+            description, params, macs = cache.get(path, totals)
+        except CnnCostError as exc:
+            out.append(Listed(name, error=str(exc)))
+            continue
+        out.append(Listed(name, description, params, macs))
+    cache.save()
+    return out
+
+
+def code_digest(root: Path | None = None) -> str:
+    """A hash of cnncost's sources (every module found by walking the package folder, or
+    ``root``) and of the torch version: what a count depends on besides the spec."""
+    import contextlib
+    import importlib.metadata
+
+    root = root or Path(__file__).parent
+    code = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        code.update(path.relative_to(root).as_posix().encode() + b"\0")
+        code.update(path.read_bytes())
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        code.update(importlib.metadata.version("torch").encode())
+    return code.hexdigest()
+
+
+class ListCache:
+    """`list`'s totals in ``list-totals.json`` in the cache folder (cnncost.io.cache_dir), kept
+    per spec text and valid for one version of the code (an edit of either recounts)."""
+
+    def __init__(self) -> None:
+        self.path = cache_dir() / "list-totals.json"
+        self.code = code_digest()
+        self.entries: dict[str, Any] = {}
+        self.dirty = False
+        try:
+            doc = json.loads(self.path.read_text())
+            if doc.get("code") == self.code:
+                self.entries = dict(doc["specs"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+
+    def get(self, path: Path, totals: bool) -> tuple[str, int | None, int | None]:
+        """(description, params, macs) of a spec file; counts only when ``totals``."""
+        from cnncost.spec import load_spec, spec_files
+
+        # A variant's meaning is its text and that of the specs it extends.
+        text = b"\0".join(Path(f).read_bytes() for f in spec_files(path))
+        key = hashlib.sha256(text).hexdigest()
+        hit = self.entries.get(key)
+        if hit is not None and (not totals or hit.get("params") is not None):
+            return str(hit["description"]), hit.get("params"), hit.get("macs")
+        spec = load_spec(path)
+        params = macs = None
+        if totals:
+            from cnncost.count.drivers import count_spec
+
+            t = count_spec(spec).totals
+            params, macs = t.params, t.macs
+        self.entries[key] = {"description": spec.description, "params": params, "macs": macs}
+        self.dirty = True
+        return spec.description, params, macs
+
+    def save(self) -> None:
+        """Write the cache (best effort: an unwritable cache only costs time)."""
+        import contextlib
+
+        if not self.dirty:
+            return
+        with contextlib.suppress(OSError, CnnCostError):
+            write_atomic(self.path, json.dumps({"code": self.code, "specs": self.entries}))
+
+
+def load_spec_target(name: str, overrides: Mapping[str, Any] | None = None,
+                     input: tuple[int, ...] | None = None) -> ModelSpec:
+    """The spec a name resolves to (``validate``: a spec, never a module factory)."""
+    from cnncost.spec import load_spec
+
+    target = resolve(name)
+    if target.spec_path is None:
+        raise UsageError(f"{name}: validate takes a spec, not a module factory")
+    return load_spec(target.spec_path, overrides=overrides, input_shape=input)
+
+
+# --------------------------------------------------------------------------- explain
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What ``explain`` derives from: the table, and for a spec its explain data, variables
+    and the other tables its comparisons read."""
+
+    table: CostTable
+    explain: Any = None
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    tables: Mapping[Ref, CostTable] = field(default_factory=dict)
+    file: str = ""
+
+
+def explain_target(model: str, input: tuple[int, ...] | None = None, batch: int = 1,
+                   dtype: str = "float32", policy: str = "all",
+                   overrides: Mapping[str, Any] | None = None) -> Explanation:
+    """Count a model, and for a spec every table its ``explain`` comparisons refer to."""
+    from cnncost.count.drivers import count_spec
+    from cnncost.render.explain import references
+    from cnncost.spec import ModelSpec, load_spec
+
+    target = resolve(model)
+    overrides = dict(overrides or {})
+    loaded = load_target(target, overrides, input)
+    if not isinstance(loaded, ModelSpec):
+        return Explanation(analyze_target(loaded, input=input, batch=batch, dtype=dtype,
+                                          policy=policy))
+    table = count_spec(loaded, batch, dtype, policy, source=target.display)
+    tables = {}
+    for ref in references(loaded.explain, loaded.vars, batch, loaded.file):
+        if ref.spec is None:  # the same spec with other variables: keep --set and --input
+            other = load_spec(loaded.file, {**overrides, **dict(ref.set)}, input)
+        else:  # another spec: it gets the variables it shares with this one
+            path = Path(loaded.file).parent / ref.spec
+            shared = load_spec(path).vars.keys() & loaded.vars.keys()
+            other = load_spec(path, {**{k: loaded.vars[k] for k in shared}, **dict(ref.set)})
+        tables[ref] = count_spec(other, batch, dtype, policy)
+    return Explanation(table, loaded.explain, loaded.vars, tables, loaded.file)
+
+
+# --------------------------------------------------------------------------- report, check
+
+
+def report_name(target: Target) -> str:
+    """reports/ file stem for a Target: the bundled name, a file's stem, or mod.factory."""
+    from cnncost.sources import specs_dir
+
+    if target.spec_path is not None:
+        try:
+            rel = target.spec_path.resolve().relative_to(specs_dir().resolve())
+            return str(rel.with_suffix("").as_posix())
+        except ValueError:
+            return str(target.spec_path.stem)
+    return str(target.stem)
+
+
+def report_targets(names: Sequence[str], all_bundled: bool,
+                   out: Path) -> list[tuple[str, Target]]:
+    """(file stem, Target) per model, every name resolved and no two clashing in ``out``."""
+    from cnncost.sources import bundled_specs
+
+    names = list(names)
+    if all_bundled:
+        names += [n for n in bundled_specs() if n not in names]
+    if not names:
+        raise UsageError("report: name some specs, or --all for every bundled spec")
+    seen: dict[str, str] = {}
+    targets = []
+    for name in names:  # every name resolved (and no two clash) before anything is written
+        target = resolve(name)
+        stem = report_name(target)
+        if stem in seen:
+            raise UsageError(f"{name} and {seen[stem]} would both write {out / stem}.json")
+        seen[stem] = name
+        targets.append((stem, target))
+    return targets
+
+
+def save_report(table: CostTable, path: Path) -> Path:
+    """Write a report: ``path`` (the JSON baseline) and its Markdown table beside it."""
+    from cnncost.render.formats import to_markdown
+
+    write_atomic(path, table.to_json())
+    md = path.with_suffix(".md")
+    write_atomic(md, to_markdown(table))
+    return md
+
+
+def source_target(source: str) -> Target:
+    """The Target a report's ``source`` names (``specs/x.yaml`` = the bundled spec x)."""
+    from cnncost.sources import specs_dir
+
+    if source.startswith("specs/"):
+        bundled = specs_dir() / source.removeprefix("specs/")
+        if bundled.is_file():
+            return resolve(str(bundled))
+    return resolve(source)
+
+
+def load_reports(directory: Path) -> list[tuple[Path, CostTable]]:
+    """Every report under ``directory``, each one read before any work is done."""
+    from cnncost.check import load_report, report_files
+
+    return [(f, load_report(f)) for f in report_files(directory)]
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """One report recomputed from its recipe: what drifted (empty: it matches)."""
+
+    path: Path
+    baseline: CostTable
+    current: CostTable
+    regressions: list[Regression]
+
+
+def recheck(baselines: Sequence[tuple[Path, CostTable]],
+            tolerance: float = 0.0) -> Iterator[Recheck]:
+    """Recompute each report from the recipe it records and diff it with the baseline."""
+    from cnncost.check import diff_tables, recipe
+
+    for path, baseline in baselines:
+        r = recipe(baseline)
+        try:
+            current = analyze_target(source_target(r.source), input=r.input, batch=r.batch,
+                                     dtype=r.dtype, policy=r.policy, overrides=r.vars)
+        except CnnCostError as exc:
+            raise UsageError(f"{path}: cannot recompute {r.source}: {exc}") from None
+        yield Recheck(path, baseline, current, diff_tables(baseline, current, tolerance))
+
+
+def unreported(baselines: Sequence[CostTable]) -> list[str]:
+    """When the reports are of bundled specs: the bundled specs that have none."""
+    from cnncost.sources import bundled_specs
+
+    sources = {b.source for b in baselines}
+    if not any(s.startswith("specs/") for s in sources):
+        return []
+    return [n for n in bundled_specs() if f"specs/{n}.yaml" not in sources]
+
+
+# --------------------------------------------------------------------------- advise
+
+
 def count_loaded(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
                  policy: str = "all", source: str | None = None) -> CostTable:
     """Count an already compiled spec (what `advise` does for each rewrite it proposes)."""
+    from cnncost.count.drivers import count_spec
+
     return count_spec(spec, batch, dtype, policy, source=source)
 
 
@@ -73,8 +367,6 @@ def advise_target(spec: str | Path | Target, overrides: Mapping[str, Any] | None
 
     target = spec if isinstance(spec, Target) else resolve(str(spec))
     if target.spec_path is None:
-        from cnncost.errors import UsageError
-
         raise UsageError(f"{target.label}: advise takes a spec (it rewrites the YAML), not a "
                          "module factory")
     return advise_spec(target.spec_path, overrides,

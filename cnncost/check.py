@@ -3,12 +3,13 @@
 ``cnncost check reports/`` loads every committed report, recomputes it from the recipe it
 records (source, input, dtype, policy, vars; see cnncost.table) and diffs the two here.
 Numbers may move by a relative ``tolerance``; names, kinds and shapes must match exactly.
+The diff's rendering is in ``cnncost.render.check``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,21 +34,15 @@ class Regression:
     old: Any
     new: Any
 
-    @property
-    def change(self) -> str:
-        """Relative change of a number ('+100%', '-3.2%'), else ''."""
-        if _is_number(self.old) and _is_number(self.new) and self.old:
-            return f"{100 * (self.new - self.old) / abs(self.old):+.3g}%"
-        return ""
 
-
-def _is_number(x: Any) -> bool:
+def is_number(x: Any) -> bool:
+    """An int or float, not a bool."""
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 def within(old: Any, new: Any, tolerance: float = 0.0) -> bool:
     """Equal, or both numbers with |new - old| <= tolerance * |old|."""
-    if _is_number(old) and _is_number(new):
+    if is_number(old) and is_number(new):
         return bool(abs(new - old) <= tolerance * abs(old))
     return bool(old == new)
 
@@ -107,34 +102,6 @@ def diff_tables(baseline: CostTable, current: CostTable,
         if not within(a, b, tolerance):
             found.append(Regression(TOTALS, key, a, b))
     return found
-
-
-def _cell(value: Any) -> str:
-    if _is_number(value):
-        return f"{value:,}"
-    if isinstance(value, list) and all(_is_number(v) for v in value):
-        return "x".join(map(str, value)) if value else "[]"
-    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
-        return ", ".join(_cell(v) for v in value)
-    if isinstance(value, list | dict):
-        return json.dumps(value)
-    return str(value)
-
-
-def format_regressions(regressions: Sequence[Regression], limit: int | None = 40) -> str:
-    """A readable aligned diff: layer, field, old, new, change (cut to ``limit`` lines)."""
-    shown = list(regressions if limit is None else regressions[:limit])
-    rows = [("layer", "field", "old", "new", "change")]
-    rows += [(r.layer, r.field, _cell(r.old), _cell(r.new), r.change) for r in shown]
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = []
-    for row in rows:
-        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]),
-                 row[3].rjust(widths[3]), row[4].rjust(widths[4])]
-        lines.append("  " + "  ".join(cells).rstrip())
-    if len(regressions) > len(shown):
-        lines.append(f"  ... and {len(regressions) - len(shown)} more")
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- baselines on disk

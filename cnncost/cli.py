@@ -1,7 +1,9 @@
-"""The cnncost command line: a thin typer layer (parse -> call -> render).
+"""The cnncost command line: a thin typer layer. Each command parses its options, calls
+cnncost.api (or an engine's entry point), and hands the result to a cnncost.render module.
 
-torch is imported inside the commands that need it, so ``cnncost --help`` is instant.
-Only this module catches CnnCostError: one line on stderr, exit 1 (drift) or 2 (bad input).
+torch and rich are imported inside the commands that need them, so ``cnncost --help`` is
+instant. Only this module catches CnnCostError: one line on stderr, exit 1 (drift) or 2
+(bad input).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import typer
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.io import write_atomic
 from cnncost.render.advice import AdviceFormat
-from cnncost.render.report import SORT_FIELDS, Format, Units
+from cnncost.render.formats import Format
+from cnncost.render.terminal import Units
+from cnncost.table import SORT_FIELDS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,7 +30,8 @@ if TYPE_CHECKING:
 app = typer.Typer(
     name="cnncost",
     help="What a convolutional network costs: MACs, FLOPs, parameters and memory, layer by "
-    "layer, from a YAML spec, a bundled model name, or any torch module (pkg.module:factory).",
+    "layer, from a YAML spec, a bundled model name, or any PyTorch module "
+    "(pkg.module:factory).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -119,13 +124,21 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def write_output(text: str, output: Path | None) -> None:
-    """Print, or write atomically (a temp file renamed into place: never half a file)."""
-    if output is None:
-        sys.stdout.write(text)
-        return
-    write_atomic(output, text)
-    err_console.print(f"wrote {output}")
+def parse_batches(text: str) -> tuple[int, ...]:
+    """'1,8,32' -> (1, 8, 32)."""
+    try:
+        batches = tuple(int(p) for p in text.replace(" ", "").split(",") if p)
+    except ValueError:
+        raise UsageError(f"--batch {text!r}: expected batch sizes like 1,8,32") from None
+    if not batches or any(b < 1 for b in batches):
+        raise UsageError(f"--batch {text!r}: expected positive batch sizes like 1,8,32")
+    return batches
+
+
+def _policy(text: str) -> str:
+    if text not in ("all", "conv+linear"):
+        raise UsageError(f"--policy {text!r}: expected 'all' or 'conv+linear'")
+    return text
 
 
 InputOpt = Annotated[str | None, typer.Option(
@@ -146,18 +159,32 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format
 OutputOpt = Annotated[Path | None, typer.Option(
     "--output", "-o", metavar="FILE", help="Write to this file (atomically) instead of stdout.")]
 StrictOpt = Annotated[bool, typer.Option(help="Fail when an op has no counting formula.")]
+ModelArg = Annotated[str, typer.Argument(
+    metavar="MODEL", help="Spec file, bundled name (see `cnncost list`), pkg.module:factory "
+    "or torchvision:NAME.")]
 
 
-def _policy(text: str) -> str:
-    if text not in ("all", "conv+linear"):
-        raise UsageError(f"--policy {text!r}: expected 'all' or 'conv+linear'")
-    return text
+# --------------------------------------------------------------------------- output
 
 
-def _console() -> Console:
-    from rich.console import Console
+def write_output(text: str, output: Path | None) -> None:
+    """Print, or write atomically (a temp file renamed into place: never half a file)."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    write_atomic(output, text)
+    err_console.print(f"wrote {output}")
 
-    return Console(highlight=False)
+
+def show(renderable: Any, output: Path | None) -> None:
+    """A rich table to the terminal (widened rather than cut), or as plain text to a file (as
+    wide as the longest name needs)."""
+    from cnncost.render.terminal import print_whole, to_text
+
+    if output is None:
+        print_whole(renderable)
+    else:
+        write_output(to_text(renderable), output)
 
 
 # --------------------------------------------------------------------------- commands
@@ -166,9 +193,7 @@ def _console() -> Console:
 @app.command()
 @handle_errors
 def analyze(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="Spec file, bundled name "
-                                         "(see `cnncost list`), pkg.module:factory or "
-                                         "torchvision:NAME.")],
+    model: ModelArg,
     input: InputOpt = None,
     batch: BatchOpt = 1,
     dtype: DtypeOpt = "float32",
@@ -194,36 +219,36 @@ def analyze(
         raise UsageError(f"--sort {sort!r}: expected one of {', '.join(SORT_FIELDS)}")
     from cnncost.api import analyze_target
 
-    table = analyze_target(model, input=parse_input(input), batch=batch, dtype=dtype,
-                           policy=_policy(policy), strict=strict, overrides=parse_sets(set_))
-    from cnncost.render.report import render_text, rich_table, to_text
-
+    shape, sets = parse_input(input), parse_sets(set_)
+    table = analyze_target(model, input=shape, batch=batch, dtype=dtype,
+                           policy=_policy(policy), strict=strict, overrides=sets)
     if fmt is Format.TABLE:
-        renderable = rich_table(table, units, depth, sort, top)
-        if output is not None:
-            write_output(to_text(renderable), output)  # as wide as the longest name needs
-        else:
-            print_whole(renderable)
+        from cnncost.render.terminal import rich_table
+
+        show(rich_table(table, units, depth, sort, top), output)
     else:
+        from cnncost.render.formats import render_text
+
         write_output(render_text(table, fmt, depth, sort, top), output)
     if crosscheck is not None:
-        from cnncost.measure.crosscheck import crosscheck_report
-
-        shown, error = crosscheck_report(crosscheck, model, parse_input(input), parse_sets(set_))
-        console = _console() if fmt is Format.TABLE and output is None else err_console
-        for item in shown:
-            console.print(item)
-        if error is not None:
-            raise error
+        _crosscheck(crosscheck, model, shape, sets, to_stdout=fmt is Format.TABLE and not output)
 
 
-def print_whole(renderable: Any) -> None:
-    """Print to stdout, widening past a narrow terminal rather than cutting a figure."""
-    from cnncost.render.report import fit_width
+def _crosscheck(tool: str, model: str, shape: tuple[int, ...] | None, sets: dict[str, str],
+                to_stdout: bool) -> None:
+    """``analyze --crosscheck``: the comparison after the table (on stderr when the table
+    went to a file or is machine-readable); exit 1 on an unexplained difference."""
+    from cnncost.measure.crosscheck import crosscheck, disagreement
+    from cnncost.render.crosscheck import crosscheck_renderables
+    from cnncost.render.terminal import stdout_console
 
-    console = _console()
-    console.width = fit_width(renderable, console.width)
-    console.print(renderable)
+    cc = crosscheck(tool, model, shape, sets)
+    console = stdout_console() if to_stdout else err_console
+    for item in crosscheck_renderables(cc):
+        console.print(item)
+    error = disagreement(cc)
+    if error is not None:
+        raise error
 
 
 @app.command()
@@ -233,34 +258,15 @@ def validate(
     set_: SetOpt = None,
     input: InputOpt = None,
 ) -> None:
-    """Check a spec without torch and print its layer tree with shapes."""
-    from cnncost.sources import resolve
-    from cnncost.spec import load_spec
+    """Check a spec (no PyTorch needed) and print its layer tree."""
+    from cnncost.api import load_spec_target
+    from cnncost.render.catalog import layer_tree, validated_line
+    from cnncost.render.terminal import stdout_console
 
-    target = resolve(spec)
-    if target.spec_path is None:
-        raise UsageError(f"{spec}: validate takes a spec, not a module factory")
-    model = load_spec(target.spec_path, overrides=parse_sets(set_),
-                      input_shape=parse_input(input))
-    from rich.tree import Tree
-
-    from cnncost.render.report import shape
-
-    root = Tree(f"[bold]{model.name}[/bold]  input {shape(model.input_shape)}")
-    nodes: dict[str, Tree] = {"": root}
-    for layer in model.layers:
-        parts = layer.path.split(".")
-        for depth in range(1, len(parts)):
-            prefix = ".".join(parts[:depth])
-            if prefix not in nodes:
-                nodes[prefix] = nodes[".".join(parts[:depth - 1])].add(parts[depth - 1])
-        parent = nodes[".".join(parts[:-1])]
-        detail = ", ".join(f"{k}={v}" for k, v in layer.params.items()
-                           if k not in ("dim", "start", "length"))
-        parent.add(f"{parts[-1]}  [cyan]{layer.kind}[/cyan]{'(' + detail + ')' if detail else ''}"
-                   f"  -> {shape(layer.out_shape)}")
-    _console().print(root)
-    _console().print(f"ok: {len(model.layers)} layers, output {shape(model.output_shape)}")
+    model = load_spec_target(spec, parse_sets(set_), parse_input(input))
+    console = stdout_console()
+    console.print(layer_tree(model))
+    console.print(validated_line(model))
 
 
 @app.command("list")
@@ -270,98 +276,15 @@ def list_specs(
         help="Also count each spec (params, MACs at its default input; cached).")] = True,
 ) -> None:
     """Bundled specs with their one-line description and headline totals."""
-    from rich.table import Table
+    from cnncost import api
+    from cnncost.render.catalog import list_table
+    from cnncost.render.terminal import print_whole
 
-    from cnncost.render.report import human
-    from cnncost.sources import bundled_specs
-
-    cache = _ListCache()
-    table = Table(box=None)
-    table.add_column("name", no_wrap=True)
-    table.add_column("description", min_width=30)
-    if totals:
-        table.add_column("params", justify="right", no_wrap=True)
-        table.add_column("MACs", justify="right", no_wrap=True)
-    broken = 0
-    for name, path in bundled_specs().items():
-        try:
-            description, params, macs = cache.get(path, totals)
-        except CnnCostError as exc:
-            broken += 1
-            table.add_row(name, f"[red]invalid: {exc}[/red]")
-            continue
-        cells = [name, description]
-        if totals:
-            cells += [human(params or 0), human(macs or 0)]
-        table.add_row(*cells)
-    cache.save()
-    print_whole(table)
+    entries = api.list_specs(totals)
+    print_whole(list_table(entries, totals))
+    broken = sum(e.error is not None for e in entries)
     if broken:
         raise UsageError(f"{broken} bundled spec(s) do not load (see above)")
-
-
-class _ListCache:
-    """`list`'s totals, cached per spec text and counting code (an edit of either recounts)."""
-
-    COUNTING = ("spec/loader", "spec/model", "spec/expr", "spec/context", "spec/fields",
-                "spec/compiler", "spec/composites", "layers", "shapes", "graph/build",
-                "count/formulas", "count/conventions", "count/meta", "count/mode",
-                "count/memory", "count/drivers", "table")
-
-    def __init__(self) -> None:
-        import hashlib
-        import json
-
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        self.path = Path(base) / "cnncost" / "list-totals.json"
-        code = hashlib.sha256()
-        for module in self.COUNTING:
-            code.update((Path(__file__).parent / f"{module}.py").read_bytes())
-        self.code = code.hexdigest()
-        self.entries: dict[str, Any] = {}
-        self.dirty = False
-        try:
-            doc = json.loads(self.path.read_text())
-            if doc.get("code") == self.code:
-                self.entries = dict(doc["specs"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass
-
-    def get(self, path: Path, totals: bool) -> tuple[str, int | None, int | None]:
-        """(description, params, macs) of a spec file; counts only when ``totals``."""
-        import hashlib
-
-        from cnncost.spec import load_spec, spec_files
-
-        # A variant's meaning is its text and that of the specs it extends.
-        text = b"\0".join(Path(f).read_bytes() for f in spec_files(path))
-        key = hashlib.sha256(text).hexdigest()
-        hit = self.entries.get(key)
-        if hit is not None and (not totals or hit.get("params") is not None):
-            return str(hit["description"]), hit.get("params"), hit.get("macs")
-        spec = load_spec(path)
-        params = macs = None
-        if totals:
-            from cnncost.count.drivers import count_spec
-
-            t = count_spec(spec).totals
-            params, macs = t.params, t.macs
-        self.entries[key] = {"description": spec.description, "params": params, "macs": macs}
-        self.dirty = True
-        return spec.description, params, macs
-
-    def save(self) -> None:
-        """Write the cache (best effort: an unwritable cache only costs time)."""
-        import contextlib
-        import json
-
-        if not self.dirty:
-            return
-        with contextlib.suppress(OSError, CnnCostError):
-            write_atomic(self.path, json.dumps({"code": self.code, "specs": self.entries}))
-
-
-# --------------------------------------------------------------------------- compare
 
 
 @app.command()
@@ -384,33 +307,21 @@ def compare(
     ] = False,
 ) -> None:
     """Models side by side: params, MACs, FLOPs, activation and peak memory, with ratios."""
-    if len(models) < 2:
-        raise UsageError("compare needs at least two models, e.g. cnncost compare resnet50 "
-                         "vgg16")
-    from cnncost.api import analyze_target
-    from cnncost.render.report import compare_tables
+    from cnncost.api import compare_targets
+    from cnncost.render.terminal import progress
 
     shape, sets, pol = parse_input(input), parse_sets(set_), _policy(policy)
-    tables = [analyze_target(m, input=shape, batch=batch, dtype=dtype, policy=pol,
-                             strict=strict, overrides=sets) for m in models]
-    comparison = compare_tables(tables)
-    if bench_:
-        comparison = add_bench_columns(comparison, models, batch, dtype, shape, sets)
-    emit_comparison(comparison, fmt, output)
-
-
-def emit_comparison(comparison: Any, fmt: Format, output: Path | None) -> None:
-    """Render a report.Comparison in ``fmt`` to stdout or (atomically) to ``output``."""
-    from cnncost.render.report import compare_rich, render_compare, to_text
-
+    with progress(bench_) as bar:
+        comparison = compare_targets(models, shape, batch, dtype, pol, strict, sets,
+                                     bench=bench_, progress=bar)
     if fmt is Format.TABLE:
-        table = compare_rich(comparison)
-        if output is not None:
-            write_output(to_text(table), output)
-        else:
-            print_whole(table)
-        return
-    write_output(render_compare(comparison, fmt), output)
+        from cnncost.render.compare import compare_rich
+
+        show(compare_rich(comparison), output)
+    else:
+        from cnncost.render.compare import render_compare
+
+        write_output(render_compare(comparison, fmt), output)
 
 
 # --------------------------------------------------------------------------- advise
@@ -434,7 +345,7 @@ def advise(
     from cnncost.advise.engine import parse_saving
     from cnncost.api import advise_target
     from cnncost.render.advice import advice_rich, render_advice
-    from cnncost.render.report import to_text
+    from cnncost.render.terminal import print_whole, to_text
 
     advice = advise_target(spec, parse_sets(set_), parse_saving(min_saving))
     if fmt is AdviceFormat.TABLE and output is None:
@@ -447,22 +358,6 @@ def advise(
         for finding in advice.findings:
             write_atomic(emit / finding.spec_file, finding.spec_text)
         err_console.print(f"wrote {len(advice.findings)} rewritten spec(s) to {emit}")
-
-
-# --------------------------------------------------------------------------- report / check
-
-
-def report_name(target: Any) -> str:
-    """reports/ file stem for a sources.Target: the bundled name, a file's stem, or mod.factory."""
-    from cnncost.sources import specs_dir
-
-    if target.spec_path is not None:
-        try:
-            rel = target.spec_path.resolve().relative_to(specs_dir().resolve())
-            return str(rel.with_suffix("").as_posix())
-        except ValueError:
-            return str(target.spec_path.stem)
-    return str(target.stem)
 
 
 @app.command()
@@ -483,43 +378,14 @@ def report(
     strict: StrictOpt = False,
 ) -> None:
     """Write one JSON cost table (the baseline `check` reads) and one Markdown table per model."""
-    from cnncost.sources import bundled_specs, resolve
-
-    names = list(specs or [])
-    if all_:
-        names += [n for n in bundled_specs() if n not in names]
-    if not names:
-        raise UsageError("report: name some specs, or --all for every bundled spec")
-    from cnncost.api import analyze_target
-    from cnncost.render.report import to_markdown
+    from cnncost.api import analyze_target, report_targets, save_report
 
     shape, sets, pol = parse_input(input), parse_sets(set_), _policy(policy)
-    seen: dict[str, str] = {}
-    targets = []
-    for name in names:  # every name resolved (and no two clash) before anything is written
-        target = resolve(name)
-        stem = report_name(target)
-        if stem in seen:
-            raise UsageError(f"{name} and {seen[stem]} would both write {out / stem}.json")
-        seen[stem] = name
-        targets.append((stem, target))
-    for stem, target in targets:
+    for stem, target in report_targets(specs or [], all_, out):
         table = analyze_target(target, input=shape, batch=batch, dtype=dtype, policy=pol,
                                strict=strict, overrides=sets)
-        write_atomic(out / f"{stem}.json", table.to_json())
-        write_atomic(out / f"{stem}.md", to_markdown(table))
+        save_report(table, out / f"{stem}.json")
         err_console.print(f"wrote {out / stem}.json, .md")
-
-
-def _source_target(source: str) -> Any:
-    """The Target a report's ``source`` names (``specs/x.yaml`` = the bundled spec x)."""
-    from cnncost.sources import resolve, specs_dir
-
-    if source.startswith("specs/"):
-        bundled = specs_dir() / source.removeprefix("specs/")
-        if bundled.is_file():
-            return resolve(str(bundled))
-    return resolve(source)
 
 
 @app.command()
@@ -535,106 +401,31 @@ def check(
         min=1, metavar="N", help="Differences shown per report.")] = 40,
 ) -> None:
     """Recompute every report in DIRECTORY; exit 1 with a diff when any figure drifted."""
-    from cnncost.check import diff_tables, format_regressions, load_report, recipe, report_files
+    from cnncost.api import load_reports, recheck, save_report, unreported
+    from cnncost.render.check import (
+        check_summary,
+        drift_header,
+        format_regressions,
+        unreported_note,
+    )
 
-    files = report_files(directory)
-    baselines = [(f, load_report(f)) for f in files]  # every file readable before any work
-    from cnncost.api import analyze_target
-    from cnncost.render.report import to_markdown
-
+    baselines = load_reports(directory)  # every file readable before any work
     drifted = 0
-    for path, baseline in baselines:
-        r = recipe(baseline)
-        try:
-            current = analyze_target(_source_target(r.source), input=r.input, batch=r.batch,
-                                     dtype=r.dtype, policy=r.policy, overrides=r.vars)
-        except CnnCostError as exc:
-            raise UsageError(f"{path}: cannot recompute {r.source}: {exc}") from None
-        regressions = diff_tables(baseline, current, tolerance)
-        if not regressions:
+    for r in recheck(baselines, tolerance):
+        if not r.regressions:
             continue
         drifted += 1
-        sys.stdout.write(f"{path}: {baseline.model} ({r.source}) drifted, "
-                         f"{len(regressions)} difference(s):\n")
-        sys.stdout.write(format_regressions(regressions, limit))
+        sys.stdout.write(drift_header(r.path, r.baseline, len(r.regressions)))
+        sys.stdout.write(format_regressions(r.regressions, limit))
         if update:
-            write_atomic(path, current.to_json())
-            write_atomic(path.with_suffix(".md"), to_markdown(current))
-            sys.stdout.write(f"  updated {path} and {path.with_suffix('.md').name}\n")
+            md = save_report(r.current, r.path)
+            sys.stdout.write(f"  updated {r.path} and {md.name}\n")
+    sys.stdout.write(check_summary(len(baselines), drifted, update, directory))
     if drifted and not update:
-        sys.stdout.write(f"drift in {drifted} of {len(files)} report(s); if the change is "
-                         f"intended: cnncost check {directory} --update\n")
         raise typer.Exit(1)
-    verb = "updated" if drifted else "match"
-    sys.stdout.write(f"ok: {len(files)} report(s) checked, "
-                     f"{drifted if drifted else len(files)} {verb}\n")
-    _note_unreported([b for _, b in baselines], directory)
-
-
-def _note_unreported(baselines: list[Any], directory: Path) -> None:
-    """If the folder holds bundled specs' reports, name the bundled specs it lacks."""
-    from cnncost.sources import bundled_specs
-
-    sources = {b.source for b in baselines}
-    if not any(s.startswith("specs/") for s in sources):
-        return
-    missing = [n for n in bundled_specs() if f"specs/{n}.yaml" not in sources]
+    missing = unreported([b for _, b in baselines])
     if missing:
-        err_console.print(f"note: {len(missing)} bundled spec(s) have no report in {directory}: "
-                          f"{', '.join(missing)} (cnncost report NAME --out {directory})")
-
-
-# --------------------------------------------------------------------------- bench
-
-
-def parse_batches(text: str) -> tuple[int, ...]:
-    """'1,8,32' -> (1, 8, 32)."""
-    try:
-        batches = tuple(int(p) for p in text.replace(" ", "").split(",") if p)
-    except ValueError:
-        raise UsageError(f"--batch {text!r}: expected batch sizes like 1,8,32") from None
-    if not batches or any(b < 1 for b in batches):
-        raise UsageError(f"--batch {text!r}: expected positive batch sizes like 1,8,32")
-    return batches
-
-
-def _progress_callback(bar: Any) -> Callable[[str, float], None]:
-    """A callback that shows each phase the benchmark reports as one bar of ``bar``."""
-    tasks: dict[str, Any] = {}
-
-    def update(label: str, fraction: float) -> None:
-        if label not in tasks:
-            tasks[label] = bar.add_task(label, total=1.0)
-        bar.update(tasks[label], completed=fraction)
-
-    return update
-
-
-def add_bench_columns(comparison: Any, models: list[str], batch: int, dtype: str,
-                      shape: tuple[int, ...] | None, sets: dict[str, str]) -> Any:
-    """``compare --bench``: measured latency and images/s, placed right after MACs."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from cnncost.measure import bench as bench_mod
-    from cnncost.render.report import Column
-
-    latency, throughput = [], []
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        for m in models:
-            run = bench_mod.bench(m, (batch,), bench_mod.BenchOptions(dtype=dtype), input=shape,
-                                  overrides=sets, progress=_progress_callback(bar)).runs[0]
-            latency.append(run.timing.median_s * 1e3)
-            throughput.append(run.images_per_s)
-    cmp = comparison.with_column(Column("latency_ms", "latency", "ms"), latency)
-    cmp = cmp.with_column(Column("images_per_s", "images/s", "count"), throughput)
-    # MAC ratio next to latency ratio: how far counted work predicts measured time.
-    cols = list(cmp.columns)
-    moved = cols[-2:]
-    rest = cols[:-2]
-    at = next((i + 1 for i, c in enumerate(rest) if c.key == "macs"), len(rest))
-    return type(cmp)(cmp.rows, (*rest[:at], *moved, *rest[at:]))
+        err_console.print(unreported_note(missing, directory))
 
 
 @app.command()
@@ -666,16 +457,11 @@ def bench(
     output: OutputOpt = None,
 ) -> None:
     """Measured latency, throughput and GFLOP/s, with every layer on the machine's roofline."""
-    from cnncost.measure import bench as bench_mod
-    from cnncost.measure.bench import (
-        BenchOptions,
-        Budget,
-        Device,
-        rich_report,
-        table_width,
-        to_csv,
-        to_markdown,
-    )
+    from cnncost.measure.bench import BenchOptions, Device
+    from cnncost.measure.bench import bench as run_bench
+    from cnncost.measure.timing import Budget
+    from cnncost.render import bench as render
+    from cnncost.render.terminal import print_wide, progress, wide_text
 
     if device not in {d.value for d in Device}:
         raise UsageError(f"--device {device!r}: expected auto, cpu or cuda")
@@ -685,28 +471,19 @@ def bench(
                            budget=Budget(min_samples=min_samples, max_time=max_time,
                                          min_time=min(0.5, max_time / 2),
                                          warmup_time=min(0.25, max_time / 4)))
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     batches = parse_batches(batch)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        report = bench_mod.bench(model, batches, options, input=parse_input(input),
-                                 overrides=parse_sets(set_), progress=_progress_callback(bar))
+    with progress() as bar:
+        result = run_bench(model, batches, options, input=parse_input(input),
+                           overrides=parse_sets(set_), progress=bar)
     if fmt is Format.TABLE:
-        rendered = rich_report(report, top)
-        if output is not None:
-            console = Console(record=True, width=160, file=open(os.devnull, "w"))  # noqa: SIM115
+        rendered = render.rich_report(result, top)
+        if output is None:
+            print_wide(rendered)
         else:
-            console = _console()
-        # Widen rather than cut: a narrow terminal wraps lines, no figure is lost.
-        console.width = max(console.width, table_width(rendered))
-        console.print(rendered)
-        if output is not None:
-            write_output(console.export_text(), output)
+            write_output(wide_text(rendered), output)
         return
-    text = {Format.JSON: report.to_json, Format.CSV: lambda: to_csv(report),
-            Format.MD: lambda: to_markdown(report, top)}[fmt]()
+    text = {Format.JSON: result.to_json, Format.CSV: lambda: render.to_csv(result),
+            Format.MD: lambda: render.to_markdown(result, top)}[fmt]()
     write_output(text, output)
 
 
@@ -724,31 +501,12 @@ def explain(
     policy: PolicyOpt = "all",
 ) -> None:
     """The formula behind each number, the way the slides derive it, then the spec's ratios."""
-    from cnncost.api import analyze_target, load_target
-    from cnncost.count.drivers import count_spec
-    from cnncost.render.explain import explain_lines, references
-    from cnncost.sources import resolve
-    from cnncost.spec import ModelSpec, load_spec
+    from cnncost.api import explain_target
+    from cnncost.render.explain import explain_lines
 
-    target = resolve(model)
-    shape, overrides, pol = parse_input(input), parse_sets(set_), _policy(policy)
-    loaded = load_target(target, overrides, shape)
-    if not isinstance(loaded, ModelSpec):
-        table = analyze_target(loaded, input=shape, batch=batch, dtype=dtype, policy=pol)
-        lines = explain_lines(table, layer=layer)
-    else:
-        table = count_spec(loaded, batch, dtype, pol, source=target.display)
-        tables = {}
-        for ref in references(loaded.explain, loaded.vars, batch, loaded.file):
-            if ref.spec is None:  # the same spec with other variables: keep --set and --input
-                other = load_spec(loaded.file, {**overrides, **dict(ref.set)}, shape)
-            else:  # another spec: it gets the variables it shares with this one
-                path = Path(loaded.file).parent / ref.spec
-                shared = load_spec(path).vars.keys() & loaded.vars.keys()
-                other = load_spec(path, {**{k: loaded.vars[k] for k in shared},
-                                         **dict(ref.set)})
-            tables[ref] = count_spec(other, batch, dtype, pol)
-        lines = explain_lines(table, loaded.explain, loaded.vars, tables, layer, loaded.file)
+    e = explain_target(model, parse_input(input), batch, dtype, _policy(policy),
+                       parse_sets(set_))
+    lines = explain_lines(e.table, e.explain, e.vars, e.tables, layer, e.file)
     sys.stdout.write("\n".join(lines) + "\n")
 
 
@@ -802,13 +560,7 @@ def sweep(
         task = bar.add_task("sweep", total=prepared.plan.size)
         result = prepared.run(jobs, dask, lambda done, _: bar.update(task, completed=done))
     if fmt is Format.TABLE:
-        from cnncost.render.report import to_text
-
-        renderable = rich_sweep(result)
-        if output is not None:
-            write_output(to_text(renderable), output)
-        else:
-            print_whole(renderable)
+        show(rich_sweep(result), output)
     else:
         write_output(render_text(result, fmt), output)
 

@@ -15,6 +15,7 @@ import importlib.util
 import re
 import sys
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,8 +25,11 @@ from cnncost.errors import SpecError, UsageError
 if TYPE_CHECKING:
     from torch import nn
 
+    from cnncost.spec import ModelSpec
+
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _FILE_FACTORY_RE = re.compile(r"^(?P<file>.+\.py):(?P<attr>[A-Za-z_]\w*)$")
+DEFAULT_INPUT = (3, 224, 224)  # one sample's shape for a module (a spec has its own)
 
 
 def specs_dir() -> Path:
@@ -349,3 +353,14 @@ def torchvision_install_hint() -> str:
              "PyPI's Linux torchvision wheels are CUDA builds)" if build else "")
     return (f"install the torchvision made for torch {release}, keeping your torch: "
             f"pip install --no-deps '{wanted}'{where}")
+def load_target(target: Target, overrides: Mapping[str, Any] | None = None,
+                input: tuple[int, ...] | None = None) -> ModelSpec | nn.Module:
+    """The resolved spec (with ``overrides`` and ``input``), or the module a factory returns."""
+    if target.spec_path is not None:
+        from cnncost.spec import load_spec
+
+        return load_spec(target.spec_path, overrides=overrides, input_shape=input)
+    if overrides:
+        raise UsageError("--set only applies to specs, not to module factories")
+    assert target.factory is not None
+    return load_factory(target.factory)

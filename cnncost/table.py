@@ -231,6 +231,36 @@ def collapse(rows: Sequence[CostRow], depth: int) -> list[BlockRow]:
     return out
 
 
+SORT_FIELDS = ("macs", "flops", "params", "output_bytes")
+
+
+def select_rows(table: CostTable, sort: str | None = None,
+                top: int | None = None) -> list[CostRow]:
+    """Rows in execution order, or sorted descending by a numeric field, cut to ``top``."""
+    rows = list(table.layers)
+    if sort:
+        rows.sort(key=lambda r: getattr(r, sort), reverse=True)
+    if top:
+        rows = rows[:top]
+    return rows
+
+
+def table_rows(table: CostTable, depth: int | None = None, sort: str | None = None,
+               top: int | None = None) -> list[CostRow] | list[BlockRow]:
+    """The rows a rendering shows: layers, or blocks with ``depth``; sorted; cut to ``top``."""
+    if depth is None:
+        return select_rows(table, sort, top)
+    blocks = collapse(table.layers, depth)
+    if sort:
+        blocks.sort(key=lambda r: getattr(r, sort), reverse=True)
+    return blocks[:top] if top else blocks
+
+
+def row_count(table: CostTable, depth: int | None = None) -> int:
+    """How many rows the whole table has: layers, or blocks with ``depth``."""
+    return len(table.layers) if depth is None else len(collapse(table.layers, depth))
+
+
 def sum_rows(rows: Iterable[CostRow]) -> dict[str, int]:
     """Sum the summed fields over rows."""
     totals = dict.fromkeys(SUMMED, 0)

@@ -1,4 +1,5 @@
-"""bench.py / roofline.py: structure and sanity of measured runs, never a wall-clock threshold."""
+"""cnncost.measure (bench, timing, memory, roofline) and its renderings: structure and sanity of
+measured runs, never a wall-clock threshold."""
 
 from __future__ import annotations
 
@@ -18,18 +19,12 @@ import cnncost
 from cnncost.cli import app
 from cnncost.errors import UsageError
 from cnncost.measure import bench as bench_mod
+from cnncost.measure import memory as mem_mod
 from cnncost.measure import roofline as roof_mod
-from cnncost.measure.bench import (
-    BenchOptions,
-    Budget,
-    InsufficientMemoryError,
-    bench,
-    check_memory,
-    quartiles,
-    summarize,
-    time_fn,
-)
+from cnncost.measure.bench import BenchOptions, bench
+from cnncost.measure.memory import InsufficientMemoryError, check_memory
 from cnncost.measure.roofline import Bound, Roofline, bytes_moved, cache_path, get_roofline
+from cnncost.measure.timing import Budget, quartiles, summarize, time_fn
 from cnncost.table import CostRow
 
 runner = CliRunner()
@@ -188,12 +183,6 @@ def test_cache_honours_xdg_and_is_reused(cache_home: Path,
     assert json.loads(path.read_text())["entries"][key]["peak_flops"] == 123.0
 
 
-def test_cache_dir_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert roof_mod.cache_dir() == tmp_path / ".cache" / "cnncost"
-
-
 def test_corrupt_cache_is_measured_again(cache_home: Path) -> None:
     cache_path().write_text("{not json")
     roof = get_roofline(CPU, torch.float32, 1, quick=True)
@@ -288,12 +277,12 @@ def test_memory_guard_refuses_before_allocating(monkeypatch: pytest.MonkeyPatch)
     table = cnncost.analyze(tiny_net(), input=(3, 8, 8))
     t = table.totals
     need = t.param_bytes + t.buffer_bytes + t.input_bytes + t.peak_activation_bytes
-    monkeypatch.setattr(bench_mod, "free_memory", lambda device: need)  # less than need*1.25
+    monkeypatch.setattr(mem_mod, "free_memory", lambda device: need)  # less than need*1.25
     with pytest.raises(InsufficientMemoryError, match=r"needs about .* free"):
         check_memory(table, CPU)
-    monkeypatch.setattr(bench_mod, "free_memory", lambda device: 2 * need)
+    monkeypatch.setattr(mem_mod, "free_memory", lambda device: 2 * need)
     est = check_memory(table, CPU)
-    assert est.required_bytes == math.ceil(need * bench_mod.HEADROOM)
+    assert est.required_bytes == math.ceil(need * mem_mod.HEADROOM)
 
 
 def test_cli_memory_guard_absurd_batch(write_spec) -> None:
@@ -390,7 +379,7 @@ def test_bench_cuda_smoke() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_free_memory_cuda() -> None:
-    free = roof_mod.free_memory(torch.device("cuda"))
+    free = mem_mod.free_memory(torch.device("cuda"))
     assert free is not None and free > 0
 
 

@@ -18,7 +18,6 @@ from cnncost.check import (
     TOTALS,
     Regression,
     diff_tables,
-    format_regressions,
     load_report,
     recipe,
     report_files,
@@ -26,6 +25,7 @@ from cnncost.check import (
 )
 from cnncost.cli import app
 from cnncost.errors import UsageError
+from cnncost.render.check import change_text, format_regressions
 from cnncost.table import CostRow, CostTable, Totals
 
 
@@ -59,7 +59,7 @@ def test_drift_names_layer_field_old_new() -> None:
         Regression(TOTALS, "macs", 1040, 1540),
         Regression(TOTALS, "flops", 2080, 3080),
     ]
-    assert regs[0].change == "+50%"
+    assert change_text(regs[0]) == "+50%"
 
 
 def test_added_and_removed_layers() -> None:

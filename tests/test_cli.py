@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cnncost.cli import app, write_atomic
-from cnncost.errors import UsageError
+from cnncost.cli import app
 from cnncost.table import SUMMED
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -132,21 +131,6 @@ def test_output_writes_the_file_atomically(specs: tuple[Path, Path], tmp_path: P
     assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temp file left
 
 
-def test_write_atomic_leaves_the_old_file_on_failure(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "r.json"
-    target.write_text("old")
-
-    def fail(*_: object) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(UsageError, match=r"r\.json: cannot write: disk full"):
-        write_atomic(target, "new")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
-
-
 def test_unwritable_output_is_one_line_exit_2(specs: tuple[Path, Path], tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -256,11 +240,44 @@ def test_list_without_totals_names_bundled_specs(tmp_path: Path,
     assert len(cache["specs"]) == len(set(p.read_bytes() for p in bundled_specs().values()))
 
 
+def test_list_cache_key_covers_every_module_of_the_package(tmp_path: Path) -> None:
+    # The key is found by walking the package, so a new or edited module anywhere in it
+    # (a new counting package too) makes `list` count again.
+    from cnncost.api import code_digest
+
+    (tmp_path / "count").mkdir()
+    (tmp_path / "count" / "formulas.py").write_text("A = 1\n")
+    first = code_digest(tmp_path)
+    assert code_digest(tmp_path) == first
+    (tmp_path / "count" / "formulas.py").write_text("A = 2\n")
+    edited = code_digest(tmp_path)
+    assert edited != first
+    (tmp_path / "shapes").mkdir()
+    (tmp_path / "shapes" / "conv.py").write_text("")
+    assert code_digest(tmp_path) != edited
+
+
 def test_help_lists_the_commands() -> None:
     code, out, _ = run("--help")
     assert code == 0
     for command in ("analyze", "compare", "report", "check", "list", "validate"):
         assert command in out
+
+
+@pytest.mark.parametrize("args", [["--help"], ["analyze", "--help"], ["bench", "--help"]],
+                         ids=["help", "analyze-help", "bench-help"])
+def test_help_imports_neither_torch_nor_rich(args: list[str]) -> None:
+    # --help stays fast: the commands import torch and rich only when they run.
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from cnncost.cli import app; "
+            f"r = CliRunner().invoke(app, {args!r}); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('torch', 'rich', 'cnncost.api') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}  # this tree's cnncost
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env=env)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
 # --------------------------------------------------------------------------- golden tables
@@ -269,7 +286,7 @@ def test_help_lists_the_commands() -> None:
 @pytest.mark.parametrize("depth", [None, 1], ids=["layers", "depth1"])
 def test_golden_analyze_table(depth: int | None, update_golden: bool) -> None:
     from cnncost.api import analyze_target
-    from cnncost.render.report import rich_table, to_text
+    from cnncost.render.terminal import rich_table, to_text
 
     table = analyze_target(GOLDEN / "small_resnet.yaml")
     text = to_text(rich_table(table, depth=depth), width=120)

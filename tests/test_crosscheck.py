@@ -20,11 +20,14 @@ from cnncost.cli import app
 from cnncost.count.drivers import count_module
 from cnncost.errors import SpecError, UsageError
 from cnncost.measure.crosscheck import (
+    FVCORE_HANDLES,
     compare,
+    convention,
+    crosscheck,
     crosscheck_fvcore,
-    crosscheck_report,
-    summary_lines,
+    disagreement,
 )
+from cnncost.render.crosscheck import convention_text, summary_lines
 from cnncost.sources import bundled_specs
 from cnncost.spec import load_spec
 
@@ -110,10 +113,11 @@ def test_a_real_difference_is_unexplained() -> None:
 
 def test_report_and_errors(write_spec) -> None:
     path = write_spec("name: one\ninput: [3, 8, 8]\nlayers:\n  - conv: {out: 2, kernel: 3}\n")
-    shown, error = crosscheck_report("fvcore", str(path), None, None)
-    assert error is None and any("1 of 1 layers with MACs agree" in str(s) for s in shown)
+    cc = crosscheck("fvcore", str(path))
+    assert disagreement(cc) is None
+    assert summary_lines(cc)[0].startswith("1 of 1 layers with MACs agree")
     with pytest.raises(UsageError, match="supported tool is 'fvcore'"):
-        crosscheck_report("thop", str(path), None, None)
+        crosscheck("thop", str(path))
 
 
 def test_cli_crosscheck(write_spec, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,3 +196,30 @@ def test_ops_fvcore_skips_are_named_not_unexplained(model: nn.Module, row: str, 
     blind = next(r for r in cc.rows if r.name == row)
     assert op in blind.note and blind.delta > 0
     assert not any("UNEXPLAINED" in line for line in summary_lines(cc))
+
+
+# cnncost's side of each fvcore convention, derived by hand from what the op computes:
+# batch norm at inference folds into one multiply and one add per element (scale, shift): 2;
+# layer / group / instance norm: mean, variance, normalise, scale, shift: 5 per element;
+# adaptive average pooling adds every input element once: 1 per input element;
+# bilinear upsampling weights 4 taps (4 multiplies) and sums them (3 adds): 7 per output;
+# nearest upsampling only copies: 0; grid sampling has no formula: uncounted (None).
+CNNCOST_PER_ELEMENT = {"batch_norm": 2, "layer_norm": 5, "group_norm": 5, "instance_norm": 5,
+                       "adaptive_avg_pool2d": 1, "upsample_bilinear2d": 7,
+                       "upsample_nearest2d": 0, "grid_sampler": None}
+
+
+@pytest.mark.parametrize("op", sorted(FVCORE_HANDLES))
+def test_conventions_are_counted_not_written(op: str) -> None:
+    c = convention(op)
+    assert (c.macs, c.flops) == (0, CNNCOST_PER_ELEMENT[op])
+    text = convention_text(c)
+    assert text.startswith(f"fvcore counts {FVCORE_HANDLES[op][0]}; cnncost")
+    if c.flops:
+        assert f"cnncost: no MACs, {CNNCOST_PER_ELEMENT[op]} FLOP" in text
+        assert f"per {FVCORE_HANDLES[op][1]}" in text
+
+
+def test_unknown_fvcore_handle_is_named_as_fvcore_specific() -> None:
+    assert convention_text(convention("roi_align")) == (
+        "fvcore-specific op count (not MACs in cnncost)")

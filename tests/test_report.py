@@ -1,4 +1,5 @@
-"""report.py: renderings of cost tables and the model comparison (pure Python, no counting).
+"""cnncost.render and cnncost.compare: renderings of cost tables and the model comparison
+(pure Python, no counting).
 
 Tables are built by hand here, so every figure below is chosen, not computed by cnncost.
 """
@@ -8,24 +9,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cnncost.render.report import (
-    COMPARE_SCHEMA,
-    Column,
-    Format,
-    compare_tables,
-    natural_width,
-    ratio_text,
-    render_compare,
-    render_text,
-    rich_table,
-    table_rows,
-    to_text,
-)
-from cnncost.table import SCHEMA, CostRow, CostTable, Totals, dumps
+from cnncost.compare import COMPARE_SCHEMA, Column, compare_tables
+from cnncost.render import fmt
+from cnncost.render.compare import compare_rich, render_compare
+from cnncost.render.fmt import ratio
+from cnncost.render.formats import Format, render_text
+from cnncost.render.terminal import natural_width, rich_table, to_text
+from cnncost.table import SCHEMA, CostRow, CostTable, Totals, dumps, table_rows
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -97,11 +93,11 @@ def test_compare_csv_and_markdown_hold_exact_values() -> None:
     assert "| `b` | 1x3x8x8 | 300 (2.00x) | 4,000 (2.67x) |" in md
 
 
-@pytest.mark.parametrize(("ratio", "text"), [(None, "-"), (0.0123, "0.0123x"), (1.0, "1.00x"),
+@pytest.mark.parametrize(("value", "text"), [(None, "-"), (0.0123, "0.0123x"), (1.0, "1.00x"),
                                              (4.051, "4.05x"), (1234.5, "1234x")],
                          ids=["none", "small", "one", "mid", "large"])
-def test_ratio_text(ratio: float | None, text: str) -> None:
-    assert ratio_text(ratio) == text
+def test_ratio_text(value: float | None, text: str) -> None:
+    assert ratio(value) == text
 
 
 def test_json_is_deterministic_and_round_trips() -> None:
@@ -153,10 +149,35 @@ def test_long_names_fold_instead_of_truncating() -> None:
 
 
 def test_golden_compare_table(update_golden: bool) -> None:
-    from cnncost.render.report import compare_rich
-
     text = to_text(compare_rich(compare_tables([A, B])), width=120)
     path = GOLDEN / "compare_a_b.txt"
     if update_golden:
         path.write_text(text)
     assert text == path.read_text(), "rendering changed; review, then pytest --update-golden"
+
+
+# --------------------------------------------------------------------------- fmt
+
+
+@pytest.mark.parametrize(("fn", "value", "text"), [
+    (fmt.shape, (1, 3, 224, 224), "1x3x224x224"),
+    (fmt.human, 999, "999"),
+    (fmt.human, 1000, "1K"),
+    (fmt.human, 1_234_567, "1.23M"),  # three significant digits
+    (fmt.human, 4_089_184_256, "4.09G"),
+    (fmt.human_bytes, 512, "512 B"),
+    (fmt.human_bytes, 1536, "1.5 KiB"),  # 1536 / 1024
+    (fmt.human_bytes, 3 << 30, "3 GiB"),
+    (fmt.human_bytes, 1 << 40, "1 TiB"),
+    (fmt.slides_int, 2160, "2160"),
+    (fmt.slides_int, 10_000, "10,000"),
+    (fmt.slides_int, 6_710_886_400, "6,710,886,400"),
+    (fmt.ms, 0.0123, "12.300"),
+    (fmt.ms, 2e-6, "0.002"),  # 0.002 ms: below 0.01 ms, two significant digits
+    (fmt.ms, None, ""),
+    (fmt.percent, 0.256, "26%"),
+    (fmt.percent, 0.004, "0.4%"),
+    (fmt.percent, 0.0, "0%"),
+], ids=lambda v: getattr(v, "__name__", None))
+def test_fmt(fn: Callable[[Any], str], value: Any, text: str) -> None:
+    assert fn(value) == text

@@ -1,14 +1,11 @@
-"""Measured runtime: warm-up, adaptive repetitions, median and IQR, next to the roofline.
+"""Measured runtime of a whole model and of each layer, next to the roofline.
 
 Counting says how much work a network does; this module says how long it takes on the
 device at hand, and ``cnncost.measure.roofline`` says how long it could take at best. Method:
 
 - the model runs for real (random weights, ``eval()``, ``torch.inference_mode``) on a
-  random input; a warm-up of at least two calls (and ~0.25 s) comes first;
-- each sample times a block of calls long enough (>= 1 ms) for the clock to resolve;
-  samples are taken until there are at least ``min_samples`` of them and ``min_time`` has
-  passed and the spread (IQR / median) is below 5%, or until ``max_time`` (never fewer than 3);
-- on CUDA, blocks are timed with CUDA events and the device is synchronised around them;
+  random input, timed by ``cnncost.measure.timing`` (warm-up, adaptive repetitions,
+  median and IQR);
 - ``per_layer`` times every layer on real tensors (an fx Interpreter over a compiled spec,
   forward hooks on any other module; a module's own time excludes its children's), one
   pass per sample, and reports each layer's median next to its roofline time.
@@ -16,20 +13,15 @@ device at hand, and ``cnncost.measure.roofline`` says how long it could take at 
 On the CPU, subnormal floats are flushed to zero while timing, so random weights cannot
 trigger the slow subnormal path that trained weights do not take.
 
-Before anything real is allocated, the memory the run needs (parameters + buffers + input +
-peak live activations, from the meta-device count, plus 25% headroom) is compared with the
-free RAM or GPU memory; a run that would not fit raises InsufficientMemoryError.
+Before anything real is allocated, ``cnncost.measure.memory`` checks that the run fits in
+free memory. Renderings are in ``cnncost.render.bench``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
-import math
 import os
-import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,34 +32,35 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from cnncost.api import DEFAULT_INPUT, load_target
 from cnncost.count.conventions import dtype_name, parse_dtype
 from cnncost.count.drivers import count_module, count_spec
-from cnncost.errors import CnnCostError, UsageError
+from cnncost.errors import UsageError
 from cnncost.graph.build import META_KEY, build_module
 from cnncost.graph.walk import Step, graph_walk
+from cnncost.measure.memory import MemoryEstimate, check_memory
 from cnncost.measure.roofline import (
     Bound,
     LayerRoofline,
-    Progress,
     Roofline,
-    free_memory,
     get_roofline,
     layer_rooflines,
     load_average,
 )
-from cnncost.sources import Target, resolve
+from cnncost.measure.timing import (
+    Budget,
+    Progress,
+    Timing,
+    rel_iqr,
+    run_block,
+    summarize,
+    sync,
+    time_fn,
+)
+from cnncost.sources import DEFAULT_INPUT, Target, load_target, resolve
 from cnncost.spec import ModelSpec
 from cnncost.table import CostTable
 
 SCHEMA = "cnncost.bench/1"
-HEADROOM = 1.25  # allocator slack, workspaces and the framework's own buffers
-TARGET_REL_IQR = 0.05
-MIN_BLOCK_S = 1e-3
-
-
-class InsufficientMemoryError(CnnCostError):
-    """The real run would not fit in the free RAM / GPU memory (refused before allocating)."""
 
 
 class Device(str, Enum):
@@ -90,156 +83,6 @@ def resolve_device(device: Device | str) -> torch.device:
         raise UsageError("--device cuda: CUDA is not available here (torch "
                          f"{torch.__version__}, no GPU found); use --device cpu")
     return torch.device(choice.value)
-
-
-# --------------------------------------------------------------------------- timing
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Per-call times of one benchmark (seconds) and their summary statistics."""
-
-    samples_s: tuple[float, ...]
-    number: int  # calls per sample
-    warmup: int  # warm-up calls before the first sample
-    median_s: float
-    q1_s: float
-    q3_s: float
-    mean_s: float
-    min_s: float
-    # Process CPU time per call (all threads), CPU device only: unlike wall time it does
-    # not grow while other processes hold the cores (with one thread it is the run time
-    # without preemption; with several it also counts their spin-waiting).
-    cpu_samples_s: tuple[float, ...] = ()
-
-    @property
-    def cpu_median_s(self) -> float | None:
-        return statistics.median(self.cpu_samples_s) if self.cpu_samples_s else None
-
-    @property
-    def iqr_s(self) -> float:
-        return self.q3_s - self.q1_s
-
-    @property
-    def rel_iqr(self) -> float:
-        """IQR / median: the spread of the samples (0.02 = 2%)."""
-        return self.iqr_s / self.median_s if self.median_s > 0 else 0.0
-
-    @property
-    def stable(self) -> bool:
-        return self.rel_iqr <= TARGET_REL_IQR
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"median_s": self.median_s, "q1_s": self.q1_s, "q3_s": self.q3_s,
-                "iqr_s": self.iqr_s, "rel_iqr": self.rel_iqr, "mean_s": self.mean_s,
-                "min_s": self.min_s, "samples": len(self.samples_s), "number": self.number,
-                "warmup": self.warmup, "stable": self.stable, "cpu_median_s": self.cpu_median_s,
-                "samples_s": list(self.samples_s), "cpu_samples_s": list(self.cpu_samples_s)}
-
-
-def quartiles(xs: Sequence[float]) -> tuple[float, float, float]:
-    """(Q1, median, Q3) with linear interpolation between order statistics."""
-    if not xs:
-        raise ValueError("no samples")
-    if len(xs) == 1:
-        return xs[0], xs[0], xs[0]
-    q1, q2, q3 = statistics.quantiles(xs, n=4, method="inclusive")
-    return q1, q2, q3
-
-
-def summarize(samples: Sequence[float], number: int = 1, warmup: int = 0,
-              cpu_samples: Sequence[float] = ()) -> Timing:
-    """Median, quartiles, mean and minimum of per-call times."""
-    q1, med, q3 = quartiles(samples)
-    return Timing(tuple(samples), number, warmup, med, q1, q3, statistics.fmean(samples),
-                  min(samples), tuple(cpu_samples))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _run_block(fn: Callable[[], Any], number: int, device: torch.device) -> float:
-    """Seconds for ``number`` calls; CUDA events on GPU, perf_counter on CPU."""
-    return _run_block_cpu(fn, number, device)[0]
-
-
-def _run_block_cpu(fn: Callable[[], Any], number: int,
-                   device: torch.device) -> tuple[float, float | None]:
-    """(wall seconds, process CPU seconds or None on GPU) for ``number`` calls."""
-    if device.type == "cuda":
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(number):
-            fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3, None
-    c0, t0 = time.process_time(), time.perf_counter()
-    for _ in range(number):
-        fn()
-    t1 = time.perf_counter()
-    return t1 - t0, time.process_time() - c0
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How long to measure: at least min_samples and min_time, at most max_time."""
-
-    min_samples: int = 7
-    min_time: float = 0.5
-    max_time: float = 10.0
-    warmup_time: float = 0.25
-    max_samples: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.min_samples < 1 or self.max_time <= 0 or self.min_time < 0:
-            raise UsageError(f"bad timing budget {self}: need min_samples >= 1, max_time > 0")
-
-    def done(self, n: int, elapsed: float, rel_iqr: float) -> bool:
-        if n >= self.min_samples and elapsed >= self.min_time and rel_iqr <= TARGET_REL_IQR:
-            return True
-        return n >= min(3, self.min_samples) and (elapsed >= self.max_time
-                                                  or n >= self.max_samples)
-
-    def fraction(self, n: int, elapsed: float) -> float:
-        """Progress toward the earliest possible stop (for a progress bar)."""
-        soonest = min(n / self.min_samples, elapsed / self.min_time if self.min_time else 1.0)
-        return min(1.0, max(soonest, elapsed / self.max_time))
-
-
-def _rel_iqr(xs: Sequence[float]) -> float:
-    if len(xs) < 2:
-        return math.inf
-    q1, med, q3 = quartiles(xs)
-    return (q3 - q1) / med if med > 0 else 0.0
-
-
-def time_fn(fn: Callable[[], Any], device: torch.device, budget: Budget = Budget(),
-            progress: Progress | None = None, label: str = "timing") -> Timing:
-    """Warm up, then time ``fn`` in blocks until the budget's stopping rule is met."""
-    calls, best = 0, math.inf
-    t_start = time.perf_counter()
-    while calls < 2 or (time.perf_counter() - t_start < budget.warmup_time and calls < 50):
-        best = min(best, _run_block(fn, 1, device))
-        calls += 1
-    number = max(1, math.ceil(MIN_BLOCK_S / best)) if best > 0 else 1000
-    samples: list[float] = []
-    cpu: list[float] = []
-    t_begin = time.perf_counter()
-    while True:
-        wall, cpu_s = _run_block_cpu(fn, number, device)
-        samples.append(wall / number)
-        if cpu_s is not None:
-            cpu.append(cpu_s / number)
-        elapsed = time.perf_counter() - t_begin
-        if progress:
-            progress(label, budget.fraction(len(samples), elapsed))
-        if budget.done(len(samples), elapsed, _rel_iqr(samples)):
-            break
-    return summarize(samples, number, calls, cpu)
 
 
 # --------------------------------------------------------------------------- per layer
@@ -306,7 +149,7 @@ def _is_spec_graph(model: nn.Module) -> bool:
 def _spec_pass(plan: _GraphPlan, x: torch.Tensor, clock: _Clock,
                device: torch.device) -> PassTimes:
     marks = plan.run(x, clock)
-    _sync(device)
+    sync(device)
     wall: dict[str, float] = {}
     cpu: dict[str, float] = {}
     for name, start, end in marks:
@@ -347,7 +190,7 @@ def _module_pass(model: nn.Module, x: torch.Tensor, clock: _Clock,
     calls: list[list[Any]] = []
     with _module_hooks(model, clock, calls):
         model(x)
-    _sync(device)
+    sync(device)
 
     def exclusive(measure: Callable[[Any, Any], float | None]) -> dict[str, float]:
         measured = [measure(c[1], c[2]) for c in calls]
@@ -380,7 +223,7 @@ def time_layers(model: nn.Module, x: torch.Tensor, device: torch.device,
         None)
 
     def one_pass() -> tuple[PassTimes, float]:
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         times = (_spec_pass(plan, x, clock, device) if plan is not None
                  else _module_pass(model, x, clock, device))
@@ -396,62 +239,19 @@ def time_layers(model: nn.Module, x: torch.Tensor, device: torch.device,
         times, wall = one_pass()
         passes.append(times)
         walls.append(wall)
-        wall, cpu_s = _run_block_cpu(lambda: model(x), 1, device)
+        wall, cpu_s = run_block(lambda: model(x), 1, device)
         wholes.append(wall)
         if cpu_s is not None:
             wholes_cpu.append(cpu_s)
         elapsed = time.perf_counter() - t_begin
         if progress:
             progress(label, budget.fraction(len(passes), elapsed))
-        if budget.done(len(passes), elapsed, _rel_iqr(walls)):
+        if budget.done(len(passes), elapsed, rel_iqr(walls)):
             break
     names = list(passes[0][0])
     per_layer = {n: summarize([w.get(n, 0.0) for w, _ in passes], 1, 1,
                               [c[n] for _, c in passes if n in c]) for n in names}
     return per_layer, summarize(walls, 1, 1), summarize(wholes, 1, 1, wholes_cpu)
-
-
-# --------------------------------------------------------------------------- memory guard
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """What the real run needs (from the meta-device count) and what is free."""
-
-    param_bytes: int
-    input_bytes: int
-    peak_activation_bytes: int
-    required_bytes: int  # (params + buffers + input + peak activations) x HEADROOM
-    free_bytes: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def estimate_memory(table: CostTable, device: torch.device) -> MemoryEstimate:
-    """Memory the real forward pass needs, from a CostTable counted at the run's batch/dtype."""
-    t = table.totals
-    need = t.param_bytes + t.buffer_bytes + t.input_bytes + t.peak_activation_bytes
-    return MemoryEstimate(t.param_bytes + t.buffer_bytes, t.input_bytes,
-                          t.peak_activation_bytes, math.ceil(need * HEADROOM),
-                          free_memory(device))
-
-
-def check_memory(table: CostTable, device: torch.device) -> MemoryEstimate:
-    """Raise InsufficientMemoryError when the run would not fit in free memory."""
-    from cnncost.render.report import human_bytes
-
-    est = estimate_memory(table, device)
-    if est.free_bytes is not None and est.required_bytes > est.free_bytes:
-        where = "GPU memory" if device.type == "cuda" else "RAM"
-        raise InsufficientMemoryError(
-            f"{table.model}: batch {table.input[0]} at {table.dtype} needs about "
-            f"{human_bytes(est.required_bytes)} (weights {human_bytes(est.param_bytes)}, input "
-            f"{human_bytes(est.input_bytes)}, peak activations "
-            f"{human_bytes(est.peak_activation_bytes)}, +{round((HEADROOM - 1) * 100)}% "
-            f"headroom) but only {human_bytes(est.free_bytes)} of {where} is free; "
-            "use a smaller --batch or --input")
-    return est
 
 
 # --------------------------------------------------------------------------- results
@@ -735,196 +535,6 @@ def _bench_batch(model: nn.Module, forward: Callable[[torch.Tensor], Any], table
         predicted_s=sum(r.predicted_s for r in roofs),
         compute_only_s=table.totals.flops / roof.peak_flops, memory=memory, layers=layers,
         layer_pass=layer_pass, layer_whole=layer_whole, cuda_peak_bytes=cuda_peak)
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def _ms(s: float | None) -> str:
-    if s is None:
-        return ""
-    ms = s * 1e3
-    return f"{ms:.3f}" if ms >= 0.01 or ms == 0 else f"{ms:.2g}"
-
-
-def _mflops(flops: int) -> str:
-    return f"{flops / 1e6:.2f}" if flops >= 1e4 or flops == 0 else f"{flops / 1e6:.2g}"
-
-
-def _pct(x: float | None) -> str:
-    if x is None:
-        return ""
-    return f"{100 * x:.0f}%" if x >= 0.01 or x == 0 else f"{100 * x:.1g}%"
-
-
-def _intensity(x: float) -> str:
-    return "inf" if math.isinf(x) else f"{x:.2f}"
-
-
-def roofline_line(roof: Roofline) -> str:
-    """One line describing the machine's roofline and where it came from."""
-    origin = "cached" if roof.from_cache else "measured now"
-    load = "" if roof.load_avg is None else f", load {roof.load_avg:.2f}"
-    return (f"roofline ({origin} {roof.measured_at}{load}): peak "
-            f"{roof.peak_flops / 1e9:.1f} GFLOP/s (matmul n={roof.matmul_n}), bandwidth "
-            f"{roof.bandwidth / 1e9:.1f} GB/s (copy "
-            f"{roof.copy_bytes >> 20} MiB), ridge {roof.ridge:.2f} FLOP/byte")
-
-
-def header_lines(report: BenchReport) -> list[str]:
-    flags = [f for f, on in (("channels-last", report.channels_last),
-                             ("torch.compile", report.compiled)) if on]
-    threads = f", {report.threads} threads" if report.device == "cpu" else ""
-    return [
-        f"{report.model} ({report.source}) on {report.device} [{report.device_name}]"
-        f"{threads}, {report.dtype}{', ' + ', '.join(flags) if flags else ''}, "
-        f"torch {report.torch_version}",
-        roofline_line(report.roofline),
-    ]
-
-
-def _sorted_layers(run: BenchRun, top: int | None) -> list[LayerResult]:
-    rows = list(run.layers)
-    if top:
-        key = (lambda r: r.measured_s or 0.0) if run.layer_pass else (
-            lambda r: r.roof.predicted_s)
-        rows = sorted(rows, key=key, reverse=True)[:top]
-    return rows
-
-
-def rich_report(report: BenchReport, top: int | None = None) -> Any:
-    """Summary table (one row per batch) and each batch's per-layer roofline table."""
-    from rich import box
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    from cnncost.render.report import human, human_bytes
-
-    parts: list[Any] = [Text("\n".join(header_lines(report)), style="bold")]
-    summary = Table(box=box.SIMPLE_HEAVY, title="whole model", title_justify="left")
-    for col in ("batch", "median ms", "IQR ms", "IQR/med", "min ms", "CPU ms", "samples",
-                "images/s",
-                "GFLOP/s", "% peak", "roofline ms", "MACs-only ms", "MACs", "memory est."):
-        summary.add_column(col, justify="right")
-    for r in report.runs:
-        summary.add_row(str(r.batch), _ms(r.timing.median_s), _ms(r.timing.iqr_s),
-                        _pct(r.timing.rel_iqr), _ms(r.timing.min_s), _ms(r.timing.cpu_median_s),
-                        f"{len(r.timing.samples_s)}x{r.timing.number}",
-                        f"{r.images_per_s:.1f}", f"{r.achieved_flops / 1e9:.1f}",
-                        _pct(r.achieved_flops / report.roofline.peak_flops),
-                        _ms(r.predicted_s), _ms(r.compute_only_s), human(r.macs),
-                        human_bytes(r.memory.required_bytes))
-    parts.append(summary)
-    for r in report.runs:
-        per = r.layer_pass is not None
-        title = f"batch {r.batch}: layers on the roofline" + (f" (top {top})" if top else "")
-        t = Table(box=box.SIMPLE_HEAVY, title=title, title_justify="left", show_footer=True)
-        t.add_column("layer", footer="total")
-        t.add_column("kind")
-        t.add_column("MFLOPs", justify="right", footer=_mflops(r.flops))
-        t.add_column("bytes", justify="right", footer=human_bytes(r.bytes))
-        t.add_column("FLOP/B", justify="right", footer=_intensity(r.flops / r.bytes)
-                     if r.bytes else "")
-        t.add_column("bound", footer=f"{len(r.memory_bound())} mem")
-        t.add_column("roofline ms", justify="right", footer=_ms(r.predicted_s))
-        if per:
-            t.add_column("measured ms", justify="right", footer=_ms(r.layer_sum_s))
-            t.add_column("efficiency", justify="right",
-                         footer=_pct(r.predicted_s / r.layer_sum_s) if r.layer_sum_s else "")
-        for lr in _sorted_layers(r, top):
-            row = [lr.roof.name, lr.roof.kind, _mflops(lr.roof.flops),
-                   human_bytes(lr.roof.bytes), _intensity(lr.roof.intensity),
-                   lr.roof.bound.value, _ms(lr.roof.predicted_s)]
-            if per:
-                row += [_ms(lr.measured_s), _pct(lr.efficiency)]
-            t.add_row(*row, style="yellow" if lr.roof.bound is Bound.MEMORY else None)
-        parts.append(t)
-        if per and r.layer_sum_s:
-            parts.append(Text(_layer_sum_note(r), style="dim"))
-    parts.extend(Text(n, style="dim") for n in report.notes)
-    parts.append(Text(
-        "efficiency = roofline time / measured time; bytes = inputs + weights + outputs, "
-        "each touched once (a lower bound on traffic)", style="dim"))
-    return Group(*parts)
-
-
-def table_width(rendered: Any) -> int:
-    """The width the tables of a rich_report need to print without folding a column."""
-    from rich.console import Console
-    from rich.table import Table
-
-    probe = Console(width=10_000, file=io.StringIO(), color_system=None)
-    return max([0, *(int(probe.measure(r).maximum) for r in rendered.renderables
-                     if isinstance(r, Table))])
-
-
-def _layer_sum_note(r: BenchRun) -> str:
-    assert r.layer_sum_s is not None and r.layer_whole is not None
-    paired = r.layer_whole.median_s
-    cpu, cpu_sum = r.layer_whole.cpu_median_s, r.layer_cpu_sum_s
-    text = (f"batch {r.batch}: per-layer medians sum to {_ms(r.layer_sum_s)} ms wall, "
-            f"{100 * (r.layer_sum_s / paired - 1):+.1f}% vs the eager whole model timed between "
-            f"the per-layer passes ({_ms(paired)} ms)")
-    if cpu and cpu_sum is not None:
-        text += (f"; in CPU time {_ms(cpu_sum)} ms vs {_ms(cpu)} ms "
-                 f"({100 * (cpu_sum / cpu - 1):+.1f}%)")
-    return text
-
-
-CSV_FIELDS = ("batch", "layer", "kind", "macs", "flops", "bytes", "intensity", "bound",
-              "roofline_ms", "measured_ms", "efficiency", "iqr_ms", "images_per_s",
-              "achieved_gflops", "cpu_ms")
-
-
-def to_csv(report: BenchReport) -> str:
-    """One row per batch and layer, plus a '(model)' row per batch with the whole-model time."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_FIELDS)
-    for r in report.runs:
-        w.writerow([r.batch, "(model)", "total", r.macs, r.flops, r.bytes,
-                    f"{r.flops / r.bytes:.4g}" if r.bytes else "", "",
-                    f"{r.predicted_s * 1e3:.6g}", f"{r.timing.median_s * 1e3:.6g}",
-                    f"{r.predicted_s / r.timing.median_s:.4g}",
-                    f"{r.timing.iqr_s * 1e3:.6g}", f"{r.images_per_s:.6g}",
-                    f"{r.achieved_flops / 1e9:.6g}",
-                    "" if r.timing.cpu_median_s is None else f"{r.timing.cpu_median_s * 1e3:.6g}"])
-        for lr in r.layers:
-            f = lr.roof
-            w.writerow([r.batch, f.name, f.kind, f.macs, f.flops, f.bytes,
-                        "" if math.isinf(f.intensity) else f"{f.intensity:.4g}", f.bound.value,
-                        f"{f.predicted_s * 1e3:.6g}",
-                        "" if lr.measured_s is None else f"{lr.measured_s * 1e3:.6g}",
-                        "" if lr.efficiency is None else f"{lr.efficiency:.4g}", "", "", "", ""])
-    return buf.getvalue()
-
-
-def to_markdown(report: BenchReport, top: int | None = None) -> str:
-    """The summary and per-layer tables in Markdown."""
-    lines = [f"# bench: {report.model}", "", *[f"- {h}" for h in header_lines(report)],
-             *[f"- {n}" for n in report.notes], "",
-             "| batch | median ms | IQR ms | IQR/median | images/s | GFLOP/s | roofline ms |"
-             " MACs |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in report.runs:
-        lines.append(f"| {r.batch} | {_ms(r.timing.median_s)} | {_ms(r.timing.iqr_s)} | "
-                     f"{_pct(r.timing.rel_iqr)} | {r.images_per_s:.1f} | "
-                     f"{r.achieved_flops / 1e9:.1f} | {_ms(r.predicted_s)} | {r.macs:,} |")
-    for r in report.runs:
-        per = r.layer_pass is not None
-        lines += ["", f"## batch {r.batch}", "",
-                  "| layer | kind | FLOPs | bytes | FLOP/B | bound | roofline ms |"
-                  + (" measured ms | efficiency |" if per else ""),
-                  "|---|---|---:|---:|---:|---|---:|" + ("---:|---:|" if per else "")]
-        for lr in _sorted_layers(r, top):
-            f = lr.roof
-            extra = f" {_ms(lr.measured_s)} | {_pct(lr.efficiency)} |" if per else ""
-            lines.append(f"| `{f.name}` | {f.kind} | {f.flops:,} | {f.bytes:,} | "
-                         f"{_intensity(f.intensity)} | {f.bound.value} | "
-                         f"{_ms(f.predicted_s)} |{extra}")
-        if per and r.layer_sum_s:
-            lines += ["", _layer_sum_note(r)]
-    return "\n".join(lines) + "\n"
 
 
 def with_notes(report: BenchReport, *notes: str) -> BenchReport:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from cnncost.errors import CnnCostError, UsageError
 
 if TYPE_CHECKING:
-    from rich.table import Table
     from torch import nn
 
     from cnncost.sources import Target
@@ -34,25 +33,74 @@ if TYPE_CHECKING:
 # fvcore operator names (its handles' simplified names) that are multiply-accumulates.
 FVCORE_MAC_OPS = frozenset({"conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum"})
 
-# Why fvcore's non-MAC counts differ from cnncost's MACs (its handle -> cnncost convention).
-FVCORE_CONVENTIONS: dict[str, str] = {
-    "batch_norm": "fvcore counts inference batch norm as 2 flops per element (1 without "
-                  "affine); cnncost: no MACs, 2 FLOPs per element under --policy all",
-    "group_norm": "fvcore counts group norm as 5 flops per element (4 without affine); "
-                  "cnncost: no MACs, 5 FLOPs per element under --policy all",
-    "layer_norm": "fvcore counts layer norm as 5 flops per element (4 without affine); "
-                  "cnncost: no MACs, 5 FLOPs per element under --policy all",
-    "instance_norm": "fvcore counts instance norm as 5 flops per element (4 without "
-                     "affine); cnncost: no MACs",
-    "adaptive_avg_pool2d": "fvcore counts adaptive average pooling as 1 flop per input "
-                           "element; cnncost: no MACs, 1 FLOP per input element (policy all)",
-    "upsample_nearest2d": "fvcore counts nearest upsampling as 1 flop per output element; "
-                          "cnncost: a copy, 0 FLOPs",
-    "upsample_bilinear2d": "fvcore counts bilinear upsampling as 4 flops per output element; "
-                           "cnncost: no MACs, 7 FLOPs per output element (policy all)",
-    "grid_sampler": "fvcore counts grid sampling as 4 flops per output element; cnncost "
-                    "lists it as uncounted",
+# fvcore's handles for non-MAC ops: what fvcore counts (its own constants, from
+# fvcore/nn/jit_handles.py) and per which element. cnncost's side of each convention is
+# never written here: it is counted by cnncost on a one-op module (_probe_module).
+FVCORE_HANDLES: dict[str, tuple[str, str]] = {
+    "batch_norm": ("inference batch norm as 2 flops per element (1 without affine)",
+                   "element"),
+    "group_norm": ("group norm as 5 flops per element (4 without affine)", "element"),
+    "layer_norm": ("layer norm as 5 flops per element (4 without affine)", "element"),
+    "instance_norm": ("instance norm as 5 flops per element (4 without affine)", "element"),
+    "adaptive_avg_pool2d": ("adaptive average pooling as 1 flop per input element",
+                            "input element"),
+    "upsample_nearest2d": ("nearest upsampling as 1 flop per output element",
+                           "output element"),
+    "upsample_bilinear2d": ("bilinear upsampling as 4 flops per output element",
+                            "output element"),
+    "grid_sampler": ("grid sampling as 4 flops per output element", "output element"),
 }
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How fvcore and cnncost each count one non-MAC op (a convention, not a disagreement)."""
+
+    op: str  # fvcore's handle
+    fvcore: str = ""  # what fvcore counts; "" for a handle not in FVCORE_HANDLES
+    per: str = "element"
+    macs: int = 0  # cnncost's MACs per ``per``
+    flops: float | None = None  # cnncost's FLOPs per ``per`` under policy all; None: uncounted
+
+
+def _probe_module(name: str) -> Any:
+    """A module that runs the one op fvcore's handle ``name`` counts."""
+    import torch
+    from torch import nn
+
+    class GridSample(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            grid = torch.zeros(x.shape[0], 3, 3, 2, device=x.device, dtype=x.dtype)
+            return nn.functional.grid_sample(x, grid, align_corners=False)
+
+    return {
+        "batch_norm": lambda: nn.BatchNorm2d(2),
+        "group_norm": lambda: nn.GroupNorm(1, 2),
+        "layer_norm": lambda: nn.LayerNorm(4),
+        "instance_norm": lambda: nn.InstanceNorm2d(2, affine=True),
+        "adaptive_avg_pool2d": lambda: nn.AdaptiveAvgPool2d(1),
+        "upsample_nearest2d": lambda: nn.Upsample(scale_factor=2),
+        "upsample_bilinear2d": lambda: nn.Upsample(scale_factor=2, mode="bilinear"),
+        "grid_sampler": GridSample,
+    }[name]().eval()
+
+
+def convention(op: str) -> Convention:
+    """fvcore's count of ``op`` beside cnncost's, counted by cnncost on a one-op module."""
+    import math
+
+    from cnncost.count.drivers import count_module
+
+    if op not in FVCORE_HANDLES:
+        return Convention(op)
+    fvcore, per = FVCORE_HANDLES[op]
+    table = count_module(_probe_module(op), (2, 4, 4), policy="all")
+    row = table.layers[-1]
+    elements = math.prod(row.output_shape if per == "output element" else table.input)
+    flops = None if table.uncounted and not table.totals.flops else (
+        table.totals.flops / elements)
+    return Convention(op, fvcore, per, table.totals.macs // elements, flops)
+
 
 _RECURRENT = ("fvcore has no handle for {op} (a recurrent layer): it counts 0 there; cnncost "
               "counts the input and hidden matrix products of every gate at every step as "
@@ -116,7 +164,7 @@ class CrossCheck:
     ours_total: int
     fvcore_macs_total: int
     fvcore_total: int
-    conventions: Mapping[str, str]
+    conventions: Mapping[str, Convention]
     fvcore_unsupported: Mapping[str, int]
 
     @property
@@ -203,8 +251,7 @@ def compare(table: CostTable, module: nn.Module, x: Any) -> CrossCheck:
             rows.append(CrossRow(key or "(model)", 0, fv_macs, other))
     fv_mac_total = sum(r.fvcore for r in rows)
     fv_total = fv_mac_total + sum(sum(r.fvcore_other.values()) for r in rows)
-    conventions = {op: FVCORE_CONVENTIONS.get(op, "fvcore-specific op count (not MACs in "
-                                                  "cnncost)") for op in sorted(used)}
+    conventions = {op: convention(op) for op in sorted(used)}
     return CrossCheck(table.model, tuple(x.shape), tuple(rows), table.totals.macs,
                       fv_mac_total, fv_total, conventions, dict(unsupported))
 
@@ -216,10 +263,9 @@ def crosscheck_fvcore(model_or_spec: nn.Module | str | Path | Target,
     import torch
     from torch import nn
 
-    from cnncost.api import DEFAULT_INPUT, load_target
     from cnncost.count.drivers import count_module, count_spec
     from cnncost.graph.build import build_module
-    from cnncost.sources import Target, resolve
+    from cnncost.sources import DEFAULT_INPUT, Target, load_target, resolve
     from cnncost.spec import ModelSpec
 
     if isinstance(model_or_spec, nn.Module):
@@ -250,62 +296,22 @@ def crosscheck_fvcore(model_or_spec: nn.Module | str | Path | Target,
             m.training = flag
 
 
-def crosscheck_table(cc: CrossCheck, all_rows: bool = False) -> Table:
-    """A rich table of the per-layer comparison (rows that differ, or every row)."""
-    from rich.table import Table
-
-    t = Table(title=f"cnncost vs fvcore: MACs per layer ({cc.model}, input "
-                    f"{'x'.join(map(str, cc.input))})", box=None)
-    t.add_column("layer")
-    t.add_column("cnncost MACs", justify="right")
-    t.add_column("fvcore", justify="right")
-    t.add_column("delta", justify="right")
-    t.add_column("why")
-    for r in cc.rows:
-        delta = r.ours - r.fvcore_total
-        if not all_rows and not delta:
-            continue
-        if r.delta:
-            why = r.note or "UNEXPLAINED: the MAC counts differ"
-        else:
-            why = "convention: " + ", ".join(sorted(r.fvcore_other))
-        t.add_row(r.name, f"{r.ours:,}", f"{r.fvcore_total:,}", f"{delta:+,}", why)
-    return t
+TOOLS = ("fvcore",)
 
 
-def summary_lines(cc: CrossCheck) -> list[str]:
-    """What a reader needs below the table: agreement, totals, the conventions involved."""
-    compared = [r for r in cc.rows if r.ours or r.fvcore]
-    same = sum(1 for r in compared if not r.delta)
-    lines = [
-        f"{same} of {len(compared)} layers with MACs agree exactly; cnncost "
-        f"{cc.ours_total:,} MACs, fvcore {cc.fvcore_macs_total:,} (conv/linear/matmul "
-        f"handles; fvcore counts 1 multiply-add as 1 flop), fvcore total with its other ops "
-        f"{cc.fvcore_total:,}",
-        "compared at batch 1 on a real CPU tensor (MACs scale linearly with the batch); bias "
-        "adds are MACs for neither tool",
-    ]
-    for op, why in cc.conventions.items():
-        lines.append(f"convention, {op}: {why}")
-    if cc.fvcore_unsupported:
-        ops = ", ".join(f"{op} ({n}x)" for op, n in sorted(cc.fvcore_unsupported.items()))
-        lines.append(f"ops fvcore skips (no MACs in cnncost either unless noted): {ops}")
-    if cc.unexplained:
-        names = ", ".join(r.name for r in cc.unexplained[:8])
-        lines.append(f"UNEXPLAINED differences in {len(cc.unexplained)} layer(s): {names}")
-    return lines
-
-
-def crosscheck_report(tool: str, model: str, input: tuple[int, ...] | None,
-                      overrides: Mapping[str, Any] | None
-                      ) -> tuple[list[Any], CrossCheckError | None]:
-    """What ``analyze --crosscheck TOOL`` shows (table and notes), and the error to raise
-    afterwards when some layer differs without a known convention."""
-    if tool != "fvcore":
+def crosscheck(tool: str, model_or_spec: nn.Module | str | Path | Target,
+               input: tuple[int, ...] | None = None,
+               overrides: Mapping[str, Any] | None = None) -> CrossCheck:
+    """``analyze --crosscheck TOOL``: the per-layer comparison with ``tool``."""
+    if tool not in TOOLS:
         raise UsageError(f"--crosscheck {tool!r}: the supported tool is 'fvcore'")
-    cc = crosscheck_fvcore(model, input, overrides)
-    shown: list[Any] = [crosscheck_table(cc), *summary_lines(cc)]
-    error = None if cc.agree else CrossCheckError(
+    return crosscheck_fvcore(model_or_spec, input, overrides)
+
+
+def disagreement(cc: CrossCheck) -> CrossCheckError | None:
+    """The error to exit with when some layer differs without a known convention."""
+    if cc.agree:
+        return None
+    return CrossCheckError(
         f"crosscheck: {len(cc.unexplained)} layer(s) differ from fvcore without a known "
         f"convention: {', '.join(r.name for r in cc.unexplained[:8])}")
-    return shown, error

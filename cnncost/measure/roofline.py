@@ -7,8 +7,8 @@ below the ridge point ``peak_flops / bandwidth`` it is memory-bound, above it co
 
 - peak compute: the best of a few large square matmuls (2 n^3 FLOPs each);
 - bandwidth: the best of a few large copies (each moves 2 x size bytes: one read, one write);
-- both per device / dtype / threads, cached as JSON in ``$XDG_CACHE_HOME/cnncost/roofline.json``
-  (``~/.cache/cnncost/`` when XDG_CACHE_HOME is unset); ``recalibrate=True`` measures again.
+- both per device / dtype / threads, cached as JSON in ``roofline.json`` in the cache folder
+  (``cnncost.io.cache_dir``); ``recalibrate=True`` measures again.
 
 NB: bytes moved per layer = its inputs + weights (params and buffers) + outputs at the
 dtype, each touched once. That is the compulsory traffic, a lower bound: a layer whose
@@ -23,7 +23,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,12 +33,13 @@ from typing import Any
 
 import torch
 
+from cnncost.io import cache_dir, write_atomic
+from cnncost.measure.memory import free_memory
+from cnncost.measure.timing import Progress
 from cnncost.table import CostRow, CostTable
 
 CACHE_SCHEMA = "cnncost.roofline/1"
 CACHE_FILE = "roofline.json"
-
-Progress = Callable[[str, float], None]
 
 _ELEMENT_SIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 
@@ -98,13 +98,6 @@ class Roofline:
         return cls(**kw, from_cache=from_cache)
 
 
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/cnncost`` (default ``~/.cache/cnncost``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
-    return root / "cnncost"
-
-
 def cache_path() -> Path:
     """The roofline cache file."""
     return cache_dir() / CACHE_FILE
@@ -143,17 +136,8 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 
 def _write_cache(path: Path, entries: dict[str, Any]) -> None:
-    """Write atomically (temp file + rename), so concurrent readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"schema": CACHE_SCHEMA, "entries": entries}, indent=1, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text + "\n")  # concurrent readers never see half a file
 
 
 def get_roofline(device: torch.device, dtype: torch.dtype, threads: int,
@@ -280,52 +264,6 @@ def _bandwidth(device: torch.device, dtype: torch.dtype, quick: bool) -> tuple[f
     t = _best_time(lambda: dst.copy_(src), device, 3 if quick else 6)
     moved = 2 * src.numel() * elem
     return moved / t, moved // 2
-
-
-# --------------------------------------------------------------------------- free memory
-
-
-def free_memory(device: torch.device) -> int | None:
-    """Bytes free for new tensors on ``device`` now; None when it cannot be told."""
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    candidates: list[int] = []
-    try:
-        import psutil
-
-        candidates.append(int(psutil.virtual_memory().available))
-    except ImportError:
-        try:
-            for line in Path("/proc/meminfo").read_text().splitlines():
-                if line.startswith("MemAvailable:"):
-                    candidates.append(int(line.split()[1]) * 1024)
-        except (OSError, ValueError, IndexError):
-            pass
-    # A container's cgroup limit can be far below what the host reports.
-    cgroup = _cgroup_free()
-    if cgroup is not None:
-        candidates.append(cgroup)
-    return min(candidates) if candidates else None
-
-
-def _cgroup_free() -> int | None:
-    root = Path("/sys/fs/cgroup")
-    try:
-        limit = (root / "memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        return int(limit) - int((root / "memory.current").read_text().strip())
-    except (OSError, ValueError):
-        pass
-    try:  # cgroup v1
-        limit_v1 = int((root / "memory/memory.limit_in_bytes").read_text().strip())
-        if limit_v1 >= 1 << 60:
-            return None
-        used = int((root / "memory/memory.usage_in_bytes").read_text().strip())
-        return limit_v1 - used
-    except (OSError, ValueError):
-        return None
 
 
 # --------------------------------------------------------------------------- per layer

@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from cnncost.render.report import human, human_bytes, shape
+from cnncost.render.fmt import human, human_bytes, shape
 from cnncost.table import dumps
 
 if TYPE_CHECKING:

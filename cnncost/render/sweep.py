@@ -28,7 +28,9 @@ import csv
 import io
 from typing import TYPE_CHECKING, Any
 
-from cnncost.render.report import Format, human, human_bytes, ratio_text
+from cnncost.render.fmt import human, human_bytes
+from cnncost.render.fmt import ratio as ratio_text
+from cnncost.render.formats import Format
 from cnncost.sweep import METRICS, Exponent, PointResult, Sweep
 from cnncost.table import dumps
 

@@ -1,0 +1,106 @@
+"""Models side by side: each model's headline figures and their ratios to the first model.
+
+The comparison is a result like a CostTable (``cnncost.compare/1`` JSON document); its
+renderings are in ``cnncost.render.compare``. Pure Python, no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from cnncost.table import CostTable
+
+COMPARE_SCHEMA = "cnncost.compare/1"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One compared figure: a key in each model's values, a label, and its unit."""
+
+    key: str
+    label: str
+    unit: str  # "count", "bytes" or "ms"
+
+
+COMPARE_COLUMNS = (
+    Column("params", "params", "count"),
+    Column("macs", "MACs", "count"),
+    Column("flops", "FLOPs", "count"),
+    Column("activation_bytes", "activations", "bytes"),
+    Column("peak_memory_bytes", "peak memory", "bytes"),
+)
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    """One model in a comparison: its recipe and the value of each column."""
+
+    model: str
+    source: str
+    input: tuple[int, ...]
+    dtype: str
+    policy: str
+    vars: Mapping[str, Any]
+    values: Mapping[str, float | None]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Models side by side; every column also as a ratio to the first model."""
+
+    rows: tuple[CompareRow, ...]
+    columns: tuple[Column, ...] = COMPARE_COLUMNS
+
+    def ratio(self, index: int, key: str) -> float | None:
+        """rows[index].values[key] / rows[0].values[key]; None when undefined."""
+        base = self.rows[0].values.get(key)
+        value = self.rows[index].values.get(key)
+        if base is None or value is None or base == 0:
+            return None
+        return value / base
+
+    def with_column(self, column: Column, values: Sequence[float | None],
+                    after: str | None = None) -> Comparison:
+        """Add a column (e.g. measured latency from ``bench``), one value per model; placed
+        right after the column ``after`` when given, else last."""
+        if len(values) != len(self.rows):
+            raise ValueError(f"{len(values)} values for {len(self.rows)} models")
+        rows = tuple(replace(r, values={**r.values, column.key: v})
+                     for r, v in zip(self.rows, values, strict=True))
+        cols = list(self.columns)
+        at = next((i + 1 for i, c in enumerate(cols) if c.key == after), len(cols))
+        return Comparison(rows, (*cols[:at], column, *cols[at:]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The compare JSON document (schema ``cnncost.compare/1``)."""
+        return {
+            "schema": COMPARE_SCHEMA,
+            "baseline": self.rows[0].model if self.rows else None,
+            "columns": [{"key": c.key, "label": c.label, "unit": c.unit} for c in self.columns],
+            "models": [
+                {
+                    "model": r.model,
+                    "source": r.source,
+                    "input": list(r.input),
+                    "dtype": r.dtype,
+                    "policy": r.policy,
+                    "vars": dict(sorted(r.vars.items())),
+                    **{c.key: r.values.get(c.key) for c in self.columns},
+                    "ratios": {c.key: self.ratio(i, c.key) for c in self.columns},
+                }
+                for i, r in enumerate(self.rows)
+            ],
+        }
+
+
+def compare_tables(tables: Sequence[CostTable]) -> Comparison:
+    """One row per table with params, MACs, FLOPs, activation and peak memory."""
+    rows = []
+    for t in tables:
+        values: dict[str, float | None] = {c.key: getattr(t.totals, c.key)
+                                           for c in COMPARE_COLUMNS}
+        rows.append(CompareRow(t.model, t.source, tuple(t.input), t.dtype, t.policy,
+                               dict(t.vars), values))
+    return Comparison(tuple(rows))

@@ -1,0 +1,109 @@
+"""Renderings of a model comparison (cnncost.compare): rich table, CSV, Markdown, JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import TYPE_CHECKING
+
+from cnncost.compare import CompareRow, Comparison
+from cnncost.render.fmt import human, human_bytes, ratio, shape
+from cnncost.render.formats import Format, md_cell
+from cnncost.table import dumps
+
+if TYPE_CHECKING:
+    from rich.console import Group, RenderableType
+
+
+def _value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "bytes":
+        return human_bytes(value)
+    if unit == "ms":
+        return f"{value:.3g} ms"
+    return human(value)
+
+
+def _model_label(r: CompareRow) -> str:
+    if not r.vars:
+        return r.model
+    return r.model + " (" + ", ".join(f"{k}={v}" for k, v in sorted(r.vars.items())) + ")"
+
+
+def compare_rich(cmp: Comparison) -> Group:
+    """The comparison as a rich table: each figure followed by its ratio to the first model."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    out = Table(box=box.SIMPLE_HEAVY, padding=(0, 1), pad_edge=False)
+    inputs = sorted({shape(r.input) for r in cmp.rows})
+    out.add_column("model", no_wrap=True)
+    if len(inputs) > 1:
+        out.add_column("input", no_wrap=True)
+    for c in cmp.columns:
+        out.add_column(c.label, justify="right", no_wrap=True)
+        out.add_column("x", justify="right", no_wrap=True, style="dim")
+    for i, r in enumerate(cmp.rows):
+        cells: list[RenderableType] = [Text(_model_label(r))]
+        if len(inputs) > 1:
+            cells.append(shape(r.input))
+        for c in cmp.columns:
+            cells += [_value(r.values.get(c.key), c.unit), ratio(cmp.ratio(i, c.key))]
+        out.add_row(*cells)
+    notes: list[RenderableType] = [out]
+    if cmp.rows:
+        first = cmp.rows[0]
+        policies = sorted({r.policy for r in cmp.rows})
+        dtypes = sorted({r.dtype for r in cmp.rows})
+        where = f"input {inputs[0]}, " if len(inputs) == 1 else ""
+        notes.append(Text(f"x = ratio to {first.model}; {where}dtype {', '.join(dtypes)}, "
+                          f"FLOPs policy {', '.join(policies)}; 1 MAC = 1 multiply + 1 add",
+                          style="dim"))
+    return Group(*notes)
+
+
+def compare_csv(cmp: Comparison) -> str:
+    """One CSV row per model: exact values, then the ratios."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    keys = [c.key for c in cmp.columns]
+    w.writerow(["model", "source", "input", "dtype", "policy", "vars", *keys,
+                *[f"{k}_ratio" for k in keys]])
+    for i, r in enumerate(cmp.rows):
+        ratios = [cmp.ratio(i, k) for k in keys]
+        w.writerow([r.model, r.source, shape(r.input), r.dtype, r.policy,
+                    ";".join(f"{k}={v}" for k, v in sorted(r.vars.items())),
+                    *["" if r.values.get(k) is None else r.values[k] for k in keys],
+                    *["" if x is None else f"{x:.6g}" for x in ratios]])
+    return buf.getvalue()
+
+
+def compare_markdown(cmp: Comparison) -> str:
+    """A Markdown table: exact values with the ratio to the first model in parentheses."""
+    head = ["model", "input", *[c.label for c in cmp.columns]]
+    lines = ["| " + " | ".join(head) + " |",
+             "|---|---|" + "---:|" * len(cmp.columns)]
+    for i, r in enumerate(cmp.rows):
+        cells = [f"`{md_cell(_model_label(r))}`", shape(r.input)]
+        for c in cmp.columns:
+            v = r.values.get(c.key)
+            text = "-" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v:.4g}")
+            cells.append(f"{text} ({ratio(cmp.ratio(i, c.key))})")
+        lines.append("| " + " | ".join(cells) + " |")
+    if cmp.rows:
+        lines += ["", f"Ratios are relative to `{cmp.rows[0].model}`."]
+    return "\n".join(lines) + "\n"
+
+
+def render_compare(cmp: Comparison, fmt: Format) -> str:
+    """Machine-readable renderings of a comparison (json, csv, md)."""
+    if fmt is Format.JSON:
+        return dumps(cmp.to_dict())
+    if fmt is Format.CSV:
+        return compare_csv(cmp)
+    if fmt is Format.MD:
+        return compare_markdown(cmp)
+    raise ValueError(f"{fmt} is not a text format")

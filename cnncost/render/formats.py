@@ -1,0 +1,120 @@
+"""Machine-readable renderings of a cost table: CSV, Markdown and JSON (with ``--depth`` blocks).
+
+Exact integers everywhere (no SI prefixes); shapes as AxBxC. No torch, no rich.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from enum import Enum
+
+from cnncost.render.fmt import shape
+from cnncost.table import BlockRow, CostRow, CostTable, collapse, dumps, row_count, table_rows
+
+
+class Format(str, Enum):
+    """Output formats of analyze/compare/bench."""
+
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+    MD = "md"
+
+
+CSV_FIELDS = ("name", "kind", "input_shape", "output_shape", "params", "buffers", "macs",
+              "flops", "output_bytes", "receptive_field", "formula")
+
+
+BLOCK_CSV_FIELDS = ("name", "layers", "output_shape", "params", "buffers", "macs", "flops",
+                    "output_bytes")
+
+
+def to_csv(table: CostTable, depth: int | None = None, sort: str | None = None,
+           top: int | None = None) -> str:
+    """One CSV row per layer (or block with ``depth``), exact integers, shapes as AxBxC."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    rows = table_rows(table, depth, sort, top)
+    if depth is not None:
+        w.writerow(BLOCK_CSV_FIELDS)
+        for b in rows:
+            assert isinstance(b, BlockRow)
+            w.writerow([b.name, b.layers, shape(b.output_shape), b.params, b.buffers, b.macs,
+                        b.flops, b.output_bytes])
+        return buf.getvalue()
+    w.writerow(CSV_FIELDS)
+    for r in rows:
+        assert isinstance(r, CostRow)
+        w.writerow([r.name, r.kind, ";".join(shape(s) for s in r.input_shape),
+                    shape(r.output_shape), r.params, r.buffers, r.macs, r.flops,
+                    r.output_bytes, "" if r.receptive_field is None else r.receptive_field,
+                    r.formula])
+    return buf.getvalue()
+
+
+def md_cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|")
+
+
+def to_markdown(table: CostTable, depth: int | None = None, sort: str | None = None,
+                top: int | None = None) -> str:
+    """A Markdown cost table with the header figures and conventions."""
+    t = table.totals
+    recipe = f"- input: `{shape(table.input)}`, dtype `{table.dtype}`, policy `{table.policy}`"
+    if table.vars:
+        recipe += ", vars " + ", ".join(f"`{k}={v}`" for k, v in sorted(table.vars.items()))
+    lines = [f"# {table.model}", ""]
+    if table.description:
+        lines += [md_cell(table.description), ""]
+    lines += [
+        f"- source: `{table.source}`",
+        recipe,
+        f"- params: **{t.params:,}**, buffers: {t.buffers:,}",
+        f"- MACs: **{t.macs:,}**, FLOPs: {t.flops:,}",
+        f"- activations: {t.activation_bytes:,} B; peak inference memory: "
+        f"{t.peak_memory_bytes:,} B",
+        "",
+    ]
+    rows = table_rows(table, depth, sort, top)
+    first = "layer | kind" if depth is None else "block | layers"
+    lines += [f"| {first} | output | params | MACs | FLOPs | output bytes |",
+              "|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        second = r.kind if isinstance(r, CostRow) else str(r.layers)
+        lines.append(f"| `{r.name}` | {md_cell(second)} | {shape(r.output_shape)} | "
+                     f"{r.params:,} | {r.macs:,} | {r.flops:,} | {r.output_bytes:,} |")
+    lines.append(f"| **total** | | | **{t.params:,}** | **{t.macs:,}** | **{t.flops:,}** | "
+                 f"**{t.activation_bytes:,}** |")
+    count = row_count(table, depth)
+    if len(rows) < count:
+        lines += ["", f"Showing {len(rows)} of {count} rows; the total is the whole model's."]
+    lines += ["", "Conventions:", "", *[f"- {c}" for c in table.conventions], ""]
+    return "\n".join(lines)
+
+
+def to_json(table: CostTable, depth: int | None = None) -> str:
+    """The cost-table JSON document; with ``depth``, block aggregates in a separate list."""
+    if depth is None:
+        return table.to_json()
+    doc = table.to_dict()
+    doc["blocks"] = [
+        {"name": b.name, "layers": b.layers, "output_shape": list(b.output_shape),
+         "params": b.params, "buffers": b.buffers, "macs": b.macs, "flops": b.flops,
+         "output_bytes": b.output_bytes}
+        for b in collapse(table.layers, depth)
+    ]
+    return dumps(doc)
+
+
+def render_text(table: CostTable, fmt: Format, depth: int | None = None,
+                sort: str | None = None, top: int | None = None) -> str:
+    """Machine-readable renderings (json, csv, md); json always holds every layer."""
+    if fmt is Format.JSON:
+        return to_json(table, depth)
+    if fmt is Format.CSV:
+        return to_csv(table, depth, sort, top)
+    if fmt is Format.MD:
+        return to_markdown(table, depth, sort, top)
+    raise ValueError(f"{fmt} is not a text format")
