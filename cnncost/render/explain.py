@@ -11,9 +11,9 @@ data) into lines of text:
          output: 64x128x128 = 1,048,576 values x 4 B = 4,194,304 B (4 MiB)
          receptive field: 5 (along H)
 
-   The MAC line is the row's ``formula`` (cnncost.count.formulas: output volume x cost per output
-   value); the parameter split is read from it (weights = cost per output value x output
-   channels, the rest is bias);
+   The MAC line is written from the row's ``factors`` (cnncost.count.formulas.Factors:
+   output volume x cost per output value), the parameter split from their weight dims
+   (the rest is bias);
 3. totals with their terms written out (``total MACs: 432 + 240 = 672``);
 4. the spec's ``explain`` data: closed forms checked against the count, ratio lines, notes.
 
@@ -64,6 +64,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnncost.count.conventions import MAC_DEFINITION
 from cnncost.errors import SpecError, UsageError
 from cnncost.spec.expr import ExprError, evaluate
 from cnncost.table import CostRow, CostTable
@@ -86,12 +87,6 @@ _FORMULA_KEYS = ("what", "layers", "formula", "expr")
 _COMPARE_KEYS = ("label", "what", "num", "den", "formula", "expr", "digits")
 _SIDE_KEYS = ("spec", "set", "layers")
 _FIELD = re.compile(r"\{([^{}]+)\}")
-# cnncost.count.formulas.conv_macs: "[N x ](H_outxW_outxC_out) x (K_hxK_wxC_in/g) = MACS"
-# (a transposed conv reads "(H_inxW_inxC_in) x (K_hxK_wxC_out/g)": weights are the same product).
-_CONV = re.compile(r"^(?:\d+ x )?\(([\dx]+)\) x \(([\dx]+)\)$")
-# addmm / mm: "(MxN) x K = MACS"
-_MATMUL = re.compile(r"^\((\d+)x(\d+)\) x (\d+)$")
-_RESULT = re.compile(r"\s*=\s*[\d,]+$")
 _AXES = {3: "L", 4: "H", 5: "D"}
 
 
@@ -352,7 +347,7 @@ def explain_lines(table: CostTable, explain: Any = None, vars: Mapping[str, Any]
 
 def _header(table: CostTable, vars: Mapping[str, Any]) -> list[str]:
     head = f"{table.model}: {table.description}" if table.description else table.model
-    lines = [head, f"input {_shape(table.input)}, {table.dtype}; 1 MAC = 1 multiply + 1 add "
+    lines = [head, f"input {_shape(table.input)}, {table.dtype}; {MAC_DEFINITION} "
              "(the slides' \"multiplication\"; most papers' \"FLOP\")"]
     if vars:
         lines.append("vars: " + ", ".join(f"{k}={_value(v)}" for k, v in vars.items()))
@@ -384,15 +379,9 @@ def layer_lines(row: CostRow) -> list[str]:
     return lines
 
 
-def _op_formulas(row: CostRow) -> list[str]:
-    """The row's per-op formulas without their "= result" (conv/linear texts hold no '+')."""
-    return [_RESULT.sub("", part) for part in row.formula.split(" + ")] if row.formula else []
-
-
 def _macs_text(row: CostRow) -> str:
-    parts = _op_formulas(row)
-    if parts:
-        return f"{' + '.join(parts)} = {_num(row.macs)} MACs"
+    if row.factors:
+        return f"{' + '.join(f.text() for f in row.factors)} = {_num(row.macs)} MACs"
     if row.macs:
         return f"{_num(row.macs)} MACs"
     other = f", {_num(row.flops)} FLOPs" if row.flops else ""
@@ -403,20 +392,12 @@ def _params_text(row: CostRow) -> str:
     if not row.params and not row.buffers:
         return ""
     text = _num(row.params)
-    parts = _op_formulas(row)
-    if len(parts) == 1 and row.params:
-        conv, matmul = _CONV.match(parts[0]), _MATMUL.match(parts[0])
-        factors: list[str] = []
-        if conv:
-            # weights = (cost per output value) x channels of the "output volume" group
-            factors = [*conv.group(2).split("x"), conv.group(1).split("x")[-1]]
-        elif matmul:
-            factors = [matmul.group(3), matmul.group(2)]  # in_features x out_features
-        weights = math.prod(int(f) for f in factors) if factors else 0
-        if factors and weights <= row.params:
-            bias = row.params - weights
-            text = "x".join(factors) + (f" + {_num(bias)} bias" if bias else "")
-            text += f" = {_num(row.params)}"
+    # One op with a weight operand (conv, linear): its dims, the rest of the params is bias.
+    weight = row.factors[0].weight if len(row.factors) == 1 else None
+    if weight and row.params and math.prod(weight) <= row.params:
+        bias = row.params - math.prod(weight)
+        text = _shape(weight) + (f" + {_num(bias)} bias" if bias else "")
+        text += f" = {_num(row.params)}"
     if row.buffers:
         text += f" (+ {_num(row.buffers)} buffer values, not trained)"
     return text
