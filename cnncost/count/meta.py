@@ -41,6 +41,12 @@ def _batch_norm_meta(x: Any, weight: Any, bias: Any, running_mean: Any, running_
     return None if out is None else (out, x.new_empty((saved,)), x.new_empty((saved,)))
 
 
+def _batch_norm_inference_meta(x: Any, weight: Any, bias: Any, running_mean: Any,
+                               running_var: Any, *rest: Any) -> Any:
+    """_native_batch_norm_legit_no_training on meta: batch norm with training=False."""
+    return _batch_norm_meta(x, weight, bias, running_mean, running_var, False)
+
+
 def elementwise_meta(inplace: bool, args: Any, kwargs: Any) -> Any:
     """An elementwise op on floating meta tensors of one dtype (a residual add, an SE
     gate, an activation): its output's metadata, without the meta kernel.
@@ -230,6 +236,8 @@ FAST_META: dict[Any, Callable[..., Any]] = {
     torch.ops.aten.mean.dim: _mean_meta,
     torch.ops.aten.cat.default: _cat_meta,
     torch.ops.aten.native_batch_norm.default: _batch_norm_meta,
+    torch.ops.aten._native_batch_norm_legit.default: _batch_norm_meta,
+    torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_inference_meta,
     torch.ops.aten.mm.default: _matmul_meta,
     torch.ops.aten.addmm.default: _matmul_meta,
     torch.ops.aten.bmm.default: _matmul_meta,

@@ -1,0 +1,307 @@
+"""Every registered op, run on meta (through the counter) and on CPU: same output shapes.
+
+One sample call (or a few) per entry of ``FORMULAS`` and ``ZERO_COST_OPS``; a registered op
+without one fails :func:`test_every_registered_op_has_samples`, as a layer kind without a
+sample does in test_layers.py. Per formula op the sample states its cost, worked out by
+hand from the formula's docstring, and the test checks:
+
+- the counter's meta run (its hand-written meta kernels, its caches) gives the outputs
+  the CPU kernel gives (shapes and dtypes);
+- the op's declared shape rule gives the CPU output's shape;
+- the count is the hand-worked one, on meta and on CPU, and nothing is left uncounted.
+
+Zero-cost ops are checked the same way with a cost of 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+from torch.utils._pytree import tree_flatten, tree_map
+
+from cnncost.count.formulas import FORMULAS, SHAPE_RULES, ZERO_COST_OPS
+from cnncost.count.mode import Acc, CostCounterMode
+
+
+@dataclass(frozen=True)
+class T:
+    """A tensor argument, made on the device under test (CPU values are uniform in [0.1, 1))."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype = torch.float32
+
+    def make(self, device: str) -> torch.Tensor:
+        if device == "meta":
+            return torch.empty(self.shape, dtype=self.dtype, device="meta")
+        if not self.dtype.is_floating_point:
+            return torch.zeros(self.shape, dtype=self.dtype)
+        gen = torch.Generator().manual_seed(0)
+        return torch.rand(self.shape, generator=gen, dtype=self.dtype) * 0.9 + 0.1
+
+
+def t(*shape: int, dtype: torch.dtype = torch.float32) -> T:
+    return T(shape, dtype)
+
+
+DEV = "<device>"  # a keyword value replaced by the device under test
+X = t(2, 3, 4)  # 24 elements
+N = 24
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of an ATen overload, with its cost by hand (MACs, other FLOPs)."""
+
+    overload: str
+    args: tuple[Any, ...]
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    macs: int = 0
+    elem: int = 0
+
+
+def c(overload: str, *args: Any, macs: int = 0, elem: int = 0, **kwargs: Any) -> Call:
+    return Call(overload, args, tuple(kwargs.items()), macs, elem)
+
+
+def unary(per: int, *extra: Any) -> list[Call]:
+    """An elementwise op on X: ``per`` FLOPs for each of its 24 output elements."""
+    return [c("default", X, *extra, elem=per * N)]
+
+
+BN = (t(2, 3, 4, 4), t(3), t(3), t(3), t(3))  # x, weight, bias, running mean and var: 96
+FORMULA_SAMPLES: dict[str, list[Call]] = {
+    # conv: N x C_out x H_out x W_out x (C_in/groups) x K_h x K_w, bias: 1 per output.
+    # H_out = (9 + 2x1 - 2x(3-1) - 1) // 2 + 1 = 4, W_out = (7 - 1x(2-1) - 1) // 1 + 1 = 6
+    "convolution": [
+        c("default", t(2, 4, 9, 7), t(6, 2, 3, 2), t(6), [2, 1], [1, 0], [2, 1], False,
+          [0, 0], 2, macs=2 * 6 * 4 * 6 * (2 * 3 * 2), elem=2 * 6 * 4 * 6),
+        # transposed, per input element: N x C_in x H_in x W_in x (C_out/groups) x K x K;
+        # H_out = (5 - 1) x 2 - 2 + (3 - 1) + 1 + 1 = 10
+        c("default", t(1, 4, 5, 5), t(4, 3, 3, 3), None, [2, 2], [1, 1], [1, 1], True,
+          [1, 1], 2, macs=1 * 4 * 5 * 5 * 3 * 9),
+    ],
+    "_convolution": [c("default", t(1, 2, 6, 6), t(3, 2, 3, 3), None, [1, 1], [1, 1],
+                       [1, 1], False, [0, 0], 1, False, False, True, True,
+                       macs=3 * 6 * 6 * 2 * 9)],
+    # (M x K) @ (K x N): M x N x K MACs; addmm adds M x N bias values
+    "addmm": [c("default", t(5), t(3, 4), t(4, 5), macs=3 * 5 * 4, elem=3 * 5)],
+    "mm": [c("default", t(3, 4), t(4, 5), macs=3 * 5 * 4)],
+    "bmm": [c("default", t(2, 3, 4), t(2, 4, 5), macs=2 * 3 * 5 * 4)],
+    "baddbmm": [c("default", t(2, 3, 5), t(2, 3, 4), t(2, 4, 5), macs=2 * 3 * 5 * 4,
+                  elem=2 * 3 * 5)],
+    # batch norm: 2 per element at inference, 5 in training
+    "native_batch_norm": [c("default", *BN, False, 0.1, 1e-5, elem=2 * 96),
+                          c("default", *BN, True, 0.1, 1e-5, elem=5 * 96)],
+    "_native_batch_norm_legit": [c("default", *BN, False, 0.1, 1e-5, elem=2 * 96)],
+    "_native_batch_norm_legit_no_training": [c("default", *BN, 0.1, 1e-5, elem=2 * 96)],
+    # layer / group norm: 5 per element
+    "native_layer_norm": [c("default", X, [4], t(4), t(4), 1e-5, elem=5 * N)],
+    "native_group_norm": [c("default", t(2, 4, 3, 3), t(4), t(4), 2, 4, 9, 2, 1e-5,
+                            elem=5 * 72)],
+    # max pooling: K - 1 comparisons per output; 12 -> 4, 8 -> (8 + 2 - 3) // 2 + 1 = 4
+    "max_pool1d": [c("default", t(1, 4, 12), [3], elem=2 * 4 * 4)],
+    "max_pool2d": [c("default", t(1, 2, 8, 8), [3, 3], [2, 2], [1, 1], elem=8 * 2 * 4 * 4)],
+    "max_pool3d": [c("default", t(1, 2, 4, 4, 4), [2, 2, 2], elem=7 * 2 * 2 * 2 * 2)],
+    "max_pool1d_with_indices": [c("default", t(1, 4, 12), [3], [3], [0], [1], False,
+                                  elem=2 * 4 * 4)],
+    # ceil mode: H = ceil((8 + 2 - 2 - 1) / 2) + 1 = 5, W = ceil((7 + 2 - 2 - 1) / 2) + 1 = 4
+    "max_pool2d_with_indices": [c("default", t(1, 2, 8, 7), [3, 3], [2, 2], [1, 1], [1, 1],
+                                  True, elem=8 * 2 * 5 * 4)],
+    # ceil((5 - 2) / 2) + 1 = 3 per dimension
+    "max_pool3d_with_indices": [c("default", t(1, 2, 5, 5, 5), [2, 2, 2], [2, 2, 2],
+                                  [0, 0, 0], [1, 1, 1], True, elem=7 * 2 * 3 * 3 * 3)],
+    # average pooling: K per output; ceil((9 - 2) / 2) + 1 = 5, ceil((7 + 2 - 3) / 2) + 1 = 4
+    "avg_pool1d": [c("default", t(2, 3, 9), [2], [2], [0], True, elem=2 * 2 * 3 * 5)],
+    "avg_pool2d": [c("default", t(2, 3, 7, 7), [3, 3], [2, 2], [1, 1], True,
+                     elem=9 * 2 * 3 * 4 * 4)],
+    "avg_pool3d": [c("default", t(1, 2, 4, 4, 4), [2, 2, 2], elem=8 * 2 * 2 * 2 * 2)],
+    # adaptive pooling and reductions: one per input element
+    "_adaptive_avg_pool2d": [c("default", t(2, 3, 7, 5), [3, 2], elem=2 * 3 * 7 * 5)],
+    "_adaptive_avg_pool3d": [c("default", t(1, 2, 4, 4, 4), [2, 2, 2], elem=2 * 64)],
+    "adaptive_avg_pool1d": [c("default", t(1, 3, 8), [4], elem=3 * 8)],
+    "adaptive_max_pool1d": [c("default", t(1, 3, 8), [4], elem=3 * 8)],
+    "adaptive_max_pool2d": [c("default", t(1, 3, 6, 6), [2, 2], elem=3 * 36)],
+    "adaptive_max_pool3d": [c("default", t(1, 2, 4, 4, 4), [2, 2, 2], elem=2 * 64)],
+    "mean": [c("dim", t(2, 3, 4, 5), [-1, -2], True, elem=120), c("default", X, elem=N)],
+    "sum": [c("dim_IntList", X, [1], elem=N), c("default", X, elem=N)],
+    "amax": [c("default", X, [1], elem=N), c("default", X, [0, 2], True, elem=N)],
+    # (bi/tri)linear: 2^(d+1) - 1 per output; bicubic 31 per output
+    "upsample_bilinear2d": [c("vec", t(1, 2, 3, 3), None, False, [2.0, 2.0],
+                              elem=7 * 2 * 6 * 6),
+                            c("default", t(1, 2, 3, 3), [5, 4], False, elem=7 * 2 * 5 * 4)],
+    "upsample_linear1d": [c("default", t(1, 2, 5), [10], False, elem=3 * 2 * 10)],
+    "upsample_trilinear3d": [c("default", t(1, 1, 2, 2, 2), [4, 4, 4], False,
+                               elem=15 * 64)],
+    "_upsample_bilinear2d_aa": [c("default", t(1, 2, 4, 4), [2, 2], False, elem=7 * 2 * 4)],
+    "upsample_bicubic2d": [c("default", t(1, 2, 3, 3), [6, 6], False, elem=31 * 2 * 36)],
+    # softmax: 5 per element
+    "_softmax": [c("default", X, 1, False, elem=5 * N)],
+    "_log_softmax": [c("default", X, 1, False, elem=5 * N)],
+    "softmax": [c("int", X, 1, elem=5 * N)],
+    "log_softmax": [c("int", X, 1, elem=5 * N)],
+    "_safe_softmax": [c("default", X, 1, elem=5 * N)],
+    # elementwise (per output element): comparisons, activations, arithmetic
+    "relu": unary(1), "relu_": unary(1), "threshold": unary(1, 0.5, 0.0),
+    "hardtanh": unary(2, -0.5, 0.5), "hardtanh_": unary(2, -0.5, 0.5),
+    "leaky_relu": unary(2, 0.1), "leaky_relu_": unary(2, 0.1),
+    "elu": unary(4), "elu_": unary(4), "sigmoid": unary(4), "sigmoid_": unary(4),
+    "tanh": unary(5), "tanh_": unary(5), "silu": unary(5), "silu_": unary(5),
+    "hardswish": unary(5), "hardswish_": unary(5),
+    "hardsigmoid": unary(4), "hardsigmoid_": unary(4), "gelu": unary(8),
+    "neg": unary(1), "exp": unary(1), "sqrt": unary(1), "rsqrt": unary(1), "abs": unary(1),
+    "log": unary(1), "reciprocal": unary(1),
+    "pow": [c("Tensor_Scalar", X, 2.0, elem=N), c("Tensor_Tensor", X, t(4), elem=N)],
+    "clamp": unary(2, 0.2, 0.8), "clamp_": unary(2, 0.2, 0.8),
+    "clamp_min": unary(1, 0.5), "clamp_min_": unary(1, 0.5),
+    "clamp_max": unary(1, 0.5), "clamp_max_": unary(1, 0.5),
+    # binary ops broadcast: (2, 3, 4) with (4,) or (3, 1); (2, 1, 4) with (3, 1) -> (2, 3, 4)
+    "add": [c("Tensor", X, t(4), elem=N), c("Tensor", t(3, 1), X, elem=N)],
+    "add_": [c("Tensor", X, t(3, 1), elem=N)],
+    "sub": [c("Tensor", X, t(4), elem=N)], "sub_": [c("Tensor", X, t(4), elem=N)],
+    "mul": [c("Tensor", X, t(2, 3, 1), elem=N), c("Scalar", X, 2.0, elem=N)],
+    "mul_": [c("Tensor", X, t(4), elem=N)],
+    "div": [c("Tensor", X, t(4), elem=N)], "div_": [c("Tensor", X, t(4), elem=N)],
+    "rsub": [c("Tensor", X, X, elem=N)],
+    "minimum": [c("default", t(2, 1, 4), t(3, 1), elem=N)],
+    "maximum": [c("default", t(2, 1, 4), t(3, 1), elem=N)],
+}
+
+# Ops that compute nothing: (overload, args, kwargs) with a cost of 0.
+ZERO_SAMPLES: dict[str, list[Call]] = {
+    "view": [c("default", X, [6, 4])], "_unsafe_view": [c("default", X, [6, 4])],
+    "reshape": [c("default", X, [4, -1])], "alias": [c("default", X)],
+    "t": [c("default", t(2, 3))], "transpose": [c("int", X, 0, 2)],
+    "permute": [c("default", X, [2, 0, 1])], "expand": [c("default", t(3, 1), [3, 4])],
+    "squeeze": [c("dim", t(2, 1, 4), 1)], "unsqueeze": [c("default", X, 1)],
+    "flatten": [c("using_ints", X, 1, 2)], "unflatten": [c("int", t(2, 12), 1, [3, 4])],
+    "slice": [c("Tensor", t(2, 8), 1, 2, 6)], "narrow": [c("default", t(2, 8), 1, 2, 3)],
+    "select": [c("int", t(2, 8), 1, 3)], "split": [c("Tensor", t(2, 8), 3, 1)],
+    "split_with_sizes": [c("default", t(2, 8), [3, 5], 1)],
+    "chunk": [c("default", t(2, 8), 3, 1)], "unbind": [c("int", t(2, 3), 1)],
+    "unsafe_split": [c("Tensor", t(2, 8), 3, 1)],
+    "unsafe_split_with_sizes": [c("default", t(2, 8), [3, 5], 1)],
+    "unsafe_chunk": [c("default", t(2, 8), 3, 1)],
+    "cat": [c("default", [t(2, 3), t(2, 5)], 1)], "stack": [c("default", [X, X], 1)],
+    "clone": [c("default", X)], "contiguous": [c("default", X)],
+    "copy_": [c("default", X, X)], "_to_copy": [c("default", X, dtype=torch.float64)],
+    "to": [c("dtype", X, torch.float64)], "detach": [c("default", X)],
+    "lift_fresh": [c("default", X)], "lift": [c("default", X)],
+    "empty": [c("memory_format", [2, 3], device=DEV)],
+    "empty_like": [c("default", X)],
+    "empty_strided": [c("default", [2, 3], [3, 1], device=DEV)],
+    "zeros": [c("default", [2, 3], device=DEV)], "zeros_like": [c("default", X)],
+    "ones": [c("default", [2, 3], device=DEV)], "ones_like": [c("default", X)],
+    "full": [c("default", [2, 3], 1.5, device=DEV)], "full_like": [c("default", X, 2.0)],
+    "fill_": [c("Scalar", X, 1.0)], "zero_": [c("default", X)],
+    "new_empty": [c("default", X, [4, 5])], "new_zeros": [c("default", X, [4, 5])],
+    "new_ones": [c("default", X, [4, 5])],
+    "randn": [c("default", [2, 3], device=DEV)], "rand": [c("default", [2, 3], device=DEV)],
+    "uniform_": [c("default", X)], "normal_": [c("default", X)],
+    "dropout": [c("default", X, 0.5, False)],
+    "native_dropout": [c("default", X, 0.5, False)],
+    "feature_dropout": [c("default", t(2, 3, 4, 4), 0.5, False)],
+    "channel_shuffle": [c("default", t(2, 6, 3, 3), 3)],
+    "native_channel_shuffle": [c("default", t(2, 6, 3, 3), 3)],
+    "pixel_shuffle": [c("default", t(1, 8, 3, 3), 2)],
+    "pixel_unshuffle": [c("default", t(1, 2, 6, 6), 2)],
+    "upsample_nearest1d": [c("default", t(1, 2, 5), [10])],
+    "upsample_nearest2d": [c("default", t(1, 2, 3, 3), [6, 6])],
+    "upsample_nearest3d": [c("default", t(1, 2, 2, 2, 2), [4, 4, 4])],
+    "_upsample_nearest_exact2d": [c("default", t(1, 2, 3, 3), [6, 6])],
+    "constant_pad_nd": [c("default", t(1, 2, 3, 3), [1, 1, 2, 2])],
+    "pad": [c("default", t(1, 2, 3, 3), [1, 1], "constant", 0.0)],
+    "reflection_pad2d": [c("default", t(1, 2, 4, 4), [1, 1, 1, 1])],
+    "replication_pad2d": [c("default", t(1, 2, 4, 4), [1, 1, 1, 1])],
+    "as_strided": [c("default", t(2, 3), [3, 2], [1, 3])],
+    "as_strided_": [c("default", t(2, 3), [3, 2], [1, 3])],
+    "_reshape_alias": [c("default", t(2, 3), [3, 2], [2, 1])],
+    "expand_as": [c("default", t(3, 1), t(3, 4))], "view_as": [c("default", t(2, 3), t(3, 2))],
+    "sym_size": [c("int", t(2, 3), 1)],
+    "max_pool2d_with_indices_backward": [
+        c("default", t(1, 2, 2, 2), t(1, 2, 4, 4), [2, 2], [2, 2], [0, 0], [1, 1], False,
+          t(1, 2, 2, 2, dtype=torch.int64))],
+}
+# Ops that read a tensor's value: there is none on meta, where PyTorch raises.
+VALUE_READS: dict[str, list[Call]] = {
+    "item": [c("default", t())], "_local_scalar_dense": [c("default", t())],
+}
+
+
+def _cases(samples: dict[str, list[Call]]) -> list[Any]:
+    return [pytest.param(name, call, id=f"{name}-{i}")
+            for name, calls in sorted(samples.items()) for i, call in enumerate(calls)]
+
+
+def _made(value: Any, device: str) -> Any:
+    if isinstance(value, T):
+        return value.make(device)
+    if isinstance(value, list):
+        return [_made(v, device) for v in value]
+    return torch.device(device) if value == DEV else value
+
+
+def _run(name: str, call: Call, device: str) -> tuple[Any, Acc]:
+    """The op's result and what the counter charged for it (ops in a dispatch mode)."""
+    func = getattr(getattr(torch.ops.aten, name), call.overload)
+    args = _made(list(call.args), device)
+    kwargs = {k: _made(v, device) for k, v in call.kwargs}
+    mode = CostCounterMode()
+    acc = Acc(name, name)
+    with torch.no_grad(), mode:
+        mode.acc = acc
+        out = func(*args, **kwargs)
+    return out, acc
+
+
+def _outputs(out: Any) -> list[Any]:
+    """What is compared: (shape, dtype) of every tensor, the value of anything else."""
+    return [(tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else v
+            for v in tree_flatten(out)[0]]
+
+
+def _shapes(value: Any) -> Any:
+    return tree_map(lambda v: v.shape if isinstance(v, T) else v, value)
+
+
+def test_every_registered_op_has_samples() -> None:
+    named = {f"aten::{n}" for n in FORMULA_SAMPLES}
+    missing = sorted(set(FORMULAS) - named)
+    assert not missing, f"add rows to FORMULA_SAMPLES in tests/test_op_samples.py: {missing}"
+    assert named <= set(FORMULAS), "FORMULA_SAMPLES names ops without a formula"
+    zero = {f"aten::{n}" for n in (*ZERO_SAMPLES, *VALUE_READS)}
+    missing = sorted(ZERO_COST_OPS - zero)
+    assert not missing, f"add rows to ZERO_SAMPLES in tests/test_op_samples.py: {missing}"
+    assert zero <= ZERO_COST_OPS, "ZERO_SAMPLES names ops that are not zero-cost"
+
+
+@pytest.mark.parametrize(("name", "call"), _cases(FORMULA_SAMPLES))
+def test_formula_op_on_meta_and_cpu(name: str, call: Call) -> None:
+    meta, meta_acc = _run(name, call, "meta")
+    cpu, cpu_acc = _run(name, call, "cpu")
+    assert _outputs(meta) == _outputs(cpu)
+    first = tree_flatten(cpu)[0][0]
+    rule = SHAPE_RULES[f"aten::{name}"]
+    assert rule(*_shapes(call.args), **dict(_shapes(call.kwargs))) == tuple(first.shape)
+    for acc in (meta_acc, cpu_acc):
+        assert (acc.macs, acc.elem_flops, dict(acc.uncounted)) == (call.macs, call.elem, {})
+
+
+@pytest.mark.parametrize(("name", "call"), _cases(ZERO_SAMPLES))
+def test_zero_cost_op_on_meta_and_cpu(name: str, call: Call) -> None:
+    meta, meta_acc = _run(name, call, "meta")
+    cpu, cpu_acc = _run(name, call, "cpu")
+    assert _outputs(meta) == _outputs(cpu)
+    for acc in (meta_acc, cpu_acc):
+        assert (acc.macs, acc.elem_flops, dict(acc.uncounted)) == (0, 0, {})
+
+
+@pytest.mark.parametrize(("name", "call"), _cases(VALUE_READS))
+def test_value_reads_are_free_on_cpu_and_impossible_on_meta(name: str, call: Call) -> None:
+    out, acc = _run(name, call, "cpu")
+    assert isinstance(out, float) and (acc.macs, acc.elem_flops, dict(acc.uncounted)) == (
+        0, 0, {})
+    with pytest.raises(RuntimeError):
+        _run(name, call, "meta")
