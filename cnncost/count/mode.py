@@ -12,6 +12,8 @@ without running the kernel again. Common ops skip PyTorch's meta kernels altoget
 
 from __future__ import annotations
 
+import gc
+
 import weakref
 from collections import Counter
 from contextlib import suppress
@@ -171,6 +173,22 @@ class CostCounterMode(TorchDispatchMode):
         self.live = 0
         self.peak = 0
         self.ops = 0
+        self._gc_was_enabled = False
+
+    def __enter__(self) -> CostCounterMode:
+        # Liveness is tracked by weakref finalizers: a tensor caught in a reference cycle
+        # is released whenever the cyclic collector happens to run, which another thread
+        # (a Dask worker, a progress bar) can trigger mid-count. With the collector paused
+        # while counting, every run frees tensors at the same points: the same peak.
+        self._gc_was_enabled = gc.isenabled()
+        gc.disable()
+        super().__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        super().__exit__(*exc)
+        if self._gc_was_enabled:
+            gc.enable()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
                            kwargs: Any = None) -> Any:
