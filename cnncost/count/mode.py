@@ -13,7 +13,6 @@ without running the kernel again. Common ops skip PyTorch's meta kernels altoget
 from __future__ import annotations
 
 import gc
-
 import weakref
 from collections import Counter
 from contextlib import suppress
