@@ -481,6 +481,7 @@ def upsample(in_shape: Shape, scale: int | None = None, size: Ints | None = None
 @register_layer("channel_shuffle")
 def channel_shuffle(in_shape: Shape, groups: int) -> Built:
     """ShuffleNet's channel shuffle. Keys: groups."""
+    _spatial(in_shape, "channel_shuffle")
     _positive("groups", groups)
     if in_shape[0] % groups:
         raise LayerError(f"groups={groups} does not divide channels={in_shape[0]}")

@@ -37,17 +37,28 @@ TRAINING_MEMORY = ("training memory = parameters + gradients + optimizer state +
                    "activations (estimate)")
 
 
+def dtype_check(dtype: str | torch.dtype) -> str:
+    """The name of an analysis dtype (float32, float16, bfloat16, float64), without torch."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPE_BYTES:
+        raise UsageError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_BYTES)}")
+    return name
+
+
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """A torch dtype from its name (float32, float16, bfloat16, float64)."""
     import torch
 
     if isinstance(dtype, torch.dtype):
         return dtype
-    name = dtype.removeprefix("torch.")
-    if name not in DTYPE_BYTES:
-        raise UsageError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_BYTES)}")
-    dt: torch.dtype = getattr(torch, name)
+    dt: torch.dtype = getattr(torch, dtype_check(dtype))
     return dt
+
+
+def check_batch(batch: int) -> None:
+    """A batch size is a whole number from 1 to 2^20."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 1 << 20:
+        raise UsageError(f"batch={batch!r} must be a whole number from 1 to {1 << 20}")
 
 
 def dtype_name(dtype: torch.dtype | str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from cnncost.count.conventions import Policy, dtype_name, parse_dtype
+from cnncost.count.conventions import Policy, check_batch, dtype_name, parse_dtype
 from cnncost.count.memory import build_table, nbytes
 from cnncost.count.mode import Acc, CostCounterMode, tensors
 from cnncost.errors import CnnCostError, ModelRunError, UsageError
@@ -158,7 +158,7 @@ def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "floa
     dt = parse_dtype(dtype)
     pol = Policy(policy)
     dev = _check_device(device)
-    _check_batch(batch)
+    check_batch(batch)
     x = _input_tensor((batch, *spec.input_shape), dt, dev)
     modules = _spec_modules(spec, dt, dev, x.element_size())
     weights = (sum(m[3] for m in modules.values()), sum(m[4] for m in modules.values()))
@@ -190,7 +190,7 @@ def count_module(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
                             dev)
     dt = parse_dtype(dtype)
     pol = Policy(policy)
-    _check_batch(batch)
+    check_batch(batch)
     if dev == "cpu" and any(p.dtype != dt for p in model.parameters() if p.is_floating_point()):
         raise UsageError(f"device='cpu' runs the module's own weights: convert it to "
                          f"{dtype_name(dt)} first, or count on 'meta'")
@@ -297,7 +297,7 @@ def _count_graph(gm: fx.GraphModule, input_shape: tuple[int, ...], batch: int,
                  dtype: str | torch.dtype, policy: Policy | str, strict: bool,
                  name: str | None, source: str, device: str) -> CostTable:
     dt = parse_dtype(dtype)
-    _check_batch(batch)
+    check_batch(batch)
     x = _input_tensor((batch, *input_shape), dt, device)
     mode = CostCounterMode()
     label = name or type(gm).__name__
@@ -335,10 +335,3 @@ def _own(params: Iterator[nn.Parameter], seen: set[int]) -> int:
             seen.add(id(p))
             total += p.numel()
     return total
-
-
-def _check_batch(batch: int) -> None:
-    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 1 << 20:
-        raise UsageError(f"batch={batch!r} must be a whole number from 1 to {1 << 20}")
-
-

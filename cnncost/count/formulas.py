@@ -86,6 +86,16 @@ FORMULAS: dict[str, Formula] = {}
 SHAPE_RULES: dict[str, ShapeRule] = {}
 
 
+def apply_formula(formula: Formula, args: Sequence[Any], kwargs: dict[str, Any],
+                  out_shape: Any) -> OpCost | None:
+    """One call's cost from its arguments (tensors as shapes); None for a call form the
+    formula does not know (the op is then listed as uncounted, never zero)."""
+    try:
+        return formula(*args, **kwargs, out_shape=out_shape)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 def _tensor_shapes(args: Sequence[Any]) -> list[Shape]:
     return [a for a in args if isinstance(a, tuple)]
 

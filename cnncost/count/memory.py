@@ -2,22 +2,27 @@
 
 Peak inference memory = input + parameters + buffers + the dispatch mode's peak of live
 activations; training memory = parameters + gradients + optimizer state + the activations
-saved for the backward pass (an estimate: every layer's output and the input).
+saved for the backward pass (an estimate: every layer's output and the input). No torch
+here: both engines assemble their tables with :func:`assemble_table`.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from cnncost.count.conventions import Policy, conventions, dtype_name
+from cnncost.count.conventions import Policy, conventions, dtype_bytes, dtype_name
 from cnncost.count.formulas import formula_text, policy_flops
-from cnncost.count.mode import Acc, CostCounterMode
 from cnncost.errors import UnsupportedOpError
 from cnncost.table import CostRow, CostTable, Totals, sum_rows
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from cnncost.count.mode import Acc, CostCounterMode
 
 
 def nbytes(tensors: Iterator[torch.Tensor], elem: int) -> int:
@@ -39,21 +44,32 @@ def build_table(model_name: str, source: str, description: str,
     uncounted: Counter[str] = Counter()
     for a in accs:
         uncounted.update(a.uncounted)
+    elem = x.element_size()
+    if not isinstance(weights, tuple):
+        weights = nbytes(weights.parameters(), elem), nbytes(weights.buffers(), elem)
+    return assemble_table(model_name, source, description, tuple(x.shape), dtype, policy, rows,
+                          uncounted, weights, mode.peak, strict)
+
+
+def assemble_table(model_name: str, source: str, description: str, input_shape: tuple[int, ...],
+                   dtype: str | torch.dtype, policy: Policy, rows: tuple[CostRow, ...],
+                   uncounted: Mapping[str, int], weights: tuple[int, int],
+                   peak_activation_bytes: int, strict: bool) -> CostTable:
+    """The table from its rows: totals, memory and conventions (``weights``
+    are the parameter and buffer bytes). ``strict`` turns ops without a formula into an error."""
     if strict and uncounted:
         ops = ", ".join(f"{op} ({n}x)" for op, n in sorted(uncounted.items()))
         raise UnsupportedOpError(f"ops without a counting formula: {ops}")
-    elem = x.element_size()
-    if isinstance(weights, nn.Module):
-        weights = nbytes(weights.parameters(), elem), nbytes(weights.buffers(), elem)
+    input_bytes = math.prod(input_shape) * dtype_bytes(dtype)
     return CostTable(
         model=model_name,
         source=source,
-        input=tuple(x.shape),
+        input=input_shape,
         dtype=dtype_name(dtype),
         policy=policy.value,
         conventions=conventions(policy, dtype),
         layers=rows,
-        totals=_totals(rows, weights, x.numel() * elem, mode.peak),
+        totals=_totals(rows, weights, input_bytes, peak_activation_bytes),
         uncounted=dict(uncounted),
         description=description,
     )

@@ -31,6 +31,7 @@ from cnncost.count.formulas import (
     Factors,
     Formula,
     OpCost,
+    apply_formula,
 )
 from cnncost.count.meta import FAST_META, elementwise_meta
 
@@ -242,11 +243,8 @@ class CostCounterMode(TorchDispatchMode):
     @staticmethod
     def _cost(info: _OpInfo, args: Any, kwargs: Any, out: Any) -> OpCost | None:
         assert info.formula is not None
-        try:
-            return info.formula(*tree_map(_shape, args), **tree_map(_shape, kwargs),
-                                out_shape=tree_map(_shape, out))
-        except (TypeError, ValueError, IndexError):
-            return None  # an unexpected call form: listed as uncounted, never zero
+        return apply_formula(info.formula, tree_map(_shape, args), tree_map(_shape, kwargs),
+                             tree_map(_shape, out))
 
     def _track(self, info: _OpInfo, out: Any, acc: Acc | None) -> None:
         outs = out if isinstance(out, tuple | list) else (out,)

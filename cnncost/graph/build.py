@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Mapping
@@ -64,11 +65,16 @@ def build_module(spec: ModelSpec, device: str | torch.device = "cpu",
 def op_target(layer: LayerSpec) -> tuple[Any, dict[str, Any]]:
     """The torch function and keyword arguments a graph op (add/mul/concat/slice) lowers to."""
     return {
-        "add": (operator.add, {}),
+        "add": (operator.add if len(layer.inputs) == 2 else add_all, {}),
         "mul": (operator.mul, {}),
         "concat": (torch.cat, {"dim": 1}),
         "slice": (torch.narrow, {}),
     }[layer.kind]
+
+
+def add_all(*xs: Any) -> Any:
+    """x1 + x2 + ... left to right: an add of more than two branches."""
+    return functools.reduce(operator.add, xs)
 
 
 def op_args(layer: LayerSpec, args: tuple[Any, ...]) -> tuple[Any, ...]:

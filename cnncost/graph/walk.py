@@ -13,12 +13,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from torch import fx
-
-from cnncost.graph.build import META_KEY
 from cnncost.spec import LayerSpec
+
+if TYPE_CHECKING:
+    from torch import fx
 
 Args = tuple[tuple[Any, ...], dict[str, Any]]
 
@@ -68,9 +68,17 @@ class Walk:
         return _resolve(self.output, env)
 
 
-def dying_after(steps: Sequence[Step], keep: Sequence[Any] = ()) -> tuple[tuple[Any, ...], ...]:
+class Reads(Protocol):
+    """Anything that reads values by key: a Step, or a spec layer (its ``inputs``)."""
+
+    @property
+    def inputs(self) -> tuple[Any, ...]: ...
+
+
+def dying_after(steps: Sequence[Reads], keep: Sequence[Any] = ()) -> tuple[tuple[Any, ...], ...]:
     """For each step, the keys whose last use it is (freed right after it runs); the keys
-    in ``keep`` never die."""
+    in ``keep`` never die. The liveness rule of both engines (torch's walk, the analytic
+    driver's replay)."""
     last_use: dict[Any, int] = {}
     for i, step in enumerate(steps):
         for key in step.inputs:
@@ -100,6 +108,10 @@ def _resolve(output: Any, env: Mapping[Any, Any]) -> Any:
 def graph_walk(gm: fx.GraphModule) -> Walk:
     """The walk of a GraphModule's nodes; ``inputs`` are its placeholders. A node made from
     a spec layer (a compiled spec) carries that layer."""
+    from torch import fx
+
+    from cnncost.graph.build import META_KEY
+
     modules = dict(gm.named_modules())
     steps: list[Step] = []
     placeholders: list[fx.Node] = []
@@ -128,6 +140,8 @@ def graph_walk(gm: fx.GraphModule) -> Walk:
 
 
 def _bind_node(n: fx.Node, env: Mapping[Any, Any]) -> Args:
+    from torch import fx
+
     args = fx.node.map_arg(n.args, env.__getitem__)
     kwargs = fx.node.map_arg(n.kwargs, env.__getitem__)
     return tuple(args), dict(kwargs)
