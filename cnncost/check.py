@@ -9,13 +9,15 @@ The diff's rendering is in ``cnncost.render.check``.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from cnncost.errors import UsageError
-from cnncost.table import CostRow, CostTable
+from cnncost.table import SCHEMA, CostRow, CostTable, Totals
 
 MODEL = "(model)"
 TOTALS = "(totals)"
@@ -119,18 +121,169 @@ def report_files(directory: Path) -> list[Path]:
     return files
 
 
+MAX_REPORT_BYTES = 32 << 20  # the largest bundled report is ~0.2 MiB
+MAX_DEPTH = 16  # a report nests 4 deep (layers[i].input_shape[j][k])
+MAX_DIGITS = 30  # beyond any count (MACs of a whole zoo at batch 1e6 has ~20 digits)
+
+
 def load_report(path: Path) -> CostTable:
-    """A committed report; unreadable or foreign JSON is a one-line UsageError."""
+    """A committed report, checked field by field (types, sizes, nesting); unreadable or
+    foreign JSON is a one-line UsageError naming the file and the field."""
+    from cnncost.io import read_text
+
+    text = read_text(path, MAX_REPORT_BYTES, "report")
+    doc = parse_json(text, str(path))
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read: {exc}") from None
-    try:
-        return CostTable.from_json(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        check_report(doc)
+    except _Bad as exc:
         raise UsageError(f"{path}: not a cnncost report: {exc}") from None
+    return CostTable.from_dict(doc)
+
+
+def parse_json(text: str, where: str) -> Any:
+    """JSON with Python's limits made errors: no NaN or Infinity, integers of at most
+    MAX_DIGITS digits, floats that are finite, nesting at most MAX_DEPTH deep."""
+    depth = deepest = 0
+    # Brackets outside strings, counted before parsing: json's recursion is no limit to rely on.
+    for m in _BRACKETS.finditer(_STRINGS.sub('""', text)):
+        depth += 1 if m[0] in "[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_DEPTH:
+        raise UsageError(f"{where}: JSON nested {deepest} deep; a report nests at most "
+                         f"{MAX_DEPTH}")
+    try:
+        return json.loads(text, parse_int=_json_int, parse_float=_json_float,
+                          parse_constant=_json_constant)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except (_Bad, RecursionError) as exc:
+        raise UsageError(f"{where}: not a cnncost report: {exc or 'nested too deeply'}"
+                         ) from None
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+class _Bad(ValueError):
+    """A report field of the wrong type or size (the message names the field)."""
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise _Bad(f"a {len(text)}-digit number; counts have at most {MAX_DIGITS} digits")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Bad(f"number {text[:20]} is out of range")
+    return value
+
+
+def _json_constant(text: str) -> Any:
+    raise _Bad(f"{text} is not a number JSON allows")
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _expect(ok: bool, where: str, what: str, value: Any) -> None:
+    if not ok:
+        raise _Bad(f"{where}: expected {what}, found {_shown(value)}")
+
+
+def _str(value: Any, where: str) -> None:
+    _expect(isinstance(value, str), where, "a string", value)
+
+
+def _count(value: Any, where: str) -> None:
+    _expect(type(value) is int and value >= 0, where, "a whole number >= 0", value)
+
+
+def _shape(value: Any, where: str) -> None:
+    _expect(isinstance(value, list) and all(type(d) is int and d >= 0 for d in value), where,
+            "a list of sizes like [1, 3, 224, 224]", value)
+
+
+def _shapes(value: Any, where: str) -> None:
+    _expect(isinstance(value, list), where, "a list of shapes", value)
+    for i, one in enumerate(value):
+        _shape(one, f"{where}[{i}]")
+
+
+def _mapping(value: Any, where: str, check: Any) -> None:
+    _expect(isinstance(value, dict), where, "a mapping", value)
+    for k, v in value.items():
+        check(v, f"{where}.{k}")
+
+
+def _set_value(value: Any, where: str) -> None:
+    """A --set value: a number, bool, string or a list of them."""
+    ok = isinstance(value, str | int | float | bool) or (
+        isinstance(value, list) and all(isinstance(v, str | int | float | bool) for v in value))
+    _expect(ok, where, "a number, bool, string or list of them", value)
+
+
+def _optional_count(value: Any, where: str) -> None:
+    if value is not None:
+        _count(value, where)
+
+
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+POLICIES = ("all", "conv+linear")
+_TOP: dict[str, Any] = {
+    "model": _str, "description": _str, "source": _str, "input": _shape,
+    "dtype": lambda v, w: _expect(v in DTYPES, w, "one of " + ", ".join(DTYPES), v),
+    "policy": lambda v, w: _expect(v in POLICIES, w, "one of " + ", ".join(POLICIES), v),
+    "vars": lambda v, w: _mapping(v, w, _set_value),
+    "input_given": lambda v, w: _expect(isinstance(v, bool), w, "true or false", v),
+    "conventions": lambda v, w: _expect(isinstance(v, list) and all(
+        isinstance(c, str) for c in v), w, "a list of strings", v),
+    "uncounted": lambda v, w: _mapping(v, w, _count),
+}
+_ROW: dict[str, Any] = {
+    "name": _str, "kind": _str, "formula": _str, "source": _str, "output_shape": _shape,
+    "input_shape": _shapes,
+    "receptive_field": _optional_count,
+    "uncounted": lambda v, w: _mapping(v, w, _count),
+    **{k: _count for k in ("params", "buffers", "macs", "flops", "output_bytes", "calls")},
+}
+_REQUIRED = ("model", "source", "input", "dtype", "policy", "totals", "layers")
+
+
+def check_report(doc: Any) -> None:
+    """Raise _Bad naming the first field of a report document that has the wrong type."""
+    _expect(isinstance(doc, dict), "document", "a JSON object", doc)
+    _expect(doc.get("schema") == SCHEMA, "schema", repr(SCHEMA), doc.get("schema"))
+    for key in _REQUIRED:
+        _expect(key in doc, key, "this field", "nothing")
+    for key, check in _TOP.items():
+        if key in doc:
+            check(doc[key], key)
+    _expect(bool(doc["source"]), "source", "the spec or factory it was counted from", "''")
+    _expect(len(doc["input"]) >= 2 and doc["input"][0] >= 1, "input",
+            "[batch, channels, ...] with batch >= 1", doc["input"])
+    totals = doc["totals"]
+    _expect(isinstance(totals, dict), "totals", "a mapping", totals)
+    for f in fields(Totals):
+        _expect(f.name in totals, f"totals.{f.name}", "this field", "nothing")
+        if f.name == "training_memory_bytes":
+            _mapping(totals[f.name], f"totals.{f.name}", _count)
+        else:
+            _count(totals[f.name], f"totals.{f.name}")
+    layers = doc["layers"]
+    _expect(isinstance(layers, list), "layers", "a list of layers", layers)
+    for i, row in enumerate(layers):
+        _expect(isinstance(row, dict), f"layers[{i}]", "a mapping", row)
+        for key in ("name", "kind", "input_shape", "output_shape"):
+            _expect(key in row, f"layers[{i}].{key}", "this field", "nothing")
+        for key, check in _ROW.items():
+            if key in row:
+                check(row[key], f"layers[{i}].{key}")
 
 
 @dataclass(frozen=True)

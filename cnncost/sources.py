@@ -93,7 +93,7 @@ def resolve(target: str) -> Target:
     if target.endswith(".py"):
         raise UsageError(_name_a_factory(path))
     if target.endswith((".yaml", ".yml")) or path.is_file():
-        if not path.is_file():
+        if not path.exists():
             bundled = path.with_suffix("").as_posix().removeprefix("specs/")
             hint = (f"; the bundled spec of that name runs from anywhere: `{bundled}`"
                     if bundled in bundled_specs() else "")

@@ -18,7 +18,8 @@ from cnncost.advise import rules as _rules  # noqa: F401  (registers the rules)
 from cnncost.advise.registry import ADVICE_RULES, Context, Goal, Proposal, Rule
 from cnncost.advise.rewrite import dump, load_doc, with_vars
 from cnncost.errors import CnnCostError, UsageError
-from cnncost.spec import ModelSpec, parse_spec
+from cnncost.io import read_text
+from cnncost.spec import MAX_FILE_BYTES, ModelSpec, parse_spec
 from cnncost.table import CostRow, CostTable, relocated
 
 SCHEMA = "cnncost.advice/1"
@@ -145,10 +146,7 @@ def advise_spec(path: str | Path, overrides: Mapping[str, Any] | None = None,
     from cnncost.api import count_loaded
 
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{file}: cannot read spec: {exc}") from None
+    text = read_text(path, MAX_FILE_BYTES, "spec")
     values = dict(overrides or {})
     spec = parse_spec(text, file, values)
     table = count_loaded(spec, source=source or file)

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from cnncost.errors import SpecError
+from cnncost.io import ReadError, read_bytes, read_text
 from cnncost.spec.model import MAX_EXTENDS, MAX_FILE_BYTES
 
 
@@ -165,12 +166,10 @@ def _malformed(exc: yaml.MarkedYAMLError, file: str) -> SpecError:
 
 def read_yaml(path: str | Path) -> Any:
     """Read and parse one spec file (its ``extends`` not resolved)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError("no such file", str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read spec: {exc}", str(path)) from None
+    try:  # bounded: a FIFO, /dev/zero or a 12 GiB sparse file is refused before reading it
+        text = read_text(path, MAX_FILE_BYTES, "spec")
+    except ReadError as exc:
+        raise SpecError(exc.reason, str(path)) from None
     return load_yaml(text, str(path))
 
 
@@ -184,8 +183,8 @@ def spec_files(path: str | Path) -> list[str]:
     files = [str(path)]
     while len(files) <= MAX_EXTENDS + 1:
         try:
-            text = Path(files[-1]).read_bytes()
-        except OSError:
+            text = read_bytes(files[-1], MAX_FILE_BYTES)
+        except ReadError:
             break
         if not re.search(rb"^extends\s*:", text, re.MULTILINE):  # no need to parse YAML
             break

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnncost.errors import UsageError
+from cnncost.io import read_text
 from cnncost.sweep.fit import Exponent, fit_exponents, fit_loglog
 from cnncost.sweep.plan import (
     BATCH,
@@ -118,7 +119,7 @@ def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
     """Plan a sweep of a spec (file or bundled name) and check it against the spec, which
     is loaded once with the fixed ``--set`` values; any bad input raises here."""
     from cnncost.sources import resolve
-    from cnncost.spec import parse_spec
+    from cnncost.spec import MAX_FILE_BYTES, parse_spec
 
     plan = plan_sweep(sets, zips, batch, max_points)
     target = resolve(model)
@@ -126,10 +127,7 @@ def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
         raise UsageError(f"{model}: sweep takes a spec (file or bundled name), not a module "
                          "factory: only a spec has variables to sweep")
     path: Path = target.spec_path
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read spec: {exc}") from None
+    text = read_text(path, MAX_FILE_BYTES, "spec")
     spec = parse_spec(text, str(path), plan.fixed, input)
     check_plan(plan, spec.vars)
     # Errors name the spec as reports do (specs/x.yaml for a bundled one): stable anywhere.
