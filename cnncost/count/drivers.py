@@ -194,88 +194,111 @@ def count_module(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
     if dev == "cpu" and any(p.dtype != dt for p in model.parameters() if p.is_floating_point()):
         raise UsageError(f"device='cpu' runs the module's own weights: convert it to "
                          f"{dtype_name(dt)} first, or count on 'meta'")
-    modules = dict(model.named_modules())  # a shared module goes by its first name
-    names = {id(m): n for n, m in modules.items()}
-    leaf_ids = {id(m) for m in modules.values() if not m._modules}
-    accs: dict[str, Acc] = {}
-    pre_order: dict[str, int] = {}
     mode = CostCounterMode()
-    stack: list[Acc] = []  # the rows of the module calls in progress, innermost last
-
-    def pre(module: nn.Module, args: Any) -> None:
-        mname = names.get(id(module), "")
-        acc = accs.get(mname)
-        if acc is None:
-            acc = accs[mname] = Acc(mname or "(model)", type(module).__name__)
-        acc.calls += 1
-        pre_order.setdefault(mname, mode.ops)
-        if not acc.input_shape:
-            acc.input_shape = tuple(tuple(a.shape) for a in tensors(args))
-        stack.append(acc)
-        mode.acc = acc
-
-    def post(module: nn.Module, args: Any, out: Any) -> None:
-        acc = stack.pop()
-        outs = tensors(out)
-        if not acc.output_shape and outs:
-            acc.output_shape = tuple(outs[0].shape)
-        if id(module) in leaf_ids:
-            acc.output_bytes += sum(t.numel() * t.element_size() for t in outs)
-        mode.acc = stack[-1] if stack else None
-
-    handles = []
-    for m in modules.values():
-        handles.append(m.register_forward_pre_hook(pre))
-        handles.append(m.register_forward_hook(post))
+    calls = _ModuleCalls(model, mode)
     x = _input_tensor((batch, *input_shape), dt, dev)
-    flags = {m: m.training for m in modules.values()}
-    model.eval()
-    try:
+    label = name or type(model).__name__
+    with calls.hooked():
         if dev == "meta":
             state = {k: _meta_like(v, dt) for k, v in
                      [*model.named_parameters(remove_duplicate=False),
                       *model.named_buffers(remove_duplicate=False)]}
             with _swapped(model, state), torch.no_grad(), mode:
-                _forward(model, x, stack, name or type(model).__name__)
+                _forward(model, x, calls.stack, label)
             del state
         else:
             with torch.no_grad(), mode:
-                _forward(model, x, stack, name or type(model).__name__)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, flag in flags.items():
-            m.training = flag
-    # Rows: modules that ran ops themselves (leaves, and containers with functional ops),
-    # plus modules owning parameters that never ran, so rows always sum to the totals.
-    rows: list[Acc] = []
-    seen_params: set[int] = set()
-    names_by_acc = {id(a): n for n, a in accs.items()}
-    for mname, acc in accs.items():
-        module = modules[mname]
-        own_p = _own(module.parameters(recurse=False), seen_params)
-        own_b = sum(b.numel() for b in module.buffers(recurse=False))
-        has_ops = acc.macs or acc.elem_flops or acc.uncounted or acc.factors or acc.op_bytes
-        if id(module) in leaf_ids or has_ops or own_p or own_b:
-            acc.params, acc.buffers = own_p, own_b
-            if id(module) not in leaf_ids:
-                # A container's row holds its own functional ops (e.g. a residual add):
-                # their new tensors are its output bytes; its children have rows of their own.
-                acc.kind += " (own ops)"
-                acc.output_bytes = acc.op_bytes
-            rows.append(acc)
-    # Execution order: where each row's first op ran (a residual add after its branch).
-    rows.sort(key=lambda a: a.order if a.order >= 0 else pre_order[names_by_acc[id(a)]])
-    for mname, module in modules.items():
-        if mname in accs:
-            continue
-        own_p = _own(module.parameters(recurse=False), seen_params)
-        own_b = sum(b.numel() for b in module.buffers(recurse=False))
-        if own_p or own_b:
-            rows.append(Acc(mname, type(module).__name__ + " (not called)", params=own_p,
-                             buffers=own_b))
-    label = name or type(model).__name__
-    return build_table(label, source or label, "", model, x, rows, mode, pol, dt, strict)
+                _forward(model, x, calls.stack, label)
+    return build_table(label, source or label, "", model, x, calls.rows(), mode, pol, dt,
+                       strict)
+
+
+class _ModuleCalls:
+    """Forward hooks on every module of a model: one row (Acc) per module name, and the
+    ops of each call charged to the innermost module in progress."""
+
+    def __init__(self, model: nn.Module, mode: CostCounterMode) -> None:
+        self.model = model
+        self.mode = mode
+        self.modules = dict(model.named_modules())  # a shared module goes by its first name
+        self.names = {id(m): n for n, m in self.modules.items()}
+        self.leaf_ids = {id(m) for m in self.modules.values() if not m._modules}
+        self.accs: dict[str, Acc] = {}
+        self.pre_order: dict[str, int] = {}
+        self.stack: list[Acc] = []  # the rows of the module calls in progress, innermost last
+
+    @contextmanager
+    def hooked(self) -> Iterator[None]:
+        """The hooks in place and the model in eval mode; both undone afterwards."""
+        handles = []
+        for m in self.modules.values():
+            handles.append(m.register_forward_pre_hook(self._pre))
+            handles.append(m.register_forward_hook(self._post))
+        flags = {m: m.training for m in self.modules.values()}
+        self.model.eval()
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+            for m, flag in flags.items():
+                m.training = flag
+
+    def _pre(self, module: nn.Module, args: Any) -> None:
+        mname = self.names.get(id(module), "")
+        acc = self.accs.get(mname)
+        if acc is None:
+            acc = self.accs[mname] = Acc(mname or "(model)", type(module).__name__)
+        acc.calls += 1
+        self.pre_order.setdefault(mname, self.mode.ops)
+        if not acc.input_shape:
+            acc.input_shape = tuple(tuple(a.shape) for a in tensors(args))
+        self.stack.append(acc)
+        self.mode.acc = acc
+
+    def _post(self, module: nn.Module, args: Any, out: Any) -> None:
+        acc = self.stack.pop()
+        outs = tensors(out)
+        if not acc.output_shape and outs:
+            acc.output_shape = tuple(outs[0].shape)
+        if id(module) in self.leaf_ids:
+            acc.output_bytes += sum(t.numel() * t.element_size() for t in outs)
+        self.mode.acc = self.stack[-1] if self.stack else None
+
+    def rows(self) -> list[Acc]:
+        """Modules that ran ops themselves (leaves, and containers with functional ops) in
+        execution order, then modules owning parameters that never ran: rows always sum
+        to the totals."""
+        rows: list[Acc] = []
+        seen_params: set[int] = set()
+        order: dict[int, int] = {}
+        for mname, acc in self.accs.items():
+            module = self.modules[mname]
+            own_p = _own(module.parameters(recurse=False), seen_params)
+            own_b = sum(b.numel() for b in module.buffers(recurse=False))
+            has_ops = acc.macs or acc.elem_flops or acc.uncounted or acc.factors or acc.op_bytes
+            leaf = id(module) in self.leaf_ids
+            if leaf or has_ops or own_p or own_b:
+                acc.params, acc.buffers = own_p, own_b
+                if not leaf:
+                    # A container's row holds its own functional ops (e.g. a residual add):
+                    # their new tensors are its output bytes; its children have rows of
+                    # their own.
+                    acc.kind += " (own ops)"
+                    acc.output_bytes = acc.op_bytes
+                # Where its first op ran (a residual add after its branch), else its call.
+                order[id(acc)] = acc.order if acc.order >= 0 else self.pre_order[mname]
+                rows.append(acc)
+        rows.sort(key=lambda a: order[id(a)])
+        for mname, module in self.modules.items():
+            if mname in self.accs:
+                continue
+            own_p = _own(module.parameters(recurse=False), seen_params)
+            own_b = sum(b.numel() for b in module.buffers(recurse=False))
+            if own_p or own_b:
+                rows.append(Acc(mname, type(module).__name__ + " (not called)",
+                                params=own_p, buffers=own_b))
+        return rows
 
 
 def _forward(model: nn.Module, x: torch.Tensor, stack: list[Acc], label: str) -> None:

@@ -194,37 +194,7 @@ class CostCounterMode(TorchDispatchMode):
                            kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         info = _op_info(func)
-        cost: OpCost | None = None
-        key = None
-        if info.fresh or info.inplace:
-            try:
-                key = (func, _key(args), _key(tuple(kwargs.items())) if kwargs else None)
-            except _NoKey:
-                key = None
-        if key is not None and info.inplace and key in _VALID_INPLACE:
-            out = args[0]  # on meta an elementwise in-place op only checks its arguments
-            cost = _VALID_INPLACE[key]
-        elif key is not None and info.fresh and key in _CACHE:
-            tmpl, cost = _CACHE[key]
-            out = _instantiate(tmpl)
-        else:
-            out = None
-            if key is not None:  # meta arguments: try a shortcut to the output's metadata
-                fast = FAST_META.get(func)
-                if fast is not None:
-                    out = fast(*args, **kwargs)
-                elif info.elementwise:
-                    out = elementwise_meta(info.inplace, args, kwargs)
-            if out is None:
-                out = func(*args, **kwargs)
-            if info.formula is not None:
-                cost = self._cost(info, args, kwargs, out)
-            if key is not None and len(_CACHE) < _MAX_CACHE:
-                if info.inplace:
-                    _VALID_INPLACE[key] = cost
-                else:
-                    with suppress(_NoKey):
-                        _CACHE[key] = (_template(out), cost)
+        out, cost = self._run(func, info, args, kwargs)
         acc = self.acc
         self.ops += 1
         if acc is not None:
@@ -239,6 +209,39 @@ class CostCounterMode(TorchDispatchMode):
                 acc.uncounted[info.name] += 1
         self._track(info, out, acc)
         return out
+
+    def _run(self, func: Any, info: _OpInfo, args: Any,
+             kwargs: dict[str, Any]) -> tuple[Any, OpCost | None]:
+        """The op's output and cost: remembered, by a meta shortcut, or by PyTorch."""
+        key = None
+        if info.fresh or info.inplace:
+            try:
+                key = (func, _key(args), _key(tuple(kwargs.items())) if kwargs else None)
+            except _NoKey:
+                key = None
+        if key is not None and info.inplace and key in _VALID_INPLACE:
+            # on meta an elementwise in-place op only checks its arguments
+            return args[0], _VALID_INPLACE[key]
+        if key is not None and info.fresh and key in _CACHE:
+            tmpl, cost = _CACHE[key]
+            return _instantiate(tmpl), cost
+        out = None
+        if key is not None:  # meta arguments: try a shortcut to the output's metadata
+            fast = FAST_META.get(func)
+            if fast is not None:
+                out = fast(*args, **kwargs)
+            elif info.elementwise:
+                out = elementwise_meta(info.inplace, args, kwargs)
+        if out is None:
+            out = func(*args, **kwargs)
+        cost = self._cost(info, args, kwargs, out) if info.formula is not None else None
+        if key is not None and len(_CACHE) < _MAX_CACHE:
+            if info.inplace:
+                _VALID_INPLACE[key] = cost
+            else:
+                with suppress(_NoKey):
+                    _CACHE[key] = (_template(out), cost)
+        return out, cost
 
     @staticmethod
     def _cost(info: _OpInfo, args: Any, kwargs: Any, out: Any) -> OpCost | None:
