@@ -296,6 +296,35 @@ def save_report(table: CostTable, path: Path) -> Path:
     return md
 
 
+def save_page(table: CostTable, path: Path, folder: Path) -> Path:
+    """Write a report's HTML page beside its JSON ``path``, linked back to
+    ``folder/index.html``; returns the page's path."""
+    import os
+
+    from cnncost.render.html import table_page
+
+    page = path.with_suffix(".html")
+    back = Path(os.path.relpath(folder / "index.html", page.parent)).as_posix()
+    write_atomic(page, table_page(table, links=[(back, "all reports")]))
+    return page
+
+
+def save_index(folder: Path) -> Path:
+    """Write ``folder/index.html`` linking every report in the folder to its page (a report
+    without a page, e.g. from an older cnncost, gets one made from its JSON)."""
+    from cnncost.render.html import index_page
+
+    entries = []
+    for path, table in load_reports(folder):
+        page = path.with_suffix(".html")
+        if not page.exists():
+            save_page(table, path, folder)
+        entries.append((page.relative_to(folder).as_posix(), table))
+    index = folder / "index.html"
+    write_atomic(index, index_page(entries, folder.as_posix()))
+    return index
+
+
 def source_target(source: str) -> Target:
     """The Target a report's ``source`` names (``specs/x.yaml`` = the bundled spec x)."""
     from cnncost.sources import specs_dir

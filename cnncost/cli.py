@@ -324,6 +324,7 @@ def compare(
         write_output(render_compare(comparison, fmt), output)
 
 
+
 # --------------------------------------------------------------------------- advise
 
 
@@ -369,7 +370,8 @@ def report(
     all_: Annotated[bool, typer.Option("--all", help="Every bundled spec.")] = False,
     out: Annotated[Path, typer.Option(
         "--out", metavar="DIR",
-        help="Folder for one NAME.json and one NAME.md per model.")] = Path("reports"),
+        help="Folder for NAME.json, NAME.md and NAME.html per model, and index.html."
+    )] = Path("reports"),
     input: InputOpt = None,
     batch: BatchOpt = 1,
     dtype: DtypeOpt = "float32",
@@ -377,15 +379,18 @@ def report(
     policy: PolicyOpt = "all",
     strict: StrictOpt = False,
 ) -> None:
-    """Write one JSON cost table (the baseline `check` reads) and one Markdown table per model."""
-    from cnncost.api import analyze_target, report_targets, save_report
+    """Write per model a JSON cost table (the baseline `check` reads), a Markdown table and an
+    HTML page; and index.html linking every report in the folder."""
+    from cnncost.api import analyze_target, report_targets, save_index, save_page, save_report
 
     shape, sets, pol = parse_input(input), parse_sets(set_), _policy(policy)
     for stem, target in report_targets(specs or [], all_, out):
         table = analyze_target(target, input=shape, batch=batch, dtype=dtype, policy=pol,
                                strict=strict, overrides=sets)
         save_report(table, out / f"{stem}.json")
-        err_console.print(f"wrote {out / stem}.json, .md")
+        save_page(table, out / f"{stem}.json", out)
+        err_console.print(f"wrote {out / stem}.json, .md, .html")
+    err_console.print(f"wrote {save_index(out)}")
 
 
 @app.command()
@@ -401,7 +406,7 @@ def check(
         min=1, metavar="N", help="Differences shown per report.")] = 40,
 ) -> None:
     """Recompute every report in DIRECTORY; exit 1 with a diff when any figure drifted."""
-    from cnncost.api import load_reports, recheck, save_report, unreported
+    from cnncost.api import load_reports, recheck, save_index, save_page, save_report, unreported
     from cnncost.render.check import (
         check_summary,
         drift_header,
@@ -419,7 +424,11 @@ def check(
         sys.stdout.write(format_regressions(r.regressions, limit))
         if update:
             md = save_report(r.current, r.path)
+            if r.path.with_suffix(".html").exists():  # pages, where `report` wrote them
+                save_page(r.current, r.path, directory)
             sys.stdout.write(f"  updated {r.path} and {md.name}\n")
+    if drifted and update and (directory / "index.html").exists():
+        save_index(directory)
     sys.stdout.write(check_summary(len(baselines), drifted, update, directory))
     if drifted and not update:
         raise typer.Exit(1)
@@ -482,8 +491,11 @@ def bench(
         else:
             write_output(wide_text(rendered), output)
         return
+    from cnncost.render.html import bench_page
+
     text = {Format.JSON: result.to_json, Format.CSV: lambda: render.to_csv(result),
-            Format.MD: lambda: render.to_markdown(result, top)}[fmt]()
+            Format.MD: lambda: render.to_markdown(result, top),
+            Format.HTML: lambda: bench_page(result, top)}[fmt]()
     write_output(text, output)
 
 
@@ -563,6 +575,10 @@ def sweep(
         show(rich_sweep(result), output)
     else:
         write_output(render_text(result, fmt), output)
+
+
+# Commands in modules of their own register on `app` when imported (this one is at its size).
+from cnncost import cli_plot  # noqa: E402, F401
 
 
 def main() -> None:

@@ -205,11 +205,12 @@ def test_compare_table_csv_md(specs: tuple[Path, Path], tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- report, list
 
 
-def test_report_writes_json_and_md(specs: tuple[Path, Path], tmp_path: Path) -> None:
+def test_report_writes_json_md_and_html(specs: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "reports"
     code, _, err = run("report", *specs, "--out", out)
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["small.json", "small.md", "wide.json",
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "small.html", "small.json",
+                                                     "small.md", "wide.html", "wide.json",
                                                      "wide.md"]
     first = (out / "small.json").read_bytes()
     assert json.loads(first)["totals"]["macs"] == 6952

@@ -249,7 +249,8 @@ def test_cli_file_factory_report_and_check(model_file: Path, tmp_path: Path) -> 
     result = runner.invoke(app, ["report", f"{model_file}:tiny", "--input", "3x8x8", "--out",
                                  str(out)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["model.tiny.json", "model.tiny.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "model.tiny.html",
+                                                     "model.tiny.json", "model.tiny.md"]
     result = runner.invoke(app, ["check", str(out)])
     assert result.exit_code == 0, result.output
 

@@ -99,11 +99,15 @@ def compare_markdown(cmp: Comparison) -> str:
 
 
 def render_compare(cmp: Comparison, fmt: Format) -> str:
-    """Machine-readable renderings of a comparison (json, csv, md)."""
+    """Machine-readable renderings of a comparison (json, csv, md) and the html page."""
     if fmt is Format.JSON:
         return dumps(cmp.to_dict())
     if fmt is Format.CSV:
         return compare_csv(cmp)
     if fmt is Format.MD:
         return compare_markdown(cmp)
+    if fmt is Format.HTML:
+        from cnncost.render.html import compare_page
+
+        return compare_page(cmp)
     raise ValueError(f"{fmt} is not a text format")

@@ -14,12 +14,13 @@ from cnncost.table import BlockRow, CostRow, CostTable, collapse, dumps, row_cou
 
 
 class Format(str, Enum):
-    """Output formats of analyze/compare/bench."""
+    """Output formats of analyze/compare/sweep/bench."""
 
     TABLE = "table"
     JSON = "json"
     CSV = "csv"
     MD = "md"
+    HTML = "html"  # one self-contained page (render/html.py)
 
 
 CSV_FIELDS = ("name", "kind", "input_shape", "output_shape", "params", "buffers", "macs",
@@ -110,11 +111,16 @@ def to_json(table: CostTable, depth: int | None = None) -> str:
 
 def render_text(table: CostTable, fmt: Format, depth: int | None = None,
                 sort: str | None = None, top: int | None = None) -> str:
-    """Machine-readable renderings (json, csv, md); json always holds every layer."""
+    """Machine-readable renderings (json, csv, md) and the html page; json always holds
+    every layer."""
     if fmt is Format.JSON:
         return to_json(table, depth)
     if fmt is Format.CSV:
         return to_csv(table, depth, sort, top)
     if fmt is Format.MD:
         return to_markdown(table, depth, sort, top)
+    if fmt is Format.HTML:
+        from cnncost.render.html import table_page
+
+        return table_page(table, depth, sort, top)
     raise ValueError(f"{fmt} is not a text format")

@@ -244,12 +244,16 @@ def to_markdown(sweep: Sweep) -> str:
 
 
 def render_text(sweep: Sweep, fmt: Format) -> str:
-    """The machine-readable renderings (json, csv, md)."""
+    """The machine-readable renderings (json, csv, md) and the html page."""
     if fmt is Format.JSON:
         return to_json(sweep)
     if fmt is Format.CSV:
         return to_csv(sweep)
     if fmt is Format.MD:
         return to_markdown(sweep)
+    if fmt is Format.HTML:
+        from cnncost.render.html import sweep_page
+
+        return sweep_page(sweep)
     raise ValueError(f"{fmt} is not a text format")
 
