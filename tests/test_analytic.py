@@ -430,3 +430,23 @@ def test_lowering_makes_the_calls_its_module_dispatches(kind: str, data: st.Data
     assert lowered == log.calls
     assert (lo.params, lo.buffers) == (sum(p.numel() for p in module.parameters()),
                                        sum(b.numel() for b in module.buffers()))
+
+
+def test_first_torch_count_in_a_process_has_the_peak_of_the_next() -> None:
+    """A kernel's first call in a process leaves garbage cycles holding its tensors; the
+    counter collects them, so its peak is the one the analytic engine replays."""
+    import subprocess
+    import sys
+
+    code = (
+        "from cnncost.spec import parse_spec\n"
+        "from cnncost.count import analytic, drivers\n"
+        "s = parse_spec('input: [4, 4, 5]\\nlayers:\\n  - hardsigmoid\\n  - layer_norm\\n"
+        "  - linear: {out: 3}\\n  - group_norm: {groups: 2}\\n', 't.yaml')\n"
+        "print([drivers.count_spec(s, batch=3).totals.peak_activation_bytes for _ in 'ab'],"
+        " analytic.count_spec(s, batch=3).totals.peak_activation_bytes)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    # batch 3 x 80 values: hardsigmoid out and layer_norm out (960 bytes each) are live
+    # together with layer_norm's two float32 statistics (3 x 4 bytes each): 1944.
+    assert out == ["[1944,", "1944]", "1944"]

@@ -234,6 +234,11 @@ class CostCounterMode(TorchDispatchMode):
                 out = elementwise_meta(info.inplace, args, kwargs)
         if out is None:
             out = func(*args, **kwargs)
+            # A kernel's first call may leave garbage cycles (lazy set-up, Python meta
+            # kernels' frames) that hold its arguments and results; with the collector
+            # paused they would live to the end of the count and inflate the peak. The
+            # young generation holds only what was made since counting began.
+            gc.collect(0)
         cost = self._cost(info, args, kwargs, out) if info.formula is not None else None
         if key is not None and len(_CACHE) < _MAX_CACHE:
             if info.inplace:
