@@ -337,35 +337,71 @@ def source_target(source: str) -> Target:
 
 
 def load_reports(directory: Path) -> list[tuple[Path, CostTable]]:
-    """Every report under ``directory``, each one read before any work is done."""
+    """Every report under ``directory``, each one read and checked before any work is done."""
     from cnncost.check import load_report, report_files
 
     return [(f, load_report(f)) for f in report_files(directory)]
 
 
+def checked_reports(directory: Path,
+                    allow_factories: Sequence[str] = ()) -> list[tuple[Path, CostTable]]:
+    """``load_reports`` for ``check``: a report whose source is a module factory must be
+    allowed (cnncost.check.refuse_code), or nothing is recomputed."""
+    from cnncost.check import refuse_code
+
+    baselines = load_reports(directory)
+    refuse_code(baselines, directory, allow_factories)
+    return baselines
+
+
+def update_report(table: CostTable, path: Path, folder: Path) -> str:
+    """``check --update``: rewrite a drifted report, its Markdown and (where ``report`` wrote
+    one) its page; says what it wrote."""
+    md = save_report(table, path)
+    if path.with_suffix(".html").exists():
+        save_page(table, path, folder)
+    return f"  updated {path} and {md.name}\n"
+
+
+def refresh_index(folder: Path) -> None:
+    """Rewrite ``folder/index.html`` after an update, where ``report`` wrote one."""
+    if (folder / "index.html").exists():
+        save_index(folder)
+
+
 @dataclass(frozen=True)
 class Recheck:
-    """One report recomputed from its recipe: what drifted (empty: it matches)."""
+    """One report recomputed from its recipe: what drifted (empty: it matches), or why it
+    could not be recomputed (``error``; ``current`` is then None)."""
 
     path: Path
     baseline: CostTable
-    current: CostTable
+    current: CostTable | None
     regressions: list[Regression]
+    error: CnnCostError | None = None
 
 
 def recheck(baselines: Sequence[tuple[Path, CostTable]],
             tolerance: float = 0.0) -> Iterator[Recheck]:
-    """Recompute each report from the recipe it records and diff it with the baseline."""
-    from cnncost.check import diff_tables, recipe
+    """Recompute each report from the recipe it records and diff it with the baseline.
 
-    for path, baseline in baselines:
-        r = recipe(baseline)
-        try:
-            current = analyze_target(source_target(r.source), input=r.input, batch=r.batch,
-                                     dtype=r.dtype, policy=r.policy, overrides=r.vars)
-        except CnnCostError as exc:
-            raise UsageError(f"{path}: cannot recompute {r.source}: {exc}") from None
-        yield Recheck(path, baseline, current, diff_tables(baseline, current, tolerance))
+    The current folder is not importable meanwhile (a ``torch.py`` there is not torch), and a
+    report that cannot be recomputed does not stop the others."""
+    from cnncost.check import diff_tables, recipe
+    from cnncost.sources import without_current_folder
+
+    with without_current_folder():
+        for path, baseline in baselines:
+            r = recipe(baseline)
+            try:
+                current = analyze_target(source_target(r.source), input=r.input,
+                                         batch=r.batch, dtype=r.dtype, policy=r.policy,
+                                         overrides=r.vars)
+            except CnnCostError as exc:
+                error = UsageError(f"{path}: cannot recompute {r.source}: {exc}")
+                yield Recheck(path, baseline, None, [], error)
+                continue
+            yield Recheck(path, baseline, current, diff_tables(baseline, current, tolerance))
 
 
 def unreported(baselines: Sequence[CostTable]) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -304,3 +304,67 @@ def recipe(table: CostTable) -> Recipe:
         raise UsageError(f"{table.model}: report has no input shape")
     return Recipe(table.source, tuple(table.input[1:]) if table.input_given else None,
                   int(table.input[0]), table.dtype, table.policy, dict(table.vars))
+
+
+# --------------------------------------------------------------------------- what check may run
+
+CONFIG_KEY = "check-factories"  # [tool.cnncost] check-factories = ["pkg.models:tiny", ...]
+
+
+def _pyproject(directory: Path) -> Path | None:
+    """The nearest pyproject.toml at or above ``directory``, not above its git repository."""
+    for folder in [directory.resolve(), *directory.resolve().parents]:
+        candidate = folder / "pyproject.toml"
+        if candidate.exists():
+            return candidate
+        if (folder / ".git").exists():
+            return None
+    return None
+
+
+def _config_patterns(path: Path) -> list[str]:
+    from cnncost.io import read_text
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: tomli if it is there, else no config
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            return []
+    try:
+        doc = tomllib.loads(read_text(path, 1 << 20, "pyproject.toml"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    tool = doc.get("tool", {})
+    value = tool.get("cnncost", {}).get(CONFIG_KEY, []) if isinstance(tool, dict) else []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{path}: [tool.cnncost] {CONFIG_KEY}: expected a list of factory "
+                         f"names such as [\"mypkg.models:build\"], found {_shown(value)}")
+    return value
+
+
+def refuse_code(baselines: Sequence[tuple[Path, CostTable]], directory: Path,
+                allowed: Sequence[str] = ()) -> None:
+    """UsageError, before any work, when a report's source is Python code (a module factory)
+    that neither ``allowed`` (``--allow-factory``) nor ``[tool.cnncost] check-factories`` of
+    the nearest pyproject.toml at or above ``directory`` allows (fnmatch patterns): a
+    committed JSON file must not be able to run code on its own."""
+    import fnmatch
+
+    from cnncost.sources import is_factory_ref
+
+    code = [(path, b.source) for path, b in baselines if is_factory_ref(b.source)]
+    if not code:
+        return  # the config is only read when a report needs it
+    config = _pyproject(directory)
+    patterns = [*allowed, *(_config_patterns(config) if config is not None else [])]
+    refused = [(path, source) for path, source in code
+               if not any(fnmatch.fnmatchcase(source, p) for p in patterns)]
+    if refused:
+        path, source = refused[0]
+        more = f"; {len(refused) - 1} more report(s) name code too" if len(refused) > 1 else ""
+        raise UsageError(
+            f"{path}: source {source!r} is Python code (a module factory), which check runs "
+            f"only when allowed: --allow-factory {source!r}, or {CONFIG_KEY} = [{source!r}] "
+            f"under [tool.cnncost] in {config or 'pyproject.toml'}{more}")

@@ -13,19 +13,17 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.io import write_atomic
 from cnncost.render.advice import AdviceFormat
+from cnncost.render.console import err_console, print_error
 from cnncost.render.formats import Format
 from cnncost.render.terminal import Units
 from cnncost.table import SORT_FIELDS
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 app = typer.Typer(
     name="cnncost",
@@ -38,32 +36,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-
-class _LazyConsole:
-    """A rich Console made on first use: importing rich costs ~0.1 s that --help need not pay."""
-
-    def __init__(self, **options: Any) -> None:
-        self._options = options
-        self._console: Console | None = None
-
-    def _real(self) -> Console:
-        if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(**self._options)
-        return self._console
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real(), name)
-
-    def __enter__(self) -> Console:  # special methods bypass __getattr__
-        return self._real().__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        self._real().__exit__(*exc)
-
-
-err_console: Any = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 _debug = {"on": False}
@@ -79,10 +51,7 @@ def handle_errors(fn: F) -> F:
         except CnnCostError as exc:
             if _debug["on"]:
                 raise
-            from rich.markup import escape
-
-            # escape: messages quote user text such as "cnncost[torchvision]" or "[3, 8]"
-            err_console.print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
+            print_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
@@ -404,34 +373,39 @@ def check(
         help="Rewrite the reports that drifted with the current figures (exit 0).")] = False,
     limit: Annotated[int, typer.Option(
         min=1, metavar="N", help="Differences shown per report.")] = 40,
+    allow_factory: Annotated[list[str] | None, typer.Option(
+        "--allow-factory", metavar="PKG.MODULE:FN", help="Replay reports of this module "
+        "factory (fnmatch pattern, repeatable); else check runs no code a report names.")
+    ] = None,
 ) -> None:
     """Recompute every report in DIRECTORY; exit 1 with a diff when any figure drifted."""
-    from cnncost.api import load_reports, recheck, save_index, save_page, save_report, unreported
-    from cnncost.render.check import (
-        check_summary,
-        drift_header,
-        format_regressions,
-        unreported_note,
-    )
+    from cnncost.api import checked_reports, recheck, refresh_index, unreported, update_report
+    from cnncost.render.check import check_summary, drift_text, unreported_note
 
-    baselines = load_reports(directory)  # every file readable before any work
-    drifted = 0
-    for r in recheck(baselines, tolerance):
-        if not r.regressions:
-            continue
-        drifted += 1
-        sys.stdout.write(drift_header(r.path, r.baseline, len(r.regressions)))
-        sys.stdout.write(format_regressions(r.regressions, limit))
-        if update:
-            md = save_report(r.current, r.path)
-            if r.path.with_suffix(".html").exists():  # pages, where `report` wrote them
-                save_page(r.current, r.path, directory)
-            sys.stdout.write(f"  updated {r.path} and {md.name}\n")
-    if drifted and update and (directory / "index.html").exists():
-        save_index(directory)
-    sys.stdout.write(check_summary(len(baselines), drifted, update, directory))
+    baselines = checked_reports(directory, allow_factory or [])  # all read before any work
+    drifted = failed = 0
+    try:
+        for r in recheck(baselines, tolerance):
+            if r.error is not None:
+                failed += 1
+                print_error(str(r.error))
+            elif r.regressions:
+                drifted += 1
+                sys.stdout.write(drift_text(r.path, r.baseline, r.regressions, limit))
+                if update and r.current is not None:
+                    sys.stdout.write(update_report(r.current, r.path, directory))
+    except KeyboardInterrupt:
+        if not drifted or update:
+            raise
+        err_console.print("interrupted")  # drift was found: that decides the exit code
+        raise typer.Exit(1) from None
+    if drifted and update:
+        refresh_index(directory)
+    sys.stdout.write(check_summary(len(baselines), drifted, update, directory, failed))
     if drifted and not update:
-        raise typer.Exit(1)
+        raise typer.Exit(1)  # drift is exit 1, also when another report failed
+    if failed:
+        raise typer.Exit(2)
     missing = unreported([b for _, b in baselines])
     if missing:
         err_console.print(unreported_note(missing, directory))
@@ -577,13 +551,21 @@ def sweep(
         write_output(render_text(result, fmt), output)
 
 
+def _command(argv: list[str]) -> str | None:
+    """The subcommand named on a command line (the first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 # Commands in modules of their own register on `app` when imported (this one is at its size).
 from cnncost import cli_plot  # noqa: E402, F401
 
 
 def main() -> None:
     """Console-script entry point."""
-    if "" not in sys.path and os.getcwd() not in sys.path:
+    # Not for check: it replays committed reports, and must not import a module (a torch.py,
+    # a factory a report names) from the folder it is run in.
+    if (_command(sys.argv[1:]) != "check" and "" not in sys.path
+            and os.getcwd() not in sys.path):
         # As `python -m cnncost` would: a pkg.module:factory in the current folder imports.
         sys.path.insert(0, os.getcwd())
     app()

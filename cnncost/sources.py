@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
 import re
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -155,12 +157,39 @@ def load_factory(ref: str) -> nn.Module:
         else:
             try:
                 model = factory()
-            except Exception as exc:  # the user's code: report it in one line
+            # the user's code: report it in one line; its sys.exit() must not end cnncost
+            except (Exception, SystemExit) as exc:
                 raise UsageError(f"{ref}: calling {attr}() failed: "
                                  f"{user_error(exc)}") from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"{ref} returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def is_factory_ref(text: str) -> bool:
+    """Whether ``text`` names Python code to import and call (``pkg.module:factory`` or
+    ``file.py:factory``); ``torchvision:NAME`` is a registry lookup, not code it names."""
+    if _FILE_FACTORY_RE.match(text):
+        return True
+    return bool(_FACTORY_RE.match(text)) and not text.startswith("torchvision:")
+
+
+@contextlib.contextmanager
+def without_current_folder() -> Iterator[None]:
+    """While inside: the current folder is not importable, unless PYTHONPATH names it.
+
+    ``python -m`` and ``python -c`` put it first on sys.path, so a ``torch.py`` or ``yaml.py``
+    in the folder being checked would be imported in place of the real package."""
+    cwd = os.getcwd()
+    explicit = {os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                if p}
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved
+                   if os.path.abspath(p or ".") != cwd or os.path.abspath(p or ".") in explicit]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
 
 
 def user_error(exc: BaseException) -> str:

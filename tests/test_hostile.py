@@ -195,3 +195,137 @@ def test_the_bundled_reports_pass_the_schema() -> None:
     from cnncost.check import load_report, report_files
 
     assert len([load_report(f) for f in report_files(ROOT / "reports")]) >= 20
+
+
+# --------------------------------------------------------------------------- check runs no code
+
+
+@pytest.fixture
+def reports(tmp_path: Path) -> Path:
+    """reports/a.json of a spec that then drifts (its conv widened 2 -> 3 channels)."""
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    out = tmp_path / "reports"
+    assert run("report", spec, "--out", out)[0] == 0
+    (out / "tiny.json").rename(out / "a.json")
+    spec.write_text(TINY.replace("out: 2", "out: 3"))
+    return out
+
+
+def _factory_report(reports: Path, source: str, name: str = "b.json") -> None:
+    doc = json.loads((reports / "a.json").read_text())
+    doc["source"] = source
+    doc["input_given"] = True  # a module has no input of its own: the report's 1x4x4
+    (reports / name).write_text(json.dumps(doc))
+
+
+def _factory_file(tmp_path: Path, body: str) -> str:
+    (tmp_path / "model.py").write_text(
+        "import pathlib, sys\nfrom torch import nn\n\ndef build():\n"
+        f"    pathlib.Path({str(tmp_path / 'ran')!r}).write_text('ran')\n    {body}\n")
+    return f"{tmp_path / 'model.py'}:build"
+
+
+@pytest.mark.parametrize("source", ["sys:exit", "builtins:exit", "os:getcwd",
+                                    "model.py:build"])
+def test_check_refuses_a_factory_before_any_work(reports: Path, source: str) -> None:
+    _factory_report(reports, source)
+    code, out, err = run("check", reports)
+    assert_one_line_error(code, out, err, f"b.json: source {source!r} is Python code",
+                          f"--allow-factory {source!r}", "check-factories")
+    assert out == ""  # refused before a.json's drift was even computed
+
+
+def test_an_allowed_factorys_sys_exit_does_not_decide_the_exit_code(reports: Path) -> None:
+    _factory_report(reports, "sys:exit")
+    code, out, err = run("check", reports, "--allow-factory", "sys:*")
+    assert code == 1, (out, err)  # a.json drifted: exit 1, whatever b.json's factory did
+    assert "a.json: tiny" in out and "drift in 1 of 2 report(s); 1 could not be" in out
+    assert "b.json: cannot recompute sys:exit" in err and "SystemExit" in err
+
+
+def test_a_factory_raising_keyboardinterrupt_after_drift_is_still_exit_1(
+        reports: Path, tmp_path: Path) -> None:
+    _factory_report(reports, _factory_file(tmp_path, "raise KeyboardInterrupt"))
+    code, out, err = run("check", reports, "--allow-factory", "*model.py:build")
+    assert code == 1 and "a.json: tiny" in out, (out, err)
+
+
+def test_the_repositorys_pyproject_allows_a_factory(reports: Path, tmp_path: Path) -> None:
+    source = _factory_file(tmp_path, "return nn.Conv2d(1, 2, 3)")
+    _factory_report(reports, source)
+    (tmp_path / "pyproject.toml").write_text(
+        f"[tool.cnncost]\ncheck-factories = [{json.dumps(source)}]\n")
+    code, out, err = run("check", reports)
+    assert code == 1, (out, err)  # both ran and both differ from what a.json recorded
+    assert (tmp_path / "ran").read_text() == "ran"
+    assert "b.json: " in out and "cannot recompute" not in err
+
+
+@pytest.mark.parametrize("config,why", [
+    ('[tool.cnncost]\ncheck-factories = "sys:exit"\n', "expected a list of factory names"),
+    ("[tool.cnncost\n", "not valid TOML"),
+])
+def test_a_bad_config_is_one_line(reports: Path, tmp_path: Path, config: str,
+                                  why: str) -> None:
+    _factory_report(reports, "sys:exit")
+    (tmp_path / "pyproject.toml").write_text(config)
+    assert_one_line_error(*run("check", reports), "pyproject.toml", why)
+
+
+def test_a_pyproject_above_the_git_repository_is_not_the_repositorys(
+        reports: Path, tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.cnncost]\ncheck-factories = ["*"]\n')
+    (reports / ".git").mkdir()
+    _factory_report(reports, "sys:exit")
+    assert_one_line_error(*run("check", reports), "is Python code")
+
+
+def test_check_does_not_import_from_the_current_folder(
+        reports: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "evil.py").write_text(
+        f"import pathlib\npathlib.Path({str(tmp_path / 'ran')!r}).write_text('ran')\n"
+        "def build():\n    raise SystemExit(0)\n")
+    _factory_report(reports, "evil:build")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m cnncost` puts it first
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    code, out, err = run("check", reports, "--allow-factory", "evil:build")
+    assert code == 1 and "cannot import evil" in err, (out, err)
+    assert not (tmp_path / "ran").exists()
+    import sys
+
+    assert str(tmp_path) in sys.path  # restored afterwards
+
+
+def test_the_console_script_puts_the_folder_on_the_path_except_for_check(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import sys
+
+    from cnncost import cli
+
+    seen: list[bool] = []
+    monkeypatch.setattr(cli, "app", lambda: seen.append(os.getcwd() in sys.path))
+    for argv, expected in ((["--debug", "check", "reports"], False),
+                           (["analyze", "mod:build"], True)):
+        monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", os.getcwd())])
+        monkeypatch.setattr(sys, "argv", ["cnncost", *argv])
+        cli.main()
+        assert seen[-1] is expected, argv
+
+
+def test_a_factorys_sys_exit_is_a_one_line_error(tmp_path: Path) -> None:
+    source = _factory_file(tmp_path, "sys.exit(0)")
+    assert_one_line_error(*run("analyze", source), "calling build() failed: SystemExit")
+
+
+@pytest.mark.parametrize("source,code", [
+    ("pkg.mod:build", True), ("m.py:build", True), ("dir/m.py:build", True),
+    ("torchvision:resnet18", False), ("specs/resnet50.yaml", False), ("resnet50", False),
+    ("textbook/conv5x5", False), ("x.yaml", False),
+])
+def test_which_sources_are_code(source: str, code: bool) -> None:
+    from cnncost.sources import is_factory_ref
+
+    assert is_factory_ref(source) is code

@@ -251,7 +251,9 @@ def test_cli_file_factory_report_and_check(model_file: Path, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["index.html", "model.tiny.html",
                                                      "model.tiny.json", "model.tiny.md"]
-    result = runner.invoke(app, ["check", str(out)])
+    result = runner.invoke(app, ["check", str(out)])  # runs no code unless allowed
+    assert result.exit_code == 2 and "is Python code" in result.output, result.output
+    result = runner.invoke(app, ["check", str(out), "--allow-factory", f"{model_file}:tiny"])
     assert result.exit_code == 0, result.output
 
 

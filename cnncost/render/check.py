@@ -52,11 +52,22 @@ def drift_header(path: Path, baseline: CostTable, count: int) -> str:
     return f"{path}: {baseline.model} ({baseline.source}) drifted, {count} difference(s):\n"
 
 
-def check_summary(checked: int, drifted: int, updated: bool, directory: Path) -> str:
+def drift_text(path: Path, baseline: CostTable, regressions: Sequence[Regression],
+               limit: int | None = 40) -> str:
+    """A drifted report: its header line, then the diff."""
+    return drift_header(path, baseline, len(regressions)) + format_regressions(regressions, limit)
+
+
+def check_summary(checked: int, drifted: int, updated: bool, directory: Path,
+                  failed: int = 0) -> str:
     """The last line of ``check``: all match, how many were updated, or how to accept drift."""
+    failures = f"; {failed} could not be recomputed (see above)" if failed else ""
     if drifted and not updated:
-        return (f"drift in {drifted} of {checked} report(s); if the change is "
+        return (f"drift in {drifted} of {checked} report(s){failures}; if the change is "
                 f"intended: cnncost check {directory} --update\n")
+    if failed:
+        done = f", {drifted} updated" if drifted else ""
+        return f"{failed} of {checked} report(s) could not be recomputed (see above){done}\n"
     verb = "updated" if drifted else "match"
     return f"ok: {checked} report(s) checked, {drifted if drifted else checked} {verb}\n"
 
