@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.io import cache_dir, write_atomic
-from cnncost.sources import DEFAULT_INPUT, Target, default_input, load_target, resolve
+from cnncost.sources import DEFAULT_INPUT, Target, default_input, frames, load_target, resolve
 from cnncost.table import CostTable
 
 if TYPE_CHECKING:
@@ -55,8 +55,12 @@ def analyze_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,
         table = count_spec(loaded, batch, dtype, policy, strict, source=target.display)
         return table.recorded(overrides, input is not None, file=loaded.file)
     shape = input or default_input(target.factory) or DEFAULT_INPUT
+    two = frames(target.factory)
     table = count_module(loaded, shape, batch, dtype, policy, strict,
-                         name=target.label, source=target.display)
+                         name=target.label, source=target.display, frames=two)
+    if two > 1:  # say so where the report describes the model
+        table = replace(table, description=f"{two} frames of the input shape (the same "
+                        "tensor as each)")
     return table.recorded(overrides, input is not None)
 
 

@@ -31,6 +31,8 @@ COMPARE_COLUMNS = (
     Column("activation_bytes", "activations", "bytes"),
     Column("peak_memory_bytes", "peak memory", "bytes"),
 )
+# Shown after params when some model has parameters that do not train.
+FROZEN_COLUMN = Column("frozen_params", "frozen params", "count")
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,12 @@ class Comparison:
 
 def compare_tables(tables: Sequence[CostTable]) -> Comparison:
     """One row per table with params, MACs, FLOPs, activation and peak memory."""
+    columns: tuple[Column, ...] = COMPARE_COLUMNS
+    if any(t.totals.frozen_params for t in tables):  # trainable and frozen apart
+        columns = (columns[0], FROZEN_COLUMN, *columns[1:])
     rows = []
     for t in tables:
-        values: dict[str, float | None] = {c.key: getattr(t.totals, c.key)
-                                           for c in COMPARE_COLUMNS}
+        values: dict[str, float | None] = {c.key: getattr(t.totals, c.key) for c in columns}
         rows.append(CompareRow(t.model, t.source, tuple(t.input), t.dtype, t.policy,
                                dict(t.vars), values))
-    return Comparison(tuple(rows))
+    return Comparison(tuple(rows), columns)

@@ -266,9 +266,15 @@ def build_torchvision(name: str) -> nn.Module:
         hint = f"; did you mean {', '.join(close)}" if close else ""
         raise UsageError(f"torchvision has no model {name!r}{hint} (its {len(known)} models: "
                          "torchvision.models.list_models())")
+    import torch
+
     builder = models.get_model_builder(name)
     try:
-        model: nn.Module = builder(**torchvision_config(builder))
+        # Seeded: a detection model's count depends on its weights (how many proposals
+        # survive), so the same name gives the same weights, and the same count, every time.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model: nn.Module = builder(**torchvision_config(builder))
         return model
     except Exception as exc:
         raise UsageError(f"torchvision:{name}: building it failed: {user_error(exc)}") from None
@@ -298,6 +304,14 @@ def torchvision_family(name: str) -> str:
 # One sample of torchvision's video models: 16 frames of 112 x 112 (the clips their
 # published "_ops" were counted on; VideoClassification presets crop 112 x 112).
 VIDEO_INPUT = (3, 16, 112, 112)
+
+
+def frames(ref: str | None) -> int:
+    """How many frames a factory's model takes: 2 for torchvision's optical-flow models
+    (``forward(image1, image2)``), else 1."""
+    if ref and ref.startswith("torchvision:") and torchvision_family(ref[12:]) == "optical_flow":
+        return 2
+    return 1
 
 
 def default_input(ref: str | None) -> tuple[int, ...] | None:

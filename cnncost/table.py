@@ -27,6 +27,15 @@ default input shows as drift); the batch size is ``input[0]``. A layer's ``sourc
 ``file:line`` of the spec line it came from. Block-level aggregates (``--depth``) are a
 rendering and never stored. The text is deterministic: same table, same bytes (keys in a
 fixed order, lists of numbers on one line).
+
+Keys that only appear where they say something (absent, they take the value given here):
+``"frozen_params": 0`` in ``totals`` and in a layer, right after ``params`` - parameters with
+``requires_grad=False`` (``params`` counts the trainable ones; training memory has gradients
+and optimizer state for those only); ``"counted_on": "meta"`` - where the counted forward
+ran: ``"cpu"`` for a model whose forward needs real values (detection networks:
+``nonzero``, data-dependent shapes), with ``"counted_on_reason"`` saying which op needed
+them; such counts hold for the input the counter made (``torch.randn`` seeded with 0) and
+the model's own weights.
 """
 
 from __future__ import annotations
@@ -64,6 +73,8 @@ class CostRow:
     # The factors of its ops' MACs as counted (``formula`` is their text). In memory only:
     # not in the JSON document, not compared.
     factors: tuple[Factors, ...] = field(default=(), compare=False, repr=False)
+    # Parameters that do not train (requires_grad=False); ``params`` counts the trainable.
+    frozen_params: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -71,7 +82,7 @@ class CostRow:
         d["input_shape"] = [list(s) for s in self.input_shape]
         d["output_shape"] = list(self.output_shape)
         d["uncounted"] = dict(sorted(self.uncounted.items()))
-        return d
+        return _frozen_after_params(d)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CostRow:
@@ -98,16 +109,31 @@ class Totals:
     peak_activation_bytes: int
     peak_memory_bytes: int
     training_memory_bytes: Mapping[str, int]
+    frozen_params: int = 0  # requires_grad=False; ``params`` is the trainable ones
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["training_memory_bytes"] = dict(self.training_memory_bytes)
-        return d
+        return _frozen_after_params(d)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Totals:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _frozen_after_params(d: dict[str, Any]) -> dict[str, Any]:
+    """``frozen_params`` right after ``params`` where there are some, else left out (so the
+    documents of models that train every parameter keep their bytes)."""
+    frozen = d.pop("frozen_params")
+    if not frozen:
+        return d
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        out[key] = value
+        if key == "params":
+            out["frozen_params"] = frozen
+    return out
 
 
 @dataclass(frozen=True)
@@ -126,10 +152,12 @@ class CostTable:
     description: str = ""
     vars: Mapping[str, Any] = field(default_factory=dict)
     input_given: bool = False
+    counted_on: str = "meta"  # or "cpu": real tensors (a forward that needs real values)
+    counted_on_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (see the module docstring)."""
-        return {
+        doc = {
             "schema": SCHEMA,
             "model": self.model,
             "description": self.description,
@@ -144,6 +172,10 @@ class CostTable:
             "uncounted": dict(sorted(self.uncounted.items())),
             "layers": [row.to_dict() for row in self.layers],
         }
+        if self.counted_on != "meta":  # only where it is not the default: reports of
+            doc["counted_on"] = self.counted_on  # meta counts keep their bytes
+            doc["counted_on_reason"] = self.counted_on_reason
+        return doc
 
     def to_json(self) -> str:
         """Deterministic JSON text (same table, same bytes)."""
@@ -166,6 +198,8 @@ class CostTable:
             description=d.get("description", ""),
             vars=dict(d.get("vars", {})),
             input_given=bool(d.get("input_given", False)),
+            counted_on=str(d.get("counted_on", "meta")),
+            counted_on_reason=str(d.get("counted_on_reason", "")),
         )
 
     @classmethod

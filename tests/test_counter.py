@@ -430,6 +430,26 @@ def test_peak_memory_of_a_sequential_chain_by_hand() -> None:
     assert t.activation_bytes == a + b + c
 
 
+class SplitCat(nn.Module):
+    """Splits the channels (as an LSTM splits its gates) and joins them again."""
+
+    def __init__(self, split: str) -> None:
+        super().__init__()
+        self.split = split
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat(getattr(x, self.split)(1, 1), 1)
+
+
+def test_unsafe_split_moves_no_data() -> None:
+    # unsafe_split returns views, though its schema does not say so: only cat's output
+    # is new memory, as with split
+    x = 3 * 4 * 4 * F32
+    for split in ("split", "unsafe_split"):
+        t = count_module(SplitCat(split), (3, 4, 4)).totals
+        assert t.peak_activation_bytes == x, split
+
+
 def test_peak_memory_of_a_residual_spec_by_hand() -> None:
     spec = parse_spec(textwrap.dedent("""
         name: chain

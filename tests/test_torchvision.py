@@ -95,3 +95,18 @@ def test_counts_match_torchvision_published_figures(tv_models: Any, name: str,
 def test_unknown_torchvision_name_suggests_close_ones(tv_models: Any) -> None:
     with pytest.raises(UsageError, match=r"no model 'r3d18'; did you mean r3d_18"):
         load_factory("torchvision:r3d18")
+
+
+def test_optical_flow_models_get_two_frames(tv_models: Any) -> None:
+    # RAFT's forward(image1, image2): the same frame twice; its cost does not depend on the
+    # values (a fixed number of flow updates), so FlopCounterMode on a real run is the oracle.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # 128 x 128: the smallest input RAFT takes (its weights' meta["min_size"])
+    report = cnncost.analyze("torchvision:raft_small", input=(3, 128, 128))
+    model = load_factory("torchvision:raft_small").eval()
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad(), FlopCounterMode(display=False) as oracle:
+        model(x, x)
+    assert report.totals.macs * 2 == oracle.get_total_flops()
+    assert report.counted_on == "meta" and "2 frames" in report.description

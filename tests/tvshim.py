@@ -57,7 +57,8 @@ def _define_ops() -> None:
     def roi_align(*args: Any) -> torch.Tensor:
         from torchvision.ops.roi_align import _roi_align  # torchvision's Python version
 
-        return _roi_align(*args)  # type: ignore[no-any-return]
+        eager = getattr(_roi_align, "__wrapped__", _roi_align)  # not torch.compile'd
+        return eager(*args)  # type: ignore[no-any-return]
 
     _LIB.impl("roi_align", roi_align, "CPU")
 
@@ -81,13 +82,13 @@ def torchvision_models() -> ModuleType | None:
         return None
     if "torchvision" not in sys.modules and not _extension_loads():
         _define_ops()
-        import torchvision.extension
-        import torchvision.ops.boxes
-        import torchvision.ops.roi_align
+        import torchvision.ops
 
-        torchvision.ops.boxes._assert_has_ops = lambda: None  # type: ignore[attr-defined]
-        torchvision.ops.roi_align._has_ops = lambda: True  # type: ignore[attr-defined]
-        torchvision.ops.roi_align._assert_has_ops = lambda: None  # type: ignore[attr-defined]
+        # (torchvision.ops.roi_align is the function; its module is in sys.modules)
+        boxes, roi_align = (sys.modules[f"torchvision.ops.{n}"] for n in ("boxes", "roi_align"))
+        boxes._assert_has_ops = lambda: None  # type: ignore[attr-defined]
+        roi_align._has_ops = lambda: True  # type: ignore[attr-defined]
+        roi_align._assert_has_ops = lambda: None  # type: ignore[attr-defined]
     import torchvision.models
 
     return torchvision.models

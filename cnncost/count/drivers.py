@@ -9,7 +9,9 @@ allocated. ``device="cpu"`` runs the same count on real tensors (the oracle for 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -18,8 +20,9 @@ import torch
 from torch import fx, nn
 
 from cnncost.count.conventions import Policy, check_batch, dtype_name, parse_dtype
-from cnncost.count.memory import build_table, nbytes
+from cnncost.count.memory import build_table, check_free_memory, nbytes
 from cnncost.count.mode import Acc, CostCounterMode, tensors
+from cnncost.count.snapshot import ModuleState
 from cnncost.errors import CnnCostError, ModelRunError, UsageError
 from cnncost.graph.build import META_KEY, op_args, op_target
 from cnncost.graph.walk import Step, Walk, graph_walk
@@ -175,13 +178,20 @@ def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "floa
 def count_module(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
                  dtype: str | torch.dtype = "float32", policy: Policy | str = Policy.ALL,
                  strict: bool = False, name: str | None = None,
-                 source: str = "", device: str = "meta") -> CostTable:
+                 source: str = "", device: str = "meta", frames: int = 1) -> CostTable:
     """Count any nn.Module without copying its weights (on meta; ``device="cpu"``: for real).
 
     One row per module that ran ops or owns parameters: leaf modules, containers whose
     forward has functional ops of its own (``x + self.conv(x)``: kind ``... (own ops)``),
     and modules with parameters that were never called (``(not called)``). A module
-    called twice is one row with ``calls=2``.
+    called twice is one row with ``calls=2``. ``frames``: how many times the forward gets
+    the input (2 for optical-flow models, whose forward takes two frames: the same tensor
+    is given as both).
+
+    A model whose forward needs real values (``nonzero``, ``.item()``, data-dependent
+    shapes: detection networks) cannot run on meta: it is then counted again on CPU with
+    real tensors and its own weights, when free memory allows, and the table says so
+    (``counted_on``). Either way the model comes back exactly as it went in.
     """
     dev = _check_device(device)
     if isinstance(model, fx.GraphModule) and any(
@@ -191,26 +201,69 @@ def count_module(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
     dt = parse_dtype(dtype)
     pol = Policy(policy)
     check_batch(batch)
-    if dev == "cpu" and any(p.dtype != dt for p in model.parameters() if p.is_floating_point()):
-        raise UsageError(f"device='cpu' runs the module's own weights: convert it to "
-                         f"{dtype_name(dt)} first, or count on 'meta'")
+    label = name or type(model).__name__
+    shape = (batch, *input_shape)
+    if dev == "cpu":
+        _check_real_weights(model, dt, "device='cpu' runs the module's own weights")
+    try:
+        x, calls = _count_once(model, shape, dt, dev, label, frames)
+        counted_on, why = "meta", ""  # an explicit device="cpu" (the tests' oracle): unmarked
+    except NeedsData as need:
+        _check_real_weights(model, dt, f"{label} needs real tensors ({need.reason})")
+        check_free_memory(label, need.partial_bytes + _nbytes_of(shape, dt), need.reason)
+        x, calls = _count_once(model, shape, dt, "cpu", label, frames)
+        counted_on, why = "cpu", need.reason
+    table = build_table(label, source or label, "", model, x, calls.rows(), calls.mode, pol,
+                        dt, strict)
+    if counted_on == "meta":
+        return table
+    return dataclasses.replace(table, counted_on=counted_on, counted_on_reason=why)
+
+
+def _count_once(model: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, device: str,
+                label: str, frames: int) -> tuple[torch.Tensor, _ModuleCalls]:
+    """One counted forward on ``device``; the model is restored whatever happens."""
     mode = CostCounterMode()
     calls = _ModuleCalls(model, mode)
-    x = _input_tensor((batch, *input_shape), dt, dev)
-    label = name or type(model).__name__
-    with calls.hooked():
-        if dev == "meta":
-            state = {k: _meta_like(v, dt) for k, v in
-                     [*model.named_parameters(remove_duplicate=False),
-                      *model.named_buffers(remove_duplicate=False)]}
-            with _swapped(model, state), torch.no_grad(), mode:
-                _forward(model, x, calls.stack, label)
-            del state
+    x = _input_tensor(shape, dtype, device)
+    with calls.hooked(device, dtype):
+        named = [*model.named_buffers(remove_duplicate=False)]
+        if device == "meta":
+            named += model.named_parameters(remove_duplicate=False)
+            state = {k: _meta_like(v, dtype) for k, v in named}
         else:
-            with torch.no_grad(), mode:
-                _forward(model, x, calls.stack, label)
-    return build_table(label, source or label, "", model, x, calls.rows(), mode, pol, dt,
-                       strict)
+            # Buffers a forward writes in place (running statistics, step counters) are
+            # written to copies: the model's own stay as they were.
+            state = {k: v.clone() for k, v in named}
+        with _swapped(model, state), torch.no_grad(), mode:
+            _forward(model, [x] * frames, calls, label, device)
+        del state
+    return x, calls
+
+
+def _nbytes_of(shape: tuple[int, ...], dtype: torch.dtype) -> int:
+    return math.prod(shape) * torch.empty((), dtype=dtype, device="meta").element_size()
+
+
+def _check_real_weights(model: nn.Module, dtype: torch.dtype, why: str) -> None:
+    """A count on CPU runs the module's own weights: they must be real, on CPU, at ``dtype``."""
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.device.type != "cpu":
+            raise ModelRunError(f"{why}, but its weights are on {t.device.type}; move it to "
+                                "the CPU first")
+        if t.is_floating_point() and t.dtype != dtype:
+            raise UsageError(f"{why}: counting on CPU runs its own {dtype_name(t.dtype)} "
+                             f"weights; convert it to {dtype_name(dtype)} first, or count at "
+                             f"--dtype {dtype_name(t.dtype)}")
+
+
+class NeedsData(CnnCostError):
+    """The module's forward needs real values, which meta tensors do not have."""
+
+    def __init__(self, reason: str, partial_bytes: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.partial_bytes = partial_bytes  # peak activations before it stopped
 
 
 class _ModuleCalls:
@@ -228,21 +281,24 @@ class _ModuleCalls:
         self.stack: list[Acc] = []  # the rows of the module calls in progress, innermost last
 
     @contextmanager
-    def hooked(self) -> Iterator[None]:
-        """The hooks in place and the model in eval mode; both undone afterwards."""
+    def hooked(self, device: str, dtype: torch.dtype) -> Iterator[None]:
+        """The hooks in place and the model in eval mode; afterwards the model is put back
+        exactly as it was (cnncost.count.snapshot): flags, hooks, attributes the forward
+        wrote. On meta its plain tensor attributes get meta stand-ins meanwhile."""
+        saved = ModuleState(self.model, copy_tensors=device == "cpu")
         handles = []
         for m in self.modules.values():
             handles.append(m.register_forward_pre_hook(self._pre))
             handles.append(m.register_forward_hook(self._post))
-        flags = {m: m.training for m in self.modules.values()}
         self.model.eval()
         try:
+            if device == "meta":
+                saved.meta_attributes(dtype)
             yield
         finally:
             for h in handles:
                 h.remove()
-            for m, flag in flags.items():
-                m.training = flag
+            saved.restore()
 
     def _pre(self, module: nn.Module, args: Any) -> None:
         mname = self.names.get(id(module), "")
@@ -274,12 +330,12 @@ class _ModuleCalls:
         order: dict[int, int] = {}
         for mname, acc in self.accs.items():
             module = self.modules[mname]
-            own_p = _own(module.parameters(recurse=False), seen_params)
+            own_p, frozen = _own(module.parameters(recurse=False), seen_params)
             own_b = sum(b.numel() for b in module.buffers(recurse=False))
             has_ops = acc.macs or acc.elem_flops or acc.uncounted or acc.factors or acc.op_bytes
             leaf = id(module) in self.leaf_ids
-            if leaf or has_ops or own_p or own_b:
-                acc.params, acc.buffers = own_p, own_b
+            if leaf or has_ops or own_p or own_b or frozen:
+                acc.params, acc.buffers, acc.frozen = own_p, own_b, frozen
                 if not leaf:
                     # A container's row holds its own functional ops (e.g. a residual add):
                     # their new tensors are its output bytes; its children have rows of
@@ -293,27 +349,51 @@ class _ModuleCalls:
         for mname, module in self.modules.items():
             if mname in self.accs:
                 continue
-            own_p = _own(module.parameters(recurse=False), seen_params)
+            own_p, frozen = _own(module.parameters(recurse=False), seen_params)
             own_b = sum(b.numel() for b in module.buffers(recurse=False))
-            if own_p or own_b:
+            if own_p or own_b or frozen:
                 rows.append(Acc(mname, type(module).__name__ + " (not called)",
-                                params=own_p, buffers=own_b))
+                                params=own_p, buffers=own_b, frozen=frozen))
         return rows
 
 
-def _forward(model: nn.Module, x: torch.Tensor, stack: list[Acc], label: str) -> None:
+def _forward(model: nn.Module, inputs: list[torch.Tensor], calls: _ModuleCalls, label: str,
+             device: str) -> None:
     """Run the user's module; its own errors (wrong input shape, ...) become one line that
-    names the module that failed."""
+    names the module that failed, or NeedsData when meta tensors were the cause."""
     try:
-        model(x)
+        model(*inputs)
     except CnnCostError:
         raise
     except Exception as exc:
+        stack, mode = calls.stack, calls.mode
+        if device == "meta" and _needs_data(exc, mode.failed is not None):
+            where = f" in {stack[-1].name}" if stack else ""
+            op = f"{mode.failed} " if mode.failed else ""
+            raise NeedsData(f"{op}has no meta-device version{where}: its result depends on "
+                            "the values", mode.peak) from exc
         where = f" in {stack[-1].name} ({stack[-1].kind})" if stack else ""
         first = (str(exc).strip().splitlines() or [""])[0]
         raise ModelRunError(f"{label}: the model failed on an input of shape "
-                            f"{'x'.join(map(str, x.shape))}{where}: {type(exc).__name__}: "
-                            f"{first}") from exc
+                            f"{'x'.join(map(str, inputs[0].shape))}{where}: "
+                            f"{type(exc).__name__}: {first}") from exc
+
+
+# What a forward that needs real values raises on meta: an op without a meta kernel
+# (nonzero, unique: NotImplementedError), reading a value (.item(), if x.any():), copying
+# a meta tensor to real memory ("Cannot copy out of meta tensor"), a data-dependent shape,
+# a real tensor the count could not give a meta stand-in (held outside the module tree).
+_NEEDS_DATA = ("meta tensor", "on meta", "data-dependent", "data dependent", "meta device",
+               "device meta")
+
+
+def _needs_data(exc: BaseException, op_failed: bool) -> bool:
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, NotImplementedError) and op_failed:
+            return True
+        if e is not None and any(s in str(e).lower() for s in _NEEDS_DATA):
+            return True
+    return False
 
 
 def _count_graph(gm: fx.GraphModule, input_shape: tuple[int, ...], batch: int,
@@ -330,11 +410,11 @@ def _count_graph(gm: fx.GraphModule, input_shape: tuple[int, ...], batch: int,
         return build_table(label, source or label, "", gm, x, accs, mode, Policy(policy), dt,
                       strict)
     state = {k: _meta_like(v, dt) for k, v in [*gm.named_parameters(), *gm.named_buffers()]}
-    with _swapped(gm, state):
-        with torch.no_grad(), mode:
-            accs = _run_graph(gm, x, mode)
-        return build_table(label, source or label, "", gm, x, accs, mode, Policy(policy), dt,
-                      strict)
+    with _swapped(gm, state), torch.no_grad(), mode:
+        accs = _run_graph(gm, x, mode)
+    # after the swap: the real parameters say which ones train
+    return build_table(label, source or label, "", gm, x, accs, mode, Policy(policy), dt,
+                       strict)
 
 
 @contextmanager
@@ -351,10 +431,14 @@ def _meta_like(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(t.shape, dtype=dt, device="meta")
 
 
-def _own(params: Iterator[nn.Parameter], seen: set[int]) -> int:
-    total = 0
+def _own(params: Iterator[nn.Parameter], seen: set[int]) -> tuple[int, int]:
+    """(trainable, frozen) parameters not counted before (a shared one counts once)."""
+    trainable = frozen = 0
     for p in params:
         if id(p) not in seen:
             seen.add(id(p))
-            total += p.numel()
-    return total
+            if p.requires_grad:
+                trainable += p.numel()
+            else:
+                frozen += p.numel()
+    return trainable, frozen

@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnncost.count.conventions import Policy, conventions, dtype_bytes, dtype_name
 from cnncost.count.formulas import formula_text, policy_flops
-from cnncost.errors import UnsupportedOpError
+from cnncost.errors import ModelRunError, UnsupportedOpError
 from cnncost.table import CostRow, CostTable, Totals, sum_rows
 
 if TYPE_CHECKING:
@@ -45,18 +46,22 @@ def build_table(model_name: str, source: str, description: str,
     for a in accs:
         uncounted.update(a.uncounted)
     elem = x.element_size()
+    trainable = None
     if not isinstance(weights, tuple):
+        trainable = nbytes((p for p in weights.parameters() if p.requires_grad), elem)
         weights = nbytes(weights.parameters(), elem), nbytes(weights.buffers(), elem)
     return assemble_table(model_name, source, description, tuple(x.shape), dtype, policy, rows,
-                          uncounted, weights, mode.peak, strict)
+                          uncounted, weights, mode.peak, strict, trainable)
 
 
 def assemble_table(model_name: str, source: str, description: str, input_shape: tuple[int, ...],
                    dtype: str | torch.dtype, policy: Policy, rows: tuple[CostRow, ...],
                    uncounted: Mapping[str, int], weights: tuple[int, int],
-                   peak_activation_bytes: int, strict: bool) -> CostTable:
+                   peak_activation_bytes: int, strict: bool,
+                   trainable_bytes: int | None = None) -> CostTable:
     """The table from its rows: totals, memory and conventions (``weights``
-    are the parameter and buffer bytes). ``strict`` turns ops without a formula into an error."""
+    are the parameter and buffer bytes; ``trainable_bytes`` those of the parameters that
+    train, default all). ``strict`` turns ops without a formula into an error."""
     if strict and uncounted:
         ops = ", ".join(f"{op} ({n}x)" for op, n in sorted(uncounted.items()))
         raise UnsupportedOpError(f"ops without a counting formula: {ops}")
@@ -69,7 +74,7 @@ def assemble_table(model_name: str, source: str, description: str, input_shape: 
         policy=policy.value,
         conventions=conventions(policy, dtype),
         layers=rows,
-        totals=_totals(rows, weights, input_bytes, peak_activation_bytes),
+        totals=_totals(rows, weights, input_bytes, peak_activation_bytes, trainable_bytes),
         uncounted=dict(uncounted),
         description=description,
     )
@@ -92,11 +97,12 @@ def _row(a: Acc, policy: Policy) -> CostRow:
         calls=max(a.calls, 1),
         source=a.source,
         factors=tuple(a.factors),
+        frozen_params=a.frozen,
     )
 
 
 def _totals(rows: tuple[CostRow, ...], weights: tuple[int, int], input_bytes: int,
-            peak_activation_bytes: int) -> Totals:
+            peak_activation_bytes: int, trainable_bytes: int | None) -> Totals:
     sums = sum_rows(rows)
     param_bytes, buffer_bytes = weights
     return Totals(
@@ -111,15 +117,49 @@ def _totals(rows: tuple[CostRow, ...], weights: tuple[int, int], input_bytes: in
         peak_activation_bytes=peak_activation_bytes,
         peak_memory_bytes=param_bytes + buffer_bytes + input_bytes + peak_activation_bytes,
         training_memory_bytes=training_memory(param_bytes, buffer_bytes,
-                                              sums["output_bytes"] + input_bytes),
+                                              sums["output_bytes"] + input_bytes,
+                                              trainable_bytes),
+        frozen_params=sum(r.frozen_params for r in rows),
     )
 
 
-def training_memory(param_bytes: int, buffer_bytes: int, saved_bytes: int) -> dict[str, int]:
-    """Training memory per optimizer: weights + gradients (one copy each) + optimizer state
-    (momentum: one copy, Adam: two) + buffers + the activations saved for backward."""
+def training_memory(param_bytes: int, buffer_bytes: int, saved_bytes: int,
+                    trainable_bytes: int | None = None) -> dict[str, int]:
+    """Training memory per optimizer: every weight + gradients of the trainable ones +
+    optimizer state of the trainable ones (momentum: one copy, Adam: two) + buffers + the
+    activations saved for backward. ``trainable_bytes`` defaults to every parameter."""
+    grads = param_bytes if trainable_bytes is None else trainable_bytes
+    fixed = param_bytes + buffer_bytes + saved_bytes
     return {
-        "sgd": 2 * param_bytes + buffer_bytes + saved_bytes,
-        "sgd_momentum": 3 * param_bytes + buffer_bytes + saved_bytes,
-        "adam": 4 * param_bytes + buffer_bytes + saved_bytes,
+        "sgd": fixed + grads,
+        "sgd_momentum": fixed + 2 * grads,
+        "adam": fixed + 3 * grads,
     }
+
+
+# A real run needs more than its tensors' bytes (allocator slack, kernels' scratch space).
+HEADROOM = 1.5
+
+
+def free_ram_bytes() -> int | None:
+    """Memory available to a new allocation now (Linux MemAvailable), or None if unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_free_memory(label: str, need_bytes: int, why: str) -> None:
+    """Refuse a count on real CPU tensors that would not fit in free RAM (with headroom).
+
+    ``need_bytes`` is what is known before running: the input and the activations the meta
+    run reached before it stopped (a lower bound; the weights exist already)."""
+    free = free_ram_bytes()
+    need = int(need_bytes * HEADROOM)
+    if free is not None and need > free:
+        raise ModelRunError(f"{label}: counting needs real tensors ({why}), at least "
+                            f"{need:,} bytes, but only {free:,} bytes of RAM are free; use "
+                            "a smaller --batch or --input")

@@ -58,8 +58,9 @@ class Acc:
     output_bytes: int = 0
     # Bytes of new (non-aliasing) tensors its own ops created: a container's row uses this.
     op_bytes: int = 0
-    params: int = 0
+    params: int = 0  # trainable
     buffers: int = 0
+    frozen: int = 0  # parameters with requires_grad=False
     # Position in execution order: the index of its first op (or of its first call).
     order: int = -1
 
@@ -78,6 +79,9 @@ class _OpInfo:
 
 
 _OP_INFO: dict[Any, _OpInfo] = {}
+# Views whose schema does not say so (an LSTM splits its gates with them): no new memory.
+_UNSAFE_VIEWS = frozenset({"aten::unsafe_split", "aten::unsafe_split_with_sizes",
+                           "aten::unsafe_chunk"})
 
 
 def _op_info(func: Any) -> _OpInfo:
@@ -85,7 +89,8 @@ def _op_info(func: Any) -> _OpInfo:
     if info is None:
         name = func._overloadpacket._qualified_op_name
         schema = func._schema
-        aliases = tuple(r.alias_info is not None for r in schema.returns)
+        aliases = tuple(r.alias_info is not None or name in _UNSAFE_VIEWS
+                        for r in schema.returns)
         first = schema.arguments[0].alias_info if schema.arguments else None
         elementwise = SHAPE_RULES.get(name) is BROADCAST
         inplace = (elementwise and name.endswith("_") and len(aliases) == 1
@@ -173,6 +178,7 @@ class CostCounterMode(TorchDispatchMode):
         self.live = 0
         self.peak = 0
         self.ops = 0
+        self.failed: str | None = None  # the op that raised, if one did
         self._gc_was_enabled = False
 
     def __enter__(self) -> CostCounterMode:
@@ -233,7 +239,13 @@ class CostCounterMode(TorchDispatchMode):
             elif info.elementwise:
                 out = elementwise_meta(info.inplace, args, kwargs)
         if out is None:
-            out = func(*args, **kwargs)
+            try:
+                out = func(*args, **kwargs)
+            except Exception:
+                # remembered: a meta count failing on an op that needs real values is
+                # counted again on CPU
+                self.failed = info.name
+                raise
             # A kernel's first call may leave garbage cycles (lazy set-up, Python meta
             # kernels' frames) that hold its arguments and results; with the collector
             # paused they would live to the end of the count and inflate the peak. The
@@ -256,11 +268,13 @@ class CostCounterMode(TorchDispatchMode):
 
     def _track(self, info: _OpInfo, out: Any, acc: Acc | None) -> None:
         outs = out if isinstance(out, tuple | list) else (out,)
+        # One return may be a list of views (split, unbind: Tensor(a)[]): it covers them all.
+        listed = len(info.aliases) == 1 and len(outs) > 1
         for i, t in enumerate(outs):
             if not isinstance(t, torch.Tensor):
                 continue
             # Views and in-place results alias an input: no new memory.
-            if i < len(info.aliases) and info.aliases[i]:
+            if info.aliases[0] if listed else i < len(info.aliases) and info.aliases[i]:
                 continue
             nbytes = t.numel() * t.element_size()
             self.live += nbytes

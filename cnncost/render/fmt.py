@@ -61,3 +61,14 @@ def ratio(r: float | None) -> str:
     if r >= 100:
         return f"{r:.0f}x"
     return f"{r:.3g}x" if r < 1 else f"{r:.2f}x"
+
+
+def params_text(params: int, frozen: int) -> str:
+    """``1,234`` when every parameter trains; ``1,234 trainable + 56 frozen`` otherwise."""
+    return f"{params:,}" if not frozen else f"{params:,} trainable + {frozen:,} frozen"
+
+
+def counted_on_text(device: str, reason: str) -> str:
+    """Where a count that could not run on meta ran instead, and why."""
+    return (f"counted on {device} with real tensors ({reason}); the counts hold for this "
+            "input and these weights")

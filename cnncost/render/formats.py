@@ -9,7 +9,7 @@ import csv
 import io
 from enum import Enum
 
-from cnncost.render.fmt import shape
+from cnncost.render.fmt import counted_on_text, shape
 from cnncost.table import BlockRow, CostRow, CostTable, collapse, dumps, row_count, table_rows
 
 
@@ -44,13 +44,14 @@ def to_csv(table: CostTable, depth: int | None = None, sort: str | None = None,
             w.writerow([b.name, b.layers, shape(b.output_shape), b.params, b.buffers, b.macs,
                         b.flops, b.output_bytes])
         return buf.getvalue()
-    w.writerow(CSV_FIELDS)
+    frozen = table.totals.frozen_params > 0  # a column only where some parameters are
+    w.writerow(CSV_FIELDS[:5] + ("frozen_params",) * frozen + CSV_FIELDS[5:])
     for r in rows:
         assert isinstance(r, CostRow)
         w.writerow([r.name, r.kind, ";".join(shape(s) for s in r.input_shape),
-                    shape(r.output_shape), r.params, r.buffers, r.macs, r.flops,
-                    r.output_bytes, "" if r.receptive_field is None else r.receptive_field,
-                    r.formula])
+                    shape(r.output_shape), r.params, *[r.frozen_params] * frozen, r.buffers,
+                    r.macs, r.flops, r.output_bytes,
+                    "" if r.receptive_field is None else r.receptive_field, r.formula])
     return buf.getvalue()
 
 
@@ -72,12 +73,16 @@ def to_markdown(table: CostTable, depth: int | None = None, sort: str | None = N
     lines += [
         f"- source: `{table.source}`",
         recipe,
-        f"- params: **{t.params:,}**, buffers: {t.buffers:,}",
+        f"- params: **{t.params:,}**"
+        + (f" trainable, {t.frozen_params:,} frozen" if t.frozen_params else "")
+        + f", buffers: {t.buffers:,}",
         f"- MACs: **{t.macs:,}**, FLOPs: {t.flops:,}",
         f"- activations: {t.activation_bytes:,} B; peak inference memory: "
         f"{t.peak_memory_bytes:,} B",
-        "",
     ]
+    if table.counted_on != "meta":
+        lines.append(f"- {counted_on_text(table.counted_on, table.counted_on_reason)}")
+    lines.append("")
     rows = table_rows(table, depth, sort, top)
     first = "layer | kind" if depth is None else "block | layers"
     lines += [f"| {first} | output | params | MACs | FLOPs | output bytes |",

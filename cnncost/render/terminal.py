@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from cnncost.render.fmt import human, human_bytes, shape
+from cnncost.render.fmt import counted_on_text, human, human_bytes, params_text, shape
 from cnncost.table import BlockRow, CostRow, CostTable, row_count, table_rows
 
 if TYPE_CHECKING:
@@ -36,11 +36,13 @@ def header(table: CostTable) -> str:
     t = table.totals
     lines = [
         f"{table.model}  input {shape(table.input)}  {table.dtype}  policy {table.policy}",
-        f"params {t.params:,}  MACs {t.macs:,}  FLOPs {t.flops:,}",
+        f"params {params_text(t.params, t.frozen_params)}  MACs {t.macs:,}  FLOPs {t.flops:,}",
         f"activations {human_bytes(t.activation_bytes)}  peak inference memory "
         f"{human_bytes(t.peak_memory_bytes)}  training (Adam) "
         f"~{human_bytes(t.training_memory_bytes['adam'])}",
     ]
+    if table.counted_on != "meta":
+        lines.append(counted_on_text(table.counted_on, table.counted_on_reason))
     return "\n".join(lines)
 
 
@@ -90,6 +92,10 @@ def _cost_table(table: CostTable, rows: list[CostRow] | list[BlockRow], units: U
         out.add_column("kind", footer="", no_wrap=True, min_width=kinds)
     out.add_column("output", footer=shape(table.input) + " in", no_wrap=True)
     out.add_column("params", justify="right", footer=f"{table.totals.params:,}", no_wrap=True)
+    frozen = depth is None and table.totals.frozen_params > 0  # a column only where some are
+    if frozen:
+        out.add_column("frozen", justify="right", footer=f"{table.totals.frozen_params:,}",
+                       no_wrap=True)
     out.add_column(label, justify="right", footer=human(_compute(table.totals, units)),  # type: ignore[arg-type]
                    no_wrap=True)
     out.add_column("share", justify="right", footer="100%", no_wrap=True)
@@ -100,7 +106,9 @@ def _cost_table(table: CostTable, rows: list[CostRow] | list[BlockRow], units: U
         if isinstance(r, CostRow) and r.uncounted:
             second += " [uncounted: " + ", ".join(sorted(r.uncounted)) + "]"
         value = _compute(r, units)
-        out.add_row(Text(r.name), Text(second), shape(r.output_shape), f"{r.params:,}",
+        cells = [f"{r.params:,}"] + ([f"{r.frozen_params:,}"] if isinstance(r, CostRow)
+                                     and frozen else [])
+        out.add_row(Text(r.name), Text(second), shape(r.output_shape), *cells,
                     human(value), f"{100 * value / total:.1f}%", human_bytes(r.output_bytes))
     return out
 
