@@ -8,6 +8,7 @@ The diff's rendering is in ``cnncost.render.check``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -244,13 +245,16 @@ _TOP: dict[str, Any] = {
     "conventions": lambda v, w: _expect(isinstance(v, list) and all(
         isinstance(c, str) for c in v), w, "a list of strings", v),
     "uncounted": lambda v, w: _mapping(v, w, _count),
+    "counted_on": lambda v, w: _expect(v in ("meta", "cpu"), w, "meta or cpu", v),
+    "counted_on_reason": _str,
 }
 _ROW: dict[str, Any] = {
     "name": _str, "kind": _str, "formula": _str, "source": _str, "output_shape": _shape,
     "input_shape": _shapes,
     "receptive_field": _optional_count,
     "uncounted": lambda v, w: _mapping(v, w, _count),
-    **{k: _count for k in ("params", "buffers", "macs", "flops", "output_bytes", "calls")},
+    **{k: _count for k in ("params", "buffers", "macs", "flops", "output_bytes", "calls",
+                           "frozen_params")},
 }
 _REQUIRED = ("model", "source", "input", "dtype", "policy", "totals", "layers")
 
@@ -270,6 +274,8 @@ def check_report(doc: Any) -> None:
     totals = doc["totals"]
     _expect(isinstance(totals, dict), "totals", "a mapping", totals)
     for f in fields(Totals):
+        if f.name not in totals and f.default is not dataclasses.MISSING:
+            continue  # written only where it says something (frozen_params)
         _expect(f.name in totals, f"totals.{f.name}", "this field", "nothing")
         if f.name == "training_memory_bytes":
             _mapping(totals[f.name], f"totals.{f.name}", _count)
