@@ -20,7 +20,7 @@ import typer
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.io import write_atomic
 from cnncost.render.advice import AdviceFormat
-from cnncost.render.console import err_console, print_error
+from cnncost.render.console import err_console, print_error, write_stdout
 from cnncost.render.formats import Format
 from cnncost.render.terminal import Units
 from cnncost.table import SORT_FIELDS
@@ -139,7 +139,7 @@ ModelArg = Annotated[str, typer.Argument(
 def write_output(text: str, output: Path | None) -> None:
     """Print, or write atomically (a temp file renamed into place: never half a file)."""
     if output is None:
-        sys.stdout.write(text)
+        write_stdout(text)
         return
     write_atomic(output, text)
     err_console.print(f"wrote {output}")
@@ -391,9 +391,9 @@ def check(
                 print_error(str(r.error))
             elif r.regressions:
                 drifted += 1
-                sys.stdout.write(drift_text(r.path, r.baseline, r.regressions, limit))
+                write_stdout(drift_text(r.path, r.baseline, r.regressions, limit))
                 if update and r.current is not None:
-                    sys.stdout.write(update_report(r.current, r.path, directory))
+                    write_stdout(update_report(r.current, r.path, directory))
     except KeyboardInterrupt:
         if not drifted or update:
             raise
@@ -401,7 +401,7 @@ def check(
         raise typer.Exit(1) from None
     if drifted and update:
         refresh_index(directory)
-    sys.stdout.write(check_summary(len(baselines), drifted, update, directory, failed))
+    write_stdout(check_summary(len(baselines), drifted, update, directory, failed))
     if drifted and not update:
         raise typer.Exit(1)  # drift is exit 1, also when another report failed
     if failed:
@@ -493,7 +493,7 @@ def explain(
     e = explain_target(model, parse_input(input), batch, dtype, _policy(policy),
                        parse_sets(set_))
     lines = explain_lines(e.table, e.explain, e.vars, e.tables, layer, e.file)
-    sys.stdout.write("\n".join(lines) + "\n")
+    write_stdout("\n".join(lines) + "\n")
 
 
 # --------------------------------------------------------------------------- sweep
@@ -535,12 +535,12 @@ def sweep(
     prepared = prepare_sweep(model, set_ or [], zip_ or [], batch, input=parse_input(input),
                              dtype=dtype, policy=_policy(policy), strict=strict,
                              max_points=max_points)  # every bad input fails here, before work
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from cnncost.render.console import console
     from cnncost.render.sweep import render_text, rich_sweep
 
-    stderr = Console(stderr=True)
+    stderr = console(stderr=True)
     with Progress("sweep", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
         task = bar.add_task("sweep", total=prepared.plan.size)

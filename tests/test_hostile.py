@@ -329,3 +329,75 @@ def test_which_sources_are_code(source: str, code: bool) -> None:
     from cnncost.sources import is_factory_ref
 
     assert is_factory_ref(source) is code
+
+
+# --------------------------------------------------------------------------- terminal injection
+
+NASTY = "x[/foo]:thumbs_up:[link=https://e]L[/link]\x1b]0;pwned\x07\x1b[2J\u202e"
+
+
+@pytest.mark.parametrize("text,shown", [
+    ("a\x1b[2Jb", "a\\x1b[2Jb"),
+    ("title\x1b]0;pwned\x07", "title\\x1b]0;pwned\\x07"),
+    ("over\rwrite", "over\\x0dwrite"),
+    ("bidi\u202eevil", "bidi\\u202eevil"),
+    ("c1\x9bcontrol", "c1\\x9bcontrol"),
+    ("lines\nand\ttabs stay", "lines\nand\ttabs stay"),
+    ("[red]markup[/red] :thumbs_up: é", "[red]markup[/red] :thumbs_up: é"),
+], ids=["csi", "osc", "cr", "bidi", "c1", "newline-tab", "printable"])
+def test_literal_escapes_control_characters_only(text: str, shown: str) -> None:
+    from cnncost.render.console import literal
+
+    assert literal(text) == shown
+    assert literal(shown) == shown  # idempotent
+
+
+def _printable(text: str) -> bool:
+    return not any((ord(c) < 32 and c not in "\n\t") or 0x7f <= ord(c) <= 0x9f or
+                   0x202a <= ord(c) <= 0x202e for c in text)
+
+
+@pytest.fixture
+def nasty_spec(tmp_path: Path) -> Path:
+    path = tmp_path / "nasty.yaml"
+    name = json.dumps(NASTY)  # a JSON string is a YAML double-quoted string
+    path.write_text(f"name: {name}\ndescription: {name}\n" + TINY.split("\n", 1)[1])
+    return path
+
+
+@pytest.mark.parametrize("args", [["validate"], ["analyze"], ["analyze", "-f", "md"],
+                                  ["analyze", "-f", "csv"], ["explain"]],
+                         ids=["validate", "table", "md", "csv", "explain"])
+def test_user_text_prints_literally(nasty_spec: Path, args: list[str]) -> None:
+    code, out, err = run(args[0], nasty_spec, *args[1:])
+    assert code == 0, err
+    assert _printable(out + err), out
+    # markup and emoji codes are text: shown as written, escapes visible (csv has no name)
+    assert "csv" in args or "x[/foo]:thumbs_up:[link=https://e]L[/link]\\x1b]0;pwned" in out
+    assert "👍" not in out
+
+
+def test_an_error_quoting_user_text_prints_it_literally() -> None:
+    code, out, err = run("analyze", "a:thumbs_up:b\x1b[2J[/foo]")
+    assert_one_line_error(code, out, err, "a:thumbs_up:b\\x1b[2J[/foo]: not a spec file")
+    code, out, err = run("analyze", "nosuchmod:factory")
+    assert_one_line_error(code, out, err, "nosuchmod:factory: cannot import nosuchmod")
+    assert "🏭" not in err
+
+
+def test_a_report_with_a_nasty_layer_name_diffs_literally(reports: Path) -> None:
+    doc = json.loads((reports / "a.json").read_text())
+    doc["layers"][0]["name"] = "conv\x1b]0;pwned\x07[/x]"
+    (reports / "a.json").write_text(json.dumps(doc))
+    code, out, err = run("check", reports)
+    assert code == 1 and _printable(out + err), out
+    assert "conv\\x1b]0;pwned\\x07[/x]" in out
+
+
+def test_module_names_print_literally(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text(
+        "from torch import nn\n\ndef build():\n    m = nn.Sequential()\n"
+        "    m.add_module('[b]\\x1b[2J', nn.Conv2d(1, 2, 3))\n    return m\n")
+    code, out, err = run("analyze", f"{tmp_path / 'm.py'}:build", "--input", "1x4x4")
+    assert code == 0, err
+    assert _printable(out) and " [b]\\x1b[2J " in out  # the column is as wide as that

@@ -8,6 +8,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from cnncost.render.console import literal
 from cnncost.render.fmt import human, human_bytes, shape
 from cnncost.table import dumps
 
@@ -113,7 +114,7 @@ def advice_rich(advice: Advice) -> Group:
         out.add_column("saving", justify="right", no_wrap=True)
         for i, f in enumerate(advice.findings, 1):
             e = f.effect
-            out.add_row(str(i), f.rule.name, Text(_where(f)), _short(e["params"]),
+            out.add_row(str(i), f.rule.name, Text(literal(_where(f))), _short(e["params"]),
                         _short(e["macs"]), f"{100 * f.saving:.1f}%")
         parts.append(out)
         for i, f in enumerate(advice.findings, 1):

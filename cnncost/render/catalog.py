@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from cnncost.render.console import literal
 from cnncost.render.fmt import human, shape
 
 if TYPE_CHECKING:
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
 
 def list_table(entries: Sequence[Listed], totals: bool = True) -> Table:
     """One row per bundled spec: name, description (or why it does not load), totals."""
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None)
     table.add_column("name", no_wrap=True)
@@ -28,8 +29,7 @@ def list_table(entries: Sequence[Listed], totals: bool = True) -> Table:
         table.add_column("MACs", justify="right", no_wrap=True)
     for e in entries:
         if e.error is not None:
-            # escape: a message may quote "[3, 3, 3]", which rich would take for markup
-            table.add_row(e.name, f"[red]invalid: {escape(e.error)}[/red]")
+            table.add_row(e.name, Text(literal(f"invalid: {e.error}"), style="red"))
             continue
         cells = [e.name, e.description]
         if totals:
@@ -40,9 +40,10 @@ def list_table(entries: Sequence[Listed], totals: bool = True) -> Table:
 
 def layer_tree(model: ModelSpec) -> Tree:
     """The spec's layers as a tree of its namespaces, each with its kind, fields and shape."""
+    from rich.text import Text
     from rich.tree import Tree
 
-    root = Tree(f"[bold]{model.name}[/bold]  input {shape(model.input_shape)}")
+    root = Tree(Text.assemble((literal(model.name), "bold"), f"  input {shape(model.input_shape)}"))
     nodes: dict[str, Tree] = {"": root}
     for layer in model.layers:
         parts = layer.path.split(".")
@@ -53,8 +54,9 @@ def layer_tree(model: ModelSpec) -> Tree:
         parent = nodes[".".join(parts[:-1])]
         detail = ", ".join(f"{k}={v}" for k, v in layer.params.items()
                            if k not in ("dim", "start", "length"))
-        parent.add(f"{parts[-1]}  [cyan]{layer.kind}[/cyan]{'(' + detail + ')' if detail else ''}"
-                   f"  -> {shape(layer.out_shape)}")
+        parent.add(Text.assemble(literal(f"{parts[-1]}  "), (layer.kind, "cyan"),
+                                 literal(f"({detail})") if detail else "",
+                                 f"  -> {shape(layer.out_shape)}"))
     return root
 
 

@@ -7,6 +7,7 @@ import io
 from typing import TYPE_CHECKING
 
 from cnncost.compare import CompareRow, Comparison
+from cnncost.render.console import literal
 from cnncost.render.fmt import human, human_bytes, ratio, shape
 from cnncost.render.formats import Format, md_cell
 from cnncost.table import dumps
@@ -47,7 +48,7 @@ def compare_rich(cmp: Comparison) -> Group:
         out.add_column(c.label, justify="right", no_wrap=True)
         out.add_column("x", justify="right", no_wrap=True, style="dim")
     for i, r in enumerate(cmp.rows):
-        cells: list[RenderableType] = [Text(_model_label(r))]
+        cells: list[RenderableType] = [Text(literal(_model_label(r)))]
         if len(inputs) > 1:
             cells.append(shape(r.input))
         for c in cmp.columns:

@@ -7,8 +7,10 @@ Every rich Console cnncost prints with is a :class:`SafeConsole` made by :func:`
   styling is given as rich ``Text`` styles, never as markup in strings;
 - control characters in any text it prints (ESC ] 0;... sets a window title, ESC [2J clears
   the screen, a carriage return overwrites a line) are shown escaped (``\\x1b``) by
-  :func:`literal`; the escape sequences rich itself emits for colour and progress bars are
-  styles and control segments, not text, and pass unchanged.
+  :func:`literal`: strings before they are measured (so a column is as wide as the escaped
+  name), and every text segment again as it is printed (``Text`` made elsewhere); the escape
+  sequences rich itself emits for colour and progress bars are styles and control segments,
+  not text, and pass unchanged.
 
 Plain text cnncost writes to stdout or stderr itself (``--format md`` on the terminal,
 ``check``'s diff, ``explain``) goes through :func:`literal` too (:func:`write_stdout`). Files
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderableType
     from rich.segment import Segment
+    from rich.text import Text
 
 # C0 controls but newline and tab, DEL, C1 controls, and the bidirectional overrides and
 # isolates that reorder what a terminal shows (U+202A-U+202E, U+2066-U+2069).
@@ -58,6 +61,10 @@ def _safe_class() -> type:
 
         class SafeConsole(Console):
             """A Console that prints every text segment through :func:`literal`."""
+
+            def render_str(self, text: str, **options: Any) -> Text:
+                # Before measuring: a table column is as wide as the escaped name.
+                return super().render_str(literal(text), **options)
 
             def render(self, renderable: RenderableType,
                        options: ConsoleOptions | None = None) -> Iterable[Segment]:

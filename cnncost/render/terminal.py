@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from cnncost.render.console import console, literal
 from cnncost.render.fmt import counted_on_text, human, human_bytes, params_text, shape
 from cnncost.table import BlockRow, CostRow, CostTable, row_count, table_rows
 
@@ -108,7 +109,7 @@ def _cost_table(table: CostTable, rows: list[CostRow] | list[BlockRow], units: U
         value = _compute(r, units)
         cells = [f"{r.params:,}"] + ([f"{r.frozen_params:,}"] if isinstance(r, CostRow)
                                      and frozen else [])
-        out.add_row(Text(r.name), Text(second), shape(r.output_shape), *cells,
+        out.add_row(Text(literal(r.name)), Text(literal(second)), shape(r.output_shape), *cells,
                     human(value), f"{100 * value / total:.1f}%", human_bytes(r.output_bytes))
     return out
 
@@ -165,9 +166,7 @@ def fit_width(renderable: RenderableType, width: int) -> int:
 
 
 def _probe() -> Console:
-    from rich.console import Console
-
-    return Console(width=10_000, file=io.StringIO(), color_system=None)
+    return console(width=10_000, file=io.StringIO(), color_system=None)
 
 
 def natural_width(renderable: RenderableType) -> int:
@@ -183,23 +182,20 @@ def tables_width(renderable: RenderableType) -> int:
 
 def to_text(renderable: RenderableType, width: int | None = None) -> str:
     """Render to plain text (no colour) at a fixed width, or as wide as the content needs."""
-    from rich.console import Console
-
     if width is None:
         width = max(80, natural_width(renderable))
     width = fit_width(renderable, width)
-    console = Console(record=True, width=width, file=io.StringIO(), color_system=None,
-                      highlight=False, soft_wrap=False, legacy_windows=False)
-    console.print(renderable)
-    text = console.export_text(styles=False)
+    out = console(record=True, width=width, file=io.StringIO(), color_system=None,
+                  soft_wrap=False, legacy_windows=False)
+    out.print(renderable)
+    text = out.export_text(styles=False)
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
 
 
 def stdout_console() -> Console:
-    """A Console on stdout that leaves numbers and paths uncoloured."""
-    from rich.console import Console
-
-    return Console(highlight=False)
+    """A Console on stdout that leaves numbers and paths uncoloured and prints user text
+    literally (cnncost.render.console)."""
+    return console()
 
 
 def print_whole(renderable: RenderableType) -> None:
@@ -221,13 +217,11 @@ def wide_text(renderable: Any, width: int = 160) -> str:
     """Plain text at ``width`` or as wide as the renderable's tables need (for a file)."""
     import os
 
-    from rich.console import Console
-
     with open(os.devnull, "w") as sink:
-        console = Console(record=True, width=width, file=sink)
-        console.width = max(console.width, tables_width(renderable))
-        console.print(renderable)
-        return console.export_text()
+        out = console(record=True, width=width, file=sink)
+        out.width = max(out.width, tables_width(renderable))
+        out.print(renderable)
+        return out.export_text()
 
 
 @contextlib.contextmanager
@@ -239,11 +233,10 @@ def progress(show: bool = True) -> Iterator[Callable[[str, float], None] | None]
     if not show:
         yield None
         return
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+                  console=console(stderr=True), transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def update(label: str, fraction: float) -> None:
