@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,28 +33,72 @@ if TYPE_CHECKING:
     from cnncost.spec import ModelSpec
 
 
+class Engine(str, Enum):
+    """How a table is counted: ``analytic`` from a spec's own shapes (no torch), ``torch`` by
+    running the modules on the meta device (the oracle; the only way to count an nn.Module)."""
+
+    ANALYTIC = "analytic"
+    TORCH = "torch"
+
+
+def engine_for(engine: Engine | str | None, spec: bool, what: str = "") -> Engine:
+    """The engine to count with: ``None`` is analytic for a spec and torch for a module; the
+    analytic engine asked for a module is a UsageError naming it."""
+    if engine is None:
+        return Engine.ANALYTIC if spec else Engine.TORCH
+    try:
+        chosen = Engine(engine)
+    except ValueError:
+        raise UsageError(f"engine {engine!r}: expected 'analytic' or 'torch'") from None
+    if chosen is Engine.ANALYTIC and not spec:
+        raise UsageError(f"{what or 'an nn.Module'}: the analytic engine counts specs only; "
+                         "count a module with engine='torch' (--engine torch)")
+    return chosen
+
+
+def count_loaded(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
+                 policy: str = "all", source: str | None = None, strict: bool = False,
+                 engine: Engine | str | None = None) -> CostTable:
+    """Count an already compiled spec with the engine asked for (default: analytic)."""
+    if engine_for(engine, True) is Engine.TORCH:
+        from cnncost.count import drivers
+
+        return drivers.count_spec(spec, batch, dtype, policy, strict, source=source)
+    from cnncost.count import analytic
+
+    return analytic.count_spec(spec, batch, dtype, policy, strict, source=source)
+
+
 def analyze_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,
                    input: tuple[int, ...] | None = None,
                    batch: int = 1, dtype: str | torch.dtype = "float32", policy: str = "all",
                    strict: bool = False,
-                   overrides: Mapping[str, Any] | None = None) -> CostTable:
+                   overrides: Mapping[str, Any] | None = None,
+                   engine: Engine | str | None = None) -> CostTable:
     """Analyze a spec path, bundled name, factory reference, Target, nn.Module, or a loaded
-    ModelSpec (counted as loaded: its variables and input are already resolved)."""
-    from cnncost.count.drivers import count_module, count_spec
+    ModelSpec (counted as loaded: its variables and input are already resolved). Specs are
+    counted by ``engine`` (default analytic), modules by torch."""
     from cnncost.spec import ModelSpec
 
     if isinstance(model_or_spec, ModelSpec):
         if overrides or input is not None:
             raise UsageError("a loaded spec has its variables and input already; load it "
                              "again with them instead")
-        return count_spec(model_or_spec, batch, dtype, policy, strict, source=model_or_spec.file)
+        return count_loaded(model_or_spec, batch, dtype, policy, model_or_spec.file, strict,
+                            engine)
     if not isinstance(model_or_spec, str | Path | Target):  # an nn.Module
+        engine_for(engine, False, type(model_or_spec).__name__)
+        from cnncost.count.drivers import count_module
+
         return count_module(model_or_spec, input or DEFAULT_INPUT, batch, dtype, policy, strict)
     target = model_or_spec if isinstance(model_or_spec, Target) else resolve(str(model_or_spec))
+    engine_for(engine, target.spec_path is not None, target.display)  # before loading anything
     loaded = load_target(target, overrides, input)
     if isinstance(loaded, ModelSpec):
-        table = count_spec(loaded, batch, dtype, policy, strict, source=target.display)
+        table = count_loaded(loaded, batch, dtype, policy, target.display, strict, engine)
         return table.recorded(overrides, input is not None, file=loaded.file)
+    from cnncost.count.drivers import count_module
+
     shape = input or default_input(target.factory) or DEFAULT_INPUT
     two = frames(target.factory)
     table = count_module(loaded, shape, batch, dtype, policy, strict,
@@ -70,7 +115,8 @@ def analyze_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,
 def compare_targets(models: Sequence[str], input: tuple[int, ...] | None = None,
                     batch: int = 1, dtype: str = "float32", policy: str = "all",
                     strict: bool = False, overrides: Mapping[str, Any] | None = None,
-                    bench: bool = False, progress: Progress | None = None) -> Comparison:
+                    bench: bool = False, progress: Progress | None = None, *,
+                    engine: Engine | str | None = None) -> Comparison:
     """Models side by side; with ``bench``, measured latency and images/s after the MACs."""
     from cnncost.compare import compare_tables
 
@@ -78,7 +124,7 @@ def compare_targets(models: Sequence[str], input: tuple[int, ...] | None = None,
         raise UsageError("compare needs at least two models, e.g. cnncost compare resnet50 "
                          "vgg16")
     tables = [analyze_target(m, input=input, batch=batch, dtype=dtype, policy=policy,
-                             strict=strict, overrides=overrides) for m in models]
+                             strict=strict, overrides=overrides, engine=engine) for m in models]
     comparison = compare_tables(tables)
     if bench:
         comparison = _with_bench_columns(comparison, models, batch, dtype, input, overrides,
@@ -181,9 +227,7 @@ class ListCache:
         spec = load_spec(path)
         params = macs = None
         if totals:
-            from cnncost.count.drivers import count_spec
-
-            t = count_spec(spec).totals
+            t = count_loaded(spec).totals
             params, macs = t.params, t.macs
         self.entries[key] = {"description": spec.description, "params": params, "macs": macs}
         self.dirty = True
@@ -227,19 +271,20 @@ class Explanation:
 
 def explain_target(model: str, input: tuple[int, ...] | None = None, batch: int = 1,
                    dtype: str = "float32", policy: str = "all",
-                   overrides: Mapping[str, Any] | None = None) -> Explanation:
+                   overrides: Mapping[str, Any] | None = None,
+                   engine: Engine | str | None = None) -> Explanation:
     """Count a model, and for a spec every table its ``explain`` comparisons refer to."""
-    from cnncost.count.drivers import count_spec
     from cnncost.render.explain import references
     from cnncost.spec import ModelSpec, load_spec
 
     target = resolve(model)
     overrides = dict(overrides or {})
+    engine_for(engine, target.spec_path is not None, target.display)
     loaded = load_target(target, overrides, input)
     if not isinstance(loaded, ModelSpec):
         return Explanation(analyze_target(loaded, input=input, batch=batch, dtype=dtype,
                                           policy=policy))
-    table = count_spec(loaded, batch, dtype, policy, source=target.display)
+    table = count_loaded(loaded, batch, dtype, policy, target.display, engine=engine)
     tables = {}
     for ref in references(loaded.explain, loaded.vars, batch, loaded.file):
         if ref.spec is None:  # the same spec with other variables: keep --set and --input
@@ -248,7 +293,7 @@ def explain_target(model: str, input: tuple[int, ...] | None = None, batch: int 
             path = Path(loaded.file).parent / ref.spec
             shared = load_spec(path).vars.keys() & loaded.vars.keys()
             other = load_spec(path, {**{k: loaded.vars[k] for k in shared}, **dict(ref.set)})
-        tables[ref] = count_spec(other, batch, dtype, policy)
+        tables[ref] = count_loaded(other, batch, dtype, policy, engine=engine)
     return Explanation(table, loaded.explain, loaded.vars, tables, loaded.file)
 
 
@@ -385,9 +430,10 @@ class Recheck:
     error: CnnCostError | None = None
 
 
-def recheck(baselines: Sequence[tuple[Path, CostTable]],
-            tolerance: float = 0.0) -> Iterator[Recheck]:
-    """Recompute each report from the recipe it records and diff it with the baseline.
+def recheck(baselines: Sequence[tuple[Path, CostTable]], tolerance: float = 0.0,
+            engine: Engine | str | None = None) -> Iterator[Recheck]:
+    """Recompute each report from the recipe it records and diff it with the baseline (a
+    spec's report with ``engine``, a module's with torch).
 
     The current folder is not importable meanwhile (a ``torch.py`` there is not torch), and a
     report that cannot be recomputed does not stop the others."""
@@ -398,9 +444,10 @@ def recheck(baselines: Sequence[tuple[Path, CostTable]],
         for path, baseline in baselines:
             r = recipe(baseline)
             try:
-                current = analyze_target(source_target(r.source), input=r.input,
-                                         batch=r.batch, dtype=r.dtype, policy=r.policy,
-                                         overrides=r.vars)
+                target = source_target(r.source)
+                current = analyze_target(target, input=r.input, batch=r.batch, dtype=r.dtype,
+                                         policy=r.policy, overrides=r.vars,
+                                         engine=engine if target.spec_path is not None else None)
             except CnnCostError as exc:
                 error = UsageError(f"{path}: cannot recompute {r.source}: {exc}")
                 yield Recheck(path, baseline, None, [], error)
@@ -419,14 +466,6 @@ def unreported(baselines: Sequence[CostTable]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- advise
-
-
-def count_loaded(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
-                 policy: str = "all", source: str | None = None) -> CostTable:
-    """Count an already compiled spec (what `advise` does for each rewrite it proposes)."""
-    from cnncost.count.drivers import count_spec
-
-    return count_spec(spec, batch, dtype, policy, source=source)
 
 
 def advise_target(spec: str | Path | Target, overrides: Mapping[str, Any] | None = None,

@@ -128,6 +128,10 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format
 OutputOpt = Annotated[Path | None, typer.Option(
     "--output", "-o", metavar="FILE", help="Write to this file (atomically) instead of stdout.")]
 StrictOpt = Annotated[bool, typer.Option(help="Fail when an op has no counting formula.")]
+EngineOpt = Annotated[str | None, typer.Option(
+    metavar="analytic|torch",
+    help="Counting engine for specs: analytic (the default; the spec's own shapes, no torch) "
+         "or torch (runs the modules on the meta device). Modules always count with torch.")]
 ModelArg = Annotated[str, typer.Argument(
     metavar="MODEL", help="Spec file, bundled name (see `cnncost list`), pkg.module:factory "
     "or torchvision:NAME.")]
@@ -182,6 +186,7 @@ def analyze(
     crosscheck: Annotated[str | None, typer.Option(
         metavar="TOOL", help="Also compare per-layer MACs with fvcore (batch 1, real CPU "
         "tensor) and explain any difference; exit 1 if one is unexplained.")] = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Per-layer cost table: output shape, params, MACs (or FLOPs), share, output memory."""
     if sort is not None and sort not in SORT_FIELDS:
@@ -190,7 +195,8 @@ def analyze(
 
     shape, sets = parse_input(input), parse_sets(set_)
     table = analyze_target(model, input=shape, batch=batch, dtype=dtype,
-                           policy=_policy(policy), strict=strict, overrides=sets)
+                           policy=_policy(policy), strict=strict, overrides=sets,
+                           engine=engine)
     if fmt is Format.TABLE:
         from cnncost.render.terminal import rich_table
 
@@ -274,6 +280,7 @@ def compare(
     bench_: Annotated[bool, typer.Option(
         "--bench", help="Also measure latency and throughput here (as `cnncost bench`).")
     ] = False,
+    engine: EngineOpt = None,
 ) -> None:
     """Models side by side: params, MACs, FLOPs, activation and peak memory, with ratios."""
     from cnncost.api import compare_targets
@@ -282,7 +289,7 @@ def compare(
     shape, sets, pol = parse_input(input), parse_sets(set_), _policy(policy)
     with progress(bench_) as bar:
         comparison = compare_targets(models, shape, batch, dtype, pol, strict, sets,
-                                     bench=bench_, progress=bar)
+                                     bench=bench_, progress=bar, engine=engine)
     if fmt is Format.TABLE:
         from cnncost.render.compare import compare_rich
 
@@ -347,6 +354,7 @@ def report(
     set_: SetOpt = None,
     policy: PolicyOpt = "all",
     strict: StrictOpt = False,
+    engine: EngineOpt = None,
 ) -> None:
     """Write per model a JSON cost table (the baseline `check` reads), a Markdown table and an
     HTML page; and index.html linking every report in the folder."""
@@ -355,7 +363,7 @@ def report(
     shape, sets, pol = parse_input(input), parse_sets(set_), _policy(policy)
     for stem, target in report_targets(specs or [], all_, out):
         table = analyze_target(target, input=shape, batch=batch, dtype=dtype, policy=pol,
-                               strict=strict, overrides=sets)
+                               strict=strict, overrides=sets, engine=engine)
         save_report(table, out / f"{stem}.json")
         save_page(table, out / f"{stem}.json", out)
         err_console.print(f"wrote {out / stem}.json, .md, .html")
@@ -377,6 +385,7 @@ def check(
         "--allow-factory", metavar="PKG.MODULE:FN", help="Replay reports of this module "
         "factory (fnmatch pattern, repeatable); else check runs no code a report names.")
     ] = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Recompute every report in DIRECTORY; exit 1 with a diff when any figure drifted."""
     from cnncost.api import checked_reports, recheck, refresh_index, unreported, update_report
@@ -385,7 +394,7 @@ def check(
     baselines = checked_reports(directory, allow_factory or [])  # all read before any work
     drifted = failed = 0
     try:
-        for r in recheck(baselines, tolerance):
+        for r in recheck(baselines, tolerance, engine):
             if r.error is not None:
                 failed += 1
                 print_error(str(r.error))
@@ -485,13 +494,14 @@ def explain(
     dtype: DtypeOpt = "float32",
     set_: SetOpt = None,
     policy: PolicyOpt = "all",
+    engine: EngineOpt = None,
 ) -> None:
     """The formula behind each number, the way the slides derive it, then the spec's ratios."""
     from cnncost.api import explain_target
     from cnncost.render.explain import explain_lines
 
     e = explain_target(model, parse_input(input), batch, dtype, _policy(policy),
-                       parse_sets(set_))
+                       parse_sets(set_), engine)
     lines = explain_lines(e.table, e.explain, e.vars, e.tables, layer, e.file)
     write_stdout("\n".join(lines) + "\n")
 
@@ -528,13 +538,14 @@ def sweep(
         "--max-points", metavar="N", help="Refuse sweeps of more points than this.")] = 100_000,
     fmt: FormatOpt = Format.TABLE,
     output: OutputOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """How cost scales: one row per point of a grid of spec variables, and fitted exponents."""
     from cnncost.sweep import prepare_sweep
 
     prepared = prepare_sweep(model, set_ or [], zip_ or [], batch, input=parse_input(input),
                              dtype=dtype, policy=_policy(policy), strict=strict,
-                             max_points=max_points)  # every bad input fails here, before work
+                             max_points=max_points, engine=engine)  # bad input fails here
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from cnncost.render.console import console

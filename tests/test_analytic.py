@@ -457,3 +457,110 @@ def test_first_torch_count_in_a_process_has_the_peak_of_the_next() -> None:
     # batch 3 x 80 values: hardsigmoid out and layer_norm out (960 bytes each) are live
     # together with layer_norm's two float32 statistics (3 x 4 bytes each): 1944.
     assert out == ["[1944,", "1944]", "1944"]
+
+
+# --------------------------------------------------------------------------- engines in the API
+
+
+def test_api_counts_specs_analytically_by_default_and_with_torch_on_request() -> None:
+    import cnncost
+
+    default = cnncost.analyze("resnet18", batch=2)
+    assert cnncost.analyze("resnet18", batch=2, engine="torch").to_json() == default.to_json()
+    assert cnncost.analyze("resnet18", batch=2, engine="analytic").to_json() == default.to_json()
+
+
+def test_analytic_engine_refuses_a_module() -> None:
+    import cnncost
+    from cnncost.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"^Conv2d: the analytic engine counts specs only; count "
+                                         r"a module with engine='torch' \(--engine torch\)$"):
+        cnncost.analyze(torch.nn.Conv2d(3, 8, 3), engine="analytic")
+    with pytest.raises(UsageError, match=r"^torch\.nn:ReLU: the analytic engine counts specs"):
+        cnncost.analyze("torch.nn:ReLU", engine="analytic")
+    # a module is counted by torch when no engine is named
+    assert cnncost.analyze(torch.nn.Conv2d(3, 8, 3), input=(3, 4, 4)).totals.macs == (
+        8 * 2 * 2 * 3 * 3 * 3)  # C_out x H_out x W_out x C_in x K x K
+
+
+def test_an_unknown_engine_is_a_usage_error() -> None:
+    import cnncost
+    from cnncost.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"^engine 'fast': expected 'analytic' or 'torch'$"):
+        cnncost.analyze("resnet18", engine="fast")
+
+
+def _run_cli(args: list[str], tmp: Any) -> tuple[int, str, bool]:
+    """Run ``python -m cnncost ARGS`` in a fresh interpreter: exit code, stderr, and whether
+    torch was imported."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['cnncost', *{args!r}]\n"
+            "try:\n    runpy.run_module('cnncost', run_name='__main__')\n"
+            "except SystemExit as exc:\n    code = exc.code\nelse:\n    code = 0\n"
+            "print('torch' in sys.modules, code, file=sys.stderr)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]),
+           "XDG_CACHE_HOME": str(tmp)}  # `list` counts instead of reading a cache
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=tmp)
+    *err, last = done.stderr.strip().splitlines()
+    imported, rc = last.split()
+    return int(rc or 0), "\n".join(err), imported == "True"
+
+
+SPEC_COMMANDS = {
+    "analyze": ["analyze", "resnet50"],
+    "analyze-json": ["analyze", "mobilenetv2", "-f", "json", "--batch", "4"],
+    "compare": ["compare", "resnet50", "vgg16", "mobilenetv2"],
+    "explain": ["explain", "textbook/dwsep_6x6x3"],
+    "list": ["list"],
+    "report": ["report", "lenet5", "--out", "out"],
+    "check": ["check", "REPORTS"],
+    "validate": ["validate", "unet"],
+    "sweep": ["sweep", "resnet18", "--set", "res=96..160:32"],
+}
+
+
+@pytest.mark.parametrize("args", SPEC_COMMANDS.values(), ids=SPEC_COMMANDS.keys())
+def test_commands_on_specs_do_not_import_torch(args: list[str], tmp_path: Any) -> None:
+    import shutil
+    from pathlib import Path
+
+    if "REPORTS" in args:  # two committed baselines
+        (tmp_path / "reports").mkdir()
+        for name in ("resnet18", "textbook/conv5x5"):
+            src = Path(__file__).parents[1] / "reports" / f"{name}.json"
+            shutil.copy(src, tmp_path / "reports" / src.name)
+        args = [a.replace("REPORTS", str(tmp_path / "reports")) for a in args]
+    rc, err, imported = _run_cli(args, tmp_path)
+    assert rc == 0, err
+    assert not imported
+
+
+def test_engine_torch_on_the_command_line_imports_torch_and_gives_the_same_json(
+        tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}  # this tree's cnncost
+
+    def json_of(*extra: str) -> str:
+        return subprocess.run([sys.executable, "-m", "cnncost", "analyze", "squeezenet1_1",
+                               "-f", "json", *extra], capture_output=True, text=True,
+                              check=True, env=env).stdout
+
+    assert json_of("--engine", "torch") == json_of()
+    rc, err, imported = _run_cli(["analyze", "lenet5", "--engine", "torch"], tmp_path)
+    assert (rc, imported) == (0, True), err
+    rc, err, imported = _run_cli(["analyze", "torch.nn:ReLU", "--engine", "analytic"], tmp_path)
+    assert (rc, err, imported) == (
+        2, "error: torch.nn:ReLU: the analytic engine counts specs only; count a module with "
+           "engine='torch' (--engine torch)", False)

@@ -11,12 +11,13 @@ remembered (a :class:`Program`), so repeated blocks and sweeps cost a lookup.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import MISSING, fields
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cnncost.count.conventions import DTYPE_BYTES, Policy, check_batch, dtype_check
 from cnncost.count.formulas import (
@@ -35,32 +36,29 @@ from cnncost.layers import LAYERS
 from cnncost.spec import LayerSpec, ModelSpec
 from cnncost.table import CostRow, CostTable
 
+if TYPE_CHECKING:
+    import torch
+
 Shape = tuple[int, ...]
 # (allocations, aliases, values freed after it) of one call; see Program.
 Event = tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...], tuple[int, ...]]
 
 
-@dataclass(frozen=True, slots=True)
-class Program:
+class Program(NamedTuple):
     """One layer lowered at a batch size and dtype: what its row says, and its memory events.
 
-    ``events`` replay its calls: each allocates new tensors (value, bytes), makes aliases
-    (value, value it views) and then frees the values it read last. Values 0..n-1 are the
-    layer's inputs; ``result`` is the value the layer returns.
+    ``row`` holds the row's fields that depend on the lowering alone (shapes, params, MACs,
+    formula, ...). ``events`` replay its calls: each allocates new tensors (value, bytes),
+    makes aliases (value, value it views) and then frees the values it read last. Values
+    0..n-1 are the layer's inputs; ``result`` is the value the layer returns.
     """
 
+    row: dict[str, Any]
     macs: int
     elem_flops: int
-    factors: tuple[Factors, ...]
-    formula: str
     uncounted: Mapping[str, int]
-    params: int
-    buffers: int
     param_bytes: int
     buffer_bytes: int
-    input_shape: tuple[Shape, ...]
-    output_shape: Shape
-    output_bytes: int
     size: int
     events: tuple[Event, ...]
     result: int
@@ -74,10 +72,23 @@ _MAX_CACHE = 100_000
 _PROGRAMS: dict[Any, Program] = {}
 
 
-def count_spec(spec: ModelSpec, batch: int = 1, dtype: str = "float32",
+def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
                policy: Policy | str = Policy.ALL, strict: bool = False,
                source: str | None = None) -> CostTable:
     """Count a resolved spec analytically: the torch engine's table, without torch."""
+    # Like the torch engine, count with the cyclic collector paused: nothing here makes a
+    # cycle, and a full collection of a big heap (torch imported) costs more than a count.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _count(spec, batch, dtype, policy, strict, source)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _count(spec: ModelSpec, batch: int, dtype: str | torch.dtype, policy: Policy | str,
+           strict: bool, source: str | None) -> CostTable:
     name = dtype_check(dtype)
     elem = DTYPE_BYTES[name]
     pol = Policy(policy)
@@ -93,11 +104,11 @@ def count_spec(spec: ModelSpec, batch: int = 1, dtype: str = "float32",
         env[layer.path] = memory.run(prog, [env[key] for key in layer.inputs])
         for key in dying:
             memory.drop(env.pop(key))
-        rows.append(CostRow(
-            layer.path, layer.kind, prog.input_shape, prog.output_shape, prog.params,
-            prog.buffers, prog.macs, policy_flops(prog.macs, prog.elem_flops, flops_of),
-            prog.output_bytes, layer.receptive_field, prog.formula, prog.uncounted, 1,
-            f"{layer.loc.file}:{layer.loc.line}", prog.factors))
+        fields = {**prog.row, "name": layer.path, "kind": layer.kind,
+                  "flops": policy_flops(prog.macs, prog.elem_flops, flops_of),
+                  "receptive_field": layer.receptive_field,
+                  "source": f"{layer.loc.file}:{layer.loc.line}"}
+        rows.append(_row(fields))
         if prog.uncounted:
             uncounted.update(prog.uncounted)
         param_bytes += prog.param_bytes
@@ -122,6 +133,21 @@ def program(layer: LayerSpec, batch: int, elem: int) -> Program:
     return prog
 
 
+_ROW_FIELDS = tuple(f.name for f in fields(CostRow))
+# Fields a spec layer leaves at their default (e.g. frozen_params: a spec trains them all).
+_ROW_DEFAULTS = {f.name: f.default for f in fields(CostRow) if f.default is not MISSING}
+
+
+def _row(values: dict[str, Any]) -> CostRow:
+    """A CostRow from all its fields. The same object as ``CostRow(**values)``, made without
+    the frozen dataclass's __init__ (which sets each field through object.__setattr__: the
+    largest part of a remembered layer's cost)."""
+    assert len(values) == len(_ROW_FIELDS), set(_ROW_FIELDS) ^ set(values)
+    row = object.__new__(CostRow)
+    object.__setattr__(row, "__dict__", values)
+    return row
+
+
 def _freeze(params: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple((k, tuple(v) if type(v) is list else v) for k, v in params.items())
 
@@ -143,7 +169,7 @@ def _lower(layer: LayerSpec, batch: int, elem: int) -> Program:
             f"the spec infers {_fmt(expected)} (a bug in cnncost); count it with --engine torch")
     macs = elem_flops = 0
     factors: list[Factors] = []
-    uncounted: Counter[str] = Counter()
+    uncounted: dict[str, int] = {}
     for call in lo.calls:
         formula = FORMULAS.get(call.op)
         cost = None if formula is None else apply_formula(formula, call.args, call.kwargs,
@@ -154,12 +180,14 @@ def _lower(layer: LayerSpec, batch: int, elem: int) -> Program:
             if cost.factors is not None:
                 factors.append(cost.factors)
         elif formula is not None or call.op not in ZERO_COST_OPS:
-            uncounted[call.op] += 1
-    return Program(macs, elem_flops, tuple(factors), formula_text(factors), dict(uncounted),
-                   lo.params, lo.buffers, lo.param_bytes, lo.buffer_bytes,
-                   tuple(v.shape for v in lo.inputs), result.shape,
-                   math.prod(result.shape) * elem, lo.count,
-                   _events(lo.calls, lo.same, len(lo.inputs), result), result.index)
+            uncounted[call.op] = uncounted.get(call.op, 0) + 1
+    row = {**_ROW_DEFAULTS,
+           "input_shape": tuple(v.shape for v in lo.inputs), "output_shape": result.shape,
+           "params": lo.params, "buffers": lo.buffers, "macs": macs,
+           "output_bytes": math.prod(result.shape) * elem, "formula": formula_text(factors),
+           "uncounted": uncounted, "calls": 1, "factors": tuple(factors)}
+    return Program(row, macs, elem_flops, uncounted, lo.param_bytes, lo.buffer_bytes, lo.count,
+                   _events(lo.calls, lo.same, len(lo.inputs), result), result.slot)
 
 
 def _events(calls: Sequence[Call], same: Sequence[tuple[int, int]], inputs: int,
@@ -172,7 +200,7 @@ def _events(calls: Sequence[Call], same: Sequence[tuple[int, int]], inputs: int,
             last[v] = i
         for v in call.uses:
             last[v] = i
-    last.pop(result.index, None)
+    last.pop(result.slot, None)
     frees: list[list[int]] = [[] for _ in calls]
     for v, i in last.items():
         if v >= inputs:

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cnncost.count.formulas import SHAPE_RULES
 
@@ -29,17 +28,15 @@ Shape = tuple[int, ...]
 INT64 = 8  # bytes of an int64 element (pooling indices, num_batches_tracked)
 
 
-@dataclass(frozen=True, slots=True)
-class Val:
-    """A tensor in a lowering: its shape and its index among the layer's values (-1: a weight,
+class Val(NamedTuple):
+    """A tensor in a lowering: its shape and its slot among the layer's values (-1: a weight,
     which is never an activation)."""
 
     shape: Shape
-    index: int
+    slot: int
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """One ATen call as the formulas see it, and what it does to memory.
 
     ``allocs``: (value, bytes) of each new output; ``aliases``: (value, value it aliases).
@@ -79,40 +76,44 @@ class Lower:
 
     def shape(self, op: str, *args: Any, **kwargs: Any) -> Shape:
         """The first output's shape by the op's shape rule in the formula table."""
-        shape: Shape = SHAPE_RULES[_qualified(op)](*_shapes(args), **kwargs)
-        return shape
+        return _rule(op, _split(args)[0], kwargs)
 
     def call(self, op: str, *args: Any, out: Shape | None = None, alias: bool = False,
              **kwargs: Any) -> Val:
         """One call with one output: new (the default), or a view of its first tensor
         argument (``alias``). ``out`` defaults to the op's shape rule."""
-        shape = self.shape(op, *args, **kwargs) if out is None else out
-        return self.calls_with(op, args, kwargs, [(shape, self.elem)], alias)[0]
+        split = _split(args)
+        shape = _rule(op, split[0], kwargs) if out is None else out
+        return self._record(op, split, kwargs, ((shape, self.elem),), alias)[0]
 
     def calls_with(self, op: str, args: Sequence[Any], kwargs: dict[str, Any],
                    outs: Sequence[tuple[Shape, int]], alias: bool = False) -> list[Val]:
         """One call with the outputs ``outs`` ((shape, bytes per element) each)."""
-        vals = [Val(shape, self.count + i) for i, (shape, _) in enumerate(outs)]
+        return self._record(op, _split(args), kwargs, outs, alias)
+
+    def _record(self, op: str, split: tuple[tuple[Any, ...], tuple[Val, ...]],
+                kwargs: dict[str, Any], outs: Sequence[tuple[Shape, int]],
+                alias: bool) -> list[Val]:
+        shapes, tensors = split
+        first = self.count
+        vals = [Val(shape, first + i) for i, (shape, _) in enumerate(outs)]
         self.count += len(vals)
-        uses = tuple(v.index for v in _vals(args) if v.index >= 0)
-        if alias:
-            source = next(v for v in _vals(args))
-            allocs: tuple[tuple[int, int], ...] = ()
-            aliases = ((vals[0].index, source.index),) if source.index >= 0 else ()
-        else:
-            allocs = tuple((v.index, math.prod(v.shape) * e)
-                           for v, (_, e) in zip(vals, outs, strict=True))
-            aliases = ()
+        uses = tuple(v.slot for v in tensors if v.slot >= 0)
+        allocs: tuple[tuple[int, int], ...] = ()
+        aliases: tuple[tuple[int, int], ...] = ()
+        if not alias:
+            allocs = tuple((first + i, math.prod(shape) * e) for i, (shape, e) in enumerate(outs))
+        elif tensors[0].slot >= 0:
+            aliases = ((first, tensors[0].slot),)
         out_shape = vals[0].shape if len(vals) == 1 else tuple(v.shape for v in vals)
-        self.calls.append(Call(_qualified(op), tuple(_shapes(args)), kwargs, out_shape, uses,
-                               allocs, aliases))
+        self.calls.append(Call(_qualified(op), shapes, kwargs, out_shape, uses, allocs, aliases))
         return vals
 
     def itself(self, x: Val) -> Val:
         """The module returns its input object unchanged (identity, dropout at inference)."""
         val = Val(x.shape, self.count)
         self.count += 1
-        self.same.append((val.index, x.index))
+        self.same.append((val.slot, x.slot))
         return val
 
 
@@ -120,27 +121,26 @@ def _qualified(op: str) -> str:
     return op if "::" in op else f"aten::{op}"
 
 
-def _vals(args: Sequence[Any]) -> list[Val]:
-    out: list[Val] = []
+def _split(args: Sequence[Any]) -> tuple[tuple[Any, ...], tuple[Val, ...]]:
+    """The arguments as the formulas get them (every tensor replaced by its shape), and the
+    tensors among them in order."""
+    shapes: list[Any] = []
+    tensors: list[Val] = []
     for a in args:
-        if isinstance(a, Val):
-            out.append(a)
-        elif isinstance(a, list | tuple):
-            out.extend(v for v in a if isinstance(v, Val))
-    return out
-
-
-def _shapes(args: Sequence[Any]) -> list[Any]:
-    """Arguments as the formulas get them: every tensor replaced by its shape."""
-    out: list[Any] = []
-    for a in args:
-        if isinstance(a, Val):
-            out.append(a.shape)
-        elif isinstance(a, list) and a and isinstance(a[0], Val):
-            out.append([v.shape for v in a])
+        if type(a) is Val:
+            shapes.append(a.shape)
+            tensors.append(a)
+        elif type(a) is list and a and type(a[0]) is Val:
+            shapes.append([v.shape for v in a])
+            tensors.extend(a)
         else:
-            out.append(a)
-    return out
+            shapes.append(a)
+    return tuple(shapes), tuple(tensors)
+
+
+def _rule(op: str, shapes: tuple[Any, ...], kwargs: dict[str, Any]) -> Shape:
+    shape: Shape = SHAPE_RULES[_qualified(op)](*shapes, **kwargs)
+    return shape
 
 
 Lowering = Callable[..., Val]
@@ -243,9 +243,9 @@ def _pool_1d(lo: Lower, x: Val, pool: Callable[[Val], list[Val]],
     (adaptive_max_pool1d squeezes its indices first, max_pool1d its values)."""
     u = lo.call("unsqueeze", x, -2, out=(*x.shape[:2], 1, x.shape[2]), alias=True)
     outs = pool(u)
-    squeezed = {o.index: lo.call("squeeze", o, -2, out=(*o.shape[:2], o.shape[3]), alias=True)
+    squeezed = {o.slot: lo.call("squeeze", o, -2, out=(*o.shape[:2], o.shape[3]), alias=True)
                 for o in (outs[::-1] if indices_first else outs)}
-    return squeezed[outs[0].index]
+    return squeezed[outs[0].slot]
 
 
 @register_lowering("max_pool")

@@ -13,14 +13,13 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from cnncost.errors import LayerError, SpecError
 from cnncost.layers import LAYERS, LayerKind, Shape
 from cnncost.spec.composites import COMPOSITES
-from cnncost.spec.context import Build, Ctx, Names, Value, fmt, short
+from cnncost.spec.context import Build, Ctx, Names, Value, fmt, replaced, short
 from cnncost.spec.expr import ExprError, evaluate
 from cnncost.spec.fields import describe, example, fit, is_plain, literals
 from cnncost.spec.loader import YList, YMap, load_document, load_yaml, resolve_extends
@@ -330,7 +329,7 @@ def _repeat(ctx: Ctx, kind: str, args: Any, extra: YMap, name: str | None,
         rep_args = _merge(args, first) if i == 0 and first else args
         instance = (f"{ctx.instance}, i={i}" if ctx.instance else f"i={i}") if flat else (
             f"{inner.prefix}{i}")
-        child = replace(ctx, ns=inner, scope={**ctx.scope, "i": i}, instance=instance)
+        child = replaced(ctx, ns=inner, scope={**ctx.scope, "i": i}, instance=instance)
         child.step()
         value = _one(child, kind, rep_args, str(i), value)
     return value

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from cnncost.errors import SpecError
@@ -108,6 +108,14 @@ class Build:
         self.layers.append(layer)
 
 
+def replaced(ctx: Ctx, **changes: Any) -> Ctx:
+    """``ctx`` with ``changes``: dataclasses.replace, without its cost (a context is copied at
+    every item, key and block of a spec; sweeps compile specs by the thousand)."""
+    new = object.__new__(Ctx)
+    new.__dict__.update(ctx.__dict__, **changes)
+    return new
+
+
 @dataclass(frozen=True)
 class Ctx:
     """Where an item is compiled: file, spec position, namespace, visible names, instance."""
@@ -125,23 +133,24 @@ class Ctx:
 
     def at(self, where: str, line: int | None, file: str | None = None) -> Ctx:
         """The same context at another spec position (in another file, if given)."""
-        return replace(self, where=where, line=line, file=file or self.file)
+        return replaced(self, where=where, line=line, file=file or self.file)
 
     def key(self, key: str, line: int | None = None) -> Ctx:
         """The position of field ``key`` of this item (on ``line``, default: the item's)."""
-        return replace(self, where=f"{self.where}.{key}", line=self.line if line is None else line)
+        return replaced(self, where=f"{self.where}.{key}",
+                        line=self.line if line is None else line)
 
     def within(self, ns: Names) -> Ctx:
         """The same position, naming layers in ``ns``."""
-        return replace(self, ns=ns)
+        return replaced(self, ns=ns)
 
     def using(self, scope: Mapping[str, Any]) -> Ctx:
         """The same position, with ``scope`` as the names its expressions see."""
-        return replace(self, scope=scope)
+        return replaced(self, scope=scope)
 
     def seeing(self, value: Value, **names: Any) -> Ctx:
         """The context with ``in`` (the channels of ``value``) and ``names`` visible."""
-        return replace(self, scope={**self.scope, **names, "in": value.shape[0]})
+        return replaced(self, scope={**self.scope, **names, "in": value.shape[0]})
 
     # -- errors and expressions ----------------------------------------------------------
 

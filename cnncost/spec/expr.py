@@ -10,6 +10,7 @@ such as ``"enc{i + 1}"`` with the values of its ``{expressions}``.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import math
 import operator
@@ -136,8 +137,12 @@ def render(template: str, scope: Mapping[str, Any]) -> str:
     return _FIELD.sub(field, template)
 
 
+@functools.lru_cache(maxsize=8192)
 def _parse(text: str) -> ast.Expression:
-    """Parse as Python first (so `for x in` stays a comprehension to reject), else rename `in`."""
+    """Parse as Python first (so `for x in` stays a comprehension to reject), else rename `in`.
+
+    Remembered: a spec's expressions recur in every repetition, and a sweep compiles the same
+    spec at every point (the trees are only read)."""
     if not text:
         raise ExprError("empty expression; expected a number or arithmetic like 'in * 4'")
     try:

@@ -113,12 +113,61 @@ def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> YList:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
+_CBase: Any = getattr(yaml, "CSafeLoader", None)  # libyaml's parser, when PyYAML has it
+_FAST: type | None = None
+if _CBase is not None:
+
+    class _CLoader(_CBase):
+        """The same constructors on libyaml's parser (several times faster)."""
+
+        file = ""
+
+    _CLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    _CLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG,
+                             _construct_sequence)
+    _FAST = _CLoader
+
+# libyaml composes nodes in C: it cannot refuse anchors as they come (the pure-Python
+# loader does, with its own messages), and nesting deep enough overflows the C stack. So it
+# reads only text with no possible anchor or alias, no character the pure reader refuses,
+# no tab or unicode line break (read differently), and a nesting depth bounded well below
+# that (every level needs a bracket or a column).
+_ANCHOR_OR_ALIAS = re.compile(r"(?:^|[\s\[\]{},:-])[&*][^\s\[\]{},]")
+_MAX_FAST_DEPTH = 2000
+# Where the two parsers disagree: tabs (libyaml takes "a:<TAB>1"), unicode line breaks, a
+# BOM, "?" (complex keys, and in flow collections), a tag ("!" opening a node: an empty one
+# is '' there, None here; "!=" in an expression is no tag) and a comment glued to a block
+# scalar header ("|#": refused here).
+_LIBYAML_DIFFERS = re.compile("[\t\x85\u2028\u2029\ufeff?]|(?:^|[\\s\\[\\]{},:-])!(?!=)"
+                              "|[|>][-+0-9]*#")
+
+
+def _fast_ok(text: str) -> bool:
+    if _FAST is None or _ANCHOR_OR_ALIAS.search(text):
+        return False
+    if yaml.reader.Reader.NON_PRINTABLE.search(text) or _LIBYAML_DIFFERS.search(text):
+        return False
+    widest = max(map(len, text.splitlines()), default=0)
+    return text.count("[") + text.count("{") + widest < _MAX_FAST_DEPTH
+
 
 def load_yaml(text: str, file: str) -> Any:
     """Parse YAML text safely, keeping line numbers; errors become SpecError."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         raise SpecError(f"spec is larger than {MAX_FILE_BYTES // 1024} KiB", file)
-    loader = _Loader(text)
+    if _fast_ok(text):
+        fast = _FAST(text)  # type: ignore[misc]
+        fast.file = file
+        try:
+            return fast.get_single_data()
+        except (yaml.YAMLError, _LoadError, RecursionError):
+            pass  # every error is reported as the pure-Python loader words it
+        finally:
+            fast.dispose()
+    try:
+        loader = _Loader(text)  # its reader checks the characters here
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(exc, text, file) from None
     loader.file = file
     try:
         return loader.get_single_data()
@@ -140,14 +189,18 @@ def load_yaml(text: str, file: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         raise _malformed(exc, file) from None
     except yaml.reader.ReaderError as exc:
-        line = text[:exc.position].count("\n") + 1
-        char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or " ")
-        raise SpecError(f"malformed YAML: character U+{char:04X} is not allowed in a spec",
-                        file, line) from None
+        raise _unreadable(exc, text, file) from None
     except yaml.YAMLError as exc:
         raise SpecError("malformed YAML: " + " ".join(str(exc).split()), file) from None
     finally:
         loader.dispose()
+
+
+def _unreadable(exc: yaml.reader.ReaderError, text: str, file: str) -> SpecError:
+    line = text[:exc.position].count("\n") + 1
+    char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or " ")
+    return SpecError(f"malformed YAML: character U+{char:04X} is not allowed in a spec", file,
+                     line)
 
 
 def _malformed(exc: yaml.MarkedYAMLError, file: str) -> SpecError:

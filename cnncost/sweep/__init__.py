@@ -118,10 +118,12 @@ def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
                   max_points: int = DEFAULT_MAX_POINTS) -> Prepared:
     """Plan a sweep of a spec (file or bundled name) and check it against the spec, which
     is loaded once with the fixed ``--set`` values; any bad input raises here."""
+    from cnncost.api import engine_for
     from cnncost.sources import resolve
     from cnncost.spec import MAX_FILE_BYTES, parse_spec
 
     plan = plan_sweep(sets, zips, batch, max_points)
+    engine_for(engine, True)  # a bad engine name fails before any point is counted
     target = resolve(model)
     if target.spec_path is None:
         raise UsageError(f"{model}: sweep takes a spec (file or bundled name), not a module "
