@@ -39,6 +39,9 @@ class Built:
     # ``stride`` < 1 for upsampling layers (each output pixel moves 1/scale input pixels).
     rf_kernel: int = 1
     rf_stride: float = 1.0
+    # Elements of the layer's largest weight tensor (the spec bounds it: torch's storage
+    # size overflows long before a conv's out x in x k x k does in Python).
+    weight_elements: int = 0
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,8 @@ def conv(in_shape: Shape, out: int, kernel: Ints, stride: Ints = 1, padding: Pad
         cls: Any = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[nd - 1]
         return cls(cin, out, k, s, p, d, groups, bias)
 
-    return Built((out, *out_sizes), make, d[0] * (k[0] - 1) + 1, s[0])
+    return Built((out, *out_sizes), make, d[0] * (k[0] - 1) + 1, s[0],
+                 weight_elements=out * (cin // groups) * math.prod(k))
 
 
 @register_layer("conv_transpose")
@@ -202,7 +206,8 @@ def conv_transpose(in_shape: Shape, out: int, kernel: Ints, stride: Ints = 1,
         cls: Any = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[nd - 1]
         return cls(cin, out, k, s, p, op, groups, bias, d)
 
-    return Built((out, *out_sizes), make, k[0], 1.0 / s[0])
+    return Built((out, *out_sizes), make, k[0], 1.0 / s[0],
+                 weight_elements=cin * (out // groups) * math.prod(k))
 
 
 @register_layer("linear")
@@ -216,7 +221,7 @@ def linear(in_shape: Shape, out: int, bias: bool = True) -> Built:
 
         return nn.Linear(fin, out, bias)
 
-    return Built((*in_shape[:-1], out), make)
+    return Built((*in_shape[:-1], out), make, weight_elements=out * fin)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -269,6 +274,12 @@ def avg_pool(in_shape: Shape, kernel: Ints, stride: Ints | None = None, padding:
              ceil_mode: bool = False, count_include_pad: bool = True) -> Built:
     """Average pooling. Keys: kernel, stride (default: kernel), padding, ceil_mode, count_include_pad."""  # noqa: E501
     nd, k, s, p, _, out = _pool("avg_pool", in_shape, kernel, stride, padding, 1, ceil_mode)
+    if nd == 3 and any(size < kk for size, kk in zip(in_shape[1:], k, strict=True)):
+        # PyTorch's avg_pool3d (unlike 1-D/2-D and max pooling) checks the unpadded input
+        # against the kernel (ATen pool3d_shape_check, check_input_size); its meta kernel
+        # does not, so a count would pass where a real run fails.
+        raise LayerError(f"a 3-D avg_pool needs an input at least as large as its kernel "
+                         f"{_fmt(k)} in every dim (padding aside), as PyTorch requires")
 
     def make() -> nn.Module:
         from torch import nn
@@ -325,9 +336,17 @@ def global_avg_pool(in_shape: Shape) -> Built:
 # --------------------------------------------------------------------------- normalisation
 
 
+def _norm_fields(eps: float, momentum: float = 0.1) -> None:
+    if not eps >= 0:
+        raise LayerError(f"eps={eps} must be >= 0")
+    if not 0 <= momentum <= 1:
+        raise LayerError(f"momentum={momentum} must be between 0 and 1")
+
+
 @register_layer("bn")
 def bn(in_shape: Shape, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> Built:
     """Batch normalisation over channels (dim 1). Keys: eps, momentum, affine."""
+    _norm_fields(eps, momentum)
     nd = len(in_shape) - 1
     if nd > 3:
         raise LayerError(f"bn needs (C,), (C, L), (C, H, W) or (C, D, H, W), got {_fmt(in_shape)}")
@@ -346,6 +365,7 @@ def bn(in_shape: Shape, eps: float = 1e-5, momentum: float = 0.1, affine: bool =
 def layer_norm(in_shape: Shape, dims: int | None = None, eps: float = 1e-5,
                affine: bool = True) -> Built:
     """Layer normalisation over the last ``dims`` dims of a sample (default: all). Keys: dims, eps, affine."""  # noqa: E501
+    _norm_fields(eps)
     n = len(in_shape) if dims is None else dims
     if not 1 <= n <= len(in_shape):
         raise LayerError(f"dims={n} must be between 1 and {len(in_shape)}")
@@ -362,10 +382,17 @@ def layer_norm(in_shape: Shape, dims: int | None = None, eps: float = 1e-5,
 @register_layer("group_norm")
 def group_norm(in_shape: Shape, groups: int, eps: float = 1e-5, affine: bool = True) -> Built:
     """Group normalisation. Keys: groups, eps, affine."""
+    _norm_fields(eps)
     c = in_shape[0]
     _positive("groups", groups)
     if c % groups:
         raise LayerError(f"groups={groups} does not divide channels={c}")
+    if c // groups * math.prod(in_shape[1:]) == 1:
+        # Each group holds one value: normalising it gives 0, and PyTorch refuses it at
+        # batch 1 ("Expected more than 1 value per channel").
+        raise LayerError(f"groups={groups} leaves one value per group on a {_fmt(in_shape)} "
+                         "input; expected groups of at least two values (fewer groups, or a "
+                         "spatial input)")
 
     def make() -> nn.Module:
         from torch import nn

@@ -1010,7 +1010,8 @@ BAD: list[tuple[str, str, int | None, str | None, str | None, str]] = [
     ("zero-kernel", "input: [3, 8, 8]\nlayers:\n  - conv: {out: 4, kernel: 0}\n", 3,
      "layers[0].conv", None, "kernel=0 must be positive"),
     ("absurd-out", "input: [3, 8, 8]\nlayers:\n  - conv: {out: 100000000000, kernel: 1}\n", 3,
-     "layers[0].conv", None, "size 100000000000 in 100000000000x8x8 is absurd; expected at most"),
+     "layers[0].conv.out", None, "100000000000 is absurdly large for a layer's field; expected "
+     "at most 16777216"),
     ("absurd-tensor", """\
         input: [3, 8, 8]
         layers:
@@ -1018,7 +1019,7 @@ BAD: list[tuple[str, str, int | None, str | None, str | None, str]] = [
           - conv: {out: 100000, kernel: 1}
         """, 4, "layers[1].conv", None, "a 100000x32768x32768 tensor is absurdly large"),
     ("absurd-expr", "input: [3, 8, 8]\nlayers:\n  - conv: {out: '10 ** 30', kernel: 1}\n", 3,
-     "layers[0].conv.out", None, "value 1e\\+30 is absurdly large"),
+     "layers[0].conv.out", None, "10 \\*\\* 30 is absurdly large"),
     ("negative-input", "input: [3, -8, 8]\nlayers: [relu]\n", 1, "input", None,
      "size -8 must be positive"),
     ("float-input", "input: [3, 8.5, 8]\nlayers: [relu]\n", 1, "input", None,
@@ -1328,8 +1329,8 @@ BAD: list[tuple[str, str, int | None, str | None, str | None, str]] = [
         """, 3, None, None, "duplicate key 'out'; each key may appear once"),
     ("duplicate-top-key", "input: [3, 8, 8]\nlayers: [relu]\nlayers: [relu]\n", 3, None, None,
      "duplicate key 'layers'"),
-    ("deep-nesting", "input: [3,8,8]\nlayers: " + "[" * 1000 + "]" * 1000 + "\n", None, None,
-     None, "YAML nested too deeply"),
+    ("deep-nesting", "input: [3,8,8]\nlayers: " + "[" * 1000 + "]" * 1000 + "\n", 2, None,
+     None, "YAML nested more than 200 levels deep"),
     ("deep-seq", "input: [3, 8, 8]\nlayers: " + "[{seq: " * 70 + "[relu]" + "}]" * 70 + "\n",
      2, "layers" + "[0].seq" * 64 + "[0]", None, "layers nested more than 64 levels deep"),
     ("attribute", """\

@@ -11,7 +11,9 @@ order. The language itself is summarised in the docstring of :mod:`cnncost.spec`
 from __future__ import annotations
 
 import difflib
+import math
 import re
+from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,13 +21,15 @@ from typing import Any
 from cnncost.errors import LayerError, SpecError
 from cnncost.layers import LAYERS, LayerKind, Shape
 from cnncost.spec.composites import COMPOSITES
-from cnncost.spec.context import Build, Ctx, Names, Value, fmt, replaced, short
-from cnncost.spec.expr import ExprError, evaluate
+from cnncost.spec.context import Build, Ctx, Names, Value, fmt, layered, short, shown_key
+from cnncost.spec.expr import ExprError, check_number, evaluate, listing
 from cnncost.spec.fields import describe, example, fit, is_plain, literals
 from cnncost.spec.loader import YList, YMap, load_document, load_yaml, resolve_extends
 from cnncost.spec.model import (
     MAX_BLOCK_DEPTH,
+    MAX_DIM,
     MAX_REPEAT,
+    MAX_WEIGHT_ELEMENTS,
     NAME_RE,
     RESERVED_ITEM_KEYS,
     TOP_LEVEL_KEYS,
@@ -62,7 +66,7 @@ def compile_spec(doc: Any, file: str, overrides: Mapping[str, Any],
     for key in doc:
         if key not in TOP_LEVEL_KEYS:
             raise _at_key(top, doc, key).err(
-                f"unknown key {key!r}; expected one of {', '.join(TOP_LEVEL_KEYS)}")
+                f"unknown key {short(key)}; expected one of {', '.join(TOP_LEVEL_KEYS)}")
     scope = _vars(top, doc, overrides)
     build.vars = scope
     name = _text(top, doc, "name", scope) or Path(file).stem
@@ -95,7 +99,7 @@ def compile_spec(doc: Any, file: str, overrides: Mapping[str, Any],
 
 def _at_key(top: Ctx, doc: YMap, key: Any) -> Ctx:
     """The position of a top-level key (in the file it was written in)."""
-    return top.at(str(key), doc.key_lines.get(key, doc.line), doc.file_of(key))
+    return top.at(shown_key(key), doc.key_lines.get(key, doc.line), doc.file_of(key))
 
 
 def _text(top: Ctx, doc: YMap, key: str, scope: Mapping[str, Any]) -> str:
@@ -122,15 +126,14 @@ def _vars(top: Ctx, doc: YMap, overrides: Mapping[str, Any]) -> dict[str, Any]:
         raise _at_key(top, doc, "vars").err("`vars` must be a mapping of name: default")
     unknown = sorted(set(overrides) - set(raw))
     if unknown:
-        known = ", ".join(map(str, raw)) or "(none)"
         raise top.at("", None).err(f"--set {unknown[0]}: the spec has no variable "
-                                   f"{unknown[0]!r}; known: {known}")
+                                   f"{unknown[0]!r}; known: {listing(raw)}")
     scope: dict[str, Any] = {}
     for key, default in raw.items():
         if not isinstance(key, str) or not NAME_RE.match(key) or key in ("in", "i"):
             raise top.at("vars", raw.key_lines[key], raw.file_of(key)).err(
                 f"bad variable name {key!r}; expected an identifier other than `in` and `i`")
-        here = top.at(f"vars.{key}", raw.key_lines[key], raw.file_of(key)).using(scope)
+        here = top.at(f"vars.{shown_key(key)}", raw.key_lines[key], raw.file_of(key)).using(scope)
         if key in overrides:
             scope[key] = _override(top, key, overrides[key], scope)
         else:
@@ -153,13 +156,17 @@ def _override(top: Ctx, key: str, value: Any, scope: Mapping[str, Any]) -> Any:
     """A --set value: a number or an expression over the variables defined before it."""
     if isinstance(value, str):
         try:
-            return evaluate(value, scope)
+            return evaluate(value, scope, top.build.budget)
         except ExprError as exc:
             raise top.at("", None).err(f"--set {key}={value}: {exc}; expected a number or an "
                                        f"expression, e.g. --set {key}=0.5") from None
     if not is_plain(value):
-        raise top.at("", None).err(f"{key}={value!r}: expected a number, bool, string, list "
-                                   "or table of them")
+        raise top.at("", None).err(f"{key}={short(value)}: expected a number, bool, string, "
+                                   "list or table of them")
+    try:
+        check_number(value)
+    except ExprError as exc:
+        raise top.at("", None).err(f"{key}={short(value)}: {exc}") from None
     return value
 
 
@@ -215,7 +222,7 @@ def _collect_blocks(top: Ctx, doc: YMap) -> None:
         raise _at_key(top, doc, "blocks").err(
             "`blocks` must be a mapping of name: {params, layers}")
     for name, body in raw.items():
-        here = top.at(f"blocks.{name}", raw.key_lines[name], raw.file_of(name))
+        here = top.at(f"blocks.{shown_key(name)}", raw.key_lines[name], raw.file_of(name))
         if not isinstance(name, str) or not NAME_RE.match(name) or name.startswith("_"):
             raise here.at("blocks", here.line).err(
                 f"bad block name {name!r}; expected an identifier (letters, digits, _) not "
@@ -329,7 +336,7 @@ def _repeat(ctx: Ctx, kind: str, args: Any, extra: YMap, name: str | None,
         rep_args = _merge(args, first) if i == 0 and first else args
         instance = (f"{ctx.instance}, i={i}" if ctx.instance else f"i={i}") if flat else (
             f"{inner.prefix}{i}")
-        child = replaced(ctx, ns=inner, scope={**ctx.scope, "i": i}, instance=instance)
+        child = ctx.but(ns=inner, scope=layered(ctx.scope, {"i": i}), instance=instance)
         child.step()
         value = _one(child, kind, rep_args, str(i), value)
     return value
@@ -357,16 +364,18 @@ def _one(ctx: Ctx, kind: str, args: Any, name: str | None, value: Value) -> Valu
         return COMPOSITES[kind].fn(ctx, args, value, name)
     call = re.match(r"^\s*([A-Za-z_]\w*)\s*\(", kind)
     if call:
-        raise ctx.err(f"layer kind {kind!r} is not a name; a layer without fields is its bare "
+        raise ctx.err(f"layer kind {short(kind)} is not a name; a layer without fields is its "
+                      "bare "
                       f"name, `- {call.group(1)}`, and fields are a mapping, e.g. "
                       "`- conv: {out: 64, kernel: 3}`")
     if not NAME_RE.match(kind):
-        raise ctx.err(f"layer kind {kind!r} is not a name; check the indentation and that "
+        raise ctx.err(f"layer kind {short(kind)} is not a name; check the indentation and that "
                       "each item starts with `- `")
     known = [*LAYERS, *COMPOSITES, *ctx.build.blocks]
-    close = difflib.get_close_matches(kind, known, n=3)
+    # difflib is quadratic in the name's length: no suggestions for absurd names
+    close = difflib.get_close_matches(kind, known, n=3) if len(kind) <= 64 else []
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    raise ctx.err(f"unknown layer kind {kind!r}; {hint}known: {', '.join(sorted(known))}")
+    raise ctx.err(f"unknown layer kind {short(kind)}; {hint}known: {listing(sorted(known))}")
 
 
 # --------------------------------------------------------------------------- layers
@@ -383,7 +392,7 @@ def _leaf(ctx: Ctx, lk: LayerKind, args: Any, name: str | None, value: Value) ->
         here = ctx.at(ctx.where, args.key_lines.get(key, ctx.line))
         if key not in lk.params:
             accepted = ", ".join(lk.params) or "no fields"
-            raise here.err(f"unknown field {key!r} for {lk.name}; accepted: {accepted}")
+            raise here.err(f"unknown field {short(key)} for {lk.name}; accepted: {accepted}")
         params[key] = _coerce(here.key(key), raw, lk.hints[key])
     missing = [k for k in lk.required if k not in params]
     if missing:
@@ -393,11 +402,21 @@ def _leaf(ctx: Ctx, lk: LayerKind, args: Any, name: str | None, value: Value) ->
     except LayerError as exc:
         raise ctx.err(f"{exc} (input {fmt(value.shape)})") from None
     ctx.check_shape(built.out_shape)
+    if built.weight_elements > MAX_WEIGHT_ELEMENTS:
+        raise ctx.err(f"its weight tensor would hold {built.weight_elements:,} elements, more "
+                      f"than torch can allocate sensibly; expected at most "
+                      f"{MAX_WEIGHT_ELEMENTS:,} (input {fmt(value.shape)})")
     path = ctx.ns.prefix + ctx.name(name, lk.name)
-    rf = value.rf + round((built.rf_kernel - 1) * value.jump)
+    grow, jump = (built.rf_kernel - 1) * value.jump, value.jump * built.rf_stride
+    if not (math.isfinite(grow) and math.isfinite(jump)):
+        # strides of 10**9 on a 1x1 map are legal in torch, but the receptive field they
+        # imply overflows a float after a few layers (inf, then NaN)
+        raise ctx.err("the receptive field grows beyond any number (the strides so far "
+                      "multiply to more than 1e308); expected strides that fit the input")
+    rf = value.rf + round(grow)
     ctx.build.add(LayerSpec(path, lk.name, params, (value.id,), (value.shape,), built.out_shape,
                             ctx.loc(), rf, built))
-    return Value(path, built.out_shape, rf, value.jump * built.rf_stride)
+    return Value(path, built.out_shape, rf, jump)
 
 
 def _fields_expected(lk: LayerKind, args: Any) -> str:
@@ -425,8 +444,15 @@ def _coerce(ctx: Ctx, raw: Any, hint: Any) -> Any:
         raise ctx.err(f"expected {describe(hint)}, got {raw!r} ({exc.reason})") from None
     ok, result = fit(value, hint)
     if not ok:
-        got = repr(value) if value == raw else f"{raw!r} = {value!r}"
+        got = short(value) if value == raw else f"{short(raw)} = {short(value)}"
         raise ctx.err(f"expected {describe(hint)}, got {got}")
+    if isinstance(result, float) and not math.isfinite(result):
+        raise ctx.err(f"expected a finite number, got {short(result)}")
+    whole = [v for v in (result if isinstance(result, list) else [result])
+             if isinstance(v, int) and not isinstance(v, bool)]
+    if any(abs(v) > MAX_DIM for v in whole):
+        raise ctx.err(f"{short(value)} is absurdly large for a layer's field; expected at most "
+                      f"{MAX_DIM}")
     return result
 
 
@@ -455,7 +481,7 @@ def _block(ctx: Ctx, bname: str, args: Any, name: str | None, value: Value) -> V
         build.block_stack.pop()
 
 
-def _bind(ctx: Ctx, bname: str, body: YMap, args: Any, value: Value) -> dict[str, Any]:
+def _bind(ctx: Ctx, bname: str, body: YMap, args: Any, value: Value) -> ChainMap[str, Any]:
     """The names a block instance sees: the spec's vars, ``in`` and its params.
 
     Lexical scope: not the params of the block that uses it. Given params are evaluated
@@ -468,18 +494,19 @@ def _bind(ctx: Ctx, bname: str, body: YMap, args: Any, value: Value) -> dict[str
     if not isinstance(args, YMap):
         raise ctx.err(f"block {bname} takes a mapping of its params, e.g. `- {bname}: "
                       f"{{{shown}}}`; got {short(args)}")
-    inner: dict[str, Any] = {**ctx.build.vars, "in": value.shape[0]}
+    # the params on top of the vars (not a copy of them: a block may be used many times)
+    inner: ChainMap[str, Any] = ChainMap({"in": value.shape[0]}, ctx.build.vars)
     for key, raw in args.items():
         here = ctx.at(ctx.where, args.key_lines.get(key, ctx.line))
         if key not in declared:
-            accepted = ", ".join(map(str, declared)) or "no params"
-            raise here.err(f"unknown param {key!r} for block {bname}; accepted: {accepted}")
+            raise here.err(f"unknown param {short(key)} for block {bname}; accepted: "
+                           f"{listing(declared)}")
         inner[key] = here.key(key).eval(raw)
     for key, default in declared.items():
         if key in args:
             continue
         if default is None:
             raise ctx.err(f"block {bname} needs param {key!r}, e.g. `- {bname}: {{{shown}}}`")
-        inner[key] = (ctx.at(f"blocks.{bname}.params.{key}", declared.key_lines[key],
+        inner[key] = (ctx.at(f"blocks.{bname}.params.{shown_key(key)}", declared.key_lines[key],
                              declared.file or body.file).using(inner).eval(default))
     return inner

@@ -17,7 +17,7 @@ from cnncost import shapes as _shapes
 from cnncost.layers import Shape
 from cnncost.spec.context import Ctx, Value, fmt, short
 from cnncost.spec.loader import YList, YMap
-from cnncost.spec.model import NAME_RE
+from cnncost.spec.model import MAX_BRANCHES, NAME_RE
 
 CompositeFn = Callable[[Ctx, Any, Value, str | None], Value]
 
@@ -147,6 +147,9 @@ def _paths(ctx: Ctx, args: Any) -> list[tuple[str, Any, int]]:
 
 def _branches(ctx: Ctx, join: str, args: Any, x: Value, name: str | None,
               split: bool = False) -> Value:
+    if isinstance(args, list | dict) and len(args) > MAX_BRANCHES:
+        raise ctx.err(f"{'split' if split else join} of {len(args)} branches; expected at most "
+                      f"{MAX_BRANCHES}")
     paths = _paths(ctx, args)
     if len(paths) < 2:
         raise ctx.err(f"{'split' if split else join} needs at least two branches, got "
@@ -158,6 +161,9 @@ def _branches(ctx: Ctx, join: str, args: Any, x: Value, name: str | None,
                       "expected a channel count divisible by the number of branches")
     outs = []
     for i, (pname, body, pline) in enumerate(paths):
+        # Each branch counts as an item, even an empty one (identity): an add of 20,000
+        # empty branches, repeated, must meet the expansion limit like 20,000 layers.
+        base.key(pname, pline).step()
         branch = base.within(base.key(pname, pline).child(pname, "branch"))
         start = x
         if split:

@@ -13,51 +13,99 @@ from __future__ import annotations
 
 import math
 import re
+from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cnncost.errors import SpecError
 from cnncost.layers import Shape
-from cnncost.spec.expr import ExprError, evaluate, render
+from cnncost.spec.expr import Budget, ExprError, check_number, evaluate, render, show
 from cnncost.spec.loader import YMap
 from cnncost.spec.model import (
     MAX_DIM,
     MAX_LAYERS,
+    MAX_NAME_CHARS,
     MAX_NESTING,
+    MAX_PATH_CHARS,
     MAX_SAMPLE_ELEMENTS,
     MAX_STEPS,
+    MAX_WORK,
     NAME_RE,
     RESERVED_NAMES,
     LayerSpec,
     Loc,
 )
 
+# What evaluating one field costs in the budget's units (a term of an expression is one):
+# the context around an evaluation costs several terms' time.
+EVAL_UNITS = 8
+
 
 def fmt(shape: Sequence[Any]) -> str:
     """A shape as the messages write it: 3x224x224."""
-    return "x".join(map(str, shape))
+    text = "x".join(str(d) if isinstance(d, int) and d.bit_length() <= 64 else show(d)
+                    for d in shape[:8])
+    return text + ("x..." if len(shape) > 8 else "")
+
+
+def shown_key(key: Any) -> str:
+    """A key as a spec path shows it, cut short when absurdly long."""
+    text = str(key)
+    return text if len(text) <= 64 else text[:40] + "..."
 
 
 def short(value: Any) -> str:
     """A value quoted in a message, cut to 60 characters."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return show(value)
 
 
 def shape_problem(shape: Sequence[Any]) -> str | None:
     """Why ``shape`` cannot be a tensor of one sample (None if it can)."""
     for d in shape:
         if isinstance(d, bool) or not isinstance(d, int):
-            return f"sizes must be whole numbers, got {d!r}"
+            return f"sizes must be whole numbers, got {show(d)}"
         if d <= 0:
-            return f"size {d} must be positive"
+            return f"size {show(d)} must be positive"
         if d > MAX_DIM:
-            return f"size {d} in {fmt(shape)} is absurd; expected at most {MAX_DIM}"
+            return f"size {show(d)} in {fmt(shape)} is absurd; expected at most {MAX_DIM}"
     if math.prod(shape) > MAX_SAMPLE_ELEMENTS:
         return (f"a {fmt(shape)} tensor is absurdly large; expected at most "
                 f"{MAX_SAMPLE_ELEMENTS} elements per sample")
     return None
+
+
+def name_problem(name: Any) -> str | None:
+    """Why a layer or branch may not be called ``name`` (None if it may)."""
+    if not isinstance(name, str) or not NAME_RE.match(name) or name.startswith("_"):
+        return f"name {short(name)} must be an identifier (letters, digits, _) not starting with _"
+    if len(name) > MAX_NAME_CHARS:
+        return (f"name {short(name)} is {len(name)} characters long; expected at most "
+                f"{MAX_NAME_CHARS}")
+    if name in RESERVED_NAMES:
+        return (f"name {name!r} is reserved (a Python keyword or a torch module attribute); "
+                "choose another name")
+    return None
+
+
+def _value(raw: Any, scope: Mapping[str, Any], budget: Budget) -> Any:
+    """A field's value (see Ctx.eval); raises ExprError."""
+    if isinstance(raw, str):
+        return evaluate(raw, scope, budget)
+    if isinstance(raw, list):
+        budget.charge(len(raw))
+        return [_value(v, scope, budget) for v in raw]
+    check_number(raw)
+    return raw
+
+
+def layered(scope: Mapping[str, Any], names: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``scope`` with ``names`` added on top, without copying it (every item sees a scope of
+    its own, and copying a large one per item would make a spec's size quadratic)."""
+    if isinstance(scope, ChainMap):
+        return scope.new_child(dict(names))
+    # ChainMap only reads the maps after the first; the scope is never written through it
+    return ChainMap(dict(names), scope)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -82,6 +130,19 @@ class Names:
     def child(self, name: str) -> Names:
         return Names(f"{self.prefix}{name}.")
 
+    def default(self, kind: str) -> str:
+        """The next default name of ``kind`` not taken here: conv1, conv2, ... (relu6_1)."""
+        n = self.counters.get(kind, 0)
+        sep = "_" if kind[-1].isdigit() else ""  # relu6_1, not relu61
+        while True:
+            n += 1
+            candidate = f"{kind}{sep}{n}"
+            if candidate not in self.used:
+                break
+        self.counters[kind] = n
+        self.auto.add(candidate)
+        return candidate
+
 
 class Build:
     """What one compilation shares: the layers made so far, taps, blocks and counters."""
@@ -98,6 +159,8 @@ class Build:
         self.vars: dict[str, Any] = {}
         self.steps = 0
         self.depth = 0
+        # The arithmetic every expression, list and name template of this compilation may do.
+        self.budget = Budget(MAX_WORK)
 
     def add(self, layer: LayerSpec) -> None:
         if len(self.layers) >= MAX_LAYERS:
@@ -106,14 +169,6 @@ class Build:
                             "network of realistic size (check repeat counts)", layer.loc.file,
                             layer.loc.line, layer.loc.where)
         self.layers.append(layer)
-
-
-def replaced(ctx: Ctx, **changes: Any) -> Ctx:
-    """``ctx`` with ``changes``: dataclasses.replace, without its cost (a context is copied at
-    every item, key and block of a spec; sweeps compile specs by the thousand)."""
-    new = object.__new__(Ctx)
-    new.__dict__.update(ctx.__dict__, **changes)
-    return new
 
 
 @dataclass(frozen=True)
@@ -131,26 +186,33 @@ class Ctx:
 
     # -- moving around ------------------------------------------------------------------
 
+    def but(self, **changes: Any) -> Ctx:
+        """This context with some fields changed: dataclasses.replace without its checks
+        (a context is made per item, key and branch; replace() dominated compiling)."""
+        new = object.__new__(Ctx)
+        new.__dict__.update(self.__dict__, **changes)
+        return new
+
     def at(self, where: str, line: int | None, file: str | None = None) -> Ctx:
         """The same context at another spec position (in another file, if given)."""
-        return replaced(self, where=where, line=line, file=file or self.file)
+        return self.but(where=where, line=line, file=file or self.file)
 
     def key(self, key: str, line: int | None = None) -> Ctx:
         """The position of field ``key`` of this item (on ``line``, default: the item's)."""
-        return replaced(self, where=f"{self.where}.{key}",
+        return self.but(where=f"{self.where}.{shown_key(key)}",
                         line=self.line if line is None else line)
 
     def within(self, ns: Names) -> Ctx:
         """The same position, naming layers in ``ns``."""
-        return replaced(self, ns=ns)
+        return self.but(ns=ns)
 
     def using(self, scope: Mapping[str, Any]) -> Ctx:
         """The same position, with ``scope`` as the names its expressions see."""
-        return replaced(self, scope=scope)
+        return self.but(scope=scope)
 
     def seeing(self, value: Value, **names: Any) -> Ctx:
         """The context with ``in`` (the channels of ``value``) and ``names`` visible."""
-        return replaced(self, scope={**self.scope, **names, "in": value.shape[0]})
+        return self.but(scope=layered(self.scope, {**names, "in": value.shape[0]}))
 
     # -- errors and expressions ----------------------------------------------------------
 
@@ -166,22 +228,23 @@ class Ctx:
         return Loc(self.file, self.line or 0, self.located)
 
     def eval(self, raw: Any) -> Any:
-        """A field's value: strings are expressions over the scope, lists element-wise."""
-        if isinstance(raw, str):
-            try:
-                return evaluate(raw, self.scope)
-            except ExprError as exc:
-                raise self.err(str(exc)) from None
-        if isinstance(raw, list):
-            return [self.eval(v) for v in raw]
-        return raw
+        """A field's value: strings are expressions over the scope, lists element-wise.
+
+        Every value is charged to the compilation's budget and every number checked
+        (finite, at most MAX_MAGNITUDE), whether written as a number or computed.
+        """
+        try:
+            self.build.budget.charge(EVAL_UNITS)
+            return _value(raw, self.scope, self.build.budget)
+        except ExprError as exc:
+            raise self.err(str(exc)) from None
 
     def render(self, raw: Any) -> Any:
         """A name written as a template, ``"enc{i + 1}"``, filled in (non-strings as they are)."""
         if not isinstance(raw, str):
             return raw
         try:
-            return render(raw, self.scope)
+            return render(raw, self.scope, self.build.budget)
         except ExprError as exc:
             raise self.err(str(exc)) from None
 
@@ -211,28 +274,17 @@ class Ctx:
     # -- names ----------------------------------------------------------------------------
 
     def check_name(self, name: Any) -> str:
-        if not isinstance(name, str) or not NAME_RE.match(name) or name.startswith("_"):
-            raise self.err(f"name {name!r} must be an identifier (letters, digits, _) not "
-                           "starting with _")
-        if name in RESERVED_NAMES:
-            raise self.err(f"name {name!r} is reserved (a Python keyword or a torch module "
-                           "attribute); choose another name")
-        return name
+        """``name`` if a layer or branch may be called so, else the error saying why not."""
+        problem = name_problem(name)
+        if problem:
+            raise self.err(problem)
+        return str(name)
 
     def name(self, name: str | None, kind: str) -> str:
         """Take ``name`` in this namespace, or the next default name of ``kind`` (conv3)."""
         ns = self.ns
         if name is None:
-            n = ns.counters.get(kind, 0)
-            sep = "_" if kind[-1].isdigit() else ""  # relu6_1, not relu61
-            while True:
-                n += 1
-                candidate = f"{kind}{sep}{n}"
-                if candidate not in ns.used:
-                    break
-            ns.counters[kind] = n
-            ns.auto.add(candidate)
-            name = candidate
+            name = ns.default(kind)
         elif name in ns.used:
             inside = ns.prefix.rstrip(".") or "the top level"
             if name in ns.auto:
@@ -243,6 +295,9 @@ class Ctx:
                 hint = f"; in a repeated group, build it from i, e.g. \"{name}{{i + 1}}\""
             raise self.err(f"name {name!r} is used twice in {inside}; names of layers and "
                            f"branches must be unique within their block{hint}")
+        if len(ns.prefix) + len(name) > MAX_PATH_CHARS:
+            raise self.err(f"the path {short(ns.prefix + name)} is longer than {MAX_PATH_CHARS} "
+                           "characters; expected layers nested less deeply")
         ns.used.add(name)
         return name
 

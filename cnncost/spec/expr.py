@@ -5,6 +5,12 @@ conditional expressions, indexing into the lists and tables of the scope (``dept
 ``stages[depth]``) and a fixed set of functions are allowed. Nothing is looked up on
 objects (no attributes), so a spec cannot reach Python. :func:`render` fills a template
 such as ``"enc{i + 1}"`` with the values of its ``{expressions}``.
+
+Every evaluation is bounded: each number is at most MAX_MAGNITUDE and finite (no NaN, no
+inf), and is checked *before* an operation could build a huge one (``2 ** 10**9``,
+``round(4, -10**8)``, ``9e15 ** 20``); every term evaluated, and every list element a
+function walks, is charged to a :class:`Budget` that a whole compilation shares, so no spec
+can make the evaluator work for long.
 """
 
 from __future__ import annotations
@@ -25,10 +31,72 @@ Number = int | float | bool
 MAX_MAGNITUDE = 2**53
 MAX_EXPR_CHARS = 500
 MAX_DEPTH = 50
+# The most digits round() may keep or drop: round(4, -10**8) would build 10**(10**8).
+MAX_ROUND_DIGITS = 16
+# The work one evaluate() may do when no shared budget is given (terms and list elements).
+DEFAULT_BUDGET = 100_000
 
 
 class ExprError(ValueError):
     """An expression is not allowed, refers to an unknown name, or fails to evaluate."""
+
+
+class Budget:
+    """Work left for evaluation (terms visited, list elements walked), shared by every
+    expression of one compilation; running out is an ExprError."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def charge(self, units: int = 1) -> None:
+        self.left -= units
+        if self.left < 0:
+            raise ExprError(f"the spec needs more than {self.limit} steps of arithmetic to "
+                            "evaluate; expected a network of realistic size (check repeat "
+                            "counts and the size of lists)")
+
+
+def show(value: Any) -> str:
+    """``value`` as a message may quote it: a huge integer as its number of digits (str()
+    of one is slow, and refused beyond 4300 digits), a long text cut short."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        digits = math.floor(value.bit_length() * math.log10(2)) + 1
+        return f"{'-' if value < 0 else ''}a number of about {digits} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def listing(names: Any, limit: int = 30) -> str:
+    """``names`` joined for a message ("a, b, c"), the first ``limit`` and a count of the rest."""
+    names = [str(n) if len(str(n)) <= 40 else str(n)[:37] + "..." for n in names]
+    if len(names) > limit:
+        return ", ".join(names[:limit]) + f", ... ({len(names) - limit} more)"
+    return ", ".join(names) or "(none)"
+
+
+def check_number(value: Any) -> None:
+    """Refuse a number a spec may not hold: complex, NaN, infinite, or beyond MAX_MAGNITUDE.
+
+    Lists and tables are checked element by element; other values pass.
+    """
+    if isinstance(value, bool | str) or value is None:
+        return
+    if isinstance(value, complex):
+        raise ExprError("the result is a complex number; expected a real number")
+    if isinstance(value, float) and math.isnan(value):
+        raise ExprError("the result is not a number (NaN); expected a real number")
+    if isinstance(value, int | float):
+        if abs(value) > MAX_MAGNITUDE:
+            raise ExprError(f"value {show(value)} is absurdly large; expected at most "
+                            f"2**53 in size")
+        return
+    if isinstance(value, list):
+        for v in value:
+            check_number(v)
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            check_number(v)
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -36,6 +104,11 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 
     The rule torchvision's MobileNet/EfficientNet builders use for width multipliers.
     """
+    for what, v in (("value", value), ("min_value", min_value)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise ValueError(f"{what} must be a number, got {show(v)}")
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+        raise ValueError(f"divisor must be a positive whole number, got {show(divisor)}")
     if min_value is None:
         min_value = divisor
     new = max(min_value, int(value + divisor / 2) // divisor * divisor)
@@ -47,6 +120,10 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 def _round_half_up(x: float, ndigits: int | None = None) -> float | int:
     if ndigits is None:
         return math.floor(x + 0.5)
+    if (isinstance(ndigits, bool) or not isinstance(ndigits, int)
+            or abs(ndigits) > MAX_ROUND_DIGITS):
+        raise ValueError(f"ndigits must be a whole number from -{MAX_ROUND_DIGITS} to "
+                         f"{MAX_ROUND_DIGITS}, got {show(ndigits)}")
     return round(x, ndigits)
 
 
@@ -102,20 +179,25 @@ _CMPOPS: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
 }
 
 
-def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
-    """Evaluate ``text`` with the names in ``scope``; raise ExprError when it is not allowed."""
+def evaluate(text: str, scope: Mapping[str, Any], budget: Budget | None = None) -> Any:
+    """Evaluate ``text`` with the names in ``scope``; raise ExprError when it is not allowed.
+
+    The work is charged to ``budget`` (a fresh one of DEFAULT_BUDGET when None).
+    """
     if len(text) > MAX_EXPR_CHARS:
         raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
     tree = _parse(text.strip())
-    return _Evaluator(scope).visit(tree.body)
+    return _Evaluator(scope, budget or Budget(DEFAULT_BUDGET)).visit(tree.body)
 
 
 _FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 
 
-def render(template: str, scope: Mapping[str, Any]) -> str:
+def render(template: str, scope: Mapping[str, Any], budget: Budget | None = None) -> str:
     """``template`` with each ``{expression}`` replaced by its value: ``"enc{i + 1}"`` ->
     ``"enc1"``; ``{{`` and ``}}`` are literal braces. Raise ExprError when a field fails."""
+    budget = budget or Budget(DEFAULT_BUDGET)
+    budget.charge(1 + len(template) // 64)
     if "{" not in template and "}" not in template:
         return template
     if "{" in _FIELD.sub("", template) or "}" in _FIELD.sub("", template):
@@ -126,18 +208,20 @@ def render(template: str, scope: Mapping[str, Any]) -> str:
         if match.group(0) in ("{{", "}}"):
             return match.group(0)[0]
         try:
-            value = evaluate(match.group(1), scope)
+            value = evaluate(match.group(1), scope, budget)
         except ExprError as exc:
-            raise ExprError(f"{{{match.group(1)}}} in {template!r}: {exc}") from None
+            raise ExprError(f"{{{match.group(1)}}} in {show(template)}: {exc}") from None
         if isinstance(value, bool) or not isinstance(value, int | float | str | list):
-            raise ExprError(f"{{{match.group(1)}}} is {value!r}; expected a number or a "
+            raise ExprError(f"{{{match.group(1)}}} is {show(value)}; expected a number or a "
                             "string to write into the text")
+        if isinstance(value, list):
+            budget.charge(len(value))
         return str(value)
 
     return _FIELD.sub(field, template)
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=4096)
 def _parse(text: str) -> ast.Expression:
     """Parse as Python first (so `for x in` stays a comprehension to reject), else rename `in`.
 
@@ -176,34 +260,37 @@ def _rename_in(text: str) -> str:
 
 
 IN_NAME = "_in_"
+_MISSING = object()
 
 
 class _Evaluator:
-    def __init__(self, scope: Mapping[str, Any]) -> None:
+    def __init__(self, scope: Mapping[str, Any], budget: Budget) -> None:
         self.scope = scope
+        self.budget = budget
         self.depth = 0
+        self.names: dict[str, Any] = {}
 
     def visit(self, node: ast.AST) -> Any:
-        self.depth += 1
-        try:
-            return self._visit(node)
-        finally:
-            self.depth -= 1
-
-    def _visit(self, node: ast.AST) -> Any:
-        if self.depth > MAX_DEPTH:
+        if self.depth >= MAX_DEPTH:
             raise ExprError(f"expression is nested more than {MAX_DEPTH} levels deep")
-        method = getattr(self, "visit_" + type(node).__name__, None)
+        budget = self.budget
+        budget.left -= 1
+        if budget.left < 0:
+            budget.charge(0)  # raises
+        method = _METHODS.get(type(node))
         if method is None:
             what = _FORBIDDEN.get(type(node).__name__, f"'{type(node).__name__}'")
             raise ExprError(f"{what} is not allowed in a spec expression; expected "
                             "arithmetic on numbers and variables")
-        value = method(node)
-        if isinstance(value, complex):
-            raise ExprError("the result is a complex number; expected a real number")
-        if (isinstance(value, int | float) and not isinstance(value, bool)
-                and abs(value) > MAX_MAGNITUDE):
-            raise ExprError(f"value {value:g} is absurdly large")
+        self.depth += 1
+        try:
+            value = method(self, node)
+        finally:
+            self.depth -= 1
+        if type(value) is int and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+            return value  # the common case, checked without a call
+        if not isinstance(value, list | Mapping):  # their elements were checked as made
+            check_number(value)
         return value
 
     def visit_Constant(self, node: ast.Constant) -> Any:
@@ -213,12 +300,16 @@ class _Evaluator:
 
     def visit_Name(self, node: ast.Name) -> Any:
         key = "in" if node.id == IN_NAME else node.id
+        found = self.names.get(key, _MISSING)  # a name used again: no walk through the scopes
+        if found is not _MISSING:
+            return found
         if key in self.scope:
-            return self.scope[key]
+            found = self.names[key] = self.scope[key]
+            return found
         if node.id in ("True", "False"):
             return node.id == "True"
-        known = ", ".join(sorted(k for k in self.scope if not k.startswith("_")))
-        raise ExprError(f"undefined name '{node.id}'; known: {known or '(none)'}")
+        known = listing(sorted(k for k in self.scope if not k.startswith("_")))
+        raise ExprError(f"undefined name '{node.id}'; known: {known}")
 
     def visit_List(self, node: ast.List) -> list[Any]:
         return [self.visit(e) for e in node.elts]
@@ -232,25 +323,7 @@ class _Evaluator:
             raise ExprError("slicing (a[i:j]) is not allowed; expected one element, e.g. a[0]")
         seq = self.visit(node.value)
         index = self.visit(node.slice)
-        what = ast.unparse(node.value).replace(IN_NAME, "in")
-        if isinstance(seq, list):
-            if isinstance(index, bool) or not isinstance(index, int):
-                raise ExprError(f"{what}[{index!r}]: a list index must be a whole number")
-            if not -len(seq) <= index < len(seq):
-                size = (f"has {len(seq)} element{'s' if len(seq) > 1 else ''}, 0 to "
-                        f"{len(seq) - 1}" if seq else "is empty")
-                raise ExprError(f"{what}[{index}]: index out of range; {what} {size}")
-            return seq[index]
-        if isinstance(seq, Mapping):
-            if isinstance(index, float) and index.is_integer():
-                index = int(index)
-            if isinstance(index, bool) or not isinstance(index, int | str) or index not in seq:
-                known = ", ".join(map(str, seq)) or "(none)"
-                raise ExprError(f"{what}[{index!r}]: no entry {index!r} in {what}; known: "
-                                f"{known}")
-            return seq[index]
-        raise ExprError(f"{what}[{index!r}]: only lists and tables can be indexed, but {what} "
-                        f"is {seq!r}")
+        return _element(seq, index, ast.unparse(node.value).replace(IN_NAME, "in"))
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         op = _BINOPS.get(type(node.op))
@@ -258,12 +331,15 @@ class _Evaluator:
             raise ExprError(f"operator '{type(node.op).__name__}' is not allowed")
         left, right = self.visit(node.left), self.visit(node.right)
         _check_numbers(left, right)
-        if isinstance(node.op, ast.Pow) and abs(right) > 64:
-            raise ExprError(f"exponent {right} is absurdly large")
+        if isinstance(node.op, ast.Pow):
+            _check_power(left, right)
         try:
             return op(left, right)
         except ZeroDivisionError:
             raise ExprError("division by zero") from None
+        except OverflowError:
+            raise ExprError(f"the result of {show(left)} {_SYMBOLS[type(node.op)]} "
+                            f"{show(right)} is absurdly large") from None
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
         value = self.visit(node.operand)
@@ -302,7 +378,7 @@ class _Evaluator:
             try:
                 holds = op(left, right)
             except TypeError:
-                raise ExprError(f"cannot compare {left!r} and {right!r}") from None
+                raise ExprError(f"cannot compare {show(left)} and {show(right)}") from None
             if not holds:
                 return False
             left = right
@@ -324,13 +400,55 @@ class _Evaluator:
             if kw.arg is None:
                 raise ExprError("'**' arguments are not allowed")
             kwargs[kw.arg] = self.visit(kw.value)
+        # min/max/len walk a list argument: charge its elements
+        self.budget.charge(sum(len(a) for a in [*args, *kwargs.values()] if isinstance(a, list)))
         try:
             return FUNCTIONS[node.func.id](*args, **kwargs)
         except (TypeError, ValueError, OverflowError, ZeroDivisionError) as exc:
             raise ExprError(f"{node.func.id}(): {exc}") from None
 
 
+# visit_X for each node type X the evaluator handles (a dict lookup per node, not getattr)
+_METHODS: dict[type, Callable[[_Evaluator, Any], Any]] = {
+    getattr(ast, name[len("visit_"):]): fn for name, fn in vars(_Evaluator).items()
+    if name.startswith("visit_") and name != "visit"}
+
+
+def _element(seq: Any, index: Any, what: str) -> Any:
+    """``seq[index]`` for a list (negative from the end) or a table; ``what`` names seq."""
+    if isinstance(seq, list):
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise ExprError(f"{what}[{show(index)}]: a list index must be a whole number")
+        if not -len(seq) <= index < len(seq):
+            size = (f"has {len(seq)} element{'s' if len(seq) > 1 else ''}, 0 to "
+                    f"{len(seq) - 1}" if seq else "is empty")
+            raise ExprError(f"{what}[{index}]: index out of range; {what} {size}")
+        return seq[index]
+    if isinstance(seq, Mapping):
+        if isinstance(index, float) and index.is_integer():
+            index = int(index)
+        if isinstance(index, bool) or not isinstance(index, int | str) or index not in seq:
+            raise ExprError(f"{what}[{show(index)}]: no entry {show(index)} in {what}; "
+                            f"known: {listing(seq)}")
+        return seq[index]
+    raise ExprError(f"{what}[{show(index)}]: only lists and tables can be indexed, but "
+                    f"{what} is {show(seq)}")
+
+
 def _check_numbers(*values: Any) -> None:
     for v in values:
         if not isinstance(v, int | float):
-            raise ExprError(f"arithmetic needs numbers, got {v!r}")
+            raise ExprError(f"arithmetic needs numbers, got {show(v)}")
+
+
+_SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
+            ast.Mod: "%", ast.Pow: "**"}
+
+
+def _check_power(base: float, exponent: float) -> None:
+    """Refuse ``base ** exponent`` before computing it when the result would be absurd."""
+    if abs(exponent) > 64:
+        raise ExprError(f"exponent {show(exponent)} is absurdly large")
+    if abs(base) > 1 and exponent > 0 and exponent * math.log2(abs(base)) > 64:
+        raise ExprError(f"{show(base)} ** {show(exponent)} is absurdly large; expected at "
+                        "most 2**53 in size")

@@ -3,6 +3,8 @@
 Specs are read with a SafeLoader that builds only plain mappings, lists, numbers and strings,
 refuses anchors, aliases and duplicate keys, and records the file and line of every mapping,
 key and list item (:class:`YMap`, :class:`YList`), so every later error can name its line.
+Where PyYAML has libyaml, the C parser reads the text (the pure-Python one takes seconds on
+a spec near the size limit); what is built from it is the same.
 
 A spec may vary another one: ``extends: base.yaml`` (a path relative to the spec's folder)
 reads the base document first, then the variant's top-level keys replace the base's, except
@@ -21,7 +23,7 @@ import yaml
 
 from cnncost.errors import SpecError
 from cnncost.io import ReadError, read_bytes, read_text
-from cnncost.spec.model import MAX_EXTENDS, MAX_FILE_BYTES
+from cnncost.spec.model import MAX_EXTENDS, MAX_FILE_BYTES, MAX_YAML_DEPTH
 
 
 class YMap(dict[Any, Any]):
@@ -62,8 +64,19 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that remembers files and lines, refuses aliases and duplicate keys."""
 
     file = ""
+    depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            return self._compose(parent, index)
+        finally:
+            self.depth -= 1
+
+    def _compose(self, parent: Any, index: Any) -> Any:
+        if self.depth > MAX_YAML_DEPTH:
+            raise _LoadError(f"YAML nested more than {MAX_YAML_DEPTH} levels deep",
+                             self.peek_event().start_mark.line + 1)
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise _LoadError(
@@ -110,8 +123,23 @@ def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> YList:
     return result
 
 
+# An integer literal longer than this is refused before int() sees it (Python refuses more
+# than 4300 digits with a ValueError, and a big one is absurd in a spec anyway).
+MAX_INT_CHARS = 64
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    if len(str(node.value)) > MAX_INT_CHARS:
+        raise _LoadError(f"a number written with {len(str(node.value))} characters is absurdly "
+                         "large; expected a size or count of at most 16 digits",
+                         node.start_mark.line + 1)
+    value: int = loader.construct_yaml_int(node)
+    return value
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 _CBase: Any = getattr(yaml, "CSafeLoader", None)  # libyaml's parser, when PyYAML has it
 _FAST: type | None = None
@@ -125,6 +153,7 @@ if _CBase is not None:
     _CLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
     _CLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG,
                              _construct_sequence)
+    _CLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
     _FAST = _CLoader
 
 # libyaml composes nodes in C: it cannot refuse anchors as they come (the pure-Python

@@ -13,17 +13,33 @@ from cnncost.errors import SpecError
 from cnncost.layers import Built, Shape
 
 MAX_FILE_BYTES = 1 << 20
+# Mappings and lists nested in the YAML text (64 nested composites need about 130).
+MAX_YAML_DEPTH = 200
 # Specs extending one another (a variant of a variant of ...).
 MAX_EXTENDS = 8
 MAX_LAYERS = 50_000
 # Items visited while expanding (catches nested repeats of empty bodies).
 MAX_STEPS = 100_000
 MAX_REPEAT = 10_000
+# Branches of one add/concat/split (DenseNet's widest concat has fewer than 50 inputs).
+MAX_BRANCHES = 1_000
 MAX_BLOCK_DEPTH = 32
 # Composites nested inside each other (seq in seq in ...), blocks included.
 MAX_NESTING = 64
+# Every whole-number field (channels, kernel, stride, padding, ...) and every size.
 MAX_DIM = 1 << 24
-MAX_SAMPLE_ELEMENTS = 1 << 40
+# Elements of one sample's tensor; with the largest batch (2**20) and an 8-byte dtype a
+# batch stays far below the 2**63 bytes torch can address (beyond it: a storage overflow).
+MAX_SAMPLE_ELEMENTS = 1 << 36
+# Elements of one layer's largest weight tensor (a conv's out x in/groups x k x k).
+MAX_WEIGHT_ELEMENTS = 1 << 36
+# Arithmetic of one compilation (expr.Budget): a unit per expression term, list element and
+# 64 characters of a name template, 8 per field evaluated (context.EVAL_UNITS). A 50,000-layer
+# network of ResNet-152's make needs about a million; ResNet-152 itself 11,000.
+MAX_WORK = 2_000_000
+# A layer or branch name, and the dotted path of a layer (names nested in blocks).
+MAX_NAME_CHARS = 64
+MAX_PATH_CHARS = 512
 
 # Graph ops the compositions lower to; graph/build.py maps each to a torch function.
 OP_KINDS = ("add", "concat", "mul", "slice")
