@@ -290,41 +290,32 @@ def avg_pool(in_shape: Shape, kernel: Ints, stride: Ints | None = None, padding:
     return Built(out, make, k[0], s[0])
 
 
-def _adaptive(kind: str, in_shape: Shape, output: Ints) -> tuple[int, tuple[int, ...]]:
+def _adaptive(kind: str, in_shape: Shape, output: Ints, op: str) -> Built:
+    """Adaptive ``op`` pooling (``Avg`` or ``Max``) of ``in_shape`` to ``output``."""
     nd = _spatial(in_shape, kind)
     o = _tuple(output, nd, "output")
     _positive("output", *o)
-    return nd, o
+
+    def make() -> nn.Module:
+        from torch import nn
+
+        cls: Any = getattr(nn, f"Adaptive{op}Pool{nd}d")
+        return cls(o)
+
+    rf = max(1, in_shape[1] // o[0])
+    return Built((in_shape[0], *o), make, rf, rf)
 
 
 @register_layer("adaptive_avg_pool")
 def adaptive_avg_pool(in_shape: Shape, output: Ints = 1) -> Built:
     """Adaptive average pooling to a fixed output size. Keys: output."""
-    nd, o = _adaptive("adaptive_avg_pool", in_shape, output)
-
-    def make() -> nn.Module:
-        from torch import nn
-
-        cls: Any = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)[nd - 1]
-        return cls(o)
-
-    rf = max(1, in_shape[1] // o[0])
-    return Built((in_shape[0], *o), make, rf, rf)
+    return _adaptive("adaptive_avg_pool", in_shape, output, "Avg")
 
 
 @register_layer("adaptive_max_pool")
 def adaptive_max_pool(in_shape: Shape, output: Ints = 1) -> Built:
     """Adaptive max pooling to a fixed output size. Keys: output."""
-    nd, o = _adaptive("adaptive_max_pool", in_shape, output)
-
-    def make() -> nn.Module:
-        from torch import nn
-
-        cls: Any = (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)[nd - 1]
-        return cls(o)
-
-    rf = max(1, in_shape[1] // o[0])
-    return Built((in_shape[0], *o), make, rf, rf)
+    return _adaptive("adaptive_max_pool", in_shape, output, "Max")
 
 
 @register_layer("global_avg_pool")

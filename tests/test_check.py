@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from small_spec import small
 from typer.testing import CliRunner
 
 from cnncost.check import (
@@ -126,16 +127,7 @@ def test_report_files_and_bad_json(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- the command
 
-SPEC = """\
-name: small
-input: [3, 8, 8]
-vars: {width: 4}
-layers:
-  - conv: {out: width, kernel: 3, padding: 1, bias: false}
-  - global_avg_pool
-  - flatten
-  - linear: {out: 10}
-"""
+SPEC = small("name: small")
 
 
 @pytest.fixture

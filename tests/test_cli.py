@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from small_spec import small
 from typer.testing import CliRunner
 
 from cnncost.cli import app
@@ -23,17 +24,7 @@ GOLDEN = Path(__file__).parent / "golden"
 # conv 3 -> 4, 3x3, pad 1, no bias, on 3x8x8: params 3*3*3*4 = 108; MACs 8*8*4*27 = 6,912;
 # output 4x8x8 floats = 1,024 B. global_avg_pool -> 4 floats (16 B), flatten 16 B,
 # linear 4 -> 10: params 4*10 + 10 = 50, MACs 40, output 40 B.
-SMALL = """\
-name: small
-description: conv, pool, linear
-input: [3, 8, 8]
-vars: {width: 4}
-layers:
-  - conv: {out: width, kernel: 3, padding: 1, bias: false}
-  - global_avg_pool
-  - flatten
-  - linear: {out: 10}
-"""
+SMALL = small("name: small", "description: conv, pool, linear")
 # the same with width 8: conv params 216, MACs 8*8*8*27 = 13,824, output 2,048 B;
 # pool and flatten 32 B each; linear 8 -> 10: params 90, MACs 80, output 40 B.
 WIDE = SMALL.replace("name: small", "name: wide").replace("width: 4", "width: 8")

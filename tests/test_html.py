@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from small_spec import small
 from typer.testing import CliRunner
 
 import cnncost
@@ -28,17 +29,7 @@ REPORTS = ROOT / "reports"
 
 # conv 3 -> 4, 3x3, pad 1, no bias, on 3x8x8: params 3*3*3*4 = 108, MACs 8*8*4*27 = 6,912;
 # linear 4 -> 10: params 50, MACs 40. The description holds markup that must stay text.
-SMALL = """\
-name: small
-description: "a <b>tiny</b> net & friends"
-input: [3, 8, 8]
-vars: {width: 4}
-layers:
-  - conv: {out: width, kernel: 3, padding: 1, bias: false}
-  - global_avg_pool
-  - flatten
-  - linear: {out: 10}
-"""
+SMALL = small("name: small", 'description: "a <b>tiny</b> net & friends"')
 
 
 @dataclass

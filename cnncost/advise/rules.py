@@ -73,6 +73,14 @@ def _conv_text(u: LayerSpec) -> str:
             f"{shape_text(u.out_shape[1:])}{extra}")
 
 
+def _rewritten(ctx: Context, node: Node, item: Any, *, found: str, rewrite: str, note: str,
+               expected: str = "") -> Proposal:
+    """The proposal replacing every use of the conv ``node`` by ``item`` in the document."""
+    return Proposal(layers=tuple(v.path for v in node.uses), source=node.source, found=found,
+                    rewrite=rewrite, note=note, doc=replaced(ctx.doc, node.keys, [item]),
+                    shared=node.shared(), expected=expected)
+
+
 def _found(node: Node) -> str:
     """The conv (or the range of its uses) in words."""
     first, last = node.uses[0], node.uses[-1]
@@ -136,8 +144,8 @@ def small_filter_chain(ctx: Context) -> Iterator[Proposal]:
             continue
         same = all(c_in(v) == c_out(v) for v in node.uses)
         acts = ", ".join(str(c if isinstance(c, str) else next(iter(c))) for c in between)
-        yield Proposal(
-            layers=tuple(v.path for v in node.uses), source=node.source,
+        yield _rewritten(
+            ctx, node, item,
             found=f"{_found(node)}: {k}x{k} = {k * k} weights per input-output channel pair",
             rewrite=f"{n} stacked 3x3 convs (width {mid_text} until the last), "
                     f"{'stride ' + str(stride) + ' on the last, ' if stride != 1 else ''}"
@@ -145,7 +153,6 @@ def small_filter_chain(ctx: Context) -> Iterator[Proposal]:
             note=f"a different function: the chain composes {n} 3x3 filters"
                  f"{' with ' + acts + ' between them' if acts else ''}, which is more "
                  f"nonlinear but cannot express every {k}x{k} filter; retrain",
-            doc=replaced(ctx.doc, node.keys, [item]), shared=node.shared(),
             expected=f"params {k * k}C^2 -> {9 * n}C^2" if same else "")
 
 
@@ -189,14 +196,14 @@ def depthwise_separable(ctx: Context) -> Iterator[Proposal]:
             f2 = k ** dims(u)
             expected = (f"MACs ratio 1/n_c' + 1/f^2 = 1/{n_c} + 1/{f2} = "
                         f"{1 / n_c + 1 / f2:.4g}")
-        yield Proposal(
-            layers=tuple(v.path for v in node.uses), source=node.source,
+        yield _rewritten(
+            ctx, node, item,
             found=_found(node),
             rewrite=f"depthwise conv (groups = C_in) then a pointwise 1x1 conv to C_out"
                     f"{' (' + ', '.join(_kind_names(between)) + ' between)' if between else ''}",
             note="a different function with fewer parameters, not an equivalent rewrite: each "
                  "input channel is filtered alone, then a 1x1 conv mixes the channels; retrain",
-            doc=replaced(ctx.doc, node.keys, [item]), shared=node.shared(), expected=expected)
+            expected=expected)
 
 
 def _kind_names(items: list[Any]) -> list[str]:
@@ -246,13 +253,12 @@ def spatially_separable(ctx: Context) -> Iterator[Proposal]:
         if item is None:
             continue
         same = all(c_in(v) == c_out(v) for v in node.uses)
-        yield Proposal(
-            layers=tuple(v.path for v in node.uses), source=node.source,
+        yield _rewritten(
+            ctx, node, item,
             found=_found(node),
             rewrite=f"a {k}x1 conv (width {mid_text}) then a 1x{k} conv",
             note="exact only for kernels of rank 1 (\"not all kernels can be divided into two, "
                  "smaller kernels\"): a different, rank-limited function; retrain",
-            doc=replaced(ctx.doc, node.keys, [item]), shared=node.shared(),
             expected=f"MACs ratio 2/K = 2/{k}" if same else "")
 
 
@@ -298,15 +304,15 @@ def bottleneck_1x1(ctx: Context) -> Iterator[Proposal]:
         if len({(c_in(v), c_out(v)) for v in node.uses}) == 1 and u.params.get("stride", 1) == 1:
             expected = (f"MACs ratio b/(K^2 C_out) + b/C_in = {b}/({ka}x{c_out(u)}) + "
                         f"{b}/{c_in(u)} = 1/{1 / (b / (ka * c_out(u)) + b / c_in(u)):.3g}")
-        yield Proposal(
-            layers=tuple(v.path for v in node.uses), source=node.source,
+        yield _rewritten(
+            ctx, node, item,
             found=f"{_found(node)}: at least twice as many input channels as outputs",
             rewrite=f"a 1x1 conv to C_out / 2 channels ({b} in {u.path}), then the "
                     f"{_kernel_text(u)} conv",
             note="a different, rank-limited function: the expensive conv sees a 1x1 "
                  "projection of the input (\"shrinks the representation size before increasing "
                  "it again\"); retrain",
-            doc=replaced(ctx.doc, node.keys, [item]), shared=node.shared(), expected=expected)
+            expected=expected)
 
 
 def _fed_by_1x1(ctx: Context, u: LayerSpec) -> bool:
@@ -345,8 +351,8 @@ def grouped_conv(ctx: Context) -> Iterator[Proposal]:
             f"{g} if in >= {16 * g} and in % {g} == 0 and ({raw_out}) % {g} == 0 else 1")
         item = {**node.item, "conv": {**node.args, "groups": groups}}
         u = fits[0]
-        yield Proposal(
-            layers=tuple(v.path for v in node.uses), source=node.source,
+        yield _rewritten(
+            ctx, node, item,
             found=f"{_found(node)}, one group"
                   + (f" ({len(fits)} of {len(node.uses)} uses have the channels for "
                      f"{g} groups)" if len(fits) < len(node.uses) else ""),
@@ -354,7 +360,6 @@ def grouped_conv(ctx: Context) -> Iterator[Proposal]:
             note=f"a different function: each group sees only C_in / {g} of the input channels "
                  "(\"make sure to mix the information\": a 1x1 conv or a channel shuffle after "
                  "it, as ResNeXt and ShuffleNet do); retrain",
-            doc=replaced(ctx.doc, node.keys, [item]), shared=node.shared(),
             expected=f"complexity (C x K) / G: 1/{g}")
 
 
