@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,23 @@ def test_macs_equal_published_reference(path: Path) -> None:
     if published is None:
         pytest.skip(f"{path.stem}: no published MAC count")
     assert abs(table.totals.macs / 1e9 - published) <= 0.0005
+
+
+@pytest.mark.parametrize("path", ALL)
+def test_top1_equals_the_weights_it_cites(path: Path, tv_models: Any) -> None:
+    """`reference.top1` is the ImageNet-1K acc@1 that torchvision's own weight metadata states
+    for the weights the reference cites (MobileNet v1 is not in torchvision: its figure is
+    Howard et al. 2017, Table 8, 70.6%)."""
+    spec = load_spec(path)
+    top1 = spec.reference.get("top1")
+    if top1 is None:
+        pytest.skip(f"{path.stem}: no published top-1 accuracy")
+    cited = re.search(r"(\w+_Weights)\.(\w+)", str(spec.reference.get("source", "")))
+    if cited is None:
+        assert path.stem == "mobilenetv1" and top1 == 70.6
+        return
+    weights = getattr(getattr(tv_models, cited.group(1)), cited.group(2))
+    assert top1 == weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
 
 
 @pytest.mark.parametrize("path", ALL)
