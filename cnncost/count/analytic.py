@@ -24,11 +24,10 @@ from cnncost.count.formulas import (
     FORMULAS,
     ZERO_COST_OPS,
     Factors,
-    apply_formula,
     formula_text,
     policy_flops,
 )
-from cnncost.count.lowering import LOWERINGS, Call, Lower, Val
+from cnncost.count.lowering import LOWERINGS, Call, Lower
 from cnncost.count.memory import assemble_table
 from cnncost.errors import UnsupportedOpError
 from cnncost.graph.walk import dying_after
@@ -154,26 +153,34 @@ def _freeze(params: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def _lower(layer: LayerSpec, batch: int, elem: int) -> Program:
     lowering = LOWERINGS.get(layer.kind)
-    where = f"{layer.loc.file}:{layer.loc.line}: {layer.path}"
     if lowering is None:
         raise UnsupportedOpError(
-            f"{where}: layer kind {layer.kind!r} has no analytic lowering (see "
+            f"{_where(layer)}: layer kind {layer.kind!r} has no analytic lowering (see "
             "cnncost/count/lowering.py); count it with --engine torch")
-    fields = {**_DEFAULTS.get(layer.kind, {}), **layer.params}
+    defaults = _DEFAULTS.get(layer.kind)
+    fields = {**defaults, **layer.params} if defaults else layer.params
     lo = Lower(elem, [(batch, *s) for s in layer.in_shapes])
     result = lowering(lo, *lo.inputs, **fields)
-    expected = (batch, *layer.out_shape)
-    if result.shape != expected:
+    out = result.shape
+    if out[0] != batch or out[1:] != layer.out_shape:
         raise UnsupportedOpError(
-            f"{where}: the analytic lowering of {layer.kind!r} gives {_fmt(result.shape)} where "
-            f"the spec infers {_fmt(expected)} (a bug in cnncost); count it with --engine torch")
+            f"{_where(layer)}: the analytic lowering of {layer.kind!r} gives {_fmt(out)} where "
+            f"the spec infers {_fmt((batch, *layer.out_shape))} (a bug in cnncost); count it "
+            "with --engine torch")
     macs = elem_flops = 0
     factors: list[Factors] = []
     uncounted: dict[str, int] = {}
-    for call in lo.calls:
+    # The formulas as apply_formula applies them (a call form a formula does not know is
+    # uncounted), and each value's last reader for the memory events, in one pass.
+    last: dict[int, int] = {}
+    for i, call in enumerate(lo.calls):
         formula = FORMULAS.get(call.op)
-        cost = None if formula is None else apply_formula(formula, call.args, call.kwargs,
-                                                          call.out_shape)
+        cost = None
+        if formula is not None:
+            try:
+                cost = formula(*call.args, **call.kwargs, out_shape=call.out_shape)
+            except (TypeError, ValueError, IndexError):
+                cost = None
         if cost is not None:
             macs += cost.macs
             elem_flops += cost.elem_flops
@@ -181,32 +188,41 @@ def _lower(layer: LayerSpec, batch: int, elem: int) -> Program:
                 factors.append(cost.factors)
         elif formula is not None or call.op not in ZERO_COST_OPS:
             uncounted[call.op] = uncounted.get(call.op, 0) + 1
-    row = {**_ROW_DEFAULTS,
-           "input_shape": tuple(v.shape for v in lo.inputs), "output_shape": result.shape,
-           "params": lo.params, "buffers": lo.buffers, "macs": macs,
-           "output_bytes": math.prod(result.shape) * elem, "formula": formula_text(factors),
-           "uncounted": uncounted, "calls": 1, "factors": tuple(factors)}
-    return Program(row, macs, elem_flops, uncounted, lo.param_bytes, lo.buffer_bytes, lo.count,
-                   _events(lo.calls, lo.same, len(lo.inputs), result), result.slot)
-
-
-def _events(calls: Sequence[Call], same: Sequence[tuple[int, int]], inputs: int,
-            result: Val) -> tuple[Event, ...]:
-    """Each call's allocations and aliases, and the values whose last reader it is (the
-    layer's inputs belong to the walk, its result to the caller)."""
-    last: dict[int, int] = {}
-    for i, call in enumerate(calls):
-        for v, _ in (*call.allocs, *call.aliases):
+        for v, _ in call.allocs:
+            last[v] = i
+        for v, _ in call.aliases:
             last[v] = i
         for v in call.uses:
             last[v] = i
-    last.pop(result.slot, None)
-    frees: list[list[int]] = [[] for _ in calls]
-    for v, i in last.items():
-        if v >= inputs:
-            frees[i].append(v)
-    events: list[Event] = [(c.allocs, c.aliases, tuple(f)) for c, f in zip(calls, frees,
-                                                                          strict=True)]
+    row = {"input_shape": tuple([v.shape for v in lo.inputs]), "output_shape": out,
+           "params": lo.params, "buffers": lo.buffers, "macs": macs,
+           "output_bytes": math.prod(out) * elem,
+           "formula": formula_text(factors) if factors else "",
+           "uncounted": uncounted, "calls": 1, "factors": tuple(factors), "frozen_params": 0}
+    return Program(row, macs, elem_flops, uncounted, lo.param_bytes, lo.buffer_bytes, lo.count,
+                   _events(lo.calls, lo.same, len(lo.inputs), result.slot, last), result.slot)
+
+
+def _where(layer: LayerSpec) -> str:
+    return f"{layer.loc.file}:{layer.loc.line}: {layer.path}"
+
+
+def _events(calls: Sequence[Call], same: Sequence[tuple[int, int]], inputs: int,
+            result: int, last: dict[int, int]) -> tuple[Event, ...]:
+    """Each call's allocations and aliases, and the values whose last reader it is (the
+    layer's inputs belong to the walk, its result to the caller); ``last``: each value's
+    last call."""
+    last.pop(result, None)
+    if len(calls) == 1:  # one call: it frees what it made or read, but the result
+        frees = tuple([v for v in last if v >= inputs])
+        events: list[Event] = [(calls[0].allocs, calls[0].aliases, frees)]
+    else:
+        per_call: list[list[int]] = [[] for _ in calls]
+        for v, i in last.items():
+            if v >= inputs:
+                per_call[i].append(v)
+        events = [(c.allocs, c.aliases, tuple(f)) for c, f in zip(calls, per_call,
+                                                                  strict=True)]
     if same:  # values that are an input itself: one more reference to what it holds
         events.append(((), tuple(same), ()))
     return tuple(events)

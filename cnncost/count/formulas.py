@@ -52,18 +52,21 @@ class Factors:
 
     def text(self) -> str:
         """The factors as a formula: ``2 x (28x28x32) x (5x5x192)``, ``(3x7) x 5``."""
-        lead = f"{self.batch} x " if self.batch is not None else ""
+        lead = "" if self.batch is None else f"{self.batch} x "
         return f"{lead}{_group(self.out)} x {_group(self.per_out)}"
 
 
 def formula_text(factors: Sequence[Factors]) -> str:
     """A row's ``formula``: each op's factors and MACs, ``(4x4x5) x (3x3x3) = 2,160 + ...``."""
-    return " + ".join(f"{f.text()} = {f.macs:,}" for f in factors)
+    if len(factors) == 1:  # most rows: one conv or matmul
+        f = factors[0]
+        return f"{f.text()} = {f.macs:,}"
+    return " + ".join([f"{f.text()} = {f.macs:,}" for f in factors])
 
 
 def _group(dims: Shape) -> str:
     """Dims multiplied out: one stands alone, several are grouped, ``(5x5x256)``."""
-    return str(dims[0]) if len(dims) == 1 else f"({'x'.join(map(str, dims))})"
+    return str(dims[0]) if len(dims) == 1 else "(" + "x".join(map(str, dims)) + ")"
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,9 @@ def _tensor_shapes(args: Sequence[Any]) -> list[Shape]:
 
 def _broadcast_rule(*args: Any, **kwargs: Any) -> Shape | None:
     """Elementwise: the broadcast shape of the tensor inputs (a unary op keeps its shape)."""
+    if args and not kwargs and type(args[0]) is tuple and \
+            not any(type(a) is tuple for a in args[1:]):
+        return args[0]  # one tensor (an activation, x + 1): its own shape
     return shapes.broadcast(*_tensor_shapes([*args, *kwargs.values()]))
 
 
@@ -159,6 +165,8 @@ def _n(shape: Any) -> int:
 
 def _per_dim(nd: int, value: Any) -> list[int]:
     """An aten int-list argument as ``nd`` ints (one value stands for every dimension)."""
+    if type(value) is list and len(value) == nd:  # the lowerings' form: one per dimension
+        return value
     values = list(value) if isinstance(value, list | tuple) else [value]
     return values * nd if len(values) == 1 else values
 
@@ -172,8 +180,9 @@ def _conv_shape(x: Shape, w: Shape, bias: Any, stride: Any, padding: Any, dilati
     """(N, C_out, *sizes) by the conv (or transposed conv) size formulas."""
     nd = len(w) - 2
     k = w[2:]
-    s, p, d, op = (_per_dim(nd, v) for v in (stride, padding, dilation, output_padding))
+    s, p, d = _per_dim(nd, stride), _per_dim(nd, padding), _per_dim(nd, dilation)
     if transposed:
+        op = _per_dim(nd, output_padding)
         sizes = [shapes.conv_transpose_out(*dims) for dims in zip(x[-nd:], k, s, p, d, op,
                                                                     strict=True)]
         return (*x[:-nd - 1], w[1] * groups, *sizes)

@@ -54,6 +54,9 @@ class Call(NamedTuple):
 class Lower:
     """Records a lowering: the layer's weights and its ATen calls, in order."""
 
+    __slots__ = ("buffer_bytes", "buffers", "calls", "count", "elem", "inputs", "param_bytes",
+                 "params", "same")
+
     def __init__(self, elem: int, in_shapes: Sequence[Shape]) -> None:
         self.elem = elem
         self.inputs = [Val(s, i) for i, s in enumerate(in_shapes)]
@@ -64,14 +67,16 @@ class Lower:
 
     def param(self, shape: Shape) -> Val:
         """A trainable parameter of the module, at the analysis dtype."""
-        self.params += math.prod(shape)
-        self.param_bytes += math.prod(shape) * self.elem
+        n = math.prod(shape)
+        self.params += n
+        self.param_bytes += n * self.elem
         return Val(shape, -1)
 
     def buffer(self, shape: Shape, elem: int | None = None) -> Val:
         """A buffer of the module (floating point unless ``elem`` says otherwise)."""
-        self.buffers += math.prod(shape)
-        self.buffer_bytes += math.prod(shape) * (self.elem if elem is None else elem)
+        n = math.prod(shape)
+        self.buffers += n
+        self.buffer_bytes += n * (self.elem if elem is None else elem)
         return Val(shape, -1)
 
     def shape(self, op: str, *args: Any, **kwargs: Any) -> Shape:
@@ -82,9 +87,23 @@ class Lower:
              **kwargs: Any) -> Val:
         """One call with one output: new (the default), or a view of its first tensor
         argument (``alias``). ``out`` defaults to the op's shape rule."""
-        split = _split(args)
-        shape = _rule(op, split[0], kwargs) if out is None else out
-        return self._record(op, split, kwargs, ((shape, self.elem),), alias)[0]
+        # The common case of calls_with, written out: a lowering makes most of its calls
+        # here, and a sweep lowers every layer again at every point.
+        shapes, tensors = _split(args)
+        qualified = _QUALIFIED.get(op) or _qualified(op)
+        if out is None:
+            out = SHAPE_RULES[qualified](*shapes, **kwargs)
+        slot = self.count
+        self.count = slot + 1
+        uses = tuple([v.slot for v in tensors if v.slot >= 0])
+        if not alias:
+            allocs: tuple[tuple[int, int], ...] = ((slot, math.prod(out) * self.elem),)
+            aliases: tuple[tuple[int, int], ...] = ()
+        else:
+            allocs = ()
+            aliases = ((slot, tensors[0].slot),) if tensors[0].slot >= 0 else ()
+        self.calls.append(Call(qualified, shapes, kwargs, out, uses, allocs, aliases))
+        return Val(out, slot)
 
     def calls_with(self, op: str, args: Sequence[Any], kwargs: dict[str, Any],
                    outs: Sequence[tuple[Shape, int]], alias: bool = False) -> list[Val]:
@@ -117,8 +136,14 @@ class Lower:
         return val
 
 
+_QUALIFIED: dict[str, str] = {}  # op -> aten::op (a name is qualified once per process)
+
+
 def _qualified(op: str) -> str:
-    return op if "::" in op else f"aten::{op}"
+    name = _QUALIFIED.get(op)
+    if name is None:
+        name = _QUALIFIED[op] = op if "::" in op else f"aten::{op}"
+    return name
 
 
 def _split(args: Sequence[Any]) -> tuple[tuple[Any, ...], tuple[Val, ...]]:
