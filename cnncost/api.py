@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.io import cache_dir, write_atomic
 from cnncost.sources import DEFAULT_INPUT, Target, default_input, frames, load_target, resolve
-from cnncost.table import CostTable
+from cnncost.table import CostTable, Totals
 
 if TYPE_CHECKING:
     import torch
@@ -67,6 +67,17 @@ def count_loaded(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "fl
     from cnncost.count import analytic
 
     return analytic.count_spec(spec, batch, dtype, policy, strict, source=source)
+
+
+def totals_loaded(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
+                  policy: str = "all", strict: bool = False,
+                  engine: Engine | str | None = None) -> Totals:
+    """``count_loaded(...).totals``; the analytic engine makes no rows for it (a sweep)."""
+    if engine_for(engine, True) is Engine.TORCH:
+        return count_loaded(spec, batch, dtype, policy, None, strict, engine).totals
+    from cnncost.count import analytic
+
+    return analytic.count_totals(spec, batch, dtype, policy, strict)
 
 
 def analyze_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from cnncost.cli_coerce import install as _lazy_coercion
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.io import write_atomic
 from cnncost.render.advice import AdviceFormat
@@ -25,6 +26,7 @@ from cnncost.render.formats import Format
 from cnncost.render.terminal import Units
 from cnncost.table import SORT_FIELDS
 
+_lazy_coercion()  # pydantic only when an option's text needs converting
 app = typer.Typer(
     name="cnncost",
     help="What a convolutional network costs: MACs, FLOPs, parameters and memory, layer by "

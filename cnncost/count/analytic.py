@@ -15,9 +15,9 @@ import gc
 import inspect
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, fields
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cnncost.count.conventions import DTYPE_BYTES, Policy, check_batch, dtype_check
 from cnncost.count.formulas import (
@@ -25,15 +25,14 @@ from cnncost.count.formulas import (
     ZERO_COST_OPS,
     Factors,
     formula_text,
-    policy_flops,
 )
 from cnncost.count.lowering import LOWERINGS, Call, Lower
-from cnncost.count.memory import assemble_table
+from cnncost.count.memory import assemble_table, check_strict, totals_of
 from cnncost.errors import UnsupportedOpError
 from cnncost.graph.walk import dying_after
 from cnncost.layers import LAYERS
 from cnncost.spec import LayerSpec, ModelSpec
-from cnncost.table import CostRow, CostTable
+from cnncost.table import CostRow, CostTable, Totals
 
 if TYPE_CHECKING:
     import torch
@@ -43,24 +42,46 @@ Shape = tuple[int, ...]
 Event = tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...], tuple[int, ...]]
 
 
-class Program(NamedTuple):
+class Program:
     """One layer lowered at a batch size and dtype: what its row says, and its memory events.
 
     ``row`` holds the row's fields that depend on the lowering alone (shapes, params, MACs,
-    formula, ...). ``events`` replay its calls: each allocates new tensors (value, bytes),
-    makes aliases (value, value it views) and then frees the values it read last. Values
-    0..n-1 are the layer's inputs; ``result`` is the value the layer returns.
+    formula, ...), made when first asked for (a sweep needs only the totals). ``events``
+    replay its calls: each allocates new tensors (value, bytes), makes aliases (value, value
+    it views) and then frees the values it read last. Values 0..n-1 are the layer's inputs;
+    ``result`` is the value the layer returns.
     """
 
-    row: dict[str, Any]
-    macs: int
-    elem_flops: int
-    uncounted: Mapping[str, int]
-    param_bytes: int
-    buffer_bytes: int
-    size: int
-    events: tuple[Event, ...]
-    result: int
+    __slots__ = ("_row", "buffer_bytes", "buffers", "elem_flops", "events", "factors",
+                 "in_shapes", "kind", "macs", "out_shape", "output_bytes", "param_bytes",
+                 "params", "result", "size", "uncounted")
+
+    def __init__(self, kind: str, in_shapes: tuple[Shape, ...], out_shape: Shape,
+                 lo: Lower, macs: int, elem_flops: int, factors: tuple[Factors, ...],
+                 uncounted: dict[str, int], events: tuple[Event, ...], result: int) -> None:
+        self.kind, self.in_shapes, self.out_shape = kind, in_shapes, out_shape
+        self.params, self.buffers = lo.params, lo.buffers
+        self.param_bytes, self.buffer_bytes, self.size = lo.param_bytes, lo.buffer_bytes, lo.count
+        self.macs, self.elem_flops, self.factors = macs, elem_flops, factors
+        self.output_bytes = math.prod(out_shape) * lo.elem
+        self.uncounted, self.events, self.result = uncounted, events, result
+        self._row: dict[str, Any] | None = None
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """Every field of a CostRow, in order; the layer's own (name, flops under the
+        policy, receptive field, source) are filled in per layer."""
+        if self._row is None:
+            self._row = {
+                "name": "", "kind": self.kind, "input_shape": self.in_shapes,
+                "output_shape": self.out_shape, "params": self.params,
+                "buffers": self.buffers, "macs": self.macs, "flops": 0,
+                "output_bytes": self.output_bytes, "receptive_field": None,
+                "formula": formula_text(self.factors) if self.factors else "",
+                "uncounted": self.uncounted, "calls": 1, "source": "",
+                "factors": self.factors, "frozen_params": 0}
+            assert tuple(self._row) == _ROW_FIELDS, set(_ROW_FIELDS) ^ set(self._row)
+        return self._row
 
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -68,6 +89,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     for name, kind in LAYERS.items()
 }
 _MAX_CACHE = 100_000
+_T = TypeVar("_T")
 _PROGRAMS: dict[Any, Program] = {}
 
 
@@ -75,46 +97,89 @@ def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "floa
                policy: Policy | str = Policy.ALL, strict: bool = False,
                source: str | None = None) -> CostTable:
     """Count a resolved spec analytically: the torch engine's table, without torch."""
+    name, pol = dtype_check(dtype), Policy(policy)
+    rows: list[CostRow] = []
+    walked = _paused(_walk, spec, batch, DTYPE_BYTES[name], pol.value == "all", rows)
+    uncounted, weights, peak = walked[1:]
+    return assemble_table(spec.name, source or spec.file, spec.description,
+                          (batch, *spec.input_shape), name, pol, tuple(rows), uncounted,
+                          weights, peak, strict)
+
+
+def count_totals(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
+                 policy: Policy | str = Policy.ALL, strict: bool = False) -> Totals:
+    """``count_spec(...).totals`` without making the rows (what a sweep point needs)."""
+    name, pol = dtype_check(dtype), Policy(policy)
+    sums, uncounted, weights, peak = _paused(_walk, spec, batch, DTYPE_BYTES[name],
+                                             pol.value == "all", None)
+    check_strict(strict, uncounted)
+    input_bytes = math.prod((batch, *spec.input_shape)) * DTYPE_BYTES[name]
+    return totals_of(sums, 0, weights, input_bytes, peak)
+
+
+def _paused(fn: Callable[..., _T], *args: Any) -> _T:
     # Like the torch engine, count with the cyclic collector paused: nothing here makes a
     # cycle, and a full collection of a big heap (torch imported) costs more than a count.
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _count(spec, batch, dtype, policy, strict, source)
+        return fn(*args)
     finally:
         if paused:
             gc.enable()
 
 
-def _count(spec: ModelSpec, batch: int, dtype: str | torch.dtype, policy: Policy | str,
-           strict: bool, source: str | None) -> CostTable:
-    name = dtype_check(dtype)
-    elem = DTYPE_BYTES[name]
-    pol = Policy(policy)
+def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[CostRow] | None
+          ) -> tuple[dict[str, int], Counter[str], tuple[int, int], int]:
+    """Every layer's program replayed along the spec: (the sums of the rows' summed fields,
+    the uncounted ops, the parameter and buffer bytes, the peak activation bytes); with
+    ``rows``, each layer's CostRow is appended to it."""
     check_batch(batch)
-    flops_of = pol.value
     memory = _Memory()
+    run, drop = memory.run, memory.drop
     env: dict[str, Any] = {"input": None}
-    rows = []
     uncounted: Counter[str] = Counter()
-    param_bytes = buffer_bytes = 0
+    param_bytes = buffer_bytes = params = buffers = macs = flops = output_bytes = 0
+    programs = _PROGRAMS
+    new_row = object.__new__
+    set_dict = object.__setattr__
     for layer, dying in zip(spec.layers, dying_after(spec.layers, [spec.output]), strict=True):
-        prog = program(layer, batch, elem)
-        env[layer.path] = memory.run(prog, [env[key] for key in layer.inputs])
-        for key in dying:
-            memory.drop(env.pop(key))
-        fields = {**prog.row, "name": layer.path, "kind": layer.kind,
-                  "flops": policy_flops(prog.macs, prog.elem_flops, flops_of),
-                  "receptive_field": layer.receptive_field,
-                  "source": f"{layer.loc.file}:{layer.loc.line}"}
-        rows.append(_row(fields))
+        try:
+            key: Any = (layer.kind, tuple(layer.params.items()), layer.in_shapes, batch, elem)
+            prog = programs.get(key)
+        except TypeError:  # a list among the fields (kernel: [3, 5])
+            prog = None
+        if prog is None:
+            prog = program(layer, batch, elem)
+        env[layer.path] = run(prog, [env[k] for k in layer.inputs])
+        for k in dying:
+            drop(env.pop(k))
+        layer_flops = 2 * prog.macs + prog.elem_flops if every_op else 2 * prog.macs
+        if rows is not None:
+            values = prog.row.copy()
+            values["name"] = layer.path
+            values["flops"] = layer_flops
+            values["receptive_field"] = layer.receptive_field
+            loc = layer.loc
+            values["source"] = f"{loc.file}:{loc.line}"
+            # A CostRow without the frozen dataclass's __init__ (object.__setattr__ per
+            # field: the largest part of a remembered layer's cost); the same object as
+            # CostRow(**values).
+            row = new_row(CostRow)
+            set_dict(row, "__dict__", values)
+            rows.append(row)
         if prog.uncounted:
             uncounted.update(prog.uncounted)
+        params += prog.params
+        buffers += prog.buffers
+        macs += prog.macs
+        flops += layer_flops
+        output_bytes += prog.output_bytes
         param_bytes += prog.param_bytes
         buffer_bytes += prog.buffer_bytes
-    return assemble_table(spec.name, source or spec.file, spec.description,
-                          (batch, *spec.input_shape), name, pol, tuple(rows), uncounted,
-                          (param_bytes, buffer_bytes), memory.peak, strict)
+    sums = {"params": params, "buffers": buffers, "macs": macs, "flops": flops,
+            "output_bytes": output_bytes}
+    return sums, uncounted, (param_bytes, buffer_bytes), memory.peak
 
 
 def program(layer: LayerSpec, batch: int, elem: int) -> Program:
@@ -133,18 +198,6 @@ def program(layer: LayerSpec, batch: int, elem: int) -> Program:
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(CostRow))
-# Fields a spec layer leaves at their default (e.g. frozen_params: a spec trains them all).
-_ROW_DEFAULTS = {f.name: f.default for f in fields(CostRow) if f.default is not MISSING}
-
-
-def _row(values: dict[str, Any]) -> CostRow:
-    """A CostRow from all its fields. The same object as ``CostRow(**values)``, made without
-    the frozen dataclass's __init__ (which sets each field through object.__setattr__: the
-    largest part of a remembered layer's cost)."""
-    assert len(values) == len(_ROW_FIELDS), set(_ROW_FIELDS) ^ set(values)
-    row = object.__new__(CostRow)
-    object.__setattr__(row, "__dict__", values)
-    return row
 
 
 def _freeze(params: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -194,12 +247,8 @@ def _lower(layer: LayerSpec, batch: int, elem: int) -> Program:
             last[v] = i
         for v in call.uses:
             last[v] = i
-    row = {"input_shape": tuple([v.shape for v in lo.inputs]), "output_shape": out,
-           "params": lo.params, "buffers": lo.buffers, "macs": macs,
-           "output_bytes": math.prod(out) * elem,
-           "formula": formula_text(factors) if factors else "",
-           "uncounted": uncounted, "calls": 1, "factors": tuple(factors), "frozen_params": 0}
-    return Program(row, macs, elem_flops, uncounted, lo.param_bytes, lo.buffer_bytes, lo.count,
+    return Program(layer.kind, tuple([v.shape for v in lo.inputs]), out, lo, macs,
+                   elem_flops, tuple(factors), uncounted,
                    _events(lo.calls, lo.same, len(lo.inputs), result.slot, last), result.slot)
 
 

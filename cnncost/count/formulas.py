@@ -28,7 +28,10 @@ from cnncost import shapes
 Shape = tuple[int, ...]
 
 
-@dataclass(frozen=True)
+_set = object.__setattr__
+
+
+@dataclass(frozen=True, init=False)
 class Factors:
     """How an op's MACs were counted: ``[batch x] (out) x (per_out)``.
 
@@ -46,6 +49,13 @@ class Factors:
     batch: int | None = None
     weight: Shape | None = None
 
+    def __init__(self, out: Shape, per_out: Shape, batch: int | None = None,
+                 weight: Shape | None = None) -> None:
+        # The generated __init__ of a frozen dataclass sets each field through
+        # object.__setattr__; the formulas make one of these per conv or matmul call.
+        _set(self, "__dict__", {"out": out, "per_out": per_out, "batch": batch,
+                                "weight": weight})
+
     @property
     def macs(self) -> int:
         return (self.batch or 1) * math.prod(self.out) * math.prod(self.per_out)
@@ -59,9 +69,15 @@ class Factors:
 def formula_text(factors: Sequence[Factors]) -> str:
     """A row's ``formula``: each op's factors and MACs, ``(4x4x5) x (3x3x3) = 2,160 + ...``."""
     if len(factors) == 1:  # most rows: one conv or matmul
-        f = factors[0]
-        return f"{f.text()} = {f.macs:,}"
-    return " + ".join([f"{f.text()} = {f.macs:,}" for f in factors])
+        return _term(factors[0])
+    return " + ".join([_term(f) for f in factors])
+
+
+def _term(f: Factors) -> str:
+    out, per_out, batch = f.out, f.per_out, f.batch
+    macs = (batch or 1) * math.prod(out) * math.prod(per_out)
+    lead = "" if batch is None else f"{batch} x "
+    return f"{lead}{_group(out)} x {_group(per_out)} = {macs:,}"
 
 
 def _group(dims: Shape) -> str:
@@ -69,13 +85,17 @@ def _group(dims: Shape) -> str:
     return str(dims[0]) if len(dims) == 1 else "(" + "x".join(map(str, dims)) + ")"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class OpCost:
     """The cost of one op call: multiply-accumulates, other FLOPs, and the MACs' factors."""
 
     macs: int = 0
     elem_flops: int = 0
     factors: Factors | None = None
+
+    def __init__(self, macs: int = 0, elem_flops: int = 0,
+                 factors: Factors | None = None) -> None:
+        _set(self, "__dict__", {"macs": macs, "elem_flops": elem_flops, "factors": factors})
 
     @property
     def formula(self) -> str:
@@ -186,7 +206,10 @@ def _conv_shape(x: Shape, w: Shape, bias: Any, stride: Any, padding: Any, dilati
         sizes = [shapes.conv_transpose_out(*dims) for dims in zip(x[-nd:], k, s, p, d, op,
                                                                     strict=True)]
         return (*x[:-nd - 1], w[1] * groups, *sizes)
-    sizes = [shapes.conv_out(*dims) for dims in zip(x[-nd:], k, s, p, d, strict=True)]
+    if not len(s) == len(p) == len(d) == nd:
+        raise ValueError(f"conv arguments for {nd} dims: stride {s}, padding {p}, dilation {d}")
+    conv_out, spatial = shapes.conv_out, x[-nd:]
+    sizes = [conv_out(spatial[i], k[i], s[i], p[i], d[i]) for i in range(nd)]
     return (*x[:-nd - 1], w[0], *sizes)
 
 

@@ -62,9 +62,7 @@ def assemble_table(model_name: str, source: str, description: str, input_shape: 
     """The table from its rows: totals, memory and conventions (``weights``
     are the parameter and buffer bytes; ``trainable_bytes`` those of the parameters that
     train, default all). ``strict`` turns ops without a formula into an error."""
-    if strict and uncounted:
-        ops = ", ".join(f"{op} ({n}x)" for op, n in sorted(uncounted.items()))
-        raise UnsupportedOpError(f"ops without a counting formula: {ops}")
+    check_strict(strict, uncounted)
     input_bytes = math.prod(input_shape) * dtype_bytes(dtype)
     return CostTable(
         model=model_name,
@@ -101,9 +99,24 @@ def _row(a: Acc, policy: Policy) -> CostRow:
     )
 
 
+def check_strict(strict: bool, uncounted: Mapping[str, int]) -> None:
+    """``strict``: ops without a formula are an error (the table lists them otherwise)."""
+    if strict and uncounted:
+        ops = ", ".join(f"{op} ({n}x)" for op, n in sorted(uncounted.items()))
+        raise UnsupportedOpError(f"ops without a counting formula: {ops}")
+
+
 def _totals(rows: tuple[CostRow, ...], weights: tuple[int, int], input_bytes: int,
             peak_activation_bytes: int, trainable_bytes: int | None) -> Totals:
-    sums = sum_rows(rows)
+    return totals_of(sum_rows(rows), sum(r.frozen_params for r in rows), weights, input_bytes,
+                     peak_activation_bytes, trainable_bytes)
+
+
+def totals_of(sums: Mapping[str, int], frozen_params: int, weights: tuple[int, int],
+              input_bytes: int, peak_activation_bytes: int,
+              trainable_bytes: int | None = None) -> Totals:
+    """The totals from the sums of the rows' summed fields (table.SUMMED), the frozen
+    parameters, the parameter and buffer bytes and the peak of the activations."""
     param_bytes, buffer_bytes = weights
     return Totals(
         params=sums["params"],
@@ -119,7 +132,7 @@ def _totals(rows: tuple[CostRow, ...], weights: tuple[int, int], input_bytes: in
         training_memory_bytes=training_memory(param_bytes, buffer_bytes,
                                               sums["output_bytes"] + input_bytes,
                                               trainable_bytes),
-        frozen_params=sum(r.frozen_params for r in rows),
+        frozen_params=frozen_params,
     )
 
 

@@ -19,9 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from cnncost.errors import LayerError, SpecError
-from cnncost.layers import LAYERS, LayerKind, Shape
+from cnncost.layers import LAYERS, Built, LayerKind, Shape
 from cnncost.spec.composites import COMPOSITES
-from cnncost.spec.context import Build, Ctx, Names, Value, fmt, layered, short, shown_key
+from cnncost.spec.context import (
+    Build,
+    Ctx,
+    Names,
+    Recording,
+    Value,
+    fmt,
+    layered,
+    short,
+    shown_key,
+)
 from cnncost.spec.expr import ExprError, check_number, evaluate, listing
 from cnncost.spec.fields import describe, example, fit, is_plain, literals
 from cnncost.spec.loader import YList, YMap, load_document, load_yaml, resolve_extends
@@ -57,8 +67,14 @@ def parse_spec(text: str, file: str = "<spec>", overrides: Mapping[str, Any] | N
 
 
 def compile_spec(doc: Any, file: str, overrides: Mapping[str, Any],
-                 input_shape: Sequence[int] | None = None) -> ModelSpec:
-    """Compile a loaded spec document (see load_document) into a ModelSpec."""
+                 input_shape: Sequence[int] | None = None,
+                 record: Recording | None = None) -> ModelSpec:
+    """Compile a loaded spec document (see load_document) into a ModelSpec.
+
+    With ``record``, what the compilation depended on is noted there (cnncost.spec.reuse):
+    the names the expressions of everything but ``vars`` and ``input`` looked up, the work
+    they did, and whether fields were derived from spatial sizes.
+    """
     build = Build(file, items)
     top = Ctx(build, file, "", 1, Names(""), {})
     if not isinstance(doc, YMap):
@@ -69,9 +85,15 @@ def compile_spec(doc: Any, file: str, overrides: Mapping[str, Any],
                 f"unknown key {short(key)}; expected one of {', '.join(TOP_LEVEL_KEYS)}")
     scope = _vars(top, doc, overrides)
     build.vars = scope
+    reads = build.budget.reads = None if record is None else record.names
+    work = build.budget.left
     name = _text(top, doc, "name", scope) or Path(file).stem
     description = _text(top, doc, "description", scope)
+    build.budget.reads = None  # the input is evaluated again wherever a compilation is reused
+    work -= build.budget.left
     in_shape = _input(top, doc, scope, input_shape)
+    build.budget.reads = reads
+    work += build.budget.left
     _collect_blocks(top, doc)
     if "layers" not in doc:
         raise top.at("", doc.line).err("missing `layers`; expected a list like `layers: [{conv: "
@@ -83,6 +105,9 @@ def compile_spec(doc: Any, file: str, overrides: Mapping[str, Any],
     if not build.layers:
         raise layers.err("every layer was skipped (by `if` or `repeat: 0`); expected at least "
                          "one layer")
+    if record is not None:
+        record.work = work - build.budget.left
+        record.spatial_fields = build.spatial_fields
     return ModelSpec(
         name=name,
         description=description,
@@ -95,6 +120,18 @@ def compile_spec(doc: Any, file: str, overrides: Mapping[str, Any],
         explain=doc.get("explain"),
         reference=_reference(top, doc),
     )
+
+
+def compile_top(doc: YMap, file: str, overrides: Mapping[str, Any],
+                input_shape: Sequence[int] | None = None) -> tuple[dict[str, Any], Shape, int]:
+    """The variables and the input shape compile_spec finds for ``overrides`` (a document
+    it compiled before), and the work evaluating them took; errors as compile_spec's."""
+    build = Build(file, items)
+    top = Ctx(build, file, "", 1, Names(""), {})
+    scope = _vars(top, doc, overrides)
+    build.vars = scope
+    in_shape = _input(top, doc, scope, input_shape)
+    return scope, in_shape, build.budget.limit - build.budget.left
 
 
 def _at_key(top: Ctx, doc: YMap, key: Any) -> Ctx:
@@ -397,6 +434,17 @@ def _leaf(ctx: Ctx, lk: LayerKind, args: Any, name: str | None, value: Value) ->
     missing = [k for k in lk.required if k not in params]
     if missing:
         raise ctx.err(f"missing field {missing[0]!r} for {lk.name} (e.g. {{{example(lk)}}})")
+    built, rf, jump = infer_layer(ctx, lk, params, value)
+    path = ctx.ns.prefix + ctx.name(name, lk.name)
+    ctx.build.add(LayerSpec(path, lk.name, params, (value.id,), (value.shape,), built.out_shape,
+                            ctx.loc(), rf, built))
+    return Value(path, built.out_shape, rf, jump)
+
+
+def infer_layer(ctx: Ctx, lk: LayerKind, params: Mapping[str, Any],
+                value: Value) -> tuple[Built, int, float]:
+    """A layer of kind ``lk`` with ``params`` on ``value``: its module, receptive field and
+    jump (the product of strides so far), checked (errors at ``ctx``)."""
     try:
         built = lk.fn(value.shape, **params)
     except LayerError as exc:
@@ -406,17 +454,13 @@ def _leaf(ctx: Ctx, lk: LayerKind, args: Any, name: str | None, value: Value) ->
         raise ctx.err(f"its weight tensor would hold {built.weight_elements:,} elements, more "
                       f"than torch can allocate sensibly; expected at most "
                       f"{MAX_WEIGHT_ELEMENTS:,} (input {fmt(value.shape)})")
-    path = ctx.ns.prefix + ctx.name(name, lk.name)
     grow, jump = (built.rf_kernel - 1) * value.jump, value.jump * built.rf_stride
     if not (math.isfinite(grow) and math.isfinite(jump)):
         # strides of 10**9 on a 1x1 map are legal in torch, but the receptive field they
         # imply overflows a float after a few layers (inf, then NaN)
         raise ctx.err("the receptive field grows beyond any number (the strides so far "
                       "multiply to more than 1e308); expected strides that fit the input")
-    rf = value.rf + round(grow)
-    ctx.build.add(LayerSpec(path, lk.name, params, (value.id,), (value.shape,), built.out_shape,
-                            ctx.loc(), rf, built))
-    return Value(path, built.out_shape, rf, jump)
+    return built, value.rf + round(grow), jump
 
 
 def _fields_expected(lk: LayerKind, args: Any) -> str:

@@ -54,26 +54,34 @@ def join_values(ctx: Ctx, kind: str, values: list[Value],
                 params: dict[str, Any] | None = None) -> Value:
     """Join ``values`` by add, mul (x * gate) or concat, named after the kind (add1)."""
     shapes = [v.shape for v in values]
-    if kind == "add":
-        out = _broadcast(shapes)
-        if out is None:
-            raise ctx.err(f"cannot add {' and '.join(map(fmt, shapes))}; expected equal "
-                          "shapes (or sizes of 1 that broadcast)")
-    elif kind == "mul":
+    out = joined_shape(kind, shapes)
+    if out is None and kind == "add":
+        raise ctx.err(f"cannot add {' and '.join(map(fmt, shapes))}; expected equal "
+                      "shapes (or sizes of 1 that broadcast)")
+    if out is None and kind == "mul":
         x, gate = shapes
-        if not _broadcastable(x, gate):
-            ones = "x".join(["1"] * (len(x) - 1))
-            raise ctx.err(f"cannot multiply {fmt(x)} by a gate of {fmt(gate)}; expected "
-                          f"the gate to be {fmt(x)} or {x[0]}x{ones}")
-        out = x
-    else:
-        spatial = {s[1:] for s in shapes}
-        if len(spatial) != 1 or len({len(s) for s in shapes}) != 1:
-            raise ctx.err(f"cannot concat {' and '.join(map(fmt, shapes))}; expected "
-                          "equal sizes apart from channels")
-        out = (sum(s[0] for s in shapes), *shapes[0][1:])
+        ones = "x".join(["1"] * (len(x) - 1))
+        raise ctx.err(f"cannot multiply {fmt(x)} by a gate of {fmt(gate)}; expected "
+                      f"the gate to be {fmt(x)} or {x[0]}x{ones}")
+    if out is None:
+        raise ctx.err(f"cannot concat {' and '.join(map(fmt, shapes))}; expected "
+                      "equal sizes apart from channels")
     path = ctx.ns.prefix + ctx.name(None, kind)
     return ctx.op(kind, path, values, out, params or {})
+
+
+def joined_shape(kind: str, shapes: Sequence[Shape]) -> Shape | None:
+    """The shape an add, mul (x * gate) or concat of ``shapes`` makes (None: they do not
+    join that way)."""
+    if kind == "add":
+        return _broadcast(shapes)
+    if kind == "mul":
+        x, gate = shapes
+        return x if _broadcastable(x, gate) else None
+    spatial = {s[1:] for s in shapes}
+    if len(spatial) != 1 or len({len(s) for s in shapes}) != 1:
+        return None
+    return (sum(s[0] for s in shapes), *shapes[0][1:])
 
 
 def _broadcast(shapes: Sequence[Shape]) -> Shape | None:
@@ -235,6 +243,7 @@ def join(ctx: Ctx, args: Any, x: Value, name: str | None) -> Value:
         raise ctx.key("crop", kline["crop"]).err(f"expected true or false, got {crop!r}")
     skip = ctx.build.taps[tap_name]
     if crop:
+        ctx.build.spatial_fields = True
         skip = _crop(ctx, tap_name, skip, x)
     return join_values(ctx, mode, [skip, x], {"tap": tap_name})
 

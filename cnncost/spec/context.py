@@ -109,6 +109,15 @@ def layered(scope: Mapping[str, Any], names: Mapping[str, Any]) -> Mapping[str, 
 
 
 @dataclass
+class Recording:
+    """What one compilation depended on (see compile_spec's ``record``)."""
+
+    names: set[str] = field(default_factory=set)
+    work: int = 0
+    spatial_fields: bool = False
+
+
+@dataclass
 class Value:
     """A tensor between items: the layer that made it, its shape, its receptive field."""
 
@@ -161,6 +170,9 @@ class Build:
         self.depth = 0
         # The arithmetic every expression, list and name template of this compilation may do.
         self.budget = Budget(MAX_WORK)
+        # Whether a layer's fields were derived from spatial sizes (join's crop): then the
+        # layers of a spec at another input size may differ in more than their shapes.
+        self.spatial_fields = False
 
     def add(self, layer: LayerSpec) -> None:
         if len(self.layers) >= MAX_LAYERS:

@@ -48,6 +48,9 @@ class Budget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.left = limit
+        # The names expressions looked up while this is a set (cnncost.spec.reuse records
+        # what a compilation read, to know which variables its layers depend on).
+        self.reads: set[str] | None = None
 
     def charge(self, units: int = 1) -> None:
         self.left -= units
@@ -305,6 +308,8 @@ class _Evaluator:
             return found
         if key in self.scope:
             found = self.names[key] = self.scope[key]
+            if self.budget.reads is not None:
+                self.budget.reads.add(key)
             return found
         if node.id in ("True", "False"):
             return node.id == "True"

@@ -7,14 +7,19 @@ order whatever order the workers finish in.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnncost.errors import ModelRunError, SpecError, UnsupportedOpError, UsageError
 from cnncost.sweep.plan import Point
+
+if TYPE_CHECKING:
+    from cnncost.spec.reuse import Recompiler
 
 Progress = Callable[[int, int], None]
 
@@ -29,6 +34,7 @@ POINT_ERRORS = (SpecError, UnsupportedOpError, ModelRunError)
 # Dask workers run tasks in threads, and building a torch.fx graph patches module-level
 # state while it traces: one count at a time per process (counting holds the GIL anyway).
 _ONE_AT_A_TIME = threading.Lock()
+_RECOMPILERS: dict[tuple[str, str, tuple[int, ...] | None], Recompiler] = {}
 
 
 @dataclass(frozen=True)
@@ -64,24 +70,50 @@ class PointResult:
 
 def evaluate(job: Job, point: Point) -> PointResult:
     """Count one point; a POINT_ERRORS error (a shape that no longer fits) is its result."""
-    from cnncost.api import analyze_target
-    from cnncost.spec import parse_spec
+    from cnncost.api import totals_loaded
 
     engine: dict[str, Any] = {} if job.engine is None else {"engine": job.engine}
     try:
         with _ONE_AT_A_TIME:
-            spec = parse_spec(job.text, job.file, {**job.fixed, **point.vars}, job.input)
-            t = analyze_target(spec, batch=point.batch, dtype=job.dtype, policy=job.policy,
-                               strict=job.strict, **engine).totals
+            spec = _recompiler(job).compile({**job.fixed, **point.vars})
+            t = totals_loaded(spec, batch=point.batch, dtype=job.dtype, policy=job.policy,
+                              strict=job.strict, **engine)
     except POINT_ERRORS as exc:
         return PointResult(point, error=" ".join(str(exc).split()))
     return PointResult(point, t.params, t.macs, t.flops, t.activation_bytes,
                        t.peak_memory_bytes)
 
 
+def _recompiler(job: Job) -> Recompiler:
+    """The process's Recompiler of the job's spec: the same spec, however many points and
+    chunks this process counts, is compiled once and reshaped (cnncost.spec.reuse)."""
+    from cnncost.spec.reuse import Recompiler
+
+    key = (job.text, job.file, job.input)
+    found = _RECOMPILERS.get(key)
+    if found is None:
+        _RECOMPILERS.clear()  # one spec at a time: a worker's memory stays flat
+        found = _RECOMPILERS[key] = Recompiler(job.text, job.file, job.input)
+    return found
+
+
 def evaluate_chunk(job: Job, points: Sequence[Point]) -> list[PointResult]:
     """Count several points (one task of a process pool or a Dask worker)."""
-    return [evaluate(job, p) for p in points]
+    with _collector_paused():
+        return [evaluate(job, p) for p in points]
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Points make no reference cycles; full collections of a heap holding every point's
+    lowered layers would cost more than the points (as count_spec, counting pauses it)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _chunks(points: Sequence[Point], workers: int) -> list[tuple[Point, ...]]:
@@ -93,10 +125,11 @@ def run_serial(job: Job, points: Sequence[Point],
                progress: Progress | None = None) -> list[PointResult]:
     """Every point in this process, in order."""
     out = []
-    for p in points:
-        out.append(evaluate(job, p))
-        if progress:
-            progress(len(out), len(points))
+    with _collector_paused():
+        for p in points:
+            out.append(evaluate(job, p))
+            if progress:
+                progress(len(out), len(points))
     return out
 
 

@@ -1,0 +1,174 @@
+"""One spec compiled at many variable values: its layers once, their shapes at each point.
+
+A sweep over the input resolution compiles the same spec a thousand times, and every time
+the expansion (which layers, their names, fields and wiring) comes out the same: only the
+shapes move. :class:`Recompiler` compiles a point in full once, recording what the layers
+depended on (``compile_spec(record=...)``): every name their expressions looked up, and
+whether a field was derived from spatial sizes (a cropping join). For the next point it
+evaluates only ``vars`` and ``input`` and reuses that compilation when it is provably the
+one compile_spec would make:
+
+- every variable the layers' expressions read has the same value (same type, same repr),
+  so every expression, condition, repeat count and name template gives the same result;
+- no field was derived from spatial sizes (crop), and the shapes are inferred again layer
+  by layer with the compiler's own functions (``infer_layer``, ``joined_shape``) and
+  checks; every value's channel count (what ``in`` reads) comes out as before;
+- the work stays within the compilation's budget.
+
+Anything else, or any error on the way, compiles the point in full, so a failing point
+gets compile_spec's own error. The result equals ``compile_spec`` at that point field for
+field (tests/test_sweep.py holds them equal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cnncost.errors import SpecError
+from cnncost.layers import LAYERS, Shape
+from cnncost.spec.compiler import compile_spec, compile_top, infer_layer, items
+from cnncost.spec.composites import joined_shape
+from cnncost.spec.context import Build, Ctx, Names, Recording, Value
+from cnncost.spec.loader import load_yaml, resolve_extends
+from cnncost.spec.model import MAX_WORK, LayerSpec, ModelSpec
+
+MAX_BASES = 8  # compilations kept per spec (a width x resolution sweep: one per width)
+# Layers inferred at an input (shape, receptive field, jump): the later stages of a network
+# see the same sizes at neighbouring resolutions. Keyed on the identity of the fields of a
+# base's layer (kept alive in the entry, so the identity is never reused).
+_INFERRED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+MAX_INFERRED = 200_000
+_set = object.__setattr__
+
+
+@dataclass(frozen=True)
+class _Base:
+    """A full compilation and what it depended on."""
+
+    spec: ModelSpec
+    reads: frozenset[str]  # names the layers' expressions looked up
+    values: Mapping[str, str]  # repr of every variable's value
+    work: int  # evaluation work beyond vars and input
+
+
+class Recompiler:
+    """Compiles one spec's text at many variable values (see the module docstring)."""
+
+    def __init__(self, text: str, file: str, input_shape: Sequence[int] | None = None) -> None:
+        self.text, self.file = text, file
+        self.input = None if input_shape is None else tuple(input_shape)
+        self.doc: Any = None
+        self.bases: list[_Base] = []
+        self.reused = 0  # points whose layers came from an earlier compilation
+
+    def compile(self, overrides: Mapping[str, Any]) -> ModelSpec:
+        """The spec at ``overrides``: equal to parse_spec(text, file, overrides, input)."""
+        if self.doc is None:  # a document that does not load raises here, at every point
+            self.doc = resolve_extends(load_yaml(self.text, self.file), self.file)
+        spec = self._reuse(overrides)
+        if spec is not None:
+            self.reused += 1
+            return spec
+        record = Recording()
+        spec = compile_spec(self.doc, self.file, dict(overrides), self.input, record)
+        if not record.spatial_fields:
+            scope = compile_top(self.doc, self.file, dict(overrides), self.input)[0]
+            self.bases.insert(0, _Base(spec, frozenset(record.names), _values(scope),
+                                       record.work))
+            del self.bases[MAX_BASES:]
+        return spec
+
+    def _reuse(self, overrides: Mapping[str, Any]) -> ModelSpec | None:
+        if not self.bases:
+            return None
+        try:
+            scope, in_shape, work = compile_top(self.doc, self.file, dict(overrides),
+                                                self.input)
+        except SpecError:
+            return None  # compile_spec says why
+        values = _values(scope)
+        for k, base in enumerate(self.bases):
+            if work + base.work > MAX_WORK or values.keys() != base.values.keys():
+                continue
+            if any(values.get(n) != base.values.get(n) for n in base.reads):
+                continue
+            spec = reshaped(base.spec, scope, in_shape, self.file)
+            if spec is not None:
+                self.bases.insert(0, self.bases.pop(k))
+                return spec
+        return None
+
+
+def _values(scope: Mapping[str, Any]) -> dict[str, str]:
+    """Each variable's value as its repr: equal reprs, equal values of the same type (1, 1.0
+    and True differ; so do -0.0 and 0.0, which only costs a compilation)."""
+    return {k: repr(v) for k, v in scope.items()}
+
+
+def reshaped(spec: ModelSpec, scope: Mapping[str, Any], in_shape: Shape,
+             file: str) -> ModelSpec | None:
+    """``spec``'s layers with their shapes inferred again from ``in_shape`` (None where
+    anything differs from what compiling would check or give: see the module docstring)."""
+    if len(in_shape) != len(spec.input_shape) or in_shape[0] != spec.input_shape[0]:
+        return None
+    ctx = Ctx(Build(file, items), file, "", 1, Names(""), {})
+    env = {"input": Value("input", in_shape, 1, 1.0)}
+    layers = []
+    known = _INFERRED if len(_INFERRED) < MAX_INFERRED else {}
+    try:
+        for layer in spec.layers:
+            values = [env[k] for k in layer.inputs]
+            if layer.built is not None:
+                x = values[0]
+                # infer_layer is a function of these alone (the kind's shape rule and checks)
+                key = (id(layer.params), x.shape, x.rf, x.jump)
+                found = known.get(key)
+                if found is None or found[0] is not layer.params:
+                    found = known[key] = (layer.params, *infer_layer(
+                        ctx, LAYERS[layer.kind], layer.params, x))
+                built, rf, jump = found[1:]
+                out = built.out_shape
+            else:
+                shape = _op_shape(layer, values)
+                if shape is None:
+                    return None
+                ctx.check_shape(shape)
+                built, out = None, shape
+                rf, jump = max(v.rf for v in values), max(v.jump for v in values)
+            if len(out) != len(layer.out_shape) or out[0] != layer.out_shape[0]:
+                return None  # a channel count moved: an expression reading `in` may differ
+            # LayerSpec(...) without the frozen dataclass's __init__ (a field at a time)
+            new = object.__new__(LayerSpec)
+            _set(new, "__dict__", {"path": layer.path, "kind": layer.kind,
+                                   "params": layer.params, "inputs": layer.inputs,
+                                   "in_shapes": tuple([v.shape for v in values]),
+                                   "out_shape": out, "loc": layer.loc,
+                                   "receptive_field": rf, "built": built})
+            layers.append(new)
+            env[layer.path] = Value(layer.path, out, rf, jump)
+    except SpecError:
+        return None
+    return ModelSpec(
+        name=spec.name,
+        description=spec.description,
+        source=spec.source,
+        file=spec.file,
+        input_shape=in_shape,
+        vars={k: v for k, v in scope.items() if not k.startswith("_")},
+        layers=tuple(layers),
+        output=spec.output,
+        explain=spec.explain,
+        reference=spec.reference,
+    )
+
+
+def _op_shape(layer: LayerSpec, values: Sequence[Value]) -> Shape | None:
+    shapes = [v.shape for v in values]
+    if layer.kind == "slice":  # a split's equal channel chunks (crops never get here)
+        x, p = shapes[0], layer.params
+        return (p["length"], *x[1:]) if p.get("dim") == 0 else None
+    if layer.kind in ("add", "mul", "concat"):
+        return joined_shape(layer.kind, shapes)
+    return None
