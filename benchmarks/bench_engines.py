@@ -51,7 +51,7 @@ def _timed(fn: Callable[[ModelSpec], object], spec: ModelSpec) -> float:
 
 
 def _analytic_cold(spec: ModelSpec) -> None:
-    analytic._PROGRAMS.clear()
+    analytic.clear_caches()
     analytic.count_spec(spec)
 
 

@@ -6,9 +6,10 @@ A resolution sweep of the bundled ResNet-50 (``res=64..`` in steps of 8, ``--poi
 points, batch 1) is counted ``repeats`` times serially and ``repeats`` times with ``--jobs``
 processes, taking turns so background load hits both alike. Each time is the whole
 ``Prepared.run`` as a user pays it (for the pool: starting the worker processes, which
-import torch, included). Reported: the median and best time and points/s of each, and the
-pool's speed-up over serial (serial median / pool median). The results of the two are
-checked equal before anything is timed.
+import no torch for the analytic engine, included; each worker compiles the spec once and
+reshapes it per point, see cnncost/spec/reuse.py). Reported: the median and best time and
+points/s of each, and the pool's speed-up over serial (serial median / pool median). The
+results of the two are checked equal before anything is timed.
 
 Target (issue 12): >= 300 points/s on one core, which needs the torch-free analytic engine;
 with ``--engine`` omitted the sweep uses the counting API's default engine.

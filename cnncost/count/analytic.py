@@ -26,7 +26,7 @@ from cnncost.count.formulas import (
     Factors,
     formula_text,
 )
-from cnncost.count.lowering import LOWERINGS, Call, Lower
+from cnncost.count.lowering import _QUALIFIED, LOWERINGS, Call, Lower
 from cnncost.count.memory import assemble_table, check_strict, totals_of
 from cnncost.errors import UnsupportedOpError
 from cnncost.graph.walk import dying_after
@@ -91,6 +91,13 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 _MAX_CACHE = 100_000
 _T = TypeVar("_T")
 _PROGRAMS: dict[Any, Program] = {}
+
+
+def clear_caches() -> None:
+    """Forget every layer lowered so far (and the op names qualified): the engine as in a
+    fresh process (benchmarks/bench_engines.py times counts "cold" after this)."""
+    _PROGRAMS.clear()
+    _QUALIFIED.clear()
 
 
 def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",

@@ -59,7 +59,7 @@ class Lower:
 
     def __init__(self, elem: int, in_shapes: Sequence[Shape]) -> None:
         self.elem = elem
-        self.inputs = [Val(s, i) for i, s in enumerate(in_shapes)]
+        self.inputs = [_new(Val, (s, i)) for i, s in enumerate(in_shapes)]
         self.count = len(self.inputs)
         self.calls: list[Call] = []
         self.same: list[tuple[int, int]] = []  # values that are another value itself
@@ -70,14 +70,14 @@ class Lower:
         n = math.prod(shape)
         self.params += n
         self.param_bytes += n * self.elem
-        return Val(shape, -1)
+        return _new(Val, (shape, -1))
 
     def buffer(self, shape: Shape, elem: int | None = None) -> Val:
         """A buffer of the module (floating point unless ``elem`` says otherwise)."""
         n = math.prod(shape)
         self.buffers += n
         self.buffer_bytes += n * (self.elem if elem is None else elem)
-        return Val(shape, -1)
+        return _new(Val, (shape, -1))
 
     def shape(self, op: str, *args: Any, **kwargs: Any) -> Shape:
         """The first output's shape by the op's shape rule in the formula table."""
@@ -95,15 +95,15 @@ class Lower:
             out = SHAPE_RULES[qualified](*shapes, **kwargs)
         slot = self.count
         self.count = slot + 1
-        uses = tuple([v.slot for v in tensors if v.slot >= 0])
+        uses = tuple([v[1] for v in tensors if v[1] >= 0])
         if not alias:
             allocs: tuple[tuple[int, int], ...] = ((slot, math.prod(out) * self.elem),)
             aliases: tuple[tuple[int, int], ...] = ()
         else:
             allocs = ()
-            aliases = ((slot, tensors[0].slot),) if tensors[0].slot >= 0 else ()
-        self.calls.append(Call(qualified, shapes, kwargs, out, uses, allocs, aliases))
-        return Val(out, slot)
+            aliases = ((slot, tensors[0][1]),) if tensors[0][1] >= 0 else ()
+        self.calls.append(_new(Call, (qualified, shapes, kwargs, out, uses, allocs, aliases)))
+        return _new(Val, (out, slot))
 
     def calls_with(self, op: str, args: Sequence[Any], kwargs: dict[str, Any],
                    outs: Sequence[tuple[Shape, int]], alias: bool = False) -> list[Val]:
@@ -115,27 +115,32 @@ class Lower:
                 alias: bool) -> list[Val]:
         shapes, tensors = split
         first = self.count
-        vals = [Val(shape, first + i) for i, (shape, _) in enumerate(outs)]
+        vals = [_new(Val, (shape, first + i)) for i, (shape, _) in enumerate(outs)]
         self.count += len(vals)
-        uses = tuple(v.slot for v in tensors if v.slot >= 0)
+        uses = tuple([v[1] for v in tensors if v[1] >= 0])
         allocs: tuple[tuple[int, int], ...] = ()
         aliases: tuple[tuple[int, int], ...] = ()
         if not alias:
-            allocs = tuple((first + i, math.prod(shape) * e) for i, (shape, e) in enumerate(outs))
-        elif tensors[0].slot >= 0:
-            aliases = ((first, tensors[0].slot),)
-        out_shape = vals[0].shape if len(vals) == 1 else tuple(v.shape for v in vals)
-        self.calls.append(Call(_qualified(op), shapes, kwargs, out_shape, uses, allocs, aliases))
+            allocs = tuple([(first + i, math.prod(shape) * e)
+                            for i, (shape, e) in enumerate(outs)])
+        elif tensors[0][1] >= 0:
+            aliases = ((first, tensors[0][1]),)
+        out_shape = vals[0][0] if len(vals) == 1 else tuple([v[0] for v in vals])
+        self.calls.append(_new(Call, (_qualified(op), shapes, kwargs, out_shape, uses, allocs,
+                                      aliases)))
         return vals
 
     def itself(self, x: Val) -> Val:
         """The module returns its input object unchanged (identity, dropout at inference)."""
-        val = Val(x.shape, self.count)
+        val = _new(Val, (x.shape, self.count))
         self.count += 1
         self.same.append((val.slot, x.slot))
         return val
 
 
+# Val(...) and Call(...) without the Python-level __new__ of a NamedTuple (the same tuples):
+# a lowering makes several of each per layer.
+_new = tuple.__new__
 _QUALIFIED: dict[str, str] = {}  # op -> aten::op (a name is qualified once per process)
 
 
