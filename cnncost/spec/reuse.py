@@ -35,11 +35,11 @@ from cnncost.spec.loader import load_yaml, resolve_extends
 from cnncost.spec.model import MAX_WORK, LayerSpec, ModelSpec
 
 MAX_BASES = 8  # compilations kept per spec (a width x resolution sweep: one per width)
-# Layers inferred at an input (shape, receptive field, jump): the later stages of a network
-# see the same sizes at neighbouring resolutions. Keyed on the identity of the fields of a
-# base's layer (kept alive in the entry, so the identity is never reused).
+# Layers inferred on inputs (shape, receptive field, jump each): the later stages of a
+# network see the same sizes at neighbouring resolutions. Keyed on the identity of a base's
+# layer (kept alive in the entry, so the identity is never reused) and the inputs.
 _INFERRED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-MAX_INFERRED = 200_000
+MAX_INFERRED = 50_000
 _set = object.__setattr__
 
 
@@ -51,6 +51,11 @@ class _Base:
     reads: frozenset[str]  # names the layers' expressions looked up
     values: Mapping[str, str]  # repr of every variable's value
     work: int  # evaluation work beyond vars and input
+
+
+def clear_caches() -> None:
+    """Forget the layers inferred so far (as in a fresh process)."""
+    _INFERRED.clear()
 
 
 class Recompiler:
@@ -114,40 +119,26 @@ def reshaped(spec: ModelSpec, scope: Mapping[str, Any], in_shape: Shape,
     if len(in_shape) != len(spec.input_shape) or in_shape[0] != spec.input_shape[0]:
         return None
     ctx = Ctx(Build(file, items), file, "", 1, Names(""), {})
-    env = {"input": Value("input", in_shape, 1, 1.0)}
+    # value id -> (shape, receptive field, jump), as the compiler's Values hold them
+    env: dict[str, tuple[Shape, int, float]] = {"input": (in_shape, 1, 1.0)}
     layers = []
-    known = _INFERRED if len(_INFERRED) < MAX_INFERRED else {}
+    if len(_INFERRED) >= MAX_INFERRED:  # a long sweep: keep what the next points are near
+        _INFERRED.clear()
+    known = _INFERRED
     try:
         for layer in spec.layers:
             values = [env[k] for k in layer.inputs]
-            if layer.built is not None:
-                x = values[0]
-                # infer_layer is a function of these alone (the kind's shape rule and checks)
-                key = (id(layer.params), x.shape, x.rf, x.jump)
-                found = known.get(key)
-                if found is None or found[0] is not layer.params:
-                    found = known[key] = (layer.params, *infer_layer(
-                        ctx, LAYERS[layer.kind], layer.params, x))
-                built, rf, jump = found[1:]
-                out = built.out_shape
-            else:
-                shape = _op_shape(layer, values)
-                if shape is None:
-                    return None
-                ctx.check_shape(shape)
-                built, out = None, shape
-                rf, jump = max(v.rf for v in values), max(v.jump for v in values)
-            if len(out) != len(layer.out_shape) or out[0] != layer.out_shape[0]:
-                return None  # a channel count moved: an expression reading `in` may differ
-            # LayerSpec(...) without the frozen dataclass's __init__ (a field at a time)
-            new = object.__new__(LayerSpec)
-            _set(new, "__dict__", {"path": layer.path, "kind": layer.kind,
-                                   "params": layer.params, "inputs": layer.inputs,
-                                   "in_shapes": tuple([v.shape for v in values]),
-                                   "out_shape": out, "loc": layer.loc,
-                                   "receptive_field": rf, "built": built})
-            layers.append(new)
-            env[layer.path] = Value(layer.path, out, rf, jump)
+            # A layer's step is a function of its own fields and what flows in: the same
+            # inputs as at an earlier point, the same LayerSpec (neighbouring resolutions
+            # meet the same sizes in a network's later stages).
+            key = (id(layer), *values)
+            found = known.get(key)
+            if found is None or found[0] is not layer:
+                found = known[key] = (layer, *_step(ctx, layer, values))
+            if found[1] is None:
+                return None
+            layers.append(found[1])
+            env[layer.path] = found[2]
     except SpecError:
         return None
     return ModelSpec(
@@ -164,8 +155,34 @@ def reshaped(spec: ModelSpec, scope: Mapping[str, Any], in_shape: Shape,
     )
 
 
-def _op_shape(layer: LayerSpec, values: Sequence[Value]) -> Shape | None:
-    shapes = [v.shape for v in values]
+def _step(ctx: Ctx, layer: LayerSpec, values: list[tuple[Shape, int, float]]
+          ) -> tuple[LayerSpec | None, tuple[Shape, int, float] | None]:
+    """``layer`` on ``values`` as compiling infers it; (None, None) where it cannot be
+    reused (SpecError: compiling says why)."""
+    if layer.built is not None:
+        shape, rf, jump = values[0]
+        built, rf, jump = infer_layer(ctx, LAYERS[layer.kind], layer.params,
+                                      Value(layer.inputs[0], shape, rf, jump))
+        out = built.out_shape
+    else:
+        op_shape = _op_shape(layer, [v[0] for v in values])
+        if op_shape is None:
+            return None, None
+        ctx.check_shape(op_shape)
+        built, out = None, op_shape
+        rf, jump = max(v[1] for v in values), max(v[2] for v in values)
+    if len(out) != len(layer.out_shape) or out[0] != layer.out_shape[0]:
+        return None, None  # a channel count moved: an expression reading `in` may differ
+    # LayerSpec(...) without the frozen dataclass's __init__ (a field at a time)
+    new = object.__new__(LayerSpec)
+    _set(new, "__dict__", {"path": layer.path, "kind": layer.kind, "params": layer.params,
+                           "inputs": layer.inputs,
+                           "in_shapes": tuple([v[0] for v in values]), "out_shape": out,
+                           "loc": layer.loc, "receptive_field": rf, "built": built})
+    return new, (out, rf, jump)
+
+
+def _op_shape(layer: LayerSpec, shapes: Sequence[Shape]) -> Shape | None:
     if layer.kind == "slice":  # a split's equal channel chunks (crops never get here)
         x, p = shapes[0], layer.params
         return (p["length"], *x[1:]) if p.get("dim") == 0 else None

@@ -97,6 +97,17 @@ def _recompiler(job: Job) -> Recompiler:
     return found
 
 
+def clear_caches() -> None:
+    """Forget every spec compiled and layer lowered so far in this process (as a fresh
+    process: benchmarks/bench_sweep.py times sweeps from here)."""
+    from cnncost.count.analytic import clear_caches as lowered
+    from cnncost.spec.reuse import clear_caches as compiled
+
+    _RECOMPILERS.clear()
+    compiled()
+    lowered()
+
+
 def evaluate_chunk(job: Job, points: Sequence[Point]) -> list[PointResult]:
     """Count several points (one task of a process pool or a Dask worker)."""
     with _collector_paused():
