@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnncost.errors import CnnCostError, UsageError
-from cnncost.io import cache_dir, write_atomic
+from cnncost.io import cache_dir, read_text, write_atomic
 from cnncost.sources import DEFAULT_INPUT, Target, default_input, frames, load_target, resolve
 from cnncost.table import CostTable, Totals
 
@@ -218,23 +218,25 @@ class ListCache:
         self.code = code_digest()
         self.entries: dict[str, Any] = {}
         self.dirty = False
-        try:
-            doc = json.loads(self.path.read_text())
-            if doc.get("code") == self.code:
-                self.entries = dict(doc["specs"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass
+        try:  # a cache that cannot be read (missing, a FIFO, too large, not JSON) is rebuilt
+            doc = json.loads(read_text(self.path, 4 << 20, "list cache", track=False))
+        except (CnnCostError, ValueError, RecursionError):
+            doc = None
+        if isinstance(doc, dict) and doc.get("code") == self.code and isinstance(
+                doc.get("specs"), dict):
+            self.entries = {k: v for k, v in doc["specs"].items() if _valid_listed(v)}
 
     def get(self, path: Path, totals: bool) -> tuple[str, int | None, int | None]:
         """(description, params, macs) of a spec file; counts only when ``totals``."""
-        from cnncost.spec import load_spec, spec_files
+        from cnncost.io import read_bytes
+        from cnncost.spec import MAX_FILE_BYTES, load_spec, spec_files
 
         # A variant's meaning is its text and that of the specs it extends.
-        text = b"\0".join(Path(f).read_bytes() for f in spec_files(path))
+        text = b"\0".join(read_bytes(f, MAX_FILE_BYTES, "spec") for f in spec_files(path))
         key = hashlib.sha256(text).hexdigest()
         hit = self.entries.get(key)
         if hit is not None and (not totals or hit.get("params") is not None):
-            return str(hit["description"]), hit.get("params"), hit.get("macs")
+            return hit["description"], hit.get("params"), hit.get("macs")
         spec = load_spec(path)
         params = macs = None
         if totals:
@@ -252,6 +254,15 @@ class ListCache:
             return
         with contextlib.suppress(OSError, CnnCostError):
             write_atomic(self.path, json.dumps({"code": self.code, "specs": self.entries}))
+
+
+def _valid_listed(entry: Any) -> bool:
+    """A cached ``list`` entry: a description and, where counted, whole counts >= 0."""
+    def count(x: Any) -> bool:
+        return x is None or (type(x) is int and 0 <= x < 10**30)
+
+    return (isinstance(entry, dict) and isinstance(entry.get("description"), str)
+            and count(entry.get("params")) and count(entry.get("macs")))
 
 
 def load_spec_target(name: str, overrides: Mapping[str, Any] | None = None,
@@ -346,11 +357,12 @@ def report_targets(names: Sequence[str], all_bundled: bool,
     return targets
 
 
-def save_report(table: CostTable, path: Path) -> Path:
-    """Write a report: ``path`` (the JSON baseline) and its Markdown table beside it."""
+def save_report(table: CostTable, path: Path, replace_input: bool = False) -> Path:
+    """Write a report: ``path`` (the JSON baseline) and its Markdown table beside it;
+    ``replace_input``: ``path`` is the report being updated (cnncost.io.guard_inputs)."""
     from cnncost.render.formats import to_markdown
 
-    write_atomic(path, table.to_json())
+    write_atomic(path, table.to_json(), replace_input)
     md = path.with_suffix(".md")
     write_atomic(md, to_markdown(table))
     return md
@@ -417,7 +429,7 @@ def checked_reports(directory: Path,
 def update_report(table: CostTable, path: Path, folder: Path) -> str:
     """``check --update``: rewrite a drifted report, its Markdown and (where ``report`` wrote
     one) its page; says what it wrote."""
-    md = save_report(table, path)
+    md = save_report(table, path, replace_input=True)
     if path.with_suffix(".html").exists():
         save_page(table, path, folder)
     return f"  updated {path} and {md.name}\n"

@@ -19,7 +19,7 @@ import typer
 
 from cnncost.cli_coerce import install as _lazy_coercion
 from cnncost.errors import CnnCostError, UsageError
-from cnncost.io import write_atomic
+from cnncost.io import guard_inputs, write_atomic
 from cnncost.render.advice import AdviceFormat
 from cnncost.render.console import err_console, print_error, write_stdout
 from cnncost.render.formats import Format
@@ -49,7 +49,8 @@ def handle_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with guard_inputs():  # --output never replaces a file the command reads
+                return fn(*args, **kwargs)
         except CnnCostError as exc:
             if _debug["on"]:
                 raise

@@ -230,6 +230,9 @@ def _import_file(ref: str, path: Path) -> Any:
     import its neighbours), as ``python path/to/model.py`` would allow."""
     if not path.is_file():
         raise UsageError(f"{ref}: no such file {path}")
+    from cnncost.io import note_input
+
+    note_input(path, "module")  # --output must not replace it
     name = "cnncost_factory_" + re.sub(r"\W", "_", str(path.resolve().with_suffix("")))
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None

@@ -401,3 +401,251 @@ def test_module_names_print_literally(tmp_path: Path) -> None:
     code, out, err = run("analyze", f"{tmp_path / 'm.py'}:build", "--input", "1x4x4")
     assert code == 0, err
     assert _printable(out) and " [b]\\x1b[2J " in out  # the column is as wide as that
+
+
+# --------------------------------------------------------------------------- torch's own limits
+
+
+def test_a_kernel_beyond_torchs_storage_is_a_located_error(tmp_path: Path) -> None:
+    # out 2^24 x in 1 x 2^24 x 2^24 weights = 2^72 elements: each size is within the spec's
+    # limits (2^24), the product beyond torch's 2^63-byte storage.
+    spec = tmp_path / "big.yaml"
+    spec.write_text("input: [1, 1, 1]\nlayers:\n"
+                    "  - conv: {out: 16777216, kernel: 16777216, padding: 8388608}\n")
+    assert run("validate", spec)[0] == 0
+    for command in ("analyze", "bench"):
+        assert_one_line_error(*run(command, spec), "big.yaml:3: layers[0].conv: torch cannot "
+                              "build this layer", "Storage size calculation overflowed")
+    import cnncost
+
+    with pytest.raises(SpecError, match="torch cannot build this layer"):
+        cnncost.build(spec)
+
+
+# --------------------------------------------------------------------------- caches
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    (home / "cnncost").mkdir(parents=True)
+    return home / "cnncost"
+
+
+def test_a_corrupt_list_cache_is_ignored_and_rebuilt(cache_home: Path) -> None:
+    from cnncost.api import ListCache
+    from cnncost.sources import bundled_specs
+
+    path = bundled_specs()["textbook/conv5x5"]
+    fresh = ListCache().get(path, True)  # counted: (description, params, macs)
+    cache = ListCache()
+    cache.get(path, True)
+    cache.save()
+    good = json.loads((cache_home / "list-totals.json").read_text())
+    (key,) = good["specs"]
+    for bad in ({"description": "[red]x", "params": "many", "macs": 1},
+                {"description": 5, "params": 1, "macs": 1}, {"params": 1},
+                {"description": "d", "params": -1, "macs": 10**40}, [1, 2], "x"):
+        (cache_home / "list-totals.json").write_text(
+            json.dumps({**good, "specs": {key: bad}}))
+        assert ListCache().get(path, True) == fresh, bad
+    for text in ("[1, 2]", '{"code": 5}', "{" * 100_000, "not json", '{"specs": []}'):
+        (cache_home / "list-totals.json").write_text(text)
+        assert ListCache().get(path, True) == fresh, text[:20]
+    (cache_home / "list-totals.json").unlink()
+    os.mkfifo(cache_home / "list-totals.json")
+    assert ListCache().get(path, True) == fresh  # a FIFO is not waited on
+
+
+ROOF_BAD = {
+    "zero-peak": ("peak_flops", 0.0), "negative-bandwidth": ("bandwidth", -1e9),
+    "string-peak": ("peak_flops", "fast"), "huge-peak": ("peak_flops", 1e300),
+    "nan-peak": ("peak_flops", float("nan")), "bool-threads": ("threads", True),
+    "number-name": ("device_name", 3), "negative-load": ("load_avg", -1.0),
+}
+
+
+@pytest.fixture(scope="module")
+def quick_roof() -> Any:
+    import torch
+
+    from cnncost.measure.roofline import calibrate
+
+    return calibrate(torch.device("cpu"), torch.float32, 1, quick=True)
+
+
+@pytest.mark.parametrize("field,value", ROOF_BAD.values(), ids=ROOF_BAD.keys())
+def test_an_impossible_cached_roofline_is_not_used(quick_roof: Any, field: str,
+                                                   value: Any) -> None:
+    from cnncost.measure.roofline import cached_roofline
+
+    entry = quick_roof.to_dict()
+    assert cached_roofline(entry, quick_roof.key) == quick_roof
+    entry[field] = value
+    assert cached_roofline(entry, quick_roof.key) is None
+
+
+def test_a_roofline_entry_must_be_for_its_key(quick_roof: Any) -> None:
+    from cnncost.measure.roofline import cached_roofline
+
+    entry = quick_roof.to_dict()
+    assert cached_roofline(entry, quick_roof.key + "x") is None
+    del entry["bandwidth"]
+    assert cached_roofline(entry, quick_roof.key) is None
+    assert cached_roofline([entry], quick_roof.key) is None
+
+
+def test_a_corrupt_roofline_cache_is_measured_again(cache_home: Path, quick_roof: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from cnncost.measure import roofline
+
+    calls: list[int] = []
+
+    def measure(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return quick_roof
+
+    monkeypatch.setattr(roofline, "calibrate", measure)
+    cpu = torch.device("cpu")
+    for text in ("{" * 100_000, json.dumps({"schema": roofline.CACHE_SCHEMA, "entries": {
+            quick_roof.key: {**quick_roof.to_dict(), "peak_flops": -5}}}),
+            json.dumps({"schema": roofline.CACHE_SCHEMA, "entries": [1]})):
+        (cache_home / "roofline.json").write_text(text)
+        got = roofline.get_roofline(cpu, torch.float32, 1)
+        assert got.valid and got.peak_flops == quick_roof.peak_flops
+    assert len(calls) == 3
+    assert roofline.get_roofline(cpu, torch.float32, 1).from_cache  # rewritten: now it reads
+    assert len(calls) == 3
+
+
+def test_an_impossible_measurement_is_an_error(cache_home: Path, quick_roof: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import torch
+
+    from cnncost.measure import roofline
+
+    broken = dataclasses.replace(quick_roof, peak_flops=float("inf"))
+    monkeypatch.setattr(roofline, "calibrate", lambda *a, **k: broken)
+    with pytest.raises(roofline.MeasurementError, match="is not usable"):
+        roofline.get_roofline(torch.device("cpu"), torch.float32, 1)
+
+
+def test_bench_json_has_no_nan() -> None:
+    from cnncost.measure.bench import _finite
+
+    doc = _finite({"a": [1.0, float("nan")], "b": {"c": float("-inf")}, "d": "x"})
+    assert doc == {"a": [1.0, None], "b": {"c": None}, "d": "x"}
+    json.dumps(doc, allow_nan=False)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    return spec
+
+
+def test_output_onto_the_spec_is_refused(tiny: Path) -> None:
+    assert_one_line_error(*run("analyze", tiny, "-o", tiny), "tiny.yaml: is the spec",
+                          "refusing to overwrite an input")
+    assert tiny.read_text() == TINY
+    link = tiny.with_name("alias.yaml")
+    link.symlink_to(tiny.name)
+    assert_one_line_error(*run("analyze", tiny, "-o", link), "alias.yaml: is the spec")
+    assert tiny.read_text() == TINY and link.is_symlink()
+
+
+def test_output_onto_a_spec_it_extends_or_a_module_is_refused(tiny: Path) -> None:
+    variant = tiny.with_name("variant.yaml")
+    variant.write_text("extends: tiny.yaml\nname: variant\n")
+    assert_one_line_error(*run("analyze", variant, "-o", tiny), "is the spec")
+    module = tiny.with_name("m.py")
+    module.write_text("from torch import nn\n\ndef build():\n    return nn.Conv2d(1, 2, 3)\n")
+    before = module.read_text()
+    assert_one_line_error(*run("analyze", f"{module}:build", "-i", "1x4x4", "-o", module),
+                          "is the module")
+    assert module.read_text() == before
+
+
+def test_check_update_still_rewrites_its_reports(reports: Path) -> None:
+    code, out, err = run("check", reports, "--update")
+    assert code == 0 and "updated" in out, (out, err)
+    assert run("check", reports)[0] == 0
+
+
+def test_output_through_a_symlink_replaces_its_target(tiny: Path) -> None:
+    target = tiny.with_name("target.txt")
+    link = tiny.with_name("link.txt")
+    link.symlink_to(target.name)  # dangling: written through, as `>` would
+    assert run("analyze", tiny, "-f", "csv", "-o", link)[0] == 0
+    assert link.is_symlink() and target.read_text().startswith("name,kind")
+
+
+@pytest.mark.parametrize("where", ["folder", "under-a-file"])
+def test_unwritable_output_paths_are_one_line(tiny: Path, where: str) -> None:
+    output = tiny.parent if where == "folder" else tiny / "x.txt"
+    why = "is a folder" if where == "folder" else "tiny.yaml is a file, not a folder"
+    assert_one_line_error(*run("analyze", tiny, "-o", output), "cannot write", why)
+
+
+def test_a_read_only_folder_and_a_full_disk_are_one_line(
+        tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import tempfile
+
+    folder = tiny.parent / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0:  # root writes anywhere: there, the refusal is simulated
+        folder.chmod(0o500)
+        assert_one_line_error(*run("analyze", tiny, "-o", folder / "t.txt"),
+                              "cannot write: Permission denied")
+        folder.chmod(0o700)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "mkstemp", refuse)
+        assert_one_line_error(*run("analyze", tiny, "-o", folder / "t.txt"),
+                              "cannot write: Permission denied")
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, fd: int, *args: Any, **kwargs: Any) -> None:
+            self.fh = real_fdopen(fd, *args, **kwargs)
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            self.fh.close()
+
+        def write(self, data: Any) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    (folder / "t.txt").write_text("old")
+    with monkeypatch.context() as m:
+        m.setattr(os, "fdopen", Full)
+        assert_one_line_error(*run("analyze", tiny, "-o", folder / "t.txt"),
+                              "cannot write: No space left on device")
+    assert sorted(p.name for p in folder.iterdir()) == ["t.txt"]  # no temp file left
+    assert (folder / "t.txt").read_text() == "old"  # the old file as it was
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_files_follow_the_umask(tiny: Path, umask: int, mode: int) -> None:
+    out = tiny.with_name(f"out{umask:o}.txt")
+    old = os.umask(umask)
+    try:
+        assert run("analyze", tiny, "-o", out)[0] == 0
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == mode  # 0666 minus the umask, as `>` would make it

@@ -24,7 +24,7 @@ from cnncost.count.memory import build_table, check_free_memory, nbytes
 from cnncost.count.mode import Acc, CostCounterMode, tensors
 from cnncost.count.snapshot import ModuleState
 from cnncost.errors import CnnCostError, ModelRunError, UsageError
-from cnncost.graph.build import META_KEY, op_args, op_target
+from cnncost.graph.build import META_KEY, TORCH_REFUSALS, op_args, op_target, torch_refused
 from cnncost.graph.walk import Step, Walk, graph_walk
 from cnncost.spec import LayerSpec, ModelSpec
 from cnncost.table import CostTable
@@ -65,6 +65,8 @@ class _LayerRows:
         self.mode.acc = acc
         try:
             out = step.target(*args, **kwargs)
+        except TORCH_REFUSALS as exc:
+            raise torch_refused(layer, "run", exc) from None
         finally:
             self.mode.acc = None
         outs = [out] if isinstance(out, torch.Tensor) else tensors(out)
@@ -112,10 +114,13 @@ def _spec_modules(spec: ModelSpec, dtype: torch.dtype, device: str,
         key = (layer.kind, _freeze(layer.params), layer.in_shapes)
         entry = built.get(key)
         if entry is None:
-            with torch.device(device):
-                module = layer.built.make()
-            if dtype != torch.get_default_dtype():
-                module = module.to(dtype)
+            try:
+                with torch.device(device):
+                    module = layer.built.make()
+                if dtype != torch.get_default_dtype():
+                    module = module.to(dtype)
+            except TORCH_REFUSALS as exc:
+                raise torch_refused(layer, "build", exc) from None
             module.eval()
             entry = (module, sum(p.numel() for p in module.parameters()),
                      sum(b.numel() for b in module.buffers()),

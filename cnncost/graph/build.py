@@ -12,9 +12,22 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from cnncost.errors import SpecError
 from cnncost.spec import LayerSpec, ModelSpec, load_spec
 
 META_KEY = "cnncost"
+
+# What torch raises for a layer it cannot hold (a weight of more than 2**63 bytes: "Storage
+# size calculation overflowed"), though the spec's own bounds let each size through.
+TORCH_REFUSALS = (RuntimeError, ValueError, OverflowError, MemoryError)
+
+
+def torch_refused(layer: LayerSpec, doing: str, exc: BaseException) -> SpecError:
+    """A layer torch would not build or run, as a located one-line SpecError."""
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return SpecError(f"torch cannot {doing} this layer ({type(exc).__name__}: {first}); its "
+                     "sizes are within the spec's limits but beyond what torch can hold",
+                     layer.loc.file, layer.loc.line, layer.loc.where)
 
 
 def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -43,9 +56,12 @@ def build_module(spec: ModelSpec, device: str | torch.device = "cpu",
         for layer in spec.layers:
             args = tuple(env[i] for i in layer.inputs)
             if layer.built is not None:
-                module = layer.built.make()
-                if dtype is not None:
-                    module = module.to(dtype)
+                try:
+                    module = layer.built.make()
+                    if dtype is not None:
+                        module = module.to(dtype)
+                except TORCH_REFUSALS as exc:
+                    raise torch_refused(layer, "build", exc) from None
                 _set_submodule(root, layer.path, module)
                 node = graph.create_node("call_module", layer.path, args,
                                          name=_node_name(layer.path))

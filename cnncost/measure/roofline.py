@@ -33,15 +33,21 @@ from typing import Any
 
 import torch
 
-from cnncost.io import cache_dir, write_atomic
+from cnncost.errors import CnnCostError
+from cnncost.io import cache_dir, read_text, write_atomic
 from cnncost.measure.memory import free_memory
 from cnncost.measure.timing import Progress
 from cnncost.table import CostRow, CostTable
 
 CACHE_SCHEMA = "cnncost.roofline/1"
 CACHE_FILE = "roofline.json"
+CACHE_LIMIT = 4 << 20  # a few hundred entries take ~0.1 MiB
 
 _ELEMENT_SIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
+
+
+class MeasurementError(CnnCostError):
+    """A measurement came out impossible (zero time, a non-finite rate)."""
 
 
 class Bound(str, Enum):
@@ -97,6 +103,43 @@ class Roofline:
         kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d and k != "from_cache"}
         return cls(**kw, from_cache=from_cache)
 
+    @property
+    def valid(self) -> bool:
+        """Every field of the right type, both roofs finite, positive and below any machine
+        (a cache entry edited to a zero, negative, string or huge peak is not a roofline)."""
+        texts = (self.key, self.device, self.device_name, self.dtype, self.torch_version,
+                 self.measured_at)
+        counts = (self.threads, self.matmul_n, self.copy_bytes)
+        return (all(isinstance(t, str) for t in texts)
+                and all(type(c) is int and 0 <= c < 1 << 62 for c in counts)
+                and _within(self.peak_flops, MAX_PEAK_FLOPS)
+                and _within(self.bandwidth, MAX_BANDWIDTH)
+                and (self.load_avg is None or _within(self.load_avg, 1e6, zero=True)))
+
+
+# Far beyond any machine (an exaflop; 10 PB/s): a figure above is not a measurement.
+MAX_PEAK_FLOPS = 1e18
+MAX_BANDWIDTH = 1e16
+
+
+def _within(x: Any, top: float, zero: bool = False) -> bool:
+    """A finite number in (0, top], or [0, top] with ``zero``."""
+    return (isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+            and (x >= 0 if zero else x > 0) and x <= top)
+
+
+def cached_roofline(entry: Any, key: str) -> Roofline | None:
+    """The roofline a cache entry holds for ``key``, or None when it is not a valid one
+    (missing or extra-typed fields, another key, a peak that no machine has): a cache that
+    cannot be read is measured again, never printed."""
+    if not isinstance(entry, dict) or entry.get("key") != key:
+        return None
+    try:
+        roof = Roofline.from_dict(entry, from_cache=True)
+    except (KeyError, TypeError, ValueError):
+        return None  # an entry from an older layout, or edited
+    return roof if roof.valid else None
+
 
 def cache_path() -> Path:
     """The roofline cache file."""
@@ -126,8 +169,8 @@ def cache_key(device: torch.device, dtype: torch.dtype, threads: int) -> str:
 
 def _read_cache(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+        doc = json.loads(read_text(path, CACHE_LIMIT, "roofline cache", track=False))
+    except (CnnCostError, ValueError, RecursionError):  # missing, a FIFO, too large, not JSON
         return {}
     if not isinstance(doc, dict) or doc.get("schema") != CACHE_SCHEMA:
         return {}
@@ -147,12 +190,14 @@ def get_roofline(device: torch.device, dtype: torch.dtype, threads: int,
     path = cache_path()
     key = cache_key(device, dtype, threads)
     entries = _read_cache(path)
-    if not recalibrate and key in entries:
-        try:
-            return Roofline.from_dict(entries[key], from_cache=True)
-        except (KeyError, TypeError):
-            pass  # an entry from an older layout: measure again
+    cached = None if recalibrate else cached_roofline(entries.get(key), key)
+    if cached is not None:
+        return cached
     roof = calibrate(device, dtype, threads, quick=quick, progress=progress)
+    if not roof.valid:  # a clock that did not move, a device that lied
+        raise MeasurementError(f"the roofline measured on {roof.device_name} is not usable "
+                               f"(peak {roof.peak_flops} FLOP/s, bandwidth {roof.bandwidth} "
+                               "bytes/s); run again")
     entries = _read_cache(path)  # re-read: another process may have added entries meanwhile
     entries[key] = roof.to_dict()
     _write_cache(path, entries)
@@ -241,7 +286,7 @@ def _peak_flops(device: torch.device, dtype: torch.dtype, quick: bool) -> tuple[
             break
         n *= 2
     t = min(t, _best_time(fn, device, 2 if quick else 4))
-    return 2 * n**3 / t, n
+    return 2 * n**3 / max(t, 1e-12), n  # a clock that did not move: an invalid roof
 
 
 def _bandwidth(device: torch.device, dtype: torch.dtype, quick: bool) -> tuple[float, int]:
@@ -263,7 +308,7 @@ def _bandwidth(device: torch.device, dtype: torch.dtype, quick: bool) -> tuple[f
     dst.copy_(src)
     t = _best_time(lambda: dst.copy_(src), device, 3 if quick else 6)
     moved = 2 * src.numel() * elem
-    return moved / t, moved // 2
+    return moved / max(t, 1e-12), moved // 2
 
 
 # --------------------------------------------------------------------------- per layer

@@ -235,8 +235,10 @@ def progress(show: bool = True) -> Iterator[Callable[[str, float], None] | None]
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    stderr = console(stderr=True)
+    # Off the terminal no bars: a transient display still leaves an empty line on stderr.
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console(stderr=True), transient=True) as bar:
+                  console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
         tasks: dict[str, Any] = {}
 
         def update(label: str, fraction: float) -> None:
