@@ -257,12 +257,15 @@ class ListCache:
 
 
 def _valid_listed(entry: Any) -> bool:
-    """A cached ``list`` entry: a description and, where counted, whole counts >= 0."""
+    """A cached ``list`` entry: a description and, where counted, both counts, whole and
+    >= 0 (an entry is written with both or neither: one without the other is not ours)."""
     def count(x: Any) -> bool:
-        return x is None or (type(x) is int and 0 <= x < 10**30)
+        return type(x) is int and 0 <= x < 10**30
 
-    return (isinstance(entry, dict) and isinstance(entry.get("description"), str)
-            and count(entry.get("params")) and count(entry.get("macs")))
+    if not isinstance(entry, dict) or not isinstance(entry.get("description"), str):
+        return False
+    params, macs = entry.get("params"), entry.get("macs")
+    return (params is None and macs is None) or (count(params) and count(macs))
 
 
 def load_spec_target(name: str, overrides: Mapping[str, Any] | None = None,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnncost.count.conventions import Policy, conventions, dtype_bytes, dtype_name
@@ -155,14 +154,12 @@ HEADROOM = 1.5
 
 
 def free_ram_bytes() -> int | None:
-    """Memory available to a new allocation now (Linux MemAvailable), or None if unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    """Memory this process may still allocate (free RAM, its cgroup, ulimit: the tightest,
+    cnncost.count.limits), or None if unknown."""
+    from cnncost.count.limits import free_bytes
+
+    found = free_bytes()
+    return None if found is None else found.bytes
 
 
 def check_free_memory(label: str, need_bytes: int, why: str) -> None:

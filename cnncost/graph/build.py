@@ -18,8 +18,9 @@ from cnncost.spec import LayerSpec, ModelSpec, load_spec
 META_KEY = "cnncost"
 
 # What torch raises for a layer it cannot hold (a weight of more than 2**63 bytes: "Storage
-# size calculation overflowed"), though the spec's own bounds let each size through.
-TORCH_REFUSALS = (RuntimeError, ValueError, OverflowError, MemoryError)
+# size calculation overflowed"; a size past int64: TypeError "Overflow when unpacking long
+# long"), though the spec's own bounds let each size through.
+TORCH_REFUSALS = (RuntimeError, ValueError, OverflowError, MemoryError, TypeError)
 
 
 def torch_refused(layer: LayerSpec, doing: str, exc: BaseException) -> SpecError:
