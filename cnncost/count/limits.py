@@ -2,9 +2,10 @@
 
 - the machine's ``MemAvailable`` (/proc/meminfo);
 - the process's own memory cgroup and every cgroup above it (read from /proc/self/cgroup and
-  the cgroup mounts in /proc/self/mountinfo, else /sys/fs/cgroup and /sys/fs/cgroup/memory; v2 ``memory.max`` - ``memory.current``, v1
-  ``memory.limit_in_bytes`` - ``memory.usage_in_bytes``, page cache that can be dropped
-  (``inactive_file``) not counted as used) - not the root cgroup's, which is the machine's;
+  the cgroup mounts in /proc/self/mountinfo, else /sys/fs/cgroup and /sys/fs/cgroup/memory;
+  v2 ``memory.max`` - ``memory.current``, v1 ``memory.limit_in_bytes`` -
+  ``memory.usage_in_bytes``, page cache that can be dropped (``inactive_file``) not counted
+  as used) - not the root cgroup's, which is the machine's;
 - ``ulimit -v`` (RLIMIT_AS) minus the address space in use (VmSize), and ``ulimit -d``
   (RLIMIT_DATA) minus the data segment (VmData).
 
