@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from small_spec import small
+from small_spec import small as small_text
 from typer.testing import CliRunner
 
 import cnncost
@@ -29,7 +29,7 @@ REPORTS = ROOT / "reports"
 
 # conv 3 -> 4, 3x3, pad 1, no bias, on 3x8x8: params 3*3*3*4 = 108, MACs 8*8*4*27 = 6,912;
 # linear 4 -> 10: params 50, MACs 40. The description holds markup that must stay text.
-SMALL = small("name: small", 'description: "a <b>tiny</b> net & friends"')
+SMALL = small_text("name: small", 'description: "a <b>tiny</b> net & friends"')
 
 
 @dataclass

@@ -21,6 +21,8 @@ from cnncost.render import charts
 
 matplotlib = pytest.importorskip("matplotlib", reason="plots need matplotlib (cnncost[plot])")
 
+from small_spec import small  # noqa: E402  (after the importorskip)
+
 from cnncost.render import plot  # noqa: E402  (after the importorskip)
 
 runner = CliRunner()
@@ -28,17 +30,7 @@ runner = CliRunner()
 # conv 3 -> 4, 3x3, pad 1, no bias, on 3x8x8: params 3*3*3*4 = 108, MACs 8*8*4*27 = 6,912,
 # output 4x8x8 floats = 1,024 B; global_avg_pool 16 B; flatten 16 B; linear 4 -> 10:
 # params 4*10 + 10 = 50, MACs 40, output 40 B.
-SMALL = """\
-name: small
-input: [3, 8, 8]
-vars: {width: 4}
-reference: {top1: 61.5}
-layers:
-  - conv: {out: width, kernel: 3, padding: 1, bias: false}
-  - global_avg_pool
-  - flatten
-  - linear: {out: 10}
-"""
+SMALL = small("name: small", "reference: {top1: 61.5}")
 # The same, 8 wide: conv params 216, MACs 13,824, output 2,048 B; linear 8 -> 10: 90, 80.
 WIDE = SMALL.replace("name: small", "name: wide").replace("width: 4", "width: 8").replace(
     "61.5", "70.25")
