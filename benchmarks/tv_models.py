@@ -1,9 +1,9 @@
-"""Plain nn.Module copies of torchvision's ResNet-50, MobileNetV2 and VGG-16 (no torchvision).
+"""Plain nn.Module copies of torchvision's ResNet-18/50, MobileNetV2 and VGG-16 (no torchvision).
 
 Written after torchvision/models/{resnet,mobilenetv2,vgg}.py so the benchmarks can count a
 "torchvision-style" eager module (Python forward with a residual add inside a block) without
 torchvision installed. Parameter totals match torchvision's model docs:
-ResNet-50 25,557,032; MobileNetV2 3,504,872; VGG-16 138,357,544.
+ResNet-18 11,689,512; ResNet-50 25,557,032; MobileNetV2 3,504,872; VGG-16 138,357,544.
 """
 
 from __future__ import annotations
@@ -54,12 +54,39 @@ class Bottleneck(nn.Module):
         return out
 
 
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock (two 3x3 convs, ResNet-18/34)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
 class ResNet(nn.Module):
-    """torchvision's ResNet with Bottleneck blocks."""
+    """torchvision's ResNet with Bottleneck (or Basic) blocks."""
 
     def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3),
-                 num_classes: int = 1000) -> None:
+                 num_classes: int = 1000,
+                 block: type[Bottleneck] | type[BasicBlock] = Bottleneck) -> None:
         super().__init__()
+        self.block = block
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -70,18 +97,19 @@ class ResNet(nn.Module):
         self.layer3 = self._make_layer(256, layers[2], stride=2)
         self.layer4 = self._make_layer(512, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * Bottleneck.expansion, num_classes)
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        block, expansion = self.block, self.block.expansion
         downsample = None
-        if stride != 1 or self.inplanes != planes * Bottleneck.expansion:
+        if stride != 1 or self.inplanes != planes * expansion:
             downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes * Bottleneck.expansion, 1, stride, bias=False),
-                nn.BatchNorm2d(planes * Bottleneck.expansion),
+                nn.Conv2d(self.inplanes, planes * expansion, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * expansion),
             )
-        layers = [Bottleneck(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * Bottleneck.expansion
-        layers += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
+        layers: list[nn.Module] = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -90,6 +118,11 @@ class ResNet(nn.Module):
         x = self.avgpool(x)
         x = torch.flatten(x, 1)
         return self.fc(x)
+
+
+def resnet18() -> ResNet:
+    """ResNet-18 (11,689,512 parameters)."""
+    return ResNet((2, 2, 2, 2), block=BasicBlock)
 
 
 def resnet50() -> ResNet:

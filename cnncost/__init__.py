@@ -39,18 +39,24 @@ __all__ = [
 
 def analyze(model_or_spec: nn.Module | str | Path, input: tuple[int, ...] | None = None,
             batch: int = 1, dtype: str | torch.dtype = "float32", policy: str = "all",
-            strict: bool = False, engine: str | None = None, **vars: Any) -> CostTable:
+            strict: bool = False, engine: str | None = None, mode: str = "inference",
+            **vars: Any) -> CostTable:
     """Count MACs, FLOPs, parameters and memory of a spec (path or bundled name) or module.
 
     ``input`` is one sample's shape (C, H, W); for a spec it defaults to the spec's own
     input, for a module to (3, 224, 224). ``vars`` override a spec's variables. ``engine``:
     "analytic" (a spec's default: its own shapes, no torch) or "torch" (runs the modules on
     the meta device; the only engine for an nn.Module). Both give the same table.
+    ``mode="train"`` counts one training step: the forward in training behaviour, the
+    backward (per layer, the gradient of its input and of its weights), the optimizer's
+    update and the step's memory (``report.totals.train``, ``row.train``). A training step
+    is the torch engine's: with ``engine=None`` a spec is counted by it, and
+    ``engine="analytic"`` with ``mode="train"`` is a usage error.
     """
     from cnncost.api import analyze_target
 
     return analyze_target(model_or_spec, input=input, batch=batch, dtype=dtype, policy=policy,
-                          strict=strict, overrides=vars, engine=engine)
+                          strict=strict, overrides=vars, engine=engine, mode=mode)
 
 
 def build(spec_path: str | Path, input: tuple[int, ...] | None = None,

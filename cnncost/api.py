@@ -41,11 +41,14 @@ class Engine(str, Enum):
     TORCH = "torch"
 
 
-def engine_for(engine: Engine | str | None, spec: bool, what: str = "") -> Engine:
-    """The engine to count with: ``None`` is analytic for a spec and torch for a module; the
-    analytic engine asked for a module is a UsageError naming it."""
+def engine_for(engine: Engine | str | None, spec: bool, what: str = "",
+               mode: str = "inference") -> Engine:
+    """The engine to count with: ``None`` is analytic for a spec and torch for a module, and
+    torch for a training step (``mode="train"``: its backward is what autograd runs, and the
+    analytic engine runs no autograd). The analytic engine asked for a module or a training
+    step is a UsageError naming it."""
     if engine is None:
-        return Engine.ANALYTIC if spec else Engine.TORCH
+        return Engine.ANALYTIC if spec and mode == "inference" else Engine.TORCH
     try:
         chosen = Engine(engine)
     except ValueError:
@@ -53,17 +56,22 @@ def engine_for(engine: Engine | str | None, spec: bool, what: str = "") -> Engin
     if chosen is Engine.ANALYTIC and not spec:
         raise UsageError(f"{what or 'an nn.Module'}: the analytic engine counts specs only; "
                          "count a module with engine='torch' (--engine torch)")
+    if chosen is Engine.ANALYTIC and mode != "inference":
+        raise UsageError(f"{what + ': ' if what else ''}the analytic engine counts inference "
+                         f"only; mode={mode!r} (a training step) is counted by the torch "
+                         "engine (engine='torch', --engine torch, or no engine at all)")
     return chosen
 
 
 def count_loaded(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
                  policy: str = "all", source: str | None = None, strict: bool = False,
-                 engine: Engine | str | None = None) -> CostTable:
-    """Count an already compiled spec with the engine asked for (default: analytic)."""
-    if engine_for(engine, True) is Engine.TORCH:
+                 engine: Engine | str | None = None, mode: str = "inference") -> CostTable:
+    """Count an already compiled spec with the engine asked for (default: analytic; torch
+    for a training step, see ``engine_for``)."""
+    if engine_for(engine, True, source or "", mode) is Engine.TORCH:
         from cnncost.count import drivers
 
-        return drivers.count_spec(spec, batch, dtype, policy, strict, source=source)
+        return drivers.count_spec(spec, batch, dtype, policy, strict, source=source, mode=mode)
     from cnncost.count import analytic
 
     return analytic.count_spec(spec, batch, dtype, policy, strict, source=source)
@@ -85,10 +93,12 @@ def analyze_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,
                    batch: int = 1, dtype: str | torch.dtype = "float32", policy: str = "all",
                    strict: bool = False,
                    overrides: Mapping[str, Any] | None = None,
-                   engine: Engine | str | None = None) -> CostTable:
+                   engine: Engine | str | None = None,
+                   mode: str = "inference") -> CostTable:
     """Analyze a spec path, bundled name, factory reference, Target, nn.Module, or a loaded
     ModelSpec (counted as loaded: its variables and input are already resolved). Specs are
-    counted by ``engine`` (default analytic), modules by torch."""
+    counted by ``engine`` (default analytic; torch in train mode), modules by torch.
+    ``mode="train"`` counts one training step (forward, backward, optimizer update)."""
     from cnncost.spec import ModelSpec
 
     if isinstance(model_or_spec, ModelSpec):
@@ -96,24 +106,26 @@ def analyze_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,
             raise UsageError("a loaded spec has its variables and input already; load it "
                              "again with them instead")
         return count_loaded(model_or_spec, batch, dtype, policy, model_or_spec.file, strict,
-                            engine)
+                            engine, mode)
     if not isinstance(model_or_spec, str | Path | Target):  # an nn.Module
-        engine_for(engine, False, type(model_or_spec).__name__)
+        engine_for(engine, False, type(model_or_spec).__name__, mode)
         from cnncost.count.drivers import count_module
 
-        return count_module(model_or_spec, input or DEFAULT_INPUT, batch, dtype, policy, strict)
+        return count_module(model_or_spec, input or DEFAULT_INPUT, batch, dtype, policy, strict,
+                            mode=mode)
     target = model_or_spec if isinstance(model_or_spec, Target) else resolve(str(model_or_spec))
-    engine_for(engine, target.spec_path is not None, target.display)  # before loading anything
+    engine_for(engine, target.spec_path is not None, target.display, mode)  # before loading
     loaded = load_target(target, overrides, input)
     if isinstance(loaded, ModelSpec):
-        table = count_loaded(loaded, batch, dtype, policy, target.display, strict, engine)
+        table = count_loaded(loaded, batch, dtype, policy, target.display, strict, engine,
+                             mode)
         return table.recorded(overrides, input is not None, file=loaded.file)
     from cnncost.count.drivers import count_module
 
     shape = input or default_input(target.factory) or DEFAULT_INPUT
     two = frames(target.factory)
     table = count_module(loaded, shape, batch, dtype, policy, strict,
-                         name=target.label, source=target.display, frames=two)
+                         name=target.label, source=target.display, frames=two, mode=mode)
     if two > 1:  # say so where the report describes the model
         table = replace(table, description=f"{two} frames of the input shape (the same "
                         "tensor as each)")
@@ -127,15 +139,21 @@ def compare_targets(models: Sequence[str], input: tuple[int, ...] | None = None,
                     batch: int = 1, dtype: str = "float32", policy: str = "all",
                     strict: bool = False, overrides: Mapping[str, Any] | None = None,
                     bench: bool = False, progress: Progress | None = None, *,
-                    engine: Engine | str | None = None) -> Comparison:
-    """Models side by side; with ``bench``, measured latency and images/s after the MACs."""
+                    engine: Engine | str | None = None,
+                    mode: str = "inference") -> Comparison:
+    """Models side by side; with ``bench``, measured latency and images/s after the MACs;
+    ``mode="train"``: one training step of each."""
     from cnncost.compare import compare_tables
 
     if len(models) < 2:
         raise UsageError("compare needs at least two models, e.g. cnncost compare resnet50 "
                          "vgg16")
+    if bench and mode == "train":
+        raise UsageError("compare --bench times inference; for a training step use "
+                         "cnncost bench MODEL --train")
     tables = [analyze_target(m, input=input, batch=batch, dtype=dtype, policy=policy,
-                             strict=strict, overrides=overrides, engine=engine) for m in models]
+                             strict=strict, overrides=overrides, engine=engine, mode=mode)
+              for m in models]
     comparison = compare_tables(tables)
     if bench:
         comparison = _with_bench_columns(comparison, models, batch, dtype, input, overrides,
@@ -297,19 +315,21 @@ class Explanation:
 def explain_target(model: str, input: tuple[int, ...] | None = None, batch: int = 1,
                    dtype: str = "float32", policy: str = "all",
                    overrides: Mapping[str, Any] | None = None,
-                   engine: Engine | str | None = None) -> Explanation:
-    """Count a model, and for a spec every table its ``explain`` comparisons refer to."""
+                   engine: Engine | str | None = None,
+                   mode: str = "inference") -> Explanation:
+    """Count a model, and for a spec every table its ``explain`` comparisons refer to
+    (``mode="train"``: a training step, its backward formulas beside the forward ones)."""
     from cnncost.render.explain import references
     from cnncost.spec import ModelSpec, load_spec
 
     target = resolve(model)
     overrides = dict(overrides or {})
-    engine_for(engine, target.spec_path is not None, target.display)
+    engine_for(engine, target.spec_path is not None, target.display, mode)
     loaded = load_target(target, overrides, input)
     if not isinstance(loaded, ModelSpec):
         return Explanation(analyze_target(loaded, input=input, batch=batch, dtype=dtype,
-                                          policy=policy))
-    table = count_loaded(loaded, batch, dtype, policy, target.display, engine=engine)
+                                          policy=policy, mode=mode))
+    table = count_loaded(loaded, batch, dtype, policy, target.display, engine=engine, mode=mode)
     tables = {}
     for ref in references(loaded.explain, loaded.vars, batch, loaded.file):
         if ref.spec is None:  # the same spec with other variables: keep --set and --input
@@ -318,7 +338,7 @@ def explain_target(model: str, input: tuple[int, ...] | None = None, batch: int 
             path = Path(loaded.file).parent / ref.spec
             shared = load_spec(path).vars.keys() & loaded.vars.keys()
             other = load_spec(path, {**{k: loaded.vars[k] for k in shared}, **dict(ref.set)})
-        tables[ref] = count_loaded(other, batch, dtype, policy, engine=engine)
+        tables[ref] = count_loaded(other, batch, dtype, policy, engine=engine, mode=mode)
     return Explanation(table, loaded.explain, loaded.vars, tables, loaded.file)
 
 
@@ -472,8 +492,9 @@ def recheck(baselines: Sequence[tuple[Path, CostTable]], tolerance: float = 0.0,
             try:
                 target = source_target(r.source)
                 current = analyze_target(target, input=r.input, batch=r.batch, dtype=r.dtype,
-                                         policy=r.policy, overrides=r.vars,
-                                         engine=engine if target.spec_path is not None else None)
+                                         policy=r.policy, overrides=r.vars, mode=r.mode,
+                                         engine=engine if target.spec_path is not None
+                                         else None)
             except CnnCostError as exc:
                 error = UsageError(f"{path}: cannot recompute {r.source}: {exc}")
                 yield Recheck(path, baseline, None, [], error)

@@ -22,9 +22,11 @@ from cnncost.table import SCHEMA, CostRow, CostTable, Totals
 
 MODEL = "(model)"
 TOTALS = "(totals)"
-MODEL_FIELDS = ("input", "dtype", "policy")
+MODEL_FIELDS = ("input", "dtype", "policy", "mode")
 ROW_FIELDS = ("kind", "input_shape", "output_shape", "params", "buffers", "macs", "flops",
               "output_bytes", "receptive_field", "calls", "uncounted")
+# A training step's rows also hold their backward (cnncost.table.TrainCost).
+TRAIN_ROW_FIELDS = ("grad_input_macs", "grad_weight_macs", "backward_flops", "saved_bytes")
 PRESENT, MISSING = "present", "missing"
 
 
@@ -72,6 +74,12 @@ def _flat_totals(table: CostTable) -> dict[str, Any]:
 def _diff_rows(old: CostRow, new: CostRow, tolerance: float) -> Iterable[Regression]:
     for name in ROW_FIELDS:
         a, b = _plain(getattr(old, name)), _plain(getattr(new, name))
+        if not within(a, b, tolerance):
+            yield Regression(old.name, name, a, b)
+    if old.train is None and new.train is None:
+        return
+    for name in TRAIN_ROW_FIELDS:
+        a, b = (getattr(r.train, name) if r.train else None for r in (old, new))
         if not within(a, b, tolerance):
             yield Regression(old.name, name, a, b)
 
@@ -247,6 +255,7 @@ _TOP: dict[str, Any] = {
     "uncounted": lambda v, w: _mapping(v, w, _count),
     "counted_on": lambda v, w: _expect(v in ("meta", "cpu"), w, "meta or cpu", v),
     "counted_on_reason": _str,
+    "mode": lambda v, w: _expect(v in ("inference", "train"), w, "inference or train", v),
 }
 _ROW: dict[str, Any] = {
     "name": _str, "kind": _str, "formula": _str, "source": _str, "output_shape": _shape,
@@ -255,7 +264,17 @@ _ROW: dict[str, Any] = {
     "uncounted": lambda v, w: _mapping(v, w, _count),
     **{k: _count for k in ("params", "buffers", "macs", "flops", "output_bytes", "calls",
                            "frozen_params")},
+    # a training step's rows (cnncost.table.TrainCost)
+    **{k: _count for k in ("backward_macs", "grad_input_macs", "grad_weight_macs",
+                           "backward_flops", "saved_bytes")},
+    "backward_formula": _str,
 }
+# A training step's totals (cnncost.table.TrainTotals): counts, or counts per optimizer.
+_TRAIN_TOTALS = ("forward_macs", "backward_macs", "grad_input_macs", "grad_weight_macs",
+                 "forward_flops", "backward_flops", "trainable_params", "grad_bytes",
+                 "saved_activation_bytes")
+_PER_OPTIMIZER = ("optimizer_state_bytes", "optimizer_flops", "step_flops",
+                  "training_memory_bytes")
 _REQUIRED = ("model", "source", "input", "dtype", "policy", "totals", "layers")
 
 
@@ -273,14 +292,19 @@ def check_report(doc: Any) -> None:
             "[batch, channels, ...] with batch >= 1", doc["input"])
     totals = doc["totals"]
     _expect(isinstance(totals, dict), "totals", "a mapping", totals)
+    train = doc.get("mode") == "train"
     for f in fields(Totals):
-        if f.name not in totals and f.default is not dataclasses.MISSING:
-            continue  # written only where it says something (frozen_params)
+        if f.name == "train" or (f.name not in totals and f.default is not dataclasses.MISSING):
+            continue  # written only where it says something (frozen_params, train mode's)
         _expect(f.name in totals, f"totals.{f.name}", "this field", "nothing")
         if f.name == "training_memory_bytes":
             _mapping(totals[f.name], f"totals.{f.name}", _count)
         else:
             _count(totals[f.name], f"totals.{f.name}")
+    for name in _TRAIN_TOTALS + _PER_OPTIMIZER if train else ():
+        _expect(name in totals, f"totals.{name}", "this field", "nothing")
+        check = (lambda v, w: _mapping(v, w, _count)) if name in _PER_OPTIMIZER else _count
+        check(totals[name], f"totals.{name}")
     layers = doc["layers"]
     _expect(isinstance(layers, list), "layers", "a list of layers", layers)
     for i, row in enumerate(layers):
@@ -302,6 +326,7 @@ class Recipe:
     dtype: str
     policy: str
     vars: Mapping[str, Any]
+    mode: str = "inference"
 
 
 def recipe(table: CostTable) -> Recipe:
@@ -309,7 +334,7 @@ def recipe(table: CostTable) -> Recipe:
     if not table.input:
         raise UsageError(f"{table.model}: report has no input shape")
     return Recipe(table.source, tuple(table.input[1:]) if table.input_given else None,
-                  int(table.input[0]), table.dtype, table.policy, dict(table.vars))
+                  int(table.input[0]), table.dtype, table.policy, dict(table.vars), table.mode)
 
 
 # --------------------------------------------------------------------------- what check may run

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from cnncost.cli_coerce import install as _lazy_coercion
+from cnncost.count.conventions import Mode
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.io import guard_inputs, write_atomic
 from cnncost.render.advice import AdviceFormat
@@ -134,7 +135,11 @@ StrictOpt = Annotated[bool, typer.Option(help="Fail when an op has no counting f
 EngineOpt = Annotated[str | None, typer.Option(
     metavar="analytic|torch",
     help="Counting engine for specs: analytic (the default; the spec's own shapes, no torch) "
-         "or torch (runs the modules on the meta device). Modules always count with torch.")]
+         "or torch (runs the modules on the meta device). Modules, and --mode train, always "
+         "count with torch.")]
+ModeOpt = Annotated[Mode, typer.Option(
+    "--mode", help="Count one forward pass (inference) or one training step (train: forward, "
+    "backward per gradient, optimizer update, the step's memory).")]
 ModelArg = Annotated[str, typer.Argument(
     metavar="MODEL", help="Spec file, bundled name (see `cnncost list`), pkg.module:factory "
     "or torchvision:NAME.")]
@@ -190,6 +195,7 @@ def analyze(
         metavar="TOOL", help="Also compare per-layer MACs with fvcore (batch 1, real CPU "
         "tensor) and explain any difference; exit 1 if one is unexplained.")] = None,
     engine: EngineOpt = None,
+    mode: ModeOpt = Mode.INFERENCE,
 ) -> None:
     """Per-layer cost table: output shape, params, MACs (or FLOPs), share, output memory."""
     if sort is not None and sort not in SORT_FIELDS:
@@ -199,7 +205,7 @@ def analyze(
     shape, sets = parse_input(input), parse_sets(set_)
     table = analyze_target(model, input=shape, batch=batch, dtype=dtype,
                            policy=_policy(policy), strict=strict, overrides=sets,
-                           engine=engine)
+                           engine=engine, mode=mode.value)
     if fmt is Format.TABLE:
         from cnncost.render.terminal import rich_table
 
@@ -284,6 +290,7 @@ def compare(
         "--bench", help="Also measure latency and throughput here (as `cnncost bench`).")
     ] = False,
     engine: EngineOpt = None,
+    mode: ModeOpt = Mode.INFERENCE,
 ) -> None:
     """Models side by side: params, MACs, FLOPs, activation and peak memory, with ratios."""
     from cnncost.api import compare_targets
@@ -292,7 +299,8 @@ def compare(
     shape, sets, pol = parse_input(input), parse_sets(set_), _policy(policy)
     with progress(bench_) as bar:
         comparison = compare_targets(models, shape, batch, dtype, pol, strict, sets,
-                                     bench=bench_, progress=bar, engine=engine)
+                                     bench=bench_, progress=bar, engine=engine,
+                                     mode=mode.value)
     if fmt is Format.TABLE:
         from cnncost.render.compare import compare_rich
 
@@ -358,6 +366,7 @@ def report(
     policy: PolicyOpt = "all",
     strict: StrictOpt = False,
     engine: EngineOpt = None,
+    mode: ModeOpt = Mode.INFERENCE,
 ) -> None:
     """Write per model a JSON cost table (the baseline `check` reads), a Markdown table and an
     HTML page; and index.html linking every report in the folder."""
@@ -366,7 +375,8 @@ def report(
     shape, sets, pol = parse_input(input), parse_sets(set_), _policy(policy)
     for stem, target in report_targets(specs or [], all_, out):
         table = analyze_target(target, input=shape, batch=batch, dtype=dtype, policy=pol,
-                               strict=strict, overrides=sets, engine=engine)
+                               strict=strict, overrides=sets, engine=engine,
+                               mode=mode.value)
         save_report(table, out / f"{stem}.json")
         save_page(table, out / f"{stem}.json", out)
         err_console.print(f"wrote {out / stem}.json, .md, .html")
@@ -450,6 +460,11 @@ def bench(
     set_: SetOpt = None,
     fmt: FormatOpt = Format.TABLE,
     output: OutputOpt = None,
+    train: Annotated[bool, typer.Option(
+        "--train", help="Time full training steps (zero_grad, forward, loss, backward, "
+        "optimizer step) and measure their peak memory.")] = False,
+    optimizer: Annotated[str, typer.Option(
+        metavar="sgd|sgd_momentum|adam", help="The optimizer of --train.")] = "sgd",
 ) -> None:
     """Measured latency, throughput and GFLOP/s, with every layer on the machine's roofline."""
     from cnncost.measure.bench import BenchOptions, Device
@@ -462,16 +477,25 @@ def bench(
         raise UsageError(f"--device {device!r}: expected auto, cpu or cuda")
     options = BenchOptions(device=device, dtype=dtype, threads=threads,
                            channels_last=channels_last, compile=compile_, per_layer=per_layer,
-                           recalibrate=recalibrate,
+                           recalibrate=recalibrate, optimizer=optimizer,
                            budget=Budget(min_samples=min_samples, max_time=max_time,
                                          min_time=min(0.5, max_time / 2),
                                          warmup_time=min(0.25, max_time / 4)))
     batches = parse_batches(batch)
+    run: Callable[..., Any] = run_bench
+    view: Any = render
+    if train:  # whole training steps: their own result and renderer, the same formats
+        from cnncost.measure.bench_train import bench_train
+        from cnncost.render import bench_train as view
+
+        if fmt is Format.HTML:
+            raise UsageError("bench --train: --format table, json, csv or md (no HTML page)")
+        run = bench_train
     with progress() as bar:
-        result = run_bench(model, batches, options, input=parse_input(input),
-                           overrides=parse_sets(set_), progress=bar)
+        result = run(model, batches, options, input=parse_input(input),
+                     overrides=parse_sets(set_), progress=bar)
     if fmt is Format.TABLE:
-        rendered = render.rich_report(result, top)
+        rendered = view.rich_report(result, top)
         if output is None:
             print_wide(rendered)
         else:
@@ -479,8 +503,8 @@ def bench(
         return
     from cnncost.render.html import bench_page
 
-    text = {Format.JSON: result.to_json, Format.CSV: lambda: render.to_csv(result),
-            Format.MD: lambda: render.to_markdown(result, top),
+    text = {Format.JSON: result.to_json, Format.CSV: lambda: view.to_csv(result),
+            Format.MD: lambda: view.to_markdown(result, top),
             Format.HTML: lambda: bench_page(result, top)}[fmt]()
     write_output(text, output)
 
@@ -498,13 +522,14 @@ def explain(
     set_: SetOpt = None,
     policy: PolicyOpt = "all",
     engine: EngineOpt = None,
+    mode: ModeOpt = Mode.INFERENCE,
 ) -> None:
     """The formula behind each number, the way the slides derive it, then the spec's ratios."""
     from cnncost.api import explain_target
     from cnncost.render.explain import explain_lines
 
     e = explain_target(model, parse_input(input), batch, dtype, _policy(policy),
-                       parse_sets(set_), engine)
+                       parse_sets(set_), engine, mode=mode.value)
     lines = explain_lines(e.table, e.explain, e.vars, e.tables, layer, e.file)
     write_stdout("\n".join(lines) + "\n")
 
@@ -542,13 +567,15 @@ def sweep(
     fmt: FormatOpt = Format.TABLE,
     output: OutputOpt = None,
     engine: EngineOpt = None,
+    mode: ModeOpt = Mode.INFERENCE,
 ) -> None:
     """How cost scales: one row per point of a grid of spec variables, and fitted exponents."""
     from cnncost.sweep import prepare_sweep
 
     prepared = prepare_sweep(model, set_ or [], zip_ or [], batch, input=parse_input(input),
                              dtype=dtype, policy=_policy(policy), strict=strict,
-                             max_points=max_points, engine=engine)  # bad input fails here
+                             mode=mode.value, max_points=max_points,
+                             engine=engine)  # every bad input fails here, before work
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from cnncost.render.console import console

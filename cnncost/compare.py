@@ -33,6 +33,15 @@ COMPARE_COLUMNS = (
 )
 # Shown after params when some model has parameters that do not train.
 FROZEN_COLUMN = Column("frozen_params", "frozen params", "count")
+# --mode train: a training step's figures (the update and memory with Adam).
+TRAIN_COMPARE_COLUMNS = (
+    Column("params", "params", "count"),
+    Column("macs", "MACs fwd", "count"),
+    Column("backward_macs", "MACs bwd", "count"),
+    Column("step_flops", "step FLOPs (Adam)", "count"),
+    Column("saved_activation_bytes", "saved activations", "bytes"),
+    Column("training_memory_bytes", "training memory (Adam)", "bytes"),
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class CompareRow:
     policy: str
     vars: Mapping[str, Any]
     values: Mapping[str, float | None]
+    mode: str = "inference"  # or "train": a training step's figures (train documents only)
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,7 @@ class Comparison:
                     "input": list(r.input),
                     "dtype": r.dtype,
                     "policy": r.policy,
+                    **({"mode": r.mode} if r.mode != "inference" else {}),
                     "vars": dict(sorted(r.vars.items())),
                     **{c.key: r.values.get(c.key) for c in self.columns},
                     "ratios": {c.key: self.ratio(i, c.key) for c in self.columns},
@@ -98,13 +109,27 @@ class Comparison:
 
 
 def compare_tables(tables: Sequence[CostTable]) -> Comparison:
-    """One row per table with params, MACs, FLOPs, activation and peak memory."""
-    columns: tuple[Column, ...] = COMPARE_COLUMNS
+    """One row per table with params, MACs, FLOPs, activation and peak memory (training
+    steps: params, forward and backward MACs, Adam's step FLOPs, saved and training memory)."""
+    train = bool(tables) and all(t.train for t in tables)
+    columns: tuple[Column, ...] = TRAIN_COMPARE_COLUMNS if train else COMPARE_COLUMNS
     if any(t.totals.frozen_params for t in tables):  # trainable and frozen apart
         columns = (columns[0], FROZEN_COLUMN, *columns[1:])
     rows = []
     for t in tables:
-        values: dict[str, float | None] = {c.key: getattr(t.totals, c.key) for c in columns}
+        values = _train_values(t) if train else {c.key: getattr(t.totals, c.key)
+                                                 for c in columns}
+        if train and FROZEN_COLUMN in columns:
+            values["frozen_params"] = t.totals.frozen_params
         rows.append(CompareRow(t.model, t.source, tuple(t.input), t.dtype, t.policy,
-                               dict(t.vars), values))
+                               dict(t.vars), values, t.mode))
     return Comparison(tuple(rows), columns)
+
+
+def _train_values(t: CostTable) -> dict[str, float | None]:
+    tr = t.totals.train
+    assert tr is not None
+    return {"params": t.totals.params, "macs": t.totals.macs,
+            "backward_macs": tr.backward_macs, "step_flops": tr.step_flops["adam"],
+            "saved_activation_bytes": tr.saved_activation_bytes,
+            "training_memory_bytes": t.totals.training_memory_bytes["adam"]}

@@ -18,6 +18,18 @@ The JSON document (schema ``cnncost.report/1``) is what ``--format json``, the f
 ``layers`` holds one entry per leaf layer in execution order; its params, buffers, macs,
 flops and output_bytes sum exactly to the totals. All counts are exact integers.
 
+A training step's document (``--mode train``) has the same shape plus ``"mode": "train"``
+after ``policy`` and these keys (never present in an inference document, whose bytes are
+unchanged): ``macs``/``flops`` are the forward's, in training behaviour; each layer adds
+``backward_macs`` (= ``grad_input_macs`` + ``grad_weight_macs``), ``backward_flops``,
+``saved_bytes`` (what autograd keeps for its backward, once per storage) and
+``backward_formula``; the totals add ``forward_macs``, ``backward_macs``,
+``grad_input_macs``, ``grad_weight_macs``, ``forward_flops``, ``backward_flops``,
+``trainable_params``, ``grad_bytes``, ``saved_activation_bytes``, and per optimizer
+(``sgd``, ``sgd_momentum``, ``adam``) ``optimizer_state_bytes``, ``optimizer_flops`` and
+``step_flops`` (forward + backward + update); ``training_memory_bytes`` is then the step's
+simulated peak (cnncost.count.train), ``peak_memory_bytes`` that peak without optimizer state.
+
 ``source``, ``input``, ``dtype``, ``policy``, ``vars`` and ``input_given`` are the recipe
 ``cnncost check`` recomputes a committed report from: ``source`` is a spec file
 (``specs/x.yaml`` for a bundled spec), a bundled name or ``pkg.module:factory``; ``vars``
@@ -42,7 +54,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,6 +62,41 @@ if TYPE_CHECKING:
 
 SCHEMA = "cnncost.report/1"
 SUMMED = ("params", "buffers", "macs", "flops", "output_bytes")
+TRAIN_SUMMED = ("backward_macs", "grad_input_macs", "grad_weight_macs", "backward_flops",
+                "saved_bytes")
+
+
+@dataclass(frozen=True)
+class TrainCost:
+    """A layer's part of a training step's backward: MACs of each gradient, FLOPs, and the
+    bytes autograd saved for it."""
+
+    grad_input_macs: int = 0
+    grad_weight_macs: int = 0
+    backward_flops: int = 0
+    saved_bytes: int = 0
+    backward_formula: str = ""
+    # The factors of its backward MACs, each with the gradient it computes ("input" or
+    # "weight"). In memory only, as CostRow.factors.
+    factors: tuple[tuple[str, Factors], ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def backward_macs(self) -> int:
+        return self.grad_input_macs + self.grad_weight_macs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backward_macs": self.backward_macs, "grad_input_macs": self.grad_input_macs,
+                "grad_weight_macs": self.grad_weight_macs,
+                "backward_flops": self.backward_flops, "saved_bytes": self.saved_bytes,
+                "backward_formula": self.backward_formula}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainCost | None:
+        if "backward_macs" not in d:
+            return None
+        return cls(d.get("grad_input_macs", 0), d.get("grad_weight_macs", 0),
+                   d.get("backward_flops", 0), d.get("saved_bytes", 0),
+                   d.get("backward_formula", ""))
 
 
 @dataclass(frozen=True)
@@ -75,23 +122,68 @@ class CostRow:
     factors: tuple[Factors, ...] = field(default=(), compare=False, repr=False)
     # Parameters that do not train (requires_grad=False); ``params`` counts the trainable.
     frozen_params: int = 0
+    train: TrainCost | None = None  # train mode: its backward
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        del d["factors"]
+        d = {f.name: getattr(self, f.name) for f in fields(self)
+             if f.name not in ("factors", "train")}
         d["input_shape"] = [list(s) for s in self.input_shape]
         d["output_shape"] = list(self.output_shape)
         d["uncounted"] = dict(sorted(self.uncounted.items()))
-        return _frozen_after_params(d)
+        d = _frozen_after_params(d)
+        if self.train is not None:
+            d.update(self.train.to_dict())
+        return d
+
+    def value(self, key: str) -> int:
+        """A summed field, of the row or of its backward (0 without one)."""
+        if key in TRAIN_SUMMED:
+            return getattr(self.train, key) if self.train is not None else 0
+        return int(getattr(self, key))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CostRow:
         known = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
+        kw = {k: v for k, v in d.items() if k in known and k != "train"}
         kw["input_shape"] = tuple(tuple(s) for s in d.get("input_shape", ()))
         kw["output_shape"] = tuple(d.get("output_shape", ()))
         kw["uncounted"] = dict(d.get("uncounted", {}))
-        return cls(**kw)
+        return cls(**kw, train=TrainCost.from_dict(d))
+
+
+@dataclass(frozen=True)
+class TrainTotals:
+    """A training step's whole-model figures (train mode); the summed ones equal the sum
+    over the rows. Per optimizer: ``sgd``, ``sgd_momentum``, ``adam``."""
+
+    backward_macs: int
+    grad_input_macs: int
+    grad_weight_macs: int
+    backward_flops: int
+    trainable_params: int
+    grad_bytes: int
+    saved_activation_bytes: int
+    optimizer_state_bytes: Mapping[str, int]
+    optimizer_flops: Mapping[str, int]
+    step_flops: Mapping[str, int]
+
+    def to_dict(self, macs: int, flops: int) -> dict[str, Any]:
+        return {"forward_macs": macs, "backward_macs": self.backward_macs,
+                "grad_input_macs": self.grad_input_macs,
+                "grad_weight_macs": self.grad_weight_macs, "forward_flops": flops,
+                "backward_flops": self.backward_flops,
+                "trainable_params": self.trainable_params, "grad_bytes": self.grad_bytes,
+                "saved_activation_bytes": self.saved_activation_bytes,
+                "optimizer_state_bytes": dict(self.optimizer_state_bytes),
+                "optimizer_flops": dict(self.optimizer_flops),
+                "step_flops": dict(self.step_flops)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainTotals | None:
+        if "backward_macs" not in d:
+            return None
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -110,16 +202,21 @@ class Totals:
     peak_memory_bytes: int
     training_memory_bytes: Mapping[str, int]
     frozen_params: int = 0  # requires_grad=False; ``params`` is the trainable ones
+    train: TrainTotals | None = None  # train mode: the step's figures
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "train"}
         d["training_memory_bytes"] = dict(self.training_memory_bytes)
-        return _frozen_after_params(d)
+        d = _frozen_after_params(d)
+        if self.train is not None:
+            d.update(self.train.to_dict(self.macs, self.flops))
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Totals:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{k: v for k, v in d.items() if k in known and k != "train"},
+                   train=TrainTotals.from_dict(d))
 
 
 def _frozen_after_params(d: dict[str, Any]) -> dict[str, Any]:
@@ -154,9 +251,15 @@ class CostTable:
     input_given: bool = False
     counted_on: str = "meta"  # or "cpu": real tensors (a forward that needs real values)
     counted_on_reason: str = ""
+    mode: str = "inference"  # or "train": one training step (cnncost.count.train)
+
+    @property
+    def train(self) -> bool:
+        return self.mode == "train"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (see the module docstring)."""
+        mode = {"mode": self.mode} if self.train else {}  # inference documents: unchanged
         doc = {
             "schema": SCHEMA,
             "model": self.model,
@@ -165,6 +268,7 @@ class CostTable:
             "input": list(self.input),
             "dtype": self.dtype,
             "policy": self.policy,
+            **mode,
             "vars": dict(sorted(self.vars.items())),
             "input_given": self.input_given,
             "conventions": list(self.conventions),
@@ -200,6 +304,7 @@ class CostTable:
             input_given=bool(d.get("input_given", False)),
             counted_on=str(d.get("counted_on", "meta")),
             counted_on_reason=str(d.get("counted_on_reason", "")),
+            mode=d.get("mode", "inference"),
         )
 
     @classmethod
@@ -250,6 +355,12 @@ class BlockRow:
     macs: int
     flops: int
     output_bytes: int
+    # Train mode: the sums of the rows' backward figures (TRAIN_SUMMED), else empty.
+    train: Mapping[str, int] = field(default_factory=dict)
+
+    def value(self, key: str) -> int:
+        """A summed field (a backward one is 0 outside train mode)."""
+        return self.train.get(key, 0) if key in TRAIN_SUMMED else int(getattr(self, key))
 
 
 def collapse(rows: Sequence[CostRow], depth: int) -> list[BlockRow]:
@@ -261,7 +372,9 @@ def collapse(rows: Sequence[CostRow], depth: int) -> list[BlockRow]:
     out = []
     for key, members in groups.items():
         sums = {f: sum(getattr(m, f) for m in members) for f in SUMMED}
-        out.append(BlockRow(key, len(members), members[-1].output_shape, **sums))
+        train = ({f: sum(m.value(f) for m in members) for f in TRAIN_SUMMED}
+                 if any(m.train is not None for m in members) else {})
+        out.append(BlockRow(key, len(members), members[-1].output_shape, **sums, train=train))
     return out
 
 
@@ -296,11 +409,11 @@ def row_count(table: CostTable, depth: int | None = None) -> int:
 
 
 def sum_rows(rows: Iterable[CostRow]) -> dict[str, int]:
-    """Sum the summed fields over rows."""
-    totals = dict.fromkeys(SUMMED, 0)
+    """Sum the summed fields (and, in train mode, the backward ones) over rows."""
+    totals = dict.fromkeys((*SUMMED, *TRAIN_SUMMED), 0)
     for r in rows:
-        for f in SUMMED:
-            totals[f] += getattr(r, f)
+        for f in totals:
+            totals[f] += r.value(f)
     return totals
 
 

@@ -167,6 +167,79 @@ FORMULA_SAMPLES: dict[str, list[Call]] = {
     "rsub": [c("Tensor", X, X, elem=N)],
     "minimum": [c("default", t(2, 1, 4), t(3, 1), elem=N)],
     "maximum": [c("default", t(2, 1, 4), t(3, 1), elem=N)],
+    # ---- backward (train mode; cnncost/count/backward.py) ----
+    # conv: each gradient asked for costs the forward's MACs; bias: 1 add per dL/dy value.
+    # x 2x4x6x6, w 6x2x3x3, groups 2, padding 1: forward 2 x 6 x 6 x 6 x (4/2) x 9 = 7776
+    "convolution_backward": [
+        c("default", t(2, 6, 6, 6), t(2, 4, 6, 6), t(6, 2, 3, 3), [6], [1, 1], [1, 1],
+          [1, 1], False, [0, 0], 2, [True, True, True], macs=2 * 7776, elem=2 * 6 * 36),
+        c("default", t(2, 6, 6, 6), t(2, 4, 6, 6), t(6, 2, 3, 3), None, [1, 1], [1, 1],
+          [1, 1], False, [0, 0], 2, [True, False, False], macs=7776),
+        # transposed 4 -> 6 (groups 2), stride 2: H_out = 4 x 2 - 2 + 3 + 1 = 10; forward
+        # per input element 1 x 4 x 5 x 5 x (6/2) x 9 = 2700
+        c("default", t(1, 6, 10, 10), t(1, 4, 5, 5), t(4, 3, 3, 3), None, [2, 2], [1, 1],
+          [1, 1], True, [1, 1], 2, [True, True, False], macs=2 * 2700)],
+    # batch norm in training: 9 per element (x_hat 2, two sums 3, dL/dx 4); frozen
+    # statistics: dL/dx 1, dgamma 4 (x_hat 2, multiply, sum), dbeta 1
+    "native_batch_norm_backward": [
+        c("default", t(2, 3, 4, 4), *BN[:1], *BN[1:2], *BN[3:], t(3), t(3), True, 1e-5,
+          [True, True, True], elem=9 * 96),
+        c("default", t(2, 3, 4, 4), *BN[:1], *BN[1:2], *BN[3:], t(3), t(3), False, 1e-5,
+          [True, True, True], elem=6 * 96)],
+    "native_layer_norm_backward": [c("default", X, X, [4], t(2, 3, 1), t(2, 3, 1), t(4),
+                                     t(4), [True, True, True], elem=9 * N)],
+    "native_group_norm_backward": [c("default", t(2, 4, 3, 3), t(2, 4, 3, 3), t(2, 2),
+                                     t(2, 2), t(4), 2, 4, 9, 2, [True, True, True],
+                                     elem=9 * 72)],
+    # activations' dL/dx, per element: see PER_ELEMENT_BACKWARD's comments
+    "threshold_backward": [c("default", X, X, 0.5, elem=N)],
+    "hardtanh_backward": [c("default", X, X, -0.5, 0.5, elem=2 * N)],
+    "leaky_relu_backward": [c("default", X, X, 0.1, False, elem=2 * N)],
+    "elu_backward": [c("default", X, 1.0, 1.0, 1.0, False, X, elem=4 * N)],
+    "sigmoid_backward": [c("default", X, X, elem=3 * N)],
+    "tanh_backward": [c("default", X, X, elem=3 * N)],
+    "silu_backward": [c("default", X, X, elem=9 * N)],
+    "hardswish_backward": [c("default", X, X, elem=5 * N)],
+    "hardsigmoid_backward": [c("default", X, X, elem=3 * N)],
+    "gelu_backward": [c("default", X, X, elem=14 * N)],
+    "_softmax_backward_data": [c("default", X, X, 1, torch.float32, elem=4 * N)],
+    "_log_softmax_backward_data": [c("default", X, X, 1, torch.float32, elem=4 * N)],
+    # pooling: max routes each dL/dy value to its argmax (1 add); average divides it by
+    # the window and adds it to its K inputs (K + 1); adaptive average: 1 per input value
+    "max_pool2d_with_indices_backward": [
+        c("default", t(1, 2, 2, 2), t(1, 2, 4, 4), [2, 2], [2, 2], [0, 0], [1, 1], False,
+          t(1, 2, 2, 2, dtype=torch.int64), elem=8)],
+    "max_pool3d_with_indices_backward": [
+        c("default", t(1, 1, 2, 2, 2), t(1, 1, 4, 4, 4), [2, 2, 2], [2, 2, 2], [0, 0, 0],
+          [1, 1, 1], False, t(1, 1, 2, 2, 2, dtype=torch.int64), elem=8)],
+    "adaptive_max_pool2d_backward": [c("default", t(1, 3, 2, 2), t(1, 3, 6, 6),
+                                       t(1, 3, 2, 2, dtype=torch.int64), elem=12)],
+    "adaptive_max_pool3d_backward": [c("default", t(1, 2, 2, 2, 2), t(1, 2, 4, 4, 4),
+                                       t(1, 2, 2, 2, 2, dtype=torch.int64), elem=16)],
+    "avg_pool2d_backward": [c("default", t(2, 3, 3, 3), t(2, 3, 6, 6), [2, 2], [2, 2], [0, 0],
+                              False, True, None, elem=(4 + 1) * 54)],
+    "avg_pool3d_backward": [c("default", t(1, 2, 2, 2, 2), t(1, 2, 4, 4, 4), [2, 2, 2],
+                              [2, 2, 2], [0, 0, 0], False, True, None, elem=(8 + 1) * 16)],
+    "_adaptive_avg_pool2d_backward": [c("default", t(2, 3, 1, 1), t(2, 3, 4, 4), elem=96)],
+    "_adaptive_avg_pool3d_backward": [c("default", t(1, 2, 1, 1, 1), t(1, 2, 2, 2, 2),
+                                        elem=16)],
+    # upsampling: nearest adds each dL/dy value to its source (1); (bi/tri)linear weighs
+    # and adds it to its 2^d taps (2 x 2^d); bicubic to 16 taps (32)
+    "upsample_nearest1d_backward": [c("default", t(1, 2, 10), [10], [1, 2, 5], elem=20)],
+    "upsample_nearest2d_backward": [c("default", t(1, 2, 6, 6), [6, 6], [1, 2, 3, 3],
+                                      elem=72)],
+    "upsample_nearest3d_backward": [c("default", t(1, 2, 4, 4, 4), [4, 4, 4],
+                                      [1, 2, 2, 2, 2], elem=128)],
+    "_upsample_nearest_exact2d_backward": [c("default", t(1, 2, 6, 6), [6, 6], [1, 2, 3, 3],
+                                             elem=72)],
+    "upsample_bilinear2d_backward": [c("default", t(1, 2, 6, 6), [6, 6], [1, 2, 3, 3], False,
+                                       elem=2 * 4 * 72)],
+    "upsample_linear1d_backward": [c("default", t(1, 2, 10), [10], [1, 2, 5], False,
+                                     elem=2 * 2 * 20)],
+    "upsample_trilinear3d_backward": [c("default", t(1, 1, 4, 4, 4), [4, 4, 4],
+                                        [1, 1, 2, 2, 2], False, elem=2 * 8 * 64)],
+    "upsample_bicubic2d_backward": [c("default", t(1, 2, 6, 6), [6, 6], [1, 2, 3, 3], False,
+                                      elem=32 * 72)],
 }
 
 # Ops that compute nothing: (overload, args, kwargs) with a cost of 0.
@@ -220,9 +293,12 @@ ZERO_SAMPLES: dict[str, list[Call]] = {
     "_reshape_alias": [c("default", t(2, 3), [3, 2], [2, 1])],
     "expand_as": [c("default", t(3, 1), t(3, 4))], "view_as": [c("default", t(2, 3), t(3, 2))],
     "sym_size": [c("int", t(2, 3), 1)],
-    "max_pool2d_with_indices_backward": [
-        c("default", t(1, 2, 2, 2), t(1, 2, 4, 4), [2, 2], [2, 2], [0, 0], [1, 1], False,
-          t(1, 2, 2, 2, dtype=torch.int64))],
+    # a training step's: gradients of a slice or select (zeros, the slice copied in),
+    # dropout's random mask
+    "new_empty_strided": [c("default", X, [4, 5], [5, 1])],
+    "slice_backward": [c("default", t(2, 3), [2, 8], 1, 2, 5, 1)],
+    "select_backward": [c("default", t(2), [2, 8], 1, 3)],
+    "bernoulli": [c("default", X), c("p", X, 0.5)], "bernoulli_": [c("float", X, 0.5)],
 }
 # Ops that read a tensor's value: there is none on meta, where PyTorch raises.
 VALUE_READS: dict[str, list[Call]] = {

@@ -17,18 +17,19 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from cnncost.count.conventions import DTYPE_BYTES, Policy, check_batch, dtype_check
 from cnncost.count.formulas import (
     FORMULAS,
     ZERO_COST_OPS,
     Factors,
+    OpCost,
     formula_text,
 )
 from cnncost.count.lowering import _QUALIFIED, LOWERINGS, Call, Lower
 from cnncost.count.memory import assemble_table, check_strict, totals_of
-from cnncost.errors import UnsupportedOpError
+from cnncost.errors import UnsupportedOpError, UsageError
 from cnncost.graph.walk import dying_after
 from cnncost.layers import LAYERS
 from cnncost.spec import LayerSpec, ModelSpec
@@ -102,8 +103,15 @@ def clear_caches() -> None:
 
 def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
                policy: Policy | str = Policy.ALL, strict: bool = False,
-               source: str | None = None) -> CostTable:
-    """Count a resolved spec analytically: the torch engine's table, without torch."""
+               source: str | None = None, mode: str = "inference") -> CostTable:
+    """Count a resolved spec analytically: the torch engine's table, without torch.
+
+    A training step (``mode="train"``) is the torch engine's only: its backward is what
+    autograd runs, and this engine runs no autograd (``api.engine_for`` sends it there)."""
+    if mode != "inference":
+        raise UsageError(f"mode={mode!r}: the analytic engine counts inference only; a "
+                         "training step needs the torch engine (engine='torch', "
+                         "--engine torch)")
     name, pol = dtype_check(dtype), Policy(policy)
     rows: list[CostRow] = []
     walked = _paused(_walk, spec, batch, DTYPE_BYTES[name], pol.value == "all", rows)
@@ -238,7 +246,10 @@ def _lower(layer: LayerSpec, batch: int, elem: int) -> Program:
         cost = None
         if formula is not None:
             try:
-                cost = formula(*call.args, **call.kwargs, out_shape=call.out_shape)
+                # forward ops only (this engine counts inference): one OpCost per call,
+                # never a backward op's tuple of one per gradient
+                cost = cast(OpCost, formula(*call.args, **call.kwargs,
+                                            out_shape=call.out_shape))
             except (TypeError, ValueError, IndexError):
                 cost = None
         if cost is not None:

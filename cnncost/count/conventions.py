@@ -6,6 +6,7 @@ costs behind them are the formulas in cnncost.count.formulas. No torch at import
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,34 @@ class Policy(str, Enum):
     ALL = "all"
     CONV_LINEAR = "conv+linear"
 
+
+class Mode(str, Enum):
+    """What is counted: one forward pass, or one training step."""
+
+    INFERENCE = "inference"
+    TRAIN = "train"
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An optimizer's update, per trainable parameter (torch.optim's defaults: no weight
+    decay, no dampening, no Nesterov, Adam without amsgrad; the per-tensor update)."""
+
+    name: str
+    label: str
+    flops_per_param: int
+    state_copies: int  # parameter-sized state tensors it keeps between steps
+    temporaries: int  # parameter-sized temporaries of one tensor's update, at once
+    update: str  # the update, with the FLOPs of each line
+
+
+OPTIMIZERS: dict[str, Optimizer] = {o.name: o for o in (
+    Optimizer("sgd", "SGD", 2, 0, 0, "w -= lr x g (2)"),
+    Optimizer("sgd_momentum", "SGD-momentum", 4, 1, 0, "b = mu x b + g (2); w -= lr x b (2)"),
+    Optimizer("adam", "Adam", 13, 2, 2,
+              "m = m + (1 - b1)(g - m) (3); v = b2 x v + (1 - b2) x g x g (4); "
+              "d = sqrt(v) / sqrt(1 - b2^t) + eps (3); w -= lr / (1 - b1^t) x m / d (3)"),
+)}
 
 # The analysis dtypes, with their bytes per element.
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -43,6 +72,40 @@ def dtype_check(dtype: str | torch.dtype) -> str:
     if name not in DTYPE_BYTES:
         raise UsageError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_BYTES)}")
     return name
+
+
+TRAIN_STEP = ("train mode: one step = forward in training behaviour (batch norm on batch "
+              "statistics, dropout active) + backward of loss = sum of the outputs (its "
+              "gradient, all ones, is not counted) + the optimizer's update; MACs and FLOPs "
+              "= forward + backward (+ update in step_flops)")
+BACKWARD_MACS = ("backward: a conv's or linear layer's input gradient and weight gradient each "
+                 "cost its forward MACs (2x in all); the first layer computes no input "
+                 "gradient and frozen parameters (requires_grad=False) no weight gradient; "
+                 "a gradient of the weights is a result that reaches a parameter's .grad")
+FLOP_COUNTER_DIFFERENCE = ("vs torch's FlopCounterMode: a grouped conv's weight gradient is "
+                           "counted here at its forward's MACs; FlopCounterMode ignores the "
+                           "groups there and counts it G times")
+
+
+def optimizer_convention(policy: Policy | str) -> str:
+    """The optimizers' per-parameter update cost and state."""
+    rules = "; ".join(f"{o.label} {o.flops_per_param} FLOPs ({o.update}), {o.state_copies} "
+                      "state tensor(s)" for o in OPTIMIZERS.values())
+    counted = ("counted in step_flops" if Policy(policy) is Policy.ALL else
+               "not counted under policy conv+linear")
+    return f"optimizer update per trainable parameter ({counted}): {rules}"
+
+
+def train_memory_convention(dtype: torch.dtype | str) -> str:
+    """What the training memory figures include, at ``dtype``."""
+    adam = OPTIMIZERS["adam"]
+    return (f"memory at {dtype_name(dtype)} ({dtype_bytes(dtype)} bytes/element); training "
+            "memory = parameters + buffers + input + optimizer state + the step's peak of "
+            "live tensors in execution order (what autograd saves, once per storage; "
+            "gradients as they are made, set to None before the step; backward temporaries) "
+            "or, when larger, the gradients plus the update's temporaries "
+            f"({adam.label}: {adam.temporaries} copies of the largest parameter); "
+            "peak_memory_bytes = the step's peak without optimizer state")
 
 
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -83,7 +146,12 @@ def memory_convention(dtype: torch.dtype | str) -> str:
             "buffers + live activations in execution order (inference)")
 
 
-def conventions(policy: Policy | str, dtype: torch.dtype | str) -> tuple[str, ...]:
+def conventions(policy: Policy | str, dtype: torch.dtype | str,
+                mode: Mode | str = Mode.INFERENCE) -> tuple[str, ...]:
     """The counting conventions printed in every report's header."""
     flops = FLOPS_CONV_LINEAR if Policy(policy) is Policy.CONV_LINEAR else FLOPS_ALL
+    if Mode(mode) is Mode.TRAIN:
+        return (MACS_FROM, flops, CONV_MACS, PARAMS, TRAIN_STEP, BACKWARD_MACS,
+                optimizer_convention(policy), train_memory_convention(dtype),
+                FLOP_COUNTER_DIFFERENCE)
     return (MACS_FROM, flops, CONV_MACS, PARAMS, memory_convention(dtype), TRAINING_MEMORY)

@@ -5,24 +5,28 @@ own. Any other ``nn.Module`` is run with forward hooks that tell which module is
 op; its weights are replaced by meta tensors for the run (reparametrized, as
 ``torch.func.functional_call`` does), so nothing is copied and no real activation is
 allocated. ``device="cpu"`` runs the same count on real tensors (the oracle for tests).
+``mode="train"`` counts a training step instead: forward in training behaviour, then the
+backward (cnncost.count.train).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import fx, nn
 
-from cnncost.count.conventions import Policy, check_batch, dtype_name, parse_dtype
-from cnncost.count.memory import build_table, check_free_memory, nbytes
+from cnncost.count.conventions import Mode, Policy, check_batch, dtype_name, parse_dtype
+from cnncost.count.memory import StepRecord, Trainable, build_table, check_free_memory, nbytes
 from cnncost.count.mode import Acc, CostCounterMode, tensors
 from cnncost.count.snapshot import ModuleState
+from cnncost.count.train import TrainCounterMode, run_step
 from cnncost.errors import CnnCostError, ModelRunError, UsageError
 from cnncost.graph.build import META_KEY, TORCH_REFUSALS, op_args, op_target, torch_refused
 from cnncost.graph.walk import Step, Walk, graph_walk
@@ -77,16 +81,18 @@ class _LayerRows:
         return out
 
 
-def _run_graph(gm: fx.GraphModule, x: torch.Tensor, mode: CostCounterMode) -> list[Acc]:
-    """Run a compiled spec's graph node by node, one row per spec layer."""
+def _run_graph(gm: fx.GraphModule, x: torch.Tensor, mode: CostCounterMode,
+               accs: list[Acc]) -> Any:
+    """Run a compiled spec's graph node by node, one row per spec layer (into ``accs``);
+    the graph's output."""
     walk = graph_walk(gm)
     weights = {step.key: (sum(p.numel() for p in step.target.parameters()),
                           sum(b.numel() for b in step.target.buffers()))
                for step in walk.steps
                if step.layer is not None and isinstance(step.target, nn.Module)}
     rows = _LayerRows(mode, weights)
-    walk.run(dict.fromkeys(walk.inputs, x), rows)
-    return rows.accs
+    rows.accs = accs
+    return walk.run(dict.fromkeys(walk.inputs, x), rows)
 
 
 def _freeze(value: Any) -> Any:
@@ -97,21 +103,22 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def _spec_modules(spec: ModelSpec, dtype: torch.dtype, device: str,
-                  elem: int) -> dict[str, tuple[nn.Module, int, int, int, int]]:
+def _spec_modules(spec: ModelSpec, dtype: torch.dtype, device: str, elem: int,
+                  train: bool = False) -> dict[str, tuple[nn.Module, int, int, int, int]]:
     """Each layer's module with its (params, buffers, param bytes, buffer bytes).
 
     A layer's module depends only on its kind, fields and input shape, so identical layers
     (the blocks of a deep net) share one instance: building nn.Modules, not counting,
     dominated the time of deep specs. Built before counting starts, so their weights are
-    never mistaken for activations.
+    never mistaken for activations. In train mode every layer has weights of its own (their
+    gradients are separate tensors) and runs in training behaviour.
     """
     built: dict[Any, tuple[nn.Module, int, int, int, int]] = {}
     by_path = {}
     for layer in spec.layers:
         if layer.built is None:
             continue
-        key = (layer.kind, _freeze(layer.params), layer.in_shapes)
+        key = (layer.kind, _freeze(layer.params), layer.in_shapes, layer.path if train else "")
         entry = built.get(key)
         if entry is None:
             try:
@@ -121,7 +128,7 @@ def _spec_modules(spec: ModelSpec, dtype: torch.dtype, device: str,
                     module = module.to(dtype)
             except TORCH_REFUSALS as exc:
                 raise torch_refused(layer, "build", exc) from None
-            module.eval()
+            module.train(train)
             entry = (module, sum(p.numel() for p in module.parameters()),
                      sum(b.numel() for b in module.buffers()),
                      nbytes(module.parameters(), elem), nbytes(module.buffers(), elem))
@@ -131,8 +138,10 @@ def _spec_modules(spec: ModelSpec, dtype: torch.dtype, device: str,
 
 
 def _run_spec(spec: ModelSpec, x: torch.Tensor, mode: CostCounterMode,
-              modules: Mapping[str, tuple[nn.Module, int, int, int, int]]) -> list[Acc]:
-    """Run a spec layer by layer, exactly as its compiled GraphModule would, without one."""
+              modules: Mapping[str, tuple[nn.Module, int, int, int, int]],
+              accs: list[Acc]) -> Any:
+    """Run a spec layer by layer, exactly as its compiled GraphModule would, without one:
+    one row per layer (into ``accs``); the spec's output."""
     steps = []
     for layer in spec.layers:
         entry = modules.get(layer.path)
@@ -144,8 +153,8 @@ def _run_spec(spec: ModelSpec, x: torch.Tensor, mode: CostCounterMode,
             steps.append(Step(layer.path, layer.inputs, target,
                               functools.partial(_bind_op, layer, kwargs), layer))
     rows = _LayerRows(mode, {path: (m[1], m[2]) for path, m in modules.items()})
-    Walk.of(steps, ["input"], spec.output).run({"input": x}, rows)
-    return rows.accs
+    rows.accs = accs
+    return Walk.of(steps, ["input"], spec.output).run({"input": x}, rows)
 
 
 def _bind_module(layer: LayerSpec, env: Mapping[Any, Any]) -> tuple[tuple[Any, ...],
@@ -161,20 +170,63 @@ def _bind_op(layer: LayerSpec, kwargs: Mapping[str, Any],
 
 def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
                policy: Policy | str = Policy.ALL, strict: bool = False,
-               source: str | None = None, device: str = "meta") -> CostTable:
-    """Count a resolved spec, one row per graph node (``device="cpu"`` runs real tensors)."""
+               source: str | None = None, device: str = "meta",
+               mode: Mode | str = Mode.INFERENCE) -> CostTable:
+    """Count a resolved spec, one row per graph node (``device="cpu"`` runs real tensors;
+    ``mode="train"`` counts a training step)."""
     dt = parse_dtype(dtype)
     pol = Policy(policy)
     dev = _check_device(device)
+    train = _mode(mode) is Mode.TRAIN
     check_batch(batch)
     x = _input_tensor((batch, *spec.input_shape), dt, dev)
-    modules = _spec_modules(spec, dt, dev, x.element_size())
+    modules = _spec_modules(spec, dt, dev, x.element_size(), train)
     weights = (sum(m[3] for m in modules.values()), sum(m[4] for m in modules.values()))
-    mode = CostCounterMode()
-    with torch.no_grad(), mode:
-        accs = _run_spec(spec, x, mode, modules)
-    return build_table(spec.name, source or spec.file, spec.description, weights, x, accs, mode,
-                  pol, dt, strict)
+    counter = _counter(train)
+    accs: list[Acc] = []
+    step = _execute(counter, lambda: _run_spec(spec, x, counter, modules, accs), spec.name,
+                    [x, *(t for m in modules.values()
+                          for t in itertools.chain(m[0].parameters(), m[0].buffers()))])
+    trained = _trainable((m[0] for m in modules.values()), x.element_size()) if train \
+        else None
+    return build_table(spec.name, source or spec.file, spec.description, weights, x, accs,
+                       counter, pol, dt, strict, step, trained)
+
+
+def _mode(mode: Mode | str) -> Mode:
+    try:
+        return Mode(mode)
+    except ValueError:
+        raise UsageError(f"mode={mode!r}: expected 'inference' or 'train'") from None
+
+
+def _counter(train: bool) -> CostCounterMode:
+    """The dispatch mode of a count: a training step's, or the inference one."""
+    return TrainCounterMode() if train else CostCounterMode()
+
+
+def _execute(counter: CostCounterMode, forward: Callable[[], Any], label: str,
+             weights: Iterable[torch.Tensor] = ()) -> StepRecord | None:
+    """Run ``forward`` under the counter: without autograd, or as a whole training step
+    (``weights``: the input, parameters and buffers, whose storages are not activations)."""
+    if isinstance(counter, TrainCounterMode):
+        counter.exclude(weights)
+        return run_step(counter, forward, label)
+    with torch.no_grad(), counter:
+        forward()
+    return None
+
+
+def _trainable(modules: Iterable[nn.Module], elem: int) -> Trainable:
+    """The parameters that get a gradient (each once, however often it is shared)."""
+    seen: dict[int, nn.Parameter] = {}
+    for m in modules:
+        for p in m.parameters():
+            if p.requires_grad:
+                seen.setdefault(id(p), p)
+    sizes = [p.numel() * (elem if p.is_floating_point() else p.element_size())
+             for p in seen.values()]
+    return Trainable(sum(p.numel() for p in seen.values()), sum(sizes), max(sizes, default=0))
 
 
 # --------------------------------------------------------------------------- any nn.Module
@@ -183,7 +235,8 @@ def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "floa
 def count_module(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
                  dtype: str | torch.dtype = "float32", policy: Policy | str = Policy.ALL,
                  strict: bool = False, name: str | None = None,
-                 source: str = "", device: str = "meta", frames: int = 1) -> CostTable:
+                 source: str = "", device: str = "meta", frames: int = 1,
+                 mode: Mode | str = Mode.INFERENCE) -> CostTable:
     """Count any nn.Module without copying its weights (on meta; ``device="cpu"``: for real).
 
     One row per module that ran ops or owns parameters: leaf modules, containers whose
@@ -197,53 +250,67 @@ def count_module(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
     shapes: detection networks) cannot run on meta: it is then counted again on CPU with
     real tensors and its own weights, when free memory allows, and the table says so
     (``counted_on``). Either way the model comes back exactly as it went in.
+    ``mode="train"`` counts a training step: parameters with ``requires_grad=False`` are
+    frozen (no gradient of their own).
     """
     dev = _check_device(device)
     if isinstance(model, fx.GraphModule) and any(
             META_KEY in n.meta for n in model.graph.nodes):
         return _count_graph(model, input_shape, batch, dtype, policy, strict, name, source,
-                            dev)
+                            dev, mode)
     dt = parse_dtype(dtype)
     pol = Policy(policy)
+    train = _mode(mode) is Mode.TRAIN
     check_batch(batch)
     label = name or type(model).__name__
     shape = (batch, *input_shape)
     if dev == "cpu":
         _check_real_weights(model, dt, "device='cpu' runs the module's own weights")
     try:
-        x, calls = _count_once(model, shape, dt, dev, label, frames)
+        x, calls, step = _count_once(model, shape, dt, dev, label, frames, train)
         counted_on, why = "meta", ""  # an explicit device="cpu" (the tests' oracle): unmarked
     except NeedsData as need:
         _check_real_weights(model, dt, f"{label} needs real tensors ({need.reason})")
         check_free_memory(label, need.partial_bytes + _nbytes_of(shape, dt), need.reason)
-        x, calls = _count_once(model, shape, dt, "cpu", label, frames)
+        x, calls, step = _count_once(model, shape, dt, "cpu", label, frames, train)
         counted_on, why = "cpu", need.reason
+    trained = _trainable([model], x.element_size()) if train else None
     table = build_table(label, source or label, "", model, x, calls.rows(), calls.mode, pol,
-                        dt, strict)
+                        dt, strict, step, trained)
     if counted_on == "meta":
         return table
     return dataclasses.replace(table, counted_on=counted_on, counted_on_reason=why)
 
 
 def _count_once(model: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, device: str,
-                label: str, frames: int) -> tuple[torch.Tensor, _ModuleCalls]:
-    """One counted forward on ``device``; the model is restored whatever happens."""
-    mode = CostCounterMode()
-    calls = _ModuleCalls(model, mode)
+                label: str, frames: int, train: bool = False
+                ) -> tuple[torch.Tensor, _ModuleCalls, StepRecord | None]:
+    """One counted forward (train: step) on ``device``; the model is restored whatever
+    happens (on CPU a training step's gradients too)."""
+    mode = _counter(train)
+    calls = _ModuleCalls(model, mode, train)
     x = _input_tensor(shape, dtype, device)
+    grads = {p: p.grad for p in model.parameters()} if device != "meta" else {}
     with calls.hooked(device, dtype):
         named = [*model.named_buffers(remove_duplicate=False)]
         if device == "meta":
             named += model.named_parameters(remove_duplicate=False)
-            state = {k: _meta_like(v, dtype) for k, v in named}
+            state = {k: _meta_like(v, dtype, train) for k, v in named}
         else:
             # Buffers a forward writes in place (running statistics, step counters) are
             # written to copies: the model's own stay as they were.
             state = {k: v.clone() for k, v in named}
-        with _swapped(model, state), torch.no_grad(), mode:
-            _forward(model, [x] * frames, calls, label, device)
+        real = [] if device == "meta" else list(model.parameters())
+        try:
+            with _swapped(model, state):
+                step = _execute(mode, lambda: _forward(model, [x] * frames, calls, label,
+                                                       device), label,
+                                [x, *state.values(), *real])
+        finally:
+            for p, g in grads.items():
+                p.grad = g
         del state
-    return x, calls
+    return x, calls, step
 
 
 def _nbytes_of(shape: tuple[int, ...], dtype: torch.dtype) -> int:
@@ -275,9 +342,10 @@ class _ModuleCalls:
     """Forward hooks on every module of a model: one row (Acc) per module name, and the
     ops of each call charged to the innermost module in progress."""
 
-    def __init__(self, model: nn.Module, mode: CostCounterMode) -> None:
+    def __init__(self, model: nn.Module, mode: CostCounterMode, train: bool = False) -> None:
         self.model = model
         self.mode = mode
+        self.train = train
         self.modules = dict(model.named_modules())  # a shared module goes by its first name
         self.names = {id(m): n for n, m in self.modules.items()}
         self.leaf_ids = {id(m) for m in self.modules.values() if not m._modules}
@@ -295,7 +363,7 @@ class _ModuleCalls:
         for m in self.modules.values():
             handles.append(m.register_forward_pre_hook(self._pre))
             handles.append(m.register_forward_hook(self._post))
-        self.model.eval()
+        self.model.train(self.train)
         try:
             if device == "meta":
                 saved.meta_attributes(dtype)
@@ -337,9 +405,8 @@ class _ModuleCalls:
             module = self.modules[mname]
             own_p, frozen = _own(module.parameters(recurse=False), seen_params)
             own_b = sum(b.numel() for b in module.buffers(recurse=False))
-            has_ops = acc.macs or acc.elem_flops or acc.uncounted or acc.factors or acc.op_bytes
             leaf = id(module) in self.leaf_ids
-            if leaf or has_ops or own_p or own_b or frozen:
+            if leaf or _has_ops(acc) or own_p or own_b or frozen:
                 acc.params, acc.buffers, acc.frozen = own_p, own_b, frozen
                 if not leaf:
                     # A container's row holds its own functional ops (e.g. a residual add):
@@ -362,12 +429,19 @@ class _ModuleCalls:
         return rows
 
 
+def _has_ops(acc: Acc) -> bool:
+    """Whether a module's own ops did anything (forward, or backward in train mode)."""
+    return bool(acc.macs or acc.elem_flops or acc.uncounted or acc.factors or acc.op_bytes
+                or acc.grad_input_macs or acc.grad_weight_macs or acc.grad_input_flops
+                or acc.grad_weight_flops or acc.saved_bytes)
+
+
 def _forward(model: nn.Module, inputs: list[torch.Tensor], calls: _ModuleCalls, label: str,
-             device: str) -> None:
+             device: str) -> Any:
     """Run the user's module; its own errors (wrong input shape, ...) become one line that
     names the module that failed, or NeedsData when meta tensors were the cause."""
     try:
-        model(*inputs)
+        return model(*inputs)
     except CnnCostError:
         raise
     except Exception as exc:
@@ -403,23 +477,35 @@ def _needs_data(exc: BaseException, op_failed: bool) -> bool:
 
 def _count_graph(gm: fx.GraphModule, input_shape: tuple[int, ...], batch: int,
                  dtype: str | torch.dtype, policy: Policy | str, strict: bool,
-                 name: str | None, source: str, device: str) -> CostTable:
+                 name: str | None, source: str, device: str,
+                 mode: Mode | str = Mode.INFERENCE) -> CostTable:
     dt = parse_dtype(dtype)
     check_batch(batch)
+    train = _mode(mode) is Mode.TRAIN
     x = _input_tensor((batch, *input_shape), dt, device)
-    mode = CostCounterMode()
+    counter = _counter(train)
     label = name or type(gm).__name__
-    if device != "meta":
-        with torch.no_grad(), mode:
-            accs = _run_graph(gm, x, mode)
-        return build_table(label, source or label, "", gm, x, accs, mode, Policy(policy), dt,
-                      strict)
-    state = {k: _meta_like(v, dt) for k, v in [*gm.named_parameters(), *gm.named_buffers()]}
-    with _swapped(gm, state), torch.no_grad(), mode:
-        accs = _run_graph(gm, x, mode)
+    trained = _trainable([gm], x.element_size()) if train else None
+    accs: list[Acc] = []
+    flag = gm.training
+    if train:
+        gm.train()
+    try:
+        if device != "meta":
+            step = _execute(counter, lambda: _run_graph(gm, x, counter, accs), label,
+                            [x, *gm.parameters(), *gm.buffers()])
+        else:
+            state = {k: _meta_like(v, dt, train)
+                     for k, v in [*gm.named_parameters(), *gm.named_buffers()]}
+            with _swapped(gm, state):
+                step = _execute(counter, lambda: _run_graph(gm, x, counter, accs), label,
+                                [x, *state.values()])
+            del state
+    finally:
+        gm.train(flag)
     # after the swap: the real parameters say which ones train
-    return build_table(label, source or label, "", gm, x, accs, mode, Policy(policy), dt,
-                       strict)
+    return build_table(label, source or label, "", gm, x, accs, counter, Policy(policy), dt,
+                       strict, step, trained)
 
 
 @contextmanager
@@ -431,9 +517,12 @@ def _swapped(module: nn.Module, state: Mapping[str, torch.Tensor]) -> Iterator[N
         yield
 
 
-def _meta_like(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _meta_like(t: torch.Tensor, dtype: torch.dtype, train: bool = False) -> torch.Tensor:
     dt = dtype if t.is_floating_point() else t.dtype
-    return torch.empty(t.shape, dtype=dt, device="meta")
+    out = torch.empty(t.shape, dtype=dt, device="meta")
+    # Train mode: a parameter keeps its requires_grad (False: frozen, no gradient).
+    return out.requires_grad_(True) if train and isinstance(t, nn.Parameter) and \
+        t.requires_grad else out
 
 
 def _own(params: Iterator[nn.Parameter], seen: set[int]) -> tuple[int, int]:

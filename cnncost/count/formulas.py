@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cnncost import shapes
 
@@ -103,14 +103,15 @@ class OpCost:
         return formula_text([self.factors]) if self.factors else ""
 
 
-Formula = Callable[..., OpCost]
+# A formula returns one OpCost, or one per output for an op with several (backward ops).
+Formula = Callable[..., OpCost | tuple[OpCost, ...]]
 ShapeRule = Callable[..., Any]
 FORMULAS: dict[str, Formula] = {}
 SHAPE_RULES: dict[str, ShapeRule] = {}
 
 
 def apply_formula(formula: Formula, args: Sequence[Any], kwargs: dict[str, Any],
-                  out_shape: Any) -> OpCost | None:
+                  out_shape: Any) -> OpCost | tuple[OpCost, ...] | None:
     """One call's cost from its arguments (tensors as shapes); None for a call form the
     formula does not know (the op is then listed as uncounted, never zero)."""
     try:
@@ -158,16 +159,20 @@ pixel_shuffle pixel_unshuffle upsample_nearest1d upsample_nearest2d
 upsample_nearest3d _upsample_nearest_exact2d constant_pad_nd pad
 reflection_pad2d replication_pad2d as_strided as_strided_ _reshape_alias
 expand_as view_as sym_size lift _local_scalar_dense item
-max_pool2d_with_indices_backward unsafe_split unsafe_split_with_sizes unsafe_chunk
+new_empty_strided slice_backward select_backward bernoulli bernoulli_
+unsafe_split unsafe_split_with_sizes unsafe_chunk
 """
 ZERO_COST_OPS: frozenset[str] = frozenset(f"aten::{n}" for n in _ZERO_COST_NAMES.split())
 
 
-def register_formula(*ops: str, shape: ShapeRule) -> Callable[[Formula], Formula]:
+F = TypeVar("F", bound=Formula)
+
+
+def register_formula(*ops: str, shape: ShapeRule) -> Callable[[F], F]:
     """Register a cost formula and the shape rule of one or more ATen ops
     (``"convolution"`` or ``"aten::convolution"``); a name registered twice raises."""
 
-    def deco(fn: Formula) -> Formula:
+    def deco(fn: F) -> F:
         for op in ops:
             name = op if "::" in op else f"aten::{op}"
             if name in FORMULAS or name in ZERO_COST_OPS:
@@ -432,3 +437,7 @@ for _op, _per in PER_ELEMENT.items():
 def policy_flops(cost_macs: int, elem_flops: int, policy: str) -> int:
     """FLOPs under a counting policy: ``conv+linear`` -> 2 x MACs; ``all`` adds elem_flops."""
     return 2 * cost_macs + (elem_flops if policy == "all" else 0)
+
+
+# The backward pass's formulas register into the same tables (a training step's ops).
+import cnncost.count.backward  # noqa: E402,F401

@@ -63,6 +63,14 @@ class Acc:
     frozen: int = 0  # parameters with requires_grad=False
     # Position in execution order: the index of its first op (or of its first call).
     order: int = -1
+    # Train mode (cnncost.count.train): its backward ops' cost, split by the gradient they
+    # compute (of the layer's input, or of its weights), and the bytes autograd saved.
+    grad_input_macs: int = 0
+    grad_weight_macs: int = 0
+    grad_input_flops: int = 0  # elementwise FLOPs (policy "all") beside the MACs
+    grad_weight_flops: int = 0
+    grad_factors: list[tuple[str, Factors]] = field(default_factory=list)  # ("input", f)
+    saved_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,8 +111,10 @@ def _op_info(func: Any) -> _OpInfo:
 
 # The caches (see the module docstring): per op and argument metadata.
 _MAX_CACHE = 100_000
-_CACHE: dict[Any, tuple[Any, OpCost | None]] = {}
-_VALID_INPLACE: dict[Any, OpCost | None] = {}
+# An op's cost: one OpCost, one per output (backward ops), or None (no formula fits).
+Cost = OpCost | tuple[OpCost, ...] | None
+_CACHE: dict[Any, tuple[Any, Cost]] = {}
+_VALID_INPLACE: dict[Any, Cost] = {}
 _LEAF_TYPES = (bool, int, float, str, torch.dtype, torch.device, torch.memory_format,
                torch.layout)
 
@@ -201,23 +211,31 @@ class CostCounterMode(TorchDispatchMode):
         kwargs = kwargs or {}
         info = _op_info(func)
         out, cost = self._run(func, info, args, kwargs)
-        acc = self.acc
         self.ops += 1
-        if acc is not None:
-            if acc.order < 0:
-                acc.order = self.ops
-            if cost is not None:
-                acc.macs += cost.macs
-                acc.elem_flops += cost.elem_flops
-                if cost.factors is not None:
-                    acc.factors.append(cost.factors)
-            elif info.formula is not None or not info.zero_cost:
-                acc.uncounted[info.name] += 1
-        self._track(info, out, acc)
+        self._track(info, out, self.acc)
+        self._charge(info, cost, out)
         return out
 
+    def _charge(self, info: _OpInfo, cost: Cost, out: Any) -> None:
+        """Add an op's cost (or each of its outputs' costs) to the current layer, or list
+        the op as uncounted."""
+        acc = self.acc
+        if acc is None:
+            return
+        if acc.order < 0:
+            acc.order = self.ops
+        if cost is None:
+            if info.formula is not None or not info.zero_cost:
+                acc.uncounted[info.name] += 1
+            return
+        for part in cost if isinstance(cost, tuple) else (cost,):
+            acc.macs += part.macs
+            acc.elem_flops += part.elem_flops
+            if part.factors is not None:
+                acc.factors.append(part.factors)
+
     def _run(self, func: Any, info: _OpInfo, args: Any,
-             kwargs: dict[str, Any]) -> tuple[Any, OpCost | None]:
+             kwargs: dict[str, Any]) -> tuple[Any, Cost]:
         """The op's output and cost: remembered, by a meta shortcut, or by PyTorch."""
         key = None
         if info.fresh or info.inplace:
@@ -261,7 +279,7 @@ class CostCounterMode(TorchDispatchMode):
         return out, cost
 
     @staticmethod
-    def _cost(info: _OpInfo, args: Any, kwargs: Any, out: Any) -> OpCost | None:
+    def _cost(info: _OpInfo, args: Any, kwargs: Any, out: Any) -> Cost:
         assert info.formula is not None
         return apply_formula(info.formula, tree_map(_shape, args), tree_map(_shape, kwargs),
                              tree_map(_shape, out))

@@ -407,6 +407,7 @@ class BenchOptions:
     recalibrate: bool = False
     budget: Budget = Budget()
     quick_roofline: bool = False  # tiny calibration (tests); not for real figures
+    optimizer: str = "sgd"  # training steps (cnncost.measure.bench_train) only
 
 
 @contextlib.contextmanager

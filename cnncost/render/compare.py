@@ -60,9 +60,10 @@ def compare_rich(cmp: Comparison) -> Group:
         policies = sorted({r.policy for r in cmp.rows})
         dtypes = sorted({r.dtype for r in cmp.rows})
         where = f"input {inputs[0]}, " if len(inputs) == 1 else ""
+        step = "; one training step each" if any(r.mode == "train" for r in cmp.rows) else ""
         notes.append(Text(f"x = ratio to {first.model}; {where}dtype {', '.join(dtypes)}, "
-                          f"FLOPs policy {', '.join(policies)}; 1 MAC = 1 multiply + 1 add",
-                          style="dim"))
+                          f"FLOPs policy {', '.join(policies)}; 1 MAC = 1 multiply + 1 add"
+                          f"{step}", style="dim"))
     return Group(*notes)
 
 

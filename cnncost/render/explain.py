@@ -64,7 +64,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnncost.count.conventions import MAC_DEFINITION
+from cnncost.count.conventions import MAC_DEFINITION, OPTIMIZERS
 from cnncost.errors import SpecError, UsageError
 from cnncost.spec.expr import ExprError, evaluate
 from cnncost.table import CostRow, CostTable
@@ -376,6 +376,32 @@ def layer_lines(row: CostRow) -> list[str]:
         axis = _AXES.get(len(row.output_shape))
         lines.append(f"  receptive field: {row.receptive_field}"
                      + (f" (along {axis})" if axis else ""))
+    return lines + backward_lines(row)
+
+
+def backward_lines(row: CostRow) -> list[str]:
+    """A training step's backward of one layer (train mode): each gradient's MACs from its
+    factors, written like the forward's, its FLOPs and what autograd saved for it."""
+    tr = row.train
+    if tr is None:
+        return []
+    lines = []
+    for side, label, macs, why in (
+            ("input", "dL/dx", tr.grad_input_macs, "no layer before it needs one"),
+            ("weight", "dL/dW", tr.grad_weight_macs, "its weights are frozen")):
+        factors = [f for s, f in tr.factors if s == side]
+        if factors:
+            lines.append(f"  backward {label}: {' + '.join(f.text() for f in factors)} = "
+                         f"{_num(macs)} MACs")
+        elif macs:
+            lines.append(f"  backward {label}: {_num(macs)} MACs")
+        elif row.macs and (side == "input" or row.params):
+            lines.append(f"  backward {label}: not computed ({why})")
+    extra = tr.backward_flops - 2 * tr.backward_macs
+    flops = _num(tr.backward_flops) + (f" ({_num(extra)} beside the MACs)"
+                                       if extra and tr.backward_macs else "")
+    saved = f"; saved for it: {_bytes(tr.saved_bytes)}" if tr.saved_bytes else ""
+    lines.append(f"  backward FLOPs: {flops}{saved}")
     return lines
 
 
@@ -431,6 +457,18 @@ def _total_lines(table: CostTable) -> list[str]:
     memory = f"{_num(t.activation_bytes)} B"
     if t.activation_bytes >= 1024:
         memory += f" ({_bytes(t.activation_bytes)})"
+    if t.train is not None:
+        tr = t.train
+        lines.append(f"backward MACs: dL/dx {_num(tr.grad_input_macs)} + dL/dW "
+                     f"{_num(tr.grad_weight_macs)} = {_num(tr.backward_macs)} "
+                     f"({tr.backward_macs / t.macs:.2f} x forward)" if t.macs else
+                     f"backward MACs: {_num(tr.backward_macs)}")
+        lines.append("step FLOPs: forward + backward + update = " + ", ".join(
+            f"{o.label} {_num(tr.step_flops[n])}" for n, o in OPTIMIZERS.items()))
+        lines.append(f"activation memory: {memory} over {outputs} output{'s' * (outputs != 1)}; "
+                     f"saved for the backward {_bytes(tr.saved_activation_bytes)}; training "
+                     f"memory (Adam) {_bytes(t.training_memory_bytes['adam'])}")
+        return lines
     lines.append(f"activation memory: {memory} over {outputs} output{'s' * (outputs != 1)}; "
                  "peak inference memory "
                  f"{_bytes(t.peak_memory_bytes)}")

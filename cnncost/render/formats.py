@@ -34,6 +34,10 @@ BLOCK_CSV_FIELDS = ("name", "layers", "output_shape", "params", "buffers", "macs
 def to_csv(table: CostTable, depth: int | None = None, sort: str | None = None,
            top: int | None = None) -> str:
     """One CSV row per layer (or block with ``depth``), exact integers, shapes as AxBxC."""
+    if table.train:
+        from cnncost.render import train
+
+        return train.to_csv(table, depth, sort, top)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     rows = table_rows(table, depth, sort, top)
@@ -63,6 +67,10 @@ def md_cell(text: str) -> str:
 def to_markdown(table: CostTable, depth: int | None = None, sort: str | None = None,
                 top: int | None = None) -> str:
     """A Markdown cost table with the header figures and conventions."""
+    if table.train:
+        from cnncost.render import train
+
+        return train.to_markdown(table, depth, sort, top)
     t = table.totals
     recipe = f"- input: `{shape(table.input)}`, dtype `{table.dtype}`, policy `{table.policy}`"
     if table.vars:
@@ -108,7 +116,7 @@ def to_json(table: CostTable, depth: int | None = None) -> str:
     doc["blocks"] = [
         {"name": b.name, "layers": b.layers, "output_shape": list(b.output_shape),
          "params": b.params, "buffers": b.buffers, "macs": b.macs, "flops": b.flops,
-         "output_bytes": b.output_bytes}
+         "output_bytes": b.output_bytes, **b.train}
         for b in collapse(table.layers, depth)
     ]
     return dumps(doc)

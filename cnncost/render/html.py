@@ -435,7 +435,7 @@ def _bench_layers(run: BenchRun, top: int | None) -> str:
 def sweep_page(sweep: Sweep) -> str:
     """A sweep: each metric against the swept variable (log-log), the fitted exponents and
     every point in a sortable table."""
-    from cnncost.render.sweep import METRICS, exponent_rows, failure_lines, header, shown_vars
+    from cnncost.render.sweep import LABELS, exponent_rows, failure_lines, header, shown_vars
 
     chart = charts.sweep_chart(sweep)
     body = [f"<h1>sweep: {escape(sweep.model)}</h1>",
@@ -476,8 +476,8 @@ def sweep_page(sweep: Sweep) -> str:
     fits = [[_cell(var), *[_cell(c, css="n") for c in cells]]
             for var, cells in exponent_rows(sweep)]
     body += ["<h2>Scaling exponents k in metric ∝ var^k</h2>",
-             sortable_table([Col("variable"), *[Col(charts.SWEEP_METRICS[i].label, True)
-                                                for i in range(len(METRICS))]], fits),
+             sortable_table([Col("variable"), *[Col(LABELS[m], True) for m in sweep.metrics]],
+                            fits),
              f"<h2>{len(sweep.results)} points</h2>",
              sortable_table(cols, rows, table_id="sweep-table")]
     if sweep.failed:

@@ -11,6 +11,8 @@ The JSON document (schema ``cnncost.sweep/1``; deterministic: same sweep, same b
      "baseline": index | null,             # the point ratios are against (first that counted)
      "points": [{"index": int, "vars": {name: value, ..., "batch": int}, "ok": bool,
                  "params", "macs", "flops", "activation_bytes", "peak_memory_bytes": int | null,
+                 # --mode train: "mode": "train" after "policy", and the points hold "params",
+                 # "macs", "backward_macs", "step_flops", "training_memory_bytes" (Adam's)
                  "ratios": {metric: float | null}, "error": str | null}, ...],
      "exponents": [{"var", "metric", "exponent": float | null, "r2": float | null,
                     "points": int, "groups": int, "moves_with": [name, ...]}, ...],
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from cnncost.render.fmt import human, human_bytes
 from cnncost.render.fmt import ratio as ratio_text
 from cnncost.render.formats import Format
-from cnncost.sweep import METRICS, Exponent, PointResult, Sweep
+from cnncost.sweep import Exponent, PointResult, Sweep
 from cnncost.table import dumps
 
 if TYPE_CHECKING:
@@ -42,7 +44,9 @@ SCHEMA = "cnncost.sweep/1"
 FIT_TITLE = ("scaling exponents k in metric ∝ var^k (least squares on log-log, other variables "
              "fixed)")
 LABELS = {"params": "params", "macs": "MACs", "flops": "FLOPs",
-          "activation_bytes": "activations", "peak_memory_bytes": "peak memory"}
+          "activation_bytes": "activations", "peak_memory_bytes": "peak memory",
+          "backward_macs": "backward MACs", "step_flops": "step FLOPs (Adam)",
+          "training_memory_bytes": "training memory (Adam)"}
 
 
 def shown_vars(sweep: Sweep) -> list[str]:
@@ -63,6 +67,7 @@ def to_dict(sweep: Sweep) -> dict[str, Any]:
         "source": sweep.source,
         "dtype": job.dtype,
         "policy": job.policy,
+        **({"mode": job.mode} if job.mode == "train" else {}),
         "engine": job.engine,
         "input": None if job.input is None else list(job.input),
         "set": dict(sorted(job.fixed.items())),
@@ -77,9 +82,9 @@ def to_dict(sweep: Sweep) -> dict[str, Any]:
 
 def _point(sweep: Sweep, r: PointResult) -> dict[str, Any]:
     d: dict[str, Any] = {"index": r.point.index, "vars": dict(r.point.values), "ok": r.ok}
-    for m in METRICS:
+    for m in sweep.metrics:
         d[m] = getattr(r, m) if r.ok else None
-    d["ratios"] = {m: sweep.ratio(r, m) for m in METRICS}
+    d["ratios"] = {m: sweep.ratio(r, m) for m in sweep.metrics}
     d["error"] = r.error
     return d
 
@@ -99,12 +104,13 @@ def to_csv(sweep: Sweep) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     names = list(sweep.plan.names)
-    w.writerow(["index", *names, "ok", *METRICS, *[f"{m}_ratio" for m in METRICS], "error"])
+    w.writerow(["index", *names, "ok", *sweep.metrics, *[f"{m}_ratio" for m in sweep.metrics],
+                "error"])
     for r in sweep.results:
         values = dict(r.point.values)
-        ratios = [sweep.ratio(r, m) for m in METRICS]
+        ratios = [sweep.ratio(r, m) for m in sweep.metrics]
         w.writerow([r.point.index, *[values[n] for n in names], "true" if r.ok else "false",
-                    *[getattr(r, m) if r.ok else "" for m in METRICS],
+                    *[getattr(r, m) if r.ok else "" for m in sweep.metrics],
                     *["" if x is None else f"{x:.6g}" for x in ratios], r.error or ""])
     return buf.getvalue()
 
@@ -113,6 +119,8 @@ def header(sweep: Sweep) -> str:
     """``resnet50  specs/resnet50.yaml  float32  policy all  17 points, 0 failed``."""
     job = sweep.job
     parts = [sweep.model, sweep.source, job.dtype, f"policy {job.policy}"]
+    if job.mode == "train":
+        parts.append("mode train")
     if job.engine:
         parts.append(f"engine {job.engine}")
     if job.input is not None:
@@ -134,7 +142,7 @@ def exponent_rows(sweep: Sweep) -> list[tuple[str, list[str]]]:
         partners = next(iter(fits.values())).moves_with
         label = f"{var} (with {', '.join(partners)})" if partners else var
         cells = []
-        for m in METRICS:
+        for m in sweep.metrics:
             e = fits.get(m)
             if e is None or e.exponent is None:
                 cells.append("-")
@@ -164,17 +172,17 @@ def rich_sweep(sweep: Sweep) -> Group:
     table.add_column("#", justify="right", style="dim")
     for n in names:
         table.add_column(n, justify="right", no_wrap=True)
-    for m in METRICS:
+    for m in sweep.metrics:
         table.add_column(LABELS[m], justify="right", no_wrap=True)
         table.add_column("x", justify="right", no_wrap=True, style="dim")
     for r in sweep.results:
         values = dict(r.point.values)
         cells = [str(r.point.index), *[str(values[n]) for n in names]]
-        for m in METRICS:
+        for m in sweep.metrics:
             if r.ok:
                 cells += [_value(m, getattr(r, m)), ratio_text(sweep.ratio(r, m))]
             else:
-                cells += ["failed" if m == METRICS[0] else "-", "-"]
+                cells += ["failed" if m == sweep.metrics[0] else "-", "-"]
         table.add_row(*cells)
     parts: list[Any] = [_lines([header(sweep)]), table]
     base = sweep.baseline
@@ -208,7 +216,7 @@ def _rich_exponents(sweep: Sweep) -> Table:
 
     fits = Table(box=box.SIMPLE, padding=(0, 1), pad_edge=False)
     fits.add_column("var", no_wrap=True)
-    for m in METRICS:
+    for m in sweep.metrics:
         fits.add_column(LABELS[m], justify="right", no_wrap=True)
     for var, cells in exponent_rows(sweep):
         fits.add_row(var, *cells)
@@ -218,13 +226,13 @@ def _rich_exponents(sweep: Sweep) -> Table:
 def to_markdown(sweep: Sweep) -> str:
     """Markdown: the points (exact counts, ratio in parentheses), exponents, failures."""
     names = shown_vars(sweep)
-    head = ["#", *names, *[LABELS[m] for m in METRICS]]
+    head = ["#", *names, *[LABELS[m] for m in sweep.metrics]]
     lines = [header(sweep), "", "| " + " | ".join(head) + " |",
              "|" + "---:|" * len(head)]
     for r in sweep.results:
         values = dict(r.point.values)
         cells = [str(r.point.index), *[str(values[n]) for n in names]]
-        for m in METRICS:
+        for m in sweep.metrics:
             cells.append(f"{getattr(r, m):,} ({ratio_text(sweep.ratio(r, m))})" if r.ok
                          else "failed")
         lines.append("| " + " | ".join(cells) + " |")
@@ -235,8 +243,8 @@ def to_markdown(sweep: Sweep) -> str:
     rows = exponent_rows(sweep)
     if rows:
         lines += ["", f"{FIT_TITLE[0].upper()}{FIT_TITLE[1:]}:", "",
-                  "| var | " + " | ".join(LABELS[m] for m in METRICS) + " |",
-                  "|---|" + "---:|" * len(METRICS)]
+                  "| var | " + " | ".join(LABELS[m] for m in sweep.metrics) + " |",
+                  "|---|" + "---:|" * len(sweep.metrics)]
         lines += ["| " + " | ".join([var, *cells]) + " |" for var, cells in rows]
     if sweep.failed:
         lines += ["", "Failed points:", ""] + [f"- {s}" for s in failure_lines(sweep)]

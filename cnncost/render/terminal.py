@@ -34,6 +34,10 @@ def _compute(row: CostRow | BlockRow, units: Units) -> int:
 
 def header(table: CostTable) -> str:
     """The three lines above a cost table: recipe, exact totals, memory."""
+    if table.train:
+        from cnncost.render import train
+
+        return train.header(table)
     t = table.totals
     lines = [
         f"{table.model}  input {shape(table.input)}  {table.dtype}  policy {table.policy}",
@@ -53,6 +57,10 @@ def rich_table(table: CostTable, units: Units = Units.MACS, depth: int | None = 
 
     Names and kinds fold onto a second line when the terminal is narrow: never truncated.
     """
+    if table.train:
+        from cnncost.render import train
+
+        return train.rich_table(table, units, depth, sort, top)
     from rich.console import Group
     from rich.text import Text
 

@@ -13,7 +13,9 @@ results in the same order (:mod:`cnncost.sweep.run`). A point that fails (a shap
 longer fits) is reported with its one-line error and the others go on. The scaling exponents
 are fitted last (:mod:`cnncost.sweep.fit`, which says how).
 
-``engine`` is handed to the counting API as is (None: its default engine).
+``engine`` is handed to the counting API as is (None: its default engine); ``mode="train"``
+counts a training step at each point (forward and backward MACs, Adam's step FLOPs and
+training memory: :data:`TRAIN_METRICS`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from cnncost.sweep.plan import (
 )
 from cnncost.sweep.run import (
     METRICS,
+    TRAIN_METRICS,
     Job,
     PointResult,
     Progress,
@@ -47,9 +50,9 @@ from cnncost.sweep.run import (
     run_serial,
 )
 
-__all__ = ["BATCH", "DEFAULT_MAX_POINTS", "METRICS", "Axis", "Exponent", "Job", "Plan",
-           "Point", "PointResult", "Prepared", "Progress", "Sweep", "Value", "check_plan",
-           "evaluate", "fit_exponents", "fit_loglog", "parse_values", "plan_sweep",
+__all__ = ["BATCH", "DEFAULT_MAX_POINTS", "METRICS", "TRAIN_METRICS", "Axis", "Exponent",
+           "Job", "Plan", "Point", "PointResult", "Prepared", "Progress", "Sweep", "Value",
+           "check_plan", "evaluate", "fit_exponents", "fit_loglog", "parse_values", "plan_sweep",
            "prepare_sweep", "run_sweep"]
 
 
@@ -63,6 +66,11 @@ class Sweep:
     job: Job
     results: tuple[PointResult, ...]
     exponents: tuple[Exponent, ...]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The figures each point reports (a training step's in train mode)."""
+        return self.job.metrics
 
     @property
     def baseline(self) -> PointResult | None:
@@ -108,13 +116,13 @@ class Prepared:
         else:
             results = run_serial(self.job, points, progress)
         return Sweep(self.model, self.source, self.plan, self.job, tuple(results),
-                     fit_exponents(self.plan, results))
+                     fit_exponents(self.plan, results, self.job.metrics))
 
 
 def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
                   batch: str | None = None, *, input: tuple[int, ...] | None = None,
                   dtype: str = "float32", policy: str = "all", strict: bool = False,
-                  engine: str | None = None,
+                  engine: str | None = None, mode: str = "inference",
                   max_points: int = DEFAULT_MAX_POINTS) -> Prepared:
     """Plan a sweep of a spec (file or bundled name) and check it against the spec, which
     is loaded once with the fixed ``--set`` values; any bad input raises here."""
@@ -133,17 +141,20 @@ def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
     spec = parse_spec(text, str(path), plan.fixed, input)
     check_plan(plan, spec.vars)
     # Errors name the spec as reports do (specs/x.yaml for a bundled one): stable anywhere.
-    job = Job(text, target.display, dict(plan.fixed), input, dtype, policy, strict, engine)
+    if mode not in ("inference", "train"):
+        raise UsageError(f"--mode {mode!r}: expected 'inference' or 'train'")
+    job = Job(text, target.display, dict(plan.fixed), input, dtype, policy, strict, engine, mode)
     return Prepared(spec.name, target.display, plan, job)
 
 
 def run_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
               batch: str | None = None, *, input: tuple[int, ...] | None = None,
               dtype: str = "float32", policy: str = "all", strict: bool = False,
-              engine: str | None = None, jobs: int = 1, dask: str | None = None,
-              max_points: int = DEFAULT_MAX_POINTS, progress: Progress | None = None) -> Sweep:
+              engine: str | None = None, mode: str = "inference", jobs: int = 1,
+              dask: str | None = None, max_points: int = DEFAULT_MAX_POINTS,
+              progress: Progress | None = None) -> Sweep:
     """prepare_sweep(...).run(jobs, dask, progress): plan, check, count, fit."""
     prepared = prepare_sweep(model, sets, zips, batch, input=input, dtype=dtype,
-                             policy=policy, strict=strict, engine=engine,
+                             policy=policy, strict=strict, engine=engine, mode=mode,
                              max_points=max_points)
     return prepared.run(jobs, dask, progress)

@@ -66,7 +66,8 @@ def fit_loglog(groups: Iterable[Sequence[tuple[float, float]]]
     return round(slope, 6) + 0.0, round(r2, 6) + 0.0, n_points, n_groups
 
 
-def fit_exponents(plan: Plan, results: Sequence[PointResult]) -> tuple[Exponent, ...]:
+def fit_exponents(plan: Plan, results: Sequence[PointResult],
+                  metrics: Sequence[str] = METRICS) -> tuple[Exponent, ...]:
     """The exponent of every metric against every swept numeric variable."""
     out = []
     for a, axis in enumerate(plan.axes):
@@ -75,7 +76,7 @@ def fit_exponents(plan: Plan, results: Sequence[PointResult]) -> tuple[Exponent,
         for k, name in enumerate(axis.names):
             if any(isinstance(step[k], bool) for step in axis.values):
                 continue
-            for metric in METRICS:
+            for metric in metrics:
                 groups: dict[tuple[int, ...], list[tuple[float, float]]] = {}
                 for r in results:
                     x, y = axis.values[r.point.coords[a]][k], getattr(r, metric)

@@ -12,7 +12,7 @@ import functools
 import gc
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from cnncost.errors import ModelRunError, SpecError, UnsupportedOpError, UsageError
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]
 
 METRICS = ("params", "macs", "flops", "activation_bytes", "peak_memory_bytes")
+# --mode train: a training step's figures (Adam's update and memory), forward MACs apart.
+TRAIN_METRICS = ("params", "macs", "backward_macs", "step_flops", "training_memory_bytes")
+TRAIN_OPTIMIZER = "adam"
 # Points per task sent to a pool process or Dask worker: big enough that a task's overhead
 # (pickling the spec text, a round trip) is small next to counting, small enough to balance.
 MAX_CHUNK = 64
@@ -49,6 +52,12 @@ class Job:
     policy: str = "all"
     strict: bool = False
     engine: str | None = None  # None: the counting API's default engine
+    mode: str = "inference"  # or "train": each point counts a training step
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """What each point reports: METRICS, or TRAIN_METRICS in train mode."""
+        return TRAIN_METRICS if self.mode == "train" else METRICS
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,10 @@ class PointResult:
     activation_bytes: int = 0
     peak_memory_bytes: int = 0
     error: str | None = None
+    # train mode only (0 otherwise): backward MACs, Adam's step FLOPs and training memory
+    backward_macs: int = 0
+    step_flops: int = 0
+    training_memory_bytes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -77,11 +90,16 @@ def evaluate(job: Job, point: Point) -> PointResult:
         with _ONE_AT_A_TIME:
             spec = _recompiler(job).compile({**job.fixed, **point.vars})
             t = totals_loaded(spec, batch=point.batch, dtype=job.dtype, policy=job.policy,
-                              strict=job.strict, **engine)
+                              strict=job.strict, mode=job.mode, **engine)
     except POINT_ERRORS as exc:
         return PointResult(point, error=" ".join(str(exc).split()))
-    return PointResult(point, t.params, t.macs, t.flops, t.activation_bytes,
-                       t.peak_memory_bytes)
+    result = PointResult(point, t.params, t.macs, t.flops, t.activation_bytes,
+                         t.peak_memory_bytes)
+    if t.train is None:
+        return result
+    return replace(result, backward_macs=t.train.backward_macs,
+                   step_flops=t.train.step_flops[TRAIN_OPTIMIZER],
+                   training_memory_bytes=t.training_memory_bytes[TRAIN_OPTIMIZER])
 
 
 def _recompiler(job: Job) -> Recompiler:
