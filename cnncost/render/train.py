@@ -75,7 +75,8 @@ def rich_table(table: CostTable, units: Units = Units.MACS, depth: int | None = 
     labels = (("MACs fwd", "dL/dx MACs", "dL/dW MACs") if units is Units.MACS
               else ("FLOPs fwd", "FLOPs bwd"))
     out = Table(box=box.SIMPLE_HEAVY, show_footer=True, title_justify="left")
-    widest = min(max((len(r.name) for r in rows), default=5), 16)
+    # names fold rather than truncate, but never narrower than the header
+    widest = max(5, min(max((len(r.name) for r in rows), default=5), 16))
     if depth is not None:
         out.add_column("block", footer="total", overflow="fold", min_width=widest)
         out.add_column("layers", justify="right", footer=str(len(table.layers)), no_wrap=True)
