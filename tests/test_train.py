@@ -124,17 +124,27 @@ def test_train_macs_equal_flop_counter_mode(make: Any, shape: tuple[int, ...]) -
     assert flop_counter_macs(module, shape) == ours + grouped_weight_overcount(module, shape)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
-def test_torchvision_train_macs_equal_flop_counter_mode(tv_models: Any, name: str) -> None:
+@pytest.mark.parametrize(("name", "frozen"), [("resnet18", ()), ("mobilenet_v2", ()),
+                                             ("resnet18", ("conv1", "bn1", "layer1")),
+                                             ("mobilenet_v2", ("features",))])
+def test_torchvision_train_macs_equal_flop_counter_mode(tv_models: Any, name: str,
+                                                        frozen: tuple[str, ...]) -> None:
+    # frozen: a fine-tuning setup, the stem (or MobileNetV2's whole feature extractor)
+    # frozen; autograd then runs neither their weight gradients nor any input gradient
+    # before the first trained layer, and FlopCounterMode counts what autograd runs
     torch.manual_seed(0)
     module = getattr(tv_models, name)()
+    for part in frozen:
+        getattr(module, part).requires_grad_(False)
     shape = (2, 3, 64, 64)
     table = step(module, shape)
     t = table.totals
     assert t.train is not None and not table.uncounted
+    assert (t.frozen_params > 0) == bool(frozen)
     ours = t.macs + t.train.backward_macs
     extra = grouped_weight_overcount(module, shape)
-    assert (name == "mobilenet_v2") == (extra > 0)  # its depthwise convs
+    # MobileNetV2's depthwise convs, unless they are all frozen
+    assert (name == "mobilenet_v2" and not frozen) == (extra > 0)
     assert flop_counter_macs(module, shape) == ours + extra
 
 
@@ -416,6 +426,13 @@ def test_every_bundled_spec_trains_with_every_op_counted(name: str) -> None:
     needs = _needs_input_grad(spec, rows)
     assert tr.grad_input_macs == sum(r.macs for n, r in rows.items() if n in needs)
     assert tr.trainable_params == table.totals.params
+    # the step's forward (torch engine, training behaviour) against the analytic engine's
+    # inference count of the same spec: conv and linear MACs do not depend on the mode
+    from cnncost.count import analytic
+
+    inference = analytic.count_spec(spec, policy="conv+linear")
+    assert [(r.name, r.macs) for r in table.layers] == [
+        (r.name, r.macs) for r in inference.layers]
 
 
 # small inputs keep the real CPU step short (U-Net's valid sizes are 188 + 16k)
@@ -517,6 +534,28 @@ def test_the_analytic_engine_refuses_a_training_step() -> None:
     spec = load_spec(bundled_specs()["lenet5"])
     with pytest.raises(UsageError, match="torch engine"):
         analytic.count_spec(spec, mode="train")
+    # asked for by name, in the API and on every command that takes --engine: a usage error
+    with pytest.raises(UsageError, match="analytic engine counts inference only"):
+        cnncost.analyze("lenet5", mode="train", engine="analytic")
+    runner = CliRunner()
+    for argv in (["analyze", "lenet5"], ["compare", "lenet5", "alexnet"],
+                 ["explain", "lenet5"], ["sweep", "lenet5", "--set", "classes=10,20"]):
+        r = runner.invoke(app, [*argv, "--mode", "train", "--engine", "analytic"])
+        assert r.exit_code == 2 and "inference only" in r.output, (argv, r.output)
+
+
+def test_a_spec_in_train_mode_counts_with_the_torch_engine(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    # no engine named: a spec's training step goes to the torch engine, never the analytic
+    from cnncost.count import analytic
+
+    def refuse(*_: Any, **__: Any) -> CostTable:
+        raise AssertionError("the analytic engine was asked to count a training step")
+
+    monkeypatch.setattr(analytic, "count_spec", refuse)
+    t = cnncost.analyze("lenet5", mode="train")
+    assert t.train and t.totals.train is not None
+    assert cnncost.analyze("lenet5", mode="train", engine="torch").totals == t.totals
 
 
 # --------------------------------------------------------------------------- bench --train

@@ -130,8 +130,11 @@ def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
     from cnncost.sources import resolve
     from cnncost.spec import MAX_FILE_BYTES, parse_spec
 
+    if mode not in ("inference", "train"):
+        raise UsageError(f"--mode {mode!r}: expected 'inference' or 'train'")
     plan = plan_sweep(sets, zips, batch, max_points)
-    engine_for(engine, True)  # a bad engine name fails before any point is counted
+    # A bad engine name, or the analytic engine for a training step, fails before any point.
+    engine_for(engine, True, model, mode)
     target = resolve(model)
     if target.spec_path is None:
         raise UsageError(f"{model}: sweep takes a spec (file or bundled name), not a module "
@@ -141,8 +144,6 @@ def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
     spec = parse_spec(text, str(path), plan.fixed, input)
     check_plan(plan, spec.vars)
     # Errors name the spec as reports do (specs/x.yaml for a bundled one): stable anywhere.
-    if mode not in ("inference", "train"):
-        raise UsageError(f"--mode {mode!r}: expected 'inference' or 'train'")
     job = Job(text, target.display, dict(plan.fixed), input, dtype, policy, strict, engine, mode)
     return Prepared(spec.name, target.display, plan, job)
 
