@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from cnncost.advise.engine import Advice
     from cnncost.check import Regression
     from cnncost.compare import Comparison
+    from cnncost.measure.bench import BenchOptions, BenchReport
+    from cnncost.measure.bench_train import TrainBenchReport
     from cnncost.measure.timing import Progress
     from cnncost.render.explain import Ref
     from cnncost.spec import ModelSpec
@@ -181,6 +183,22 @@ def _with_bench_columns(comparison: Comparison, models: Sequence[str], batch: in
 
 
 # --------------------------------------------------------------------------- list, validate
+
+
+def bench_target(model: str, batches: Sequence[int], options: BenchOptions, train: bool = False,
+                 input: tuple[int, ...] | None = None,
+                 overrides: Mapping[str, Any] | None = None,
+                 progress: Progress | None = None) -> BenchReport | TrainBenchReport:
+    """Measure a model here: forward passes, or with ``train`` whole training steps (forward,
+    loss, backward, ``options.optimizer``'s step) and their peak memory."""
+    if train:
+        from cnncost.measure.bench_train import bench_train
+
+        return bench_train(model, batches, options, input=input, overrides=overrides,
+                           progress=progress)
+    from cnncost.measure.bench import bench
+
+    return bench(model, batches, options, input=input, overrides=overrides, progress=progress)
 
 
 @dataclass(frozen=True)

@@ -135,11 +135,9 @@ StrictOpt = Annotated[bool, typer.Option(help="Fail when an op has no counting f
 EngineOpt = Annotated[str | None, typer.Option(
     metavar="analytic|torch",
     help="Counting engine for specs: analytic (the default; the spec's own shapes, no torch) "
-         "or torch (runs the modules on the meta device). Modules, and --mode train, always "
-         "count with torch.")]
-ModeOpt = Annotated[Mode, typer.Option(
-    "--mode", help="Count one forward pass (inference) or one training step (train: forward, "
-    "backward per gradient, optimizer update, the step's memory).")]
+         "or torch (runs the modules on the meta device). Modules always count with torch.")]
+ModeOpt = Annotated[Mode, typer.Option("--mode", help="inference: one forward pass; train: one "
+    "training step (forward, backward per gradient, optimizer update, memory; torch engine).")]
 ModelArg = Annotated[str, typer.Argument(
     metavar="MODEL", help="Spec file, bundled name (see `cnncost list`), pkg.module:factory "
     "or torchvision:NAME.")]
@@ -299,8 +297,7 @@ def compare(
     shape, sets, pol = parse_input(input), parse_sets(set_), _policy(policy)
     with progress(bench_) as bar:
         comparison = compare_targets(models, shape, batch, dtype, pol, strict, sets,
-                                     bench=bench_, progress=bar, engine=engine,
-                                     mode=mode.value)
+                                     bench=bench_, progress=bar, engine=engine, mode=mode.value)
     if fmt is Format.TABLE:
         from cnncost.render.compare import compare_rich
 
@@ -375,8 +372,7 @@ def report(
     shape, sets, pol = parse_input(input), parse_sets(set_), _policy(policy)
     for stem, target in report_targets(specs or [], all_, out):
         table = analyze_target(target, input=shape, batch=batch, dtype=dtype, policy=pol,
-                               strict=strict, overrides=sets, engine=engine,
-                               mode=mode.value)
+                               strict=strict, overrides=sets, engine=engine, mode=mode.value)
         save_report(table, out / f"{stem}.json")
         save_page(table, out / f"{stem}.json", out)
         err_console.print(f"wrote {out / stem}.json, .md, .html")
@@ -460,17 +456,16 @@ def bench(
     set_: SetOpt = None,
     fmt: FormatOpt = Format.TABLE,
     output: OutputOpt = None,
-    train: Annotated[bool, typer.Option(
-        "--train", help="Time full training steps (zero_grad, forward, loss, backward, "
-        "optimizer step) and measure their peak memory.")] = False,
-    optimizer: Annotated[str, typer.Option(
-        metavar="sgd|sgd_momentum|adam", help="The optimizer of --train.")] = "sgd",
+    train: Annotated[bool, typer.Option("--train", help="Time whole training steps (zero_grad, "
+        "forward, loss, backward, --optimizer's step) and measure their peak memory.")] = False,
+    optimizer: Annotated[str, typer.Option(metavar="sgd|sgd_momentum|adam")] = "sgd",
 ) -> None:
     """Measured latency, throughput and GFLOP/s, with every layer on the machine's roofline."""
+    from cnncost.api import bench_target
     from cnncost.measure.bench import BenchOptions, Device
-    from cnncost.measure.bench import bench as run_bench
     from cnncost.measure.timing import Budget
     from cnncost.render import bench as render
+    from cnncost.render import bench_train
     from cnncost.render.terminal import print_wide, progress, wide_text
 
     if device not in {d.value for d in Device}:
@@ -481,19 +476,12 @@ def bench(
                            budget=Budget(min_samples=min_samples, max_time=max_time,
                                          min_time=min(0.5, max_time / 2),
                                          warmup_time=min(0.25, max_time / 4)))
-    batches = parse_batches(batch)
-    run: Callable[..., Any] = run_bench
-    view: Any = render
-    if train:  # whole training steps: their own result and renderer, the same formats
-        from cnncost.measure.bench_train import bench_train
-        from cnncost.render import bench_train as view
-
-        if fmt is Format.HTML:
-            raise UsageError("bench --train: --format table, json, csv or md (no HTML page)")
-        run = bench_train
+    if train and fmt is Format.HTML:
+        raise UsageError("bench --train: --format table, json, csv or md (no HTML page)")
     with progress() as bar:
-        result = run(model, batches, options, input=parse_input(input),
-                     overrides=parse_sets(set_), progress=bar)
+        result: Any = bench_target(model, parse_batches(batch), options, train,
+                                   parse_input(input), parse_sets(set_), bar)
+    view: Any = bench_train if train else render  # training steps: their own renderer
     if fmt is Format.TABLE:
         rendered = view.rich_report(result, top)
         if output is None:
@@ -574,8 +562,7 @@ def sweep(
 
     prepared = prepare_sweep(model, set_ or [], zip_ or [], batch, input=parse_input(input),
                              dtype=dtype, policy=_policy(policy), strict=strict,
-                             mode=mode.value, max_points=max_points,
-                             engine=engine)  # every bad input fails here, before work
+                             max_points=max_points, engine=engine, mode=mode.value)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from cnncost.render.console import console
