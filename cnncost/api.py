@@ -81,10 +81,11 @@ def count_loaded(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "fl
 
 def totals_loaded(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
                   policy: str = "all", strict: bool = False,
-                  engine: Engine | str | None = None) -> Totals:
-    """``count_loaded(...).totals``; the analytic engine makes no rows for it (a sweep)."""
-    if engine_for(engine, True) is Engine.TORCH:
-        return count_loaded(spec, batch, dtype, policy, None, strict, engine).totals
+                  engine: Engine | str | None = None, mode: str = "inference") -> Totals:
+    """``count_loaded(...).totals``; the analytic engine makes no rows for it (a sweep). A
+    training step (``mode="train"``) is the torch engine's, as in ``count_loaded``."""
+    if engine_for(engine, True, "", mode) is Engine.TORCH:
+        return count_loaded(spec, batch, dtype, policy, None, strict, engine, mode).totals
     from cnncost.count import analytic
 
     return analytic.count_totals(spec, batch, dtype, policy, strict)

@@ -464,8 +464,7 @@ def bench(
     from cnncost.api import bench_target
     from cnncost.measure.bench import BenchOptions, Device
     from cnncost.measure.timing import Budget
-    from cnncost.render import bench as render
-    from cnncost.render import bench_train
+    from cnncost.render.bench_train import bench_view
     from cnncost.render.terminal import print_wide, progress, wide_text
 
     if device not in {d.value for d in Device}:
@@ -476,12 +475,10 @@ def bench(
                            budget=Budget(min_samples=min_samples, max_time=max_time,
                                          min_time=min(0.5, max_time / 2),
                                          warmup_time=min(0.25, max_time / 4)))
-    if train and fmt is Format.HTML:
-        raise UsageError("bench --train: --format table, json, csv or md (no HTML page)")
+    view: Any = bench_view(train, fmt is Format.HTML)  # training steps: their own renderer
     with progress() as bar:
         result: Any = bench_target(model, parse_batches(batch), options, train,
                                    parse_input(input), parse_sets(set_), bar)
-    view: Any = bench_train if train else render  # training steps: their own renderer
     if fmt is Format.TABLE:
         rendered = view.rich_report(result, top)
         if output is None:

@@ -80,7 +80,7 @@ class Program:
                 "output_bytes": self.output_bytes, "receptive_field": None,
                 "formula": formula_text(self.factors) if self.factors else "",
                 "uncounted": self.uncounted, "calls": 1, "source": "",
-                "factors": self.factors, "frozen_params": 0}
+                "factors": self.factors, "frozen_params": 0, "train": None}
             assert tuple(self._row) == _ROW_FIELDS, set(_ROW_FIELDS) ^ set(self._row)
         return self._row
 

@@ -8,13 +8,29 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from cnncost.count.conventions import OPTIMIZERS
+from cnncost.errors import UsageError
 from cnncost.render.fmt import human, human_bytes, ms, percent
 
 if TYPE_CHECKING:
     from cnncost.measure.bench_train import TrainBenchReport, TrainRun
+
+
+def bench_view(train: bool, html: bool = False) -> ModuleType:
+    """The renderer of a benchmark's result, with the same rich_report, to_csv and
+    to_markdown: cnncost.render.bench for forward passes, this module for training steps,
+    which have no HTML page (``html``: a UsageError, before anything is measured)."""
+    if not train:
+        from cnncost.render import bench
+
+        return bench
+    if html:
+        raise UsageError("bench --train: --format table, json, csv or md (no HTML page)")
+    return sys.modules[__name__]
 
 
 def header_lines(report: TrainBenchReport) -> list[str]:
