@@ -588,6 +588,18 @@ def tiny_net() -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
 
 
+def test_bench_train_refuses_a_step_that_does_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the step's estimate plus the backend's workspace against the tightest limit, named
+    from cnncost.count.limits import Free
+    from cnncost.measure import bench_train as bt
+    from cnncost.measure.memory import InsufficientMemoryError
+
+    monkeypatch.setattr(bt, "free_limit", lambda device: Free(1 << 20, "cgroup /x (memory.max)"))
+    options = BenchOptions(device="cpu", threads=1, budget=FAST, optimizer="adam")
+    with pytest.raises(InsufficientMemoryError, match=r"\(adam\).*cgroup /x \(memory.max\)"):
+        bt.bench_train(tiny_net(), (1,), options, input=(3, 16, 16))
+
+
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 def test_bench_train_times_steps_and_measures_their_peak(quick_roofline: None,
                                                          optimizer: str) -> None:

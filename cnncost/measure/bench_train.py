@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -42,7 +41,7 @@ from cnncost.count.conventions import OPTIMIZERS, dtype_name, parse_dtype
 from cnncost.count.drivers import count_module, count_spec
 from cnncost.errors import UsageError
 from cnncost.measure.bench import BenchOptions, _cpu_settings, _materialize, resolve_device
-from cnncost.measure.memory import HEADROOM, InsufficientMemoryError, free_memory
+from cnncost.measure.memory import InsufficientMemoryError, free_limit, workspace_bytes
 from cnncost.measure.roofline import Roofline, get_roofline, load_average
 from cnncost.measure.timing import Progress, Timing, time_fn
 from cnncost.sources import DEFAULT_INPUT, Target, load_target, resolve
@@ -229,16 +228,19 @@ def count_step(loaded: ModelSpec | nn.Module, input_shape: tuple[int, ...], batc
 
 
 def _check_fits(table: CostTable, optimizer: str, device: torch.device) -> None:
+    """The step's estimate plus the backend's workspace (cnncost.measure.memory, as bench
+    checks a forward pass) against the tightest limit on this process."""
     from cnncost.render.fmt import human_bytes
 
-    need = math.ceil(table.totals.training_memory_bytes[optimizer] * HEADROOM)
-    free = free_memory(device)
-    if free is not None and need > free:
-        where = "GPU memory" if device.type == "cuda" else "RAM"
+    work = workspace_bytes(table, device)
+    need = table.totals.training_memory_bytes[optimizer] + work
+    free = free_limit(device)
+    if free is not None and need > free.bytes:
         raise InsufficientMemoryError(
             f"{table.model}: a training step at batch {table.input[0]} ({optimizer}) needs "
-            f"about {human_bytes(need)} (+{round((HEADROOM - 1) * 100)}% headroom) but only "
-            f"{human_bytes(free)} of {where} is free; use a smaller --batch or --input")
+            f"about {human_bytes(need)} (runtime and allocator {human_bytes(work)}) but only "
+            f"{human_bytes(free.bytes)} is free ({free.limit}); use a smaller --batch or "
+            "--input")
 
 
 def bench_train(model_or_spec: nn.Module | str | Path | Target, batches: Sequence[int] = (1,),
