@@ -22,6 +22,7 @@ with ``--engine`` omitted the sweep uses the counting API's default engine.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import resource
 import statistics
@@ -60,6 +61,10 @@ def main() -> None:
     print(f"resnet50 resolution sweep: res=64..{last}:8 = {prepared.plan.size} points, "
           f"batch 1, engine {args.engine or '(API default)'}; {os.cpu_count()} CPUs here")
 
+    if sys.flags.dont_write_bytecode:
+        # Pool workers start from the bytecode caches a normal install has; with
+        # PYTHONDONTWRITEBYTECODE each would compile every module again (and not keep it).
+        compileall.compile_dir(ROOT / "cnncost", quiet=1)
     # Warm-up (imports, first-call caches) and the equality check, untimed: a small sweep.
     small = prepare_sweep("resnet50", ["res=64..160:8"], engine=args.engine)
     serial_small, pooled_small = small.run(), small.run(jobs=args.jobs)
