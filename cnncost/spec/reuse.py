@@ -26,7 +26,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cnncost.errors import SpecError
 from cnncost.layers import LAYERS, Shape
 from cnncost.spec.compiler import compile_spec, compile_top, infer_layer, items
 from cnncost.spec.composites import joined_shape
@@ -91,7 +90,7 @@ class Recompiler:
         try:
             scope, in_shape, work = compile_top(self.doc, self.file, dict(overrides),
                                                 self.input)
-        except SpecError:
+        except Exception:
             return None  # compile_spec says why
         values = _values(scope)
         for k, base in enumerate(self.bases):
@@ -139,7 +138,7 @@ def reshaped(spec: ModelSpec, scope: Mapping[str, Any], in_shape: Shape,
                 return None
             layers.append(found[1])
             env[layer.path] = found[2]
-    except SpecError:
+    except Exception:  # any failure: compiling the point in full says what
         return None
     return ModelSpec(
         name=spec.name,
@@ -158,7 +157,7 @@ def reshaped(spec: ModelSpec, scope: Mapping[str, Any], in_shape: Shape,
 def _step(ctx: Ctx, layer: LayerSpec, values: list[tuple[Shape, int, float]]
           ) -> tuple[LayerSpec | None, tuple[Shape, int, float] | None]:
     """``layer`` on ``values`` as compiling infers it; (None, None) where it cannot be
-    reused (SpecError: compiling says why)."""
+    reused (an error: compiling says what it is)."""
     if layer.built is not None:
         shape, rf, jump = values[0]
         built, rf, jump = infer_layer(ctx, LAYERS[layer.kind], layer.params,
