@@ -11,13 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_analytic import generated_specs
 
 from cnncost import sweep as sw
 from cnncost.api import analyze_target
 from cnncost.errors import SpecError
 from cnncost.sources import bundled_specs
-from cnncost.spec import ModelSpec, parse_spec
-from cnncost.spec.reuse import Recompiler
+from cnncost.spec import ModelSpec, compile_spec, load_yaml, parse_spec, resolve_extends
+from cnncost.spec.compiler import compile_top
+from cnncost.spec.context import Recording
+from cnncost.spec.reuse import Recompiler, reshaped
 
 BUNDLED = bundled_specs()
 # Resolutions around the usual ones, odd ones, and ones too small for some networks.
@@ -152,3 +157,28 @@ def test_fast_sweep_equals_the_torch_engine() -> None:
     fast = sw.run_sweep("mobilenetv2", ["res=96..224:64"], engine="analytic")
     oracle = sw.run_sweep("mobilenetv2", ["res=96..224:64"], engine="torch")
     assert fast.results == oracle.results
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(text=generated_specs(), grow=st.integers(-3, 6))
+def test_reshaped_equals_compiled_on_generated_specs(text: str, grow: int) -> None:
+    """Specs from every layer kind and composite (tests/test_analytic.py's generator) at
+    another input size: where the reshaping is taken, it is what compiling gives."""
+    doc = resolve_extends(load_yaml(text, "gen.yaml"), "gen.yaml")
+    record = Recording()
+    base = compile_spec(doc, "gen.yaml", {}, None, record)
+    c, *sizes = base.input_shape
+    other = (c, *(max(1, n + grow) for n in sizes))
+    try:
+        full: ModelSpec | str = compile_spec(doc, "gen.yaml", {}, other)
+    except SpecError as exc:
+        full = f"error: {exc}"
+    try:  # the input as the Recompiler checks it, before reshaping
+        scope, in_shape, _ = compile_top(doc, "gen.yaml", {}, other)
+    except SpecError:
+        assert isinstance(full, str)
+        return
+    fast = None if record.spatial_fields else reshaped(base, scope, in_shape, "gen.yaml")
+    if fast is not None:
+        _same(fast, full)
