@@ -445,22 +445,34 @@ def infer_layer(ctx: Ctx, lk: LayerKind, params: Mapping[str, Any],
                 value: Value) -> tuple[Built, int, float]:
     """A layer of kind ``lk`` with ``params`` on ``value``: its module, receptive field and
     jump (the product of strides so far), checked (errors at ``ctx``)."""
+    built = build_layer(ctx, lk, params, value.shape)
+    return (built, *receptive_field(ctx, built, value))
+
+
+def build_layer(ctx: Ctx, lk: LayerKind, params: Mapping[str, Any], shape: Shape) -> Built:
+    """The module of kind ``lk`` with ``params`` on an input of ``shape``, checked: a
+    function of these alone."""
     try:
-        built = lk.fn(value.shape, **params)
+        built = lk.fn(shape, **params)
     except LayerError as exc:
-        raise ctx.err(f"{exc} (input {fmt(value.shape)})") from None
+        raise ctx.err(f"{exc} (input {fmt(shape)})") from None
     ctx.check_shape(built.out_shape)
     if built.weight_elements > MAX_WEIGHT_ELEMENTS:
         raise ctx.err(f"its weight tensor would hold {built.weight_elements:,} elements, more "
                       f"than torch can allocate sensibly; expected at most "
-                      f"{MAX_WEIGHT_ELEMENTS:,} (input {fmt(value.shape)})")
+                      f"{MAX_WEIGHT_ELEMENTS:,} (input {fmt(shape)})")
+    return built
+
+
+def receptive_field(ctx: Ctx, built: Built, value: Value) -> tuple[int, float]:
+    """The receptive field and jump after ``built`` on ``value``, checked to be finite."""
     grow, jump = (built.rf_kernel - 1) * value.jump, value.jump * built.rf_stride
     if not (math.isfinite(grow) and math.isfinite(jump)):
         # strides of 10**9 on a 1x1 map are legal in torch, but the receptive field they
         # imply overflows a float after a few layers (inf, then NaN)
         raise ctx.err("the receptive field grows beyond any number (the strides so far "
                       "multiply to more than 1e308); expected strides that fit the input")
-    return built, value.rf + round(grow), jump
+    return value.rf + round(grow), jump
 
 
 def _fields_expected(lk: LayerKind, args: Any) -> str:

@@ -11,8 +11,9 @@ one compile_spec would make:
 - every variable the layers' expressions read has the same value (same type, same repr),
   so every expression, condition, repeat count and name template gives the same result;
 - no field was derived from spatial sizes (crop), and the shapes are inferred again layer
-  by layer with the compiler's own functions (``infer_layer``, ``joined_shape``) and
-  checks; every value's channel count (what ``in`` reads) comes out as before;
+  by layer with the compiler's own functions and checks (``build_layer``,
+  ``receptive_field``, ``joined_shape``); every value's channel count (what ``in``
+  reads) comes out as before;
 - the work stays within the compilation's budget.
 
 Anything else, or any error on the way, compiles the point in full, so a failing point
@@ -26,8 +27,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cnncost.layers import LAYERS, Shape
-from cnncost.spec.compiler import compile_spec, compile_top, infer_layer, items
+from cnncost.layers import LAYERS, Built, Shape
+from cnncost.spec.compiler import (
+    build_layer,
+    compile_spec,
+    compile_top,
+    items,
+    receptive_field,
+)
 from cnncost.spec.composites import joined_shape
 from cnncost.spec.context import Build, Ctx, Names, Recording, Value
 from cnncost.spec.loader import load_yaml, resolve_extends
@@ -38,6 +45,7 @@ MAX_BASES = 8  # compilations kept per spec (a width x resolution sweep: one per
 # network see the same sizes at neighbouring resolutions. Keyed on the identity of a base's
 # layer (kept alive in the entry, so the identity is never reused) and the inputs.
 _INFERRED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+_BUILT: dict[Any, Built] = {}  # see _built
 MAX_INFERRED = 50_000
 _set = object.__setattr__
 
@@ -55,6 +63,7 @@ class _Base:
 def clear_caches() -> None:
     """Forget the layers inferred so far (as in a fresh process)."""
     _INFERRED.clear()
+    _BUILT.clear()
 
 
 class Recompiler:
@@ -160,8 +169,8 @@ def _step(ctx: Ctx, layer: LayerSpec, values: list[tuple[Shape, int, float]]
     reused (an error: compiling says what it is)."""
     if layer.built is not None:
         shape, rf, jump = values[0]
-        built, rf, jump = infer_layer(ctx, LAYERS[layer.kind], layer.params,
-                                      Value(layer.inputs[0], shape, rf, jump))
+        built = _built(ctx, layer, shape)
+        rf, jump = receptive_field(ctx, built, Value(layer.inputs[0], shape, rf, jump))
         out = built.out_shape
     else:
         op_shape = _op_shape(layer, [v[0] for v in values])
@@ -179,6 +188,25 @@ def _step(ctx: Ctx, layer: LayerSpec, values: list[tuple[Shape, int, float]]
                            "in_shapes": tuple([v[0] for v in values]), "out_shape": out,
                            "loc": layer.loc, "receptive_field": rf, "built": built})
     return new, (out, rf, jump)
+
+
+def _built(ctx: Ctx, layer: LayerSpec, shape: Shape) -> Built:
+    """build_layer, remembered by kind, fields (their values) and input shape: the same
+    conv in every block of a stage is built once per input size."""
+    # Keyed on each field's type too: 1, 1.0 and True are equal keys, not equal fields.
+    key = (layer.kind, tuple([(k, _typed(v)) for k, v in layer.params.items()]), shape)
+    found = _BUILT.get(key)
+    if found is None:
+        if len(_BUILT) >= MAX_INFERRED:
+            _BUILT.clear()
+        found = _BUILT[key] = build_layer(ctx, LAYERS[layer.kind], layer.params, shape)
+    return found
+
+
+def _typed(value: Any) -> Any:
+    if type(value) is list:
+        return tuple([(type(v), v) for v in value])
+    return type(value), value
 
 
 def _op_shape(layer: LayerSpec, shapes: Sequence[Shape]) -> Shape | None:
