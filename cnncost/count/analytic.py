@@ -95,9 +95,10 @@ _PROGRAMS: dict[Any, Program] = {}
 
 
 def clear_caches() -> None:
-    """Forget every layer lowered so far (and the op names qualified): the engine as in a
-    fresh process (benchmarks/bench_engines.py times counts "cold" after this)."""
+    """Forget every layer lowered and spec planned so far (and the op names qualified): the
+    engine as in a fresh process (benchmarks/bench_engines.py times counts "cold" after this)."""
     _PROGRAMS.clear()
+    _PLANS.clear()
     _QUALIFIED.clear()
 
 
@@ -155,17 +156,9 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
     env: dict[str, Any] = {"input": None}
     uncounted: Counter[str] = Counter()
     param_bytes = buffer_bytes = params = buffers = macs = flops = output_bytes = 0
-    programs = _PROGRAMS
     new_row = object.__new__
     set_dict = object.__setattr__
-    for layer, dying in zip(spec.layers, dying_after(spec.layers, [spec.output]), strict=True):
-        try:
-            key: Any = (layer.kind, tuple(layer.params.items()), layer.in_shapes, batch, elem)
-            prog = programs.get(key)
-        except TypeError:  # a list among the fields (kernel: [3, 5])
-            prog = None
-        if prog is None:
-            prog = program(layer, batch, elem)
+    for layer, dying, prog, source in _plan(spec, batch, elem, rows is not None):
         env[layer.path] = run(prog, [env[k] for k in layer.inputs])
         for k in dying:
             drop(env.pop(k))
@@ -175,8 +168,7 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
             values["name"] = layer.path
             values["flops"] = layer_flops
             values["receptive_field"] = layer.receptive_field
-            loc = layer.loc
-            values["source"] = f"{loc.file}:{loc.line}"
+            values["source"] = source
             # A CostRow without the frozen dataclass's __init__ (object.__setattr__ per
             # field: the largest part of a remembered layer's cost); the same object as
             # CostRow(**values).
@@ -195,6 +187,35 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
     sums = {"params": params, "buffers": buffers, "macs": macs, "flops": flops,
             "output_bytes": output_bytes}
     return sums, uncounted, (param_bytes, buffer_bytes), memory.peak
+
+
+Step = tuple[LayerSpec, tuple[Any, ...], Program, str]  # layer, dying after, program, source
+_PLANS: dict[tuple[int, int, int], tuple[ModelSpec, list[Step]]] = {}
+_MAX_PLANS = 16
+
+
+def _plan(spec: ModelSpec, batch: int, elem: int, keep: bool) -> list[Step]:
+    """Each layer with the values that die after it, its program and its source; ``keep``
+    remembers the plan for the spec (a table counted again: no lookups, no liveness)."""
+    found = _PLANS.get((id(spec), batch, elem))
+    if found is not None and found[0] is spec:
+        return found[1]
+    programs = _PROGRAMS
+    steps: list[Step] = []
+    for layer, dying in zip(spec.layers, dying_after(spec.layers, [spec.output]), strict=True):
+        try:
+            key: Any = (layer.kind, tuple(layer.params.items()), layer.in_shapes, batch, elem)
+            prog = programs.get(key)
+        except TypeError:  # a list among the fields (kernel: [3, 5])
+            prog = None
+        if prog is None:
+            prog = program(layer, batch, elem)
+        steps.append((layer, dying, prog, f"{layer.loc.file}:{layer.loc.line}"))
+    if keep:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[(id(spec), batch, elem)] = (spec, steps)  # the spec kept: its id stays its
+    return steps
 
 
 def program(layer: LayerSpec, batch: int, elem: int) -> Program:
