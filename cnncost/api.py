@@ -471,14 +471,19 @@ def checked_reports(directory: Path,
 def update_report(table: CostTable, path: Path, folder: Path) -> str:
     """``check --update``: rewrite a drifted report, its Markdown and (where ``report`` wrote
     one) its page; says what it wrote."""
+    from cnncost.check import report_folder
+
     md = save_report(table, path, replace_input=True)
     if path.with_suffix(".html").exists():
-        save_page(table, path, folder)
+        save_page(table, path, report_folder(folder))
     return f"  updated {path} and {md.name}\n"
 
 
 def refresh_index(folder: Path) -> None:
     """Rewrite ``folder/index.html`` after an update, where ``report`` wrote one."""
+    from cnncost.check import report_folder
+
+    folder = report_folder(folder)
     if (folder / "index.html").exists():
         save_index(folder)
 
@@ -521,12 +526,14 @@ def recheck(baselines: Sequence[tuple[Path, CostTable]], tolerance: float = 0.0,
             yield Recheck(path, baseline, current, diff_tables(baseline, current, tolerance))
 
 
-def unreported(baselines: Sequence[CostTable]) -> list[str]:
-    """When the reports are of bundled specs: the bundled specs that have none."""
+def unreported(baselines: Sequence[CostTable], checked: Path | None = None) -> list[str]:
+    """When a folder of reports (``checked``; not one report) is of bundled specs: the
+    bundled specs that have none."""
     from cnncost.sources import bundled_specs
 
     sources = {b.source for b in baselines}
-    if not any(s.startswith("specs/") for s in sources):
+    if (checked is not None and checked.is_file()) or not any(
+            s.startswith("specs/") for s in sources):
         return []
     return [n for n in bundled_specs() if f"specs/{n}.yaml" not in sources]
 

@@ -118,8 +118,19 @@ def diff_tables(baseline: CostTable, current: CostTable,
 # --------------------------------------------------------------------------- baselines on disk
 
 
+def report_folder(path: Path) -> Path:
+    """The folder of the reports ``check`` was given: ``path``, or a single report's folder."""
+    return path.parent if path.is_file() else path
+
+
 def report_files(directory: Path) -> list[Path]:
-    """The JSON reports under ``directory`` (recursively, sorted); UsageError if none."""
+    """The JSON reports under ``directory`` (recursively, sorted), or ``directory`` itself
+    when it is one report; UsageError if none."""
+    if directory.is_file():
+        if directory.suffix != ".json":
+            raise UsageError(f"{directory}: not a report; expected a folder of reports or one "
+                             "report (*.json) written by `cnncost report`")
+        return [directory]
     if not directory.is_dir():
         raise UsageError(f"{directory}: no such directory (make one with `cnncost report "
                          f"--all --out {directory}`)")
@@ -344,7 +355,8 @@ CONFIG_KEY = "check-factories"  # [tool.cnncost] check-factories = ["pkg.models:
 
 def _pyproject(directory: Path) -> Path | None:
     """The nearest pyproject.toml at or above ``directory``, not above its git repository."""
-    for folder in [directory.resolve(), *directory.resolve().parents]:
+    start = report_folder(directory).resolve()
+    for folder in [start, *start.parents]:
         candidate = folder / "pyproject.toml"
         if candidate.exists():
             return candidate

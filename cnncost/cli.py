@@ -383,7 +383,7 @@ def report(
 @handle_errors
 def check(
     directory: Annotated[Path, typer.Argument(
-        metavar="DIR", help="Folder of reports (from `cnncost report`).")] = Path("reports"),
+        metavar="DIR", help="Folder of reports (`cnncost report`), or one.")] = Path("reports"),
     tolerance: Annotated[float, typer.Option(
         min=0.0, metavar="REL", help="Allowed relative change of numbers (0.01 = 1%).")] = 0.0,
     update: Annotated[bool, typer.Option(
@@ -424,7 +424,7 @@ def check(
         raise typer.Exit(1)  # drift is exit 1, also when another report failed
     if failed:
         raise typer.Exit(2)
-    missing = unreported([b for _, b in baselines])
+    missing = unreported([b for _, b in baselines], directory)
     if missing:
         err_console.print(unreported_note(missing, directory))
 

@@ -164,6 +164,29 @@ def test_check_passes_then_detects_drift_then_updates(reports: tuple[Path, Path]
     assert runner.invoke(app, ["check", str(out)]).exit_code == 0
 
 
+def test_check_takes_one_report(reports: tuple[Path, Path]) -> None:
+    spec, out = reports
+    runner = CliRunner()
+    ok = runner.invoke(app, ["check", str(out / "small.json")])
+    assert ok.exit_code == 0, ok.output
+    assert "1 report(s) checked, 1 match" in ok.stdout
+
+    spec.write_text(SPEC.replace("width: 4", "width: 5"))
+    drift = runner.invoke(app, ["check", str(out / "small.json")])
+    assert drift.exit_code == 1, drift.output
+    # conv1 params 3 x 3 x 3 x 4 = 108 -> 3 x 3 x 3 x 5 = 135, as for the folder.
+    assert any(ln.split()[:4] == ["conv1", "params", "108", "135"]
+               for ln in drift.stdout.splitlines())
+    assert f"cnncost check {out / 'small.json'} --update" in drift.stdout
+
+    assert runner.invoke(app, ["check", str(out / "small.json"), "--update"]).exit_code == 0
+    assert json.loads((out / "small.json").read_text())["totals"]["params"] == 135 + 5 * 10 + 10
+
+    other = runner.invoke(app, ["check", str(out / "small.md")])
+    assert other.exit_code == 2
+    assert "small.md: not a report" in other.output and "Traceback" not in other.output
+
+
 def test_check_tolerance(reports: tuple[Path, Path]) -> None:
     spec, out = reports
     spec.write_text(SPEC.replace("bias: false", "bias: true"))
