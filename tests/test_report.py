@@ -181,3 +181,24 @@ def test_golden_compare_table(update_golden: bool) -> None:
 ], ids=lambda v: getattr(v, "__name__", None))
 def test_fmt(fn: Callable[[Any], str], value: Any, text: str) -> None:
     assert fn(value) == text
+
+
+# --------------------------------------------------------------------------- committed reports
+
+REPORTS = Path(__file__).resolve().parent.parent / "reports"
+
+
+@pytest.mark.parametrize("path", sorted(REPORTS.rglob("*.json")),
+                         ids=lambda p: str(p.relative_to(REPORTS)))
+def test_committed_report_is_what_report_writes_today(path: Path) -> None:
+    """`check` compares counts; this compares bytes: a committed report (and its Markdown) is
+    exactly what `cnncost report` writes now, so a spec edit that moves its layers' source
+    lines, or any change of the document, shows here and is regenerated on purpose."""
+    from cnncost.api import recheck
+    from cnncost.check import load_report
+    from cnncost.render.formats import to_markdown
+
+    (checked,) = recheck([(path, load_report(path))])
+    assert checked.current is not None, checked.error
+    assert checked.current.to_json() == path.read_text(encoding="utf-8")
+    assert to_markdown(checked.current) == path.with_suffix(".md").read_text(encoding="utf-8")
