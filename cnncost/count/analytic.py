@@ -6,7 +6,10 @@ total and formula is the torch engine's (tests/test_analytic.py holds the two eq
 memory replays the lowerings' allocations and aliases along the spec's execution order with
 the torch walk's liveness rule (graph.walk.dying_after): a value dies after its last reader,
 a tensor is freed when no value refers to it. A layer lowered for one batch size and dtype is
-remembered (a :class:`Program`), so repeated blocks and sweeps cost a lookup.
+remembered (a :class:`Program`), so repeated blocks and sweeps cost a lookup. The commonest
+kinds (conv, batch norm, activations, add, concat, ...) are written out in
+cnncost.count.direct: the same program without recording the calls (a spec counted once in
+a process lowers every distinct layer; tests/test_direct.py holds the two paths equal).
 """
 
 from __future__ import annotations
@@ -16,10 +19,16 @@ import inspect
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from cnncost.count.conventions import DTYPE_BYTES, Policy, check_batch, dtype_check
+from cnncost.count.conventions import (
+    DTYPE_BYTES,
+    Policy,
+    check_batch,
+    conventions,
+    dtype_check,
+)
+from cnncost.count.direct import DIRECT
 from cnncost.count.formulas import (
     FORMULAS,
     ZERO_COST_OPS,
@@ -28,7 +37,7 @@ from cnncost.count.formulas import (
     formula_text,
 )
 from cnncost.count.lowering import _QUALIFIED, LOWERINGS, Call, Lower
-from cnncost.count.memory import assemble_table, check_strict, totals_of
+from cnncost.count.memory import check_strict, totals_of
 from cnncost.errors import UnsupportedOpError, UsageError
 from cnncost.graph.walk import dying_after
 from cnncost.layers import LAYERS
@@ -54,18 +63,20 @@ class Program:
     """
 
     __slots__ = ("_row", "buffer_bytes", "buffers", "elem_flops", "events", "factors",
-                 "in_shapes", "kind", "macs", "out_shape", "output_bytes", "param_bytes",
-                 "params", "result", "size", "uncounted")
+                 "in_shapes", "kind", "macs", "new_bytes", "out_shape", "output_bytes",
+                 "param_bytes", "params", "result", "size", "uncounted")
 
-    def __init__(self, kind: str, in_shapes: tuple[Shape, ...], out_shape: Shape,
-                 lo: Lower, macs: int, elem_flops: int, factors: tuple[Factors, ...],
-                 uncounted: dict[str, int], events: tuple[Event, ...], result: int) -> None:
+    def __init__(self, kind: str, in_shapes: tuple[Shape, ...], out_shape: Shape, elem: int,
+                 weights: tuple[int, int, int, int], size: int, macs: int, elem_flops: int,
+                 factors: tuple[Factors, ...], uncounted: dict[str, int],
+                 events: tuple[Event, ...], new_bytes: int | None, result: int) -> None:
+        # weights: params, buffers and their bytes; size: how many values the layer has
         self.kind, self.in_shapes, self.out_shape = kind, in_shapes, out_shape
-        self.params, self.buffers = lo.params, lo.buffers
-        self.param_bytes, self.buffer_bytes, self.size = lo.param_bytes, lo.buffer_bytes, lo.count
-        self.macs, self.elem_flops, self.factors = macs, elem_flops, factors
-        self.output_bytes = math.prod(out_shape) * lo.elem
+        self.params, self.buffers, self.param_bytes, self.buffer_bytes = weights
+        self.size, self.macs, self.elem_flops, self.factors = size, macs, elem_flops, factors
+        self.output_bytes = math.prod(out_shape) * elem
         self.uncounted, self.events, self.result = uncounted, events, result
+        self.new_bytes = _new_bytes(events, result) if new_bytes is None else new_bytes
         self._row: dict[str, Any] | None = None
 
     @property
@@ -81,8 +92,24 @@ class Program:
                 "formula": formula_text(self.factors) if self.factors else "",
                 "uncounted": self.uncounted, "calls": 1, "source": "",
                 "factors": self.factors, "frozen_params": 0, "train": None}
-            assert tuple(self._row) == _ROW_FIELDS, set(_ROW_FIELDS) ^ set(self._row)
         return self._row
+
+
+def _new_bytes(events: tuple[Event, ...], result: int) -> int:
+    """The bytes of the program's result where replaying it comes to making that one new
+    tensor (most layers: conv, relu, batch norm's empty statistics aside); else -1. So it
+    is when nothing is aliased and every other tensor made has no bytes (a free, which only
+    ever drops a value the program made, then frees nothing)."""
+    nbytes = -1
+    for allocs, aliases, _ in events:
+        if aliases:
+            return -1
+        for v, n in allocs:
+            if v == result:
+                nbytes = n
+            elif n:
+                return -1
+    return nbytes
 
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -115,11 +142,17 @@ def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "floa
                          "--engine torch)")
     name, pol = dtype_check(dtype), Policy(policy)
     rows: list[CostRow] = []
-    walked = _paused(_walk, spec, batch, DTYPE_BYTES[name], pol.value == "all", rows)
-    uncounted, weights, peak = walked[1:]
-    return assemble_table(spec.name, source or spec.file, spec.description,
-                          (batch, *spec.input_shape), name, pol, tuple(rows), uncounted,
-                          weights, peak, strict)
+    sums, uncounted, weights, peak = _paused(_walk, spec, batch, DTYPE_BYTES[name],
+                                             pol.value == "all", rows)
+    # count.memory.assemble_table's inference table, with the totals from the walk's sums
+    # (summing the rows again would cost as much as making them)
+    check_strict(strict, uncounted)
+    input_shape = (batch, *spec.input_shape)
+    totals = totals_of(sums, 0, weights, math.prod(input_shape) * DTYPE_BYTES[name], peak)
+    return CostTable(model=spec.name, source=source or spec.file, input=input_shape,
+                     dtype=name, policy=pol.value, conventions=conventions(pol, name),
+                     layers=tuple(rows), totals=totals, uncounted=dict(uncounted),
+                     description=spec.description)
 
 
 def count_totals(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
@@ -152,19 +185,33 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
     ``rows``, each layer's CostRow is appended to it."""
     check_batch(batch)
     memory = _Memory()
-    run, drop = memory.run, memory.drop
+    run = memory.run
     env: dict[str, Any] = {"input": None}
     uncounted: Counter[str] = Counter()
     param_bytes = buffer_bytes = params = buffers = macs = flops = output_bytes = 0
     new_row = object.__new__
     set_dict = object.__setattr__
+    live = peak = 0  # memory's, but kept here where a layer makes one new tensor (most)
     for layer, dying, prog, source in _plan(spec, batch, elem, rows is not None):
-        env[layer.path] = run(prog, [env[k] for k in layer.inputs])
-        for k in dying:
-            drop(env.pop(k))
+        nbytes = prog.new_bytes
+        if nbytes >= 0:  # Memory.run's first case, inline
+            live += nbytes
+            if live > peak:
+                peak = live
+            env[layer.path] = [1, nbytes]
+        else:
+            memory.live, memory.peak = live, peak
+            env[layer.path] = run(prog, [env[k] for k in layer.inputs])
+            live, peak = memory.live, memory.peak
+        for k in dying:  # Memory.drop, inline
+            cell = env.pop(k)
+            if cell is not None:
+                cell[0] -= 1
+                if not cell[0]:
+                    live -= cell[1]
         layer_flops = 2 * prog.macs + prog.elem_flops if every_op else 2 * prog.macs
         if rows is not None:
-            values = prog.row.copy()
+            values = (prog._row or prog.row).copy()
             values["name"] = layer.path
             values["flops"] = layer_flops
             values["receptive_field"] = layer.receptive_field
@@ -186,7 +233,7 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
         buffer_bytes += prog.buffer_bytes
     sums = {"params": params, "buffers": buffers, "macs": macs, "flops": flops,
             "output_bytes": output_bytes}
-    return sums, uncounted, (param_bytes, buffer_bytes), memory.peak
+    return sums, uncounted, (param_bytes, buffer_bytes), peak
 
 
 Step = tuple[LayerSpec, tuple[Any, ...], Program, str]  # layer, dying after, program, source
@@ -203,13 +250,15 @@ def _plan(spec: ModelSpec, batch: int, elem: int, keep: bool) -> list[Step]:
     programs = _PROGRAMS
     steps: list[Step] = []
     for layer, dying in zip(spec.layers, dying_after(spec.layers, [spec.output]), strict=True):
+        key: Any = (layer.kind, tuple(layer.params.items()), layer.in_shapes, batch, elem)
         try:
-            key: Any = (layer.kind, tuple(layer.params.items()), layer.in_shapes, batch, elem)
             prog = programs.get(key)
         except TypeError:  # a list among the fields (kernel: [3, 5])
-            prog = None
-        if prog is None:
             prog = program(layer, batch, elem)
+        if prog is None:  # (program() without hashing the key again)
+            prog = _lower(layer, batch, elem)
+            if len(programs) < _MAX_CACHE:
+                programs[key] = prog
         steps.append((layer, dying, prog, f"{layer.loc.file}:{layer.loc.line}"))
     if keep:
         if len(_PLANS) >= _MAX_PLANS:
@@ -233,29 +282,48 @@ def program(layer: LayerSpec, batch: int, elem: int) -> Program:
     return prog
 
 
-_ROW_FIELDS = tuple(f.name for f in fields(CostRow))
-
-
 def _freeze(params: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple((k, tuple(v) if type(v) is list else v) for k, v in params.items())
 
 
 def _lower(layer: LayerSpec, batch: int, elem: int) -> Program:
-    lowering = LOWERINGS.get(layer.kind)
+    kind, shapes = layer.kind, layer.in_shapes
+    defaults = _DEFAULTS.get(kind)
+    fields = {**defaults, **layer.params} if defaults else layer.params
+    in_shapes = ((batch, *shapes[0]),) if len(shapes) == 1 else \
+        tuple([(batch, *s) for s in shapes])
+    direct = DIRECT.get(kind)  # (every kind in it has a lowering too)
+    if direct is not None:
+        parts = direct(elem, in_shapes, fields)
+        if parts is not None:  # the same program, written out (cnncost.count.direct)
+            out = parts[0]
+            if out[0] != batch or out[1:] != layer.out_shape:
+                _check_out(layer, batch, out)
+            return Program(kind, in_shapes, *parts)
+    lowering = LOWERINGS.get(kind)
     if lowering is None:
         raise UnsupportedOpError(
-            f"{_where(layer)}: layer kind {layer.kind!r} has no analytic lowering (see "
+            f"{_where(layer)}: layer kind {kind!r} has no analytic lowering (see "
             "cnncost/count/lowering.py); count it with --engine torch")
-    defaults = _DEFAULTS.get(layer.kind)
-    fields = {**defaults, **layer.params} if defaults else layer.params
-    lo = Lower(elem, [(batch, *s) for s in layer.in_shapes])
-    result = lowering(lo, *lo.inputs, **fields)
-    out = result.shape
+    return generic_program(layer, lowering, batch, elem, in_shapes, fields)
+
+
+def _check_out(layer: LayerSpec, batch: int, out: Shape) -> None:
     if out[0] != batch or out[1:] != layer.out_shape:
         raise UnsupportedOpError(
             f"{_where(layer)}: the analytic lowering of {layer.kind!r} gives {_fmt(out)} where "
             f"the spec infers {_fmt((batch, *layer.out_shape))} (a bug in cnncost); count it "
             "with --engine torch")
+
+
+def generic_program(layer: LayerSpec, lowering: Callable[..., Any], batch: int, elem: int,
+                    in_shapes: tuple[Shape, ...], fields: Mapping[str, Any]) -> Program:
+    """The layer's program by its lowering (cnncost.count.lowering) and the formulas;
+    ``fields`` with the kind's defaults filled in."""
+    lo = Lower(elem, in_shapes)
+    result = lowering(lo, *lo.inputs, **fields)
+    out = result.shape
+    _check_out(layer, batch, out)
     macs = elem_flops = 0
     factors: list[Factors] = []
     uncounted: dict[str, int] = {}
@@ -286,9 +354,11 @@ def _lower(layer: LayerSpec, batch: int, elem: int) -> Program:
             last[v] = i
         for v in call.uses:
             last[v] = i
-    return Program(layer.kind, tuple([v.shape for v in lo.inputs]), out, lo, macs,
+    return Program(layer.kind, in_shapes, out, elem,
+                   (lo.params, lo.buffers, lo.param_bytes, lo.buffer_bytes), lo.count, macs,
                    elem_flops, tuple(factors), uncounted,
-                   _events(lo.calls, lo.same, len(lo.inputs), result.slot, last), result.slot)
+                   _events(lo.calls, lo.same, len(lo.inputs), result.slot, last), None,
+                   result.slot)
 
 
 def _where(layer: LayerSpec) -> str:

@@ -1,0 +1,197 @@
+"""Direct lowerings: the commonest layer kinds' programs written out, without the recorder.
+
+A layer the analytic engine counts for the first time is lowered (cnncost.count.lowering)
+to its ATen calls, and each call goes through the formula table; for a spec counted once in
+a process that is most of the count. The kinds here (conv, batch norm, the activations,
+identity, dropout, flatten, linear, global average pooling, add, mul, concat) make the same
+program, call for call, as their generic lowering followed by the formulas: the same
+weights, MACs, FLOPs, factors and memory events (tests/test_direct.py holds each to the
+generic path on drawn shapes). A direct lowering returns None for a form it does not write
+out (padding="same" with an odd total, adds that broadcast, a linear layer on more than two
+dims, 1-D pooling), and the generic path lowers it.
+
+Each takes the bytes per element, the input shapes (with the batch) and the layer's fields
+(defaults filled in), and returns :data:`Parts`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cnncost.count.formulas import PER_ELEMENT, Factors
+from cnncost.count.lowering import _ACTIVATIONS, INT64
+from cnncost.shapes import broadcast, conv_out, reduced
+
+Shape = tuple[int, ...]
+# (output shape, bytes per element, (params, buffers, param bytes, buffer bytes), values,
+#  MACs, other FLOPs, factors, uncounted ops, memory events, new bytes (see
+#  analytic._new_bytes), result value): the arguments of analytic.Program after the kind
+#  and the input shapes.
+Parts = tuple[Shape, int, tuple[int, int, int, int], int, int, int, tuple[Factors, ...],
+              dict[str, int], tuple[Any, ...], int, int]
+_NONE = (0, 0, 0, 0)  # no weights
+Direct = Callable[[int, tuple[Shape, ...], Mapping[str, Any]], Parts | None]
+DIRECT: dict[str, Direct] = {}
+
+
+def _one_new(out: Shape, elem: int, inputs: int) -> tuple[tuple[Any, ...], int]:
+    """The events of one call that makes one new tensor (value ``inputs``, the result) and
+    frees nothing (its readers are the layer's inputs), and that tensor's bytes."""
+    nbytes = math.prod(out) * elem
+    return ((((inputs, nbytes),), (), ()),), nbytes
+
+
+def _ints(value: Any, nd: int) -> list[int] | None:
+    if type(value) is int:
+        return [value] * nd
+    if type(value) is list and len(value) == nd and all(type(v) is int for v in value):
+        return value
+    return None
+
+
+def _conv(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
+    """nn.ConvNd: one aten.convolution (see lowering._conv)."""
+    x = xs[0]
+    nd = len(x) - 2
+    groups, padding, kernel, stride, dilation = (f["groups"], f["padding"], f["kernel"],
+                                                 f["stride"], f["dilation"])
+    if nd == 2 and type(kernel) is int and type(stride) is int and type(dilation) is int \
+            and type(padding) is int and type(groups) is int:
+        return _conv2d(elem, x, f["out"], kernel, stride, padding, dilation, groups, f["bias"])
+    k, s, d = _ints(kernel, nd), _ints(stride, nd), _ints(dilation, nd)
+    if k is None or s is None or d is None or type(groups) is not int:
+        return None
+    if padding == "same":
+        if any(dd * (kk - 1) % 2 for kk, dd in zip(k, d, strict=True)):
+            return None  # padded on the right first: the generic lowering
+        p: list[int] | None = [dd * (kk - 1) // 2 for kk, dd in zip(k, d, strict=True)]
+    else:
+        p = [0] * nd if padding == "valid" else _ints(padding, nd)
+    if p is None:
+        return None
+    c_out, per_in = f["out"], x[1] // groups
+    out = (x[0], c_out, *[conv_out(x[2 + i], k[i], s[i], p[i], d[i]) for i in range(nd)])
+    params = c_out * per_in * math.prod(k) + (c_out if f["bias"] else 0)
+    per_out = (*k, per_in)
+    factors = Factors((*out[2:], c_out), per_out, x[0] if x[0] != 1 else None,
+                      (*per_out, c_out))
+    return (out, elem, (params, 0, params * elem, 0), 2, factors.macs,
+            math.prod(out) if f["bias"] else 0, (factors,), {}, *_one_new(out, elem, 1), 1)
+
+
+def _conv2d(elem: int, x: Shape, c_out: int, k: int, s: int, p: int, d: int, groups: int,
+            bias: bool) -> Parts:
+    """_conv's commonest form: 2-D, each of kernel, stride, padding, dilation one int."""
+    per_in = x[1] // groups
+    out = (x[0], c_out, conv_out(x[2], k, s, p, d), conv_out(x[3], k, s, p, d))
+    volume = x[0] * c_out * out[2] * out[3]
+    params = c_out * per_in * k * k + (c_out if bias else 0)
+    factors = Factors((out[2], out[3], c_out), (k, k, per_in), x[0] if x[0] != 1 else None,
+                      (k, k, per_in, c_out))
+    return (out, elem, (params, 0, params * elem, 0), 2, volume * k * k * per_in,
+            volume if bias else 0, (factors,), {}, ((((1, volume * elem),), (), ()),),
+            volume * elem, 1)
+
+
+def _bn(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
+    """nn.BatchNormNd at inference: empty, then native_batch_norm (see lowering._bn)."""
+    x = xs[0]
+    c = x[1]
+    params = 2 * c if f["affine"] else 0
+    n = math.prod(x)
+    events = ((((1, 0),), (), (1,)), (((2, n * elem), (3, 0), (4, 0)), (), (3, 4)))
+    return (x, elem, (params, 2 * c + 1, params * elem, 2 * c * elem + INT64), 5, 0, 2 * n, (),
+            {}, events, n * elem, 2)
+
+
+def _activation(op: str) -> Direct:
+    per = PER_ELEMENT[op]
+
+    def direct(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts:
+        x = xs[0]
+        n = math.prod(x)
+        return (x, elem, _NONE, 2, 0, per * n, (), {}, ((((1, n * elem),), (), ()),), n * elem,
+                1)
+
+    direct.__doc__ = f"aten.{op}: one new tensor."
+    return direct
+
+
+def _itself(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts:
+    """nn.Identity, nn.Dropout at inference: the input itself."""
+    return (xs[0], elem, _NONE, 2, 0, 0, (), {}, (((), ((1, 0),), ()),), -1, 1)
+
+
+def _add(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
+    """aten.add.Tensor, left to right; each sum but the last freed by the next add."""
+    x, k = xs[0], len(xs)
+    if k < 2 or any(y != x for y in xs):
+        return None  # broadcasting: the generic lowering
+    nbytes = math.prod(x) * elem
+    events = tuple([(((k + i, nbytes),), (), (k + i - 1,) if i else ()) for i in range(k - 1)])
+    return (x, elem, _NONE, 2 * k - 1, 0, (k - 1) * math.prod(x), (), {}, events,
+            nbytes if k == 2 else -1, 2 * k - 2)
+
+
+def _concat(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
+    """torch.cat on channels: one new tensor."""
+    x, k = xs[0], len(xs)
+    out = (x[0], sum(y[1] for y in xs), *x[2:])
+    return (out, elem, _NONE, k + 1, 0, 0, (), {}, *_one_new(out, elem, k), k)
+
+
+def _mul(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
+    """x * gate (squeeze-excite): aten.mul.Tensor, broadcast."""
+    out = broadcast(*xs)
+    if out is None:
+        return None
+    n = math.prod(out)
+    return (out, elem, _NONE, 3, 0, n, (), {}, ((((2, n * elem),), (), ()),), n * elem, 2)
+
+
+def _global_pool(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
+    """An adaptive average pool to 1 (global_avg_pool): aten.mean over the spatial dims,
+    kept (a 1-D one, or another output size: the generic lowering)."""
+    x = xs[0]
+    nd = len(x) - 2
+    o = f.get("output", 1)
+    if nd < 2 or not (o == 1 or (type(o) is list and o == [1] * nd)):
+        return None
+    out = reduced(x, [-i for i in range(1, nd + 1)], True)
+    if out is None:
+        return None
+    return (out, elem, _NONE, 2, 0, math.prod(x), (), {}, *_one_new(out, elem, 1), 1)
+
+
+def _flatten(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts:
+    """nn.Flatten: a view of the input (a flat input is returned as it is)."""
+    x = xs[0]
+    if len(x) == 2:
+        return _itself(elem, xs, f)
+    return ((x[0], math.prod(x[1:])), elem, _NONE, 2, 0, 0, (), {}, (((), ((1, 0),), ()),),
+            -1, 1)
+
+
+def _linear(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
+    """nn.Linear on (N, features): t (a view of the weight), then addmm (mm without bias);
+    more dims: the generic lowering."""
+    x = xs[0]
+    if len(x) != 2:
+        return None
+    rows, fin = x
+    c_out, bias = f["out"], f["bias"]
+    params = c_out * fin + (c_out if bias else 0)
+    nbytes = rows * c_out * elem
+    factors = Factors((rows, c_out), (fin,), None, (fin, c_out))
+    events = (((), (), ()), (((2, nbytes),), (), (1,)))
+    return ((rows, c_out), elem, (params, 0, params * elem, 0), 3, rows * c_out * fin,
+            rows * c_out if bias else 0, (factors,), {}, events, nbytes, 2)
+
+
+DIRECT.update({"conv": _conv, "bn": _bn, "identity": _itself, "dropout": _itself,
+               "add": _add, "concat": _concat, "mul": _mul, "global_avg_pool": _global_pool,
+               "adaptive_avg_pool": _global_pool, "flatten": _flatten, "linear": _linear})
+for _kind, (_op, _) in _ACTIVATIONS.items():
+    DIRECT[_kind] = _activation(_op)
