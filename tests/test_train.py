@@ -10,6 +10,7 @@ gradient is not needed (derived by hand below); and the same count on real CPU t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -619,6 +620,12 @@ def test_bench_train_times_steps_and_measures_their_peak(quick_roofline: None,
         assert run.measured_peak_bytes >= counted.param_bytes + counted.input_bytes + (
             counted.train.optimizer_state_bytes[optimizer])
     assert json.loads(report.to_json())["schema"] == "cnncost.bench-train/1"
+    # A time that is not a number (as a too-short sample gives) is null: valid JSON.
+    first = report.runs[0]
+    broken = dataclasses.replace(first, timing=dataclasses.replace(first.timing,
+                                                                   median_s=float("nan")))
+    run = json.loads(dataclasses.replace(report, runs=(broken,)).to_json())["runs"][0]
+    assert run["step_ms"] is None and run["images_per_s"] is None
 
 
 def test_cli_bench_train(quick_roofline: None, write_spec: Any) -> None:

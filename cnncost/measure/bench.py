@@ -365,20 +365,31 @@ class BenchReport:
         raise KeyError(f"no run at batch {batch}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA, "model": self.model, "source": self.source,
-            "device": self.device, "device_name": self.device_name, "dtype": self.dtype,
-            "threads": self.threads, "channels_last": self.channels_last,
-            "compile": self.compiled, "torch": self.torch_version,
-            "roofline": {**self.roofline.to_dict(), "ridge": self.roofline.ridge,
-                         "from_cache": self.roofline.from_cache},
-            "notes": list(self.notes),
-            "runs": [r.to_dict() for r in self.runs],
-        }
+        return bench_document(self, SCHEMA, {"compile": self.compiled})
 
     def to_json(self) -> str:
-        """Valid JSON: a figure that is not finite (a time too short to divide by) is null."""
-        return json.dumps(_finite(self.to_dict()), indent=1, allow_nan=False) + "\n"
+        return finite_json(self.to_dict())
+
+
+def bench_document(report: Any, schema: str, own: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON document of a benchmark report (inference or training steps): the model, the
+    machine's settings, then ``own`` (what this kind of benchmark adds), torch's version, the
+    roofline, notes and runs."""
+    roofline = report.roofline
+    return {
+        "schema": schema, "model": report.model, "source": report.source,
+        "device": report.device, "device_name": report.device_name, "dtype": report.dtype,
+        "threads": report.threads, "channels_last": report.channels_last, **own,
+        "torch": report.torch_version,
+        "roofline": {**roofline.to_dict(), "ridge": roofline.ridge,
+                     "from_cache": roofline.from_cache},
+        "notes": list(report.notes), "runs": [r.to_dict() for r in report.runs],
+    }
+
+
+def finite_json(doc: Mapping[str, Any]) -> str:
+    """Valid JSON: a figure that is not finite (a time too short to divide by) is null."""
+    return json.dumps(_finite(doc), indent=1, allow_nan=False) + "\n"
 
 
 def _finite(value: Any) -> Any:

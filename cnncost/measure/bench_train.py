@@ -26,7 +26,6 @@ the measured median.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,7 +39,14 @@ from torch import nn
 from cnncost.count.conventions import OPTIMIZERS, dtype_name, parse_dtype
 from cnncost.count.drivers import count_module, count_spec
 from cnncost.errors import UsageError
-from cnncost.measure.bench import BenchOptions, _cpu_settings, _materialize, resolve_device
+from cnncost.measure.bench import (
+    BenchOptions,
+    _cpu_settings,
+    _materialize,
+    bench_document,
+    finite_json,
+    resolve_device,
+)
 from cnncost.measure.memory import InsufficientMemoryError, free_limit, workspace_bytes
 from cnncost.measure.roofline import Roofline, get_roofline, load_average
 from cnncost.measure.timing import Progress, Timing, time_fn
@@ -114,19 +120,11 @@ class TrainBenchReport:
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA, "model": self.model, "source": self.source,
-            "device": self.device, "device_name": self.device_name, "dtype": self.dtype,
-            "threads": self.threads, "channels_last": self.channels_last,
-            "optimizer": self.optimizer, "peak_method": self.peak_method,
-            "torch": self.torch_version,
-            "roofline": {**self.roofline.to_dict(), "ridge": self.roofline.ridge,
-                         "from_cache": self.roofline.from_cache},
-            "notes": list(self.notes), "runs": [r.to_dict() for r in self.runs],
-        }
+        return bench_document(self, SCHEMA, {"optimizer": self.optimizer,
+                                             "peak_method": self.peak_method})
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1) + "\n"
+        return finite_json(self.to_dict())
 
 
 # --------------------------------------------------------------------------- a step
