@@ -64,6 +64,19 @@ def md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def markdown_head(table: CostTable, title: str, mode: str = "") -> list[str]:
+    """The lines that open a Markdown table: title, description, source and the recipe
+    (input, dtype, policy, then ``mode`` and the --set vars)."""
+    recipe = (f"- input: `{shape(table.input)}`, dtype `{table.dtype}`, policy "
+              f"`{table.policy}`{mode}")
+    if table.vars:
+        recipe += ", vars " + ", ".join(f"`{k}={v}`" for k, v in sorted(table.vars.items()))
+    lines = [f"# {title}", ""]
+    if table.description:
+        lines += [md_cell(table.description), ""]
+    return [*lines, f"- source: `{table.source}`", recipe]
+
+
 def to_markdown(table: CostTable, depth: int | None = None, sort: str | None = None,
                 top: int | None = None) -> str:
     """A Markdown cost table with the header figures and conventions."""
@@ -72,15 +85,8 @@ def to_markdown(table: CostTable, depth: int | None = None, sort: str | None = N
 
         return train.to_markdown(table, depth, sort, top)
     t = table.totals
-    recipe = f"- input: `{shape(table.input)}`, dtype `{table.dtype}`, policy `{table.policy}`"
-    if table.vars:
-        recipe += ", vars " + ", ".join(f"`{k}={v}`" for k, v in sorted(table.vars.items()))
-    lines = [f"# {table.model}", ""]
-    if table.description:
-        lines += [md_cell(table.description), ""]
+    lines = markdown_head(table, table.model)
     lines += [
-        f"- source: `{table.source}`",
-        recipe,
         f"- params: **{t.params:,}**"
         + (f" trainable, {t.frozen_params:,} frozen" if t.frozen_params else "")
         + f", buffers: {t.buffers:,}",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from cnncost.count.conventions import OPTIMIZERS
 from cnncost.render.fmt import human, human_bytes, params_text, shape
-from cnncost.render.formats import CSV_FIELDS, md_cell
+from cnncost.render.formats import CSV_FIELDS, markdown_head, md_cell
 from cnncost.render.terminal import Units
 from cnncost.table import BlockRow, CostRow, CostTable, row_count, table_rows
 
@@ -122,16 +122,8 @@ def to_markdown(table: CostTable, depth: int | None = None, sort: str | None = N
     """A Markdown table of the step: forward, dL/dx and dL/dW MACs, FLOPs, saved bytes."""
     t, tr = table.totals, table.totals.train
     assert tr is not None
-    recipe = (f"- input: `{shape(table.input)}`, dtype `{table.dtype}`, policy "
-              f"`{table.policy}`, mode `train`")
-    if table.vars:
-        recipe += ", vars " + ", ".join(f"`{k}={v}`" for k, v in sorted(table.vars.items()))
-    lines = [f"# {table.model} (training step)", ""]
-    if table.description:
-        lines += [md_cell(table.description), ""]
+    lines = markdown_head(table, f"{table.model} (training step)", ", mode `train`")
     lines += [
-        f"- source: `{table.source}`",
-        recipe,
         f"- params: **{params_text(t.params, t.frozen_params)}**, buffers: {t.buffers:,}",
         f"- MACs: forward **{t.macs:,}**, backward **{tr.backward_macs:,}** (dL/dx "
         f"{tr.grad_input_macs:,}, dL/dW {tr.grad_weight_macs:,})",
