@@ -13,6 +13,7 @@ the text deleted, duplicated or replaced.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import signal
@@ -130,7 +131,9 @@ def mutated_tree(draw: st.DrawFn, doc: Any) -> Any:
             parent[path[-1]] = draw(st.sampled_from([[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]],
                                                      {"a": {"b": {"c": [parent[path[-1]]]}}}]))
         else:
-            parent[path[-1]] = draw(st.sampled_from(HOSTILE))
+            # a copy: HOSTILE's lists and dicts are shared, and a later mutation inside one
+            # would change HOSTILE itself (and could make a document contain itself)
+            parent[path[-1]] = copy.deepcopy(draw(st.sampled_from(HOSTILE)))
     return doc
 
 
