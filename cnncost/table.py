@@ -151,6 +151,29 @@ class CostRow:
         return cls(**kw, train=TrainCost.from_dict(d))
 
 
+class _Formula:
+    """``CostRow.formula``: a row made with None there (the analytic engine makes its rows
+    so) has the text rendered from its factors when first read, and kept. A data
+    descriptor: it is read before the instance's own dict, where the text is kept."""
+
+    def __get__(self, row: CostRow | None, owner: type | None = None) -> str:
+        if row is None:
+            return ""  # the field's default
+        d = row.__dict__
+        text: str | None = d.get("formula")
+        if text is None:
+            from cnncost.count.formulas import formula_text
+
+            text = d["formula"] = formula_text(row.factors) if row.factors else ""
+        return text
+
+    def __set__(self, row: CostRow, text: str) -> None:
+        row.__dict__["formula"] = text  # (the dataclass's __init__ sets each field so)
+
+
+type.__setattr__(CostRow, "formula", _Formula())
+
+
 @dataclass(frozen=True)
 class TrainTotals:
     """A training step's whole-model figures (train mode); the summed ones equal the sum

@@ -28,13 +28,12 @@ from cnncost.count.conventions import (
     conventions,
     dtype_check,
 )
-from cnncost.count.direct import DIRECT
+from cnncost.count.direct import DIRECT, Parts
 from cnncost.count.formulas import (
     FORMULAS,
     ZERO_COST_OPS,
     Factors,
     OpCost,
-    formula_text,
 )
 from cnncost.count.lowering import _QUALIFIED, LOWERINGS, Call, Lower
 from cnncost.count.memory import check_strict, totals_of
@@ -56,43 +55,59 @@ class Program:
     """One layer lowered at a batch size and dtype: what its row says, and its memory events.
 
     ``row`` holds the row's fields that depend on the lowering alone (shapes, params, MACs,
-    formula, ...), made when first asked for (a sweep needs only the totals). ``events``
+    formula, ...), made when first asked for (a sweep needs only the totals): the first
+    layer's own row (the walk's next rows are copies, each with its layer's own fields), or
+    with blanks for those. ``events``
     replay its calls: each allocates new tensors (value, bytes), makes aliases (value, value
     it views) and then frees the values it read last. Values 0..n-1 are the layer's inputs;
-    ``result`` is the value the layer returns.
+    ``result`` is the value the layer returns. Events given as None are the commonest (one
+    call making one new tensor, the result, of ``new_bytes``), written out when read (the
+    walk replays such a layer without them).
     """
 
-    __slots__ = ("_row", "buffer_bytes", "buffers", "elem_flops", "events", "factors",
+    __slots__ = ("_events", "_row", "buffer_bytes", "buffers", "elem_flops", "factors",
                  "in_shapes", "kind", "macs", "new_bytes", "out_shape", "output_bytes",
                  "param_bytes", "params", "result", "size", "uncounted")
 
-    def __init__(self, kind: str, in_shapes: tuple[Shape, ...], out_shape: Shape, elem: int,
-                 weights: tuple[int, int, int, int], size: int, macs: int, elem_flops: int,
-                 factors: tuple[Factors, ...], uncounted: dict[str, int],
-                 events: tuple[Event, ...], new_bytes: int | None, result: int) -> None:
-        # weights: params, buffers and their bytes; size: how many values the layer has
+    def __init__(self, kind: str, in_shapes: tuple[Shape, ...], parts: Parts) -> None:
+        # parts: see cnncost.count.direct (new_bytes None: found from the events)
+        (out_shape, elem, weights, self.size, self.macs, self.elem_flops, self.factors,
+         self.uncounted, events, new_bytes, result) = parts
         self.kind, self.in_shapes, self.out_shape = kind, in_shapes, out_shape
         self.params, self.buffers, self.param_bytes, self.buffer_bytes = weights
-        self.size, self.macs, self.elem_flops, self.factors = size, macs, elem_flops, factors
         self.output_bytes = math.prod(out_shape) * elem
-        self.uncounted, self.events, self.result = uncounted, events, result
-        self.new_bytes = _new_bytes(events, result) if new_bytes is None else new_bytes
+        self._events, self.result = events, result
+        if new_bytes is None:
+            assert events is not None
+            new_bytes = _new_bytes(events, result)
+        self.new_bytes = new_bytes
         self._row: dict[str, Any] | None = None
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        """The memory events (see above)."""
+        if self._events is None:  # one call: the result made, nothing freed
+            return ((((self.result, self.new_bytes),), (), ()),)
+        return self._events
 
     @property
     def row(self) -> dict[str, Any]:
         """Every field of a CostRow, in order; the layer's own (name, flops under the
         policy, receptive field, source) are filled in per layer."""
         if self._row is None:
-            self._row = {
-                "name": "", "kind": self.kind, "input_shape": self.in_shapes,
-                "output_shape": self.out_shape, "params": self.params,
-                "buffers": self.buffers, "macs": self.macs, "flops": 0,
-                "output_bytes": self.output_bytes, "receptive_field": None,
-                "formula": formula_text(self.factors) if self.factors else "",
-                "uncounted": self.uncounted, "calls": 1, "source": "",
-                "factors": self.factors, "frozen_params": 0, "train": None}
+            self._row = self.row_of("", 0, None, "")
         return self._row
+
+    def row_of(self, name: str, flops: int, receptive_field: int | None, source: str
+               ) -> dict[str, Any]:
+        """A new dict of every field of a CostRow, in order, with the layer's own given."""
+        return {"name": name, "kind": self.kind, "input_shape": self.in_shapes,
+                "output_shape": self.out_shape, "params": self.params,
+                "buffers": self.buffers, "macs": self.macs, "flops": flops,
+                "output_bytes": self.output_bytes, "receptive_field": receptive_field,
+                "formula": None if self.factors else "",  # made when read (table._Formula)
+                "uncounted": self.uncounted, "calls": 1, "source": source,
+                "factors": self.factors, "frozen_params": 0, "train": None}
 
 
 def _new_bytes(events: tuple[Event, ...], result: int) -> int:
@@ -192,7 +207,8 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
     new_row = object.__new__
     set_dict = object.__setattr__
     live = peak = 0  # memory's, but kept here where a layer makes one new tensor (most)
-    for layer, dying, prog, source in _plan(spec, batch, elem, rows is not None):
+    for layer, dying, prog, source in zip(*_plan(spec, batch, elem, rows is not None),
+                                          strict=True):
         nbytes = prog.new_bytes
         if nbytes >= 0:  # Memory.run's first case, inline
             live += nbytes
@@ -211,11 +227,16 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
                     live -= cell[1]
         layer_flops = 2 * prog.macs + prog.elem_flops if every_op else 2 * prog.macs
         if rows is not None:
-            values = (prog._row or prog.row).copy()
-            values["name"] = layer.path
-            values["flops"] = layer_flops
-            values["receptive_field"] = layer.receptive_field
-            values["source"] = source
+            values = prog._row
+            if values is None:  # the program's first row: its dict, kept as the next's
+                values = prog._row = prog.row_of(layer.path, layer_flops,
+                                                 layer.receptive_field, source)
+            else:
+                values = values.copy()
+                values["name"] = layer.path
+                values["flops"] = layer_flops
+                values["receptive_field"] = layer.receptive_field
+                values["source"] = source
             # A CostRow without the frozen dataclass's __init__ (object.__setattr__ per
             # field: the largest part of a remembered layer's cost); the same object as
             # CostRow(**values).
@@ -236,21 +257,26 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
     return sums, uncounted, (param_bytes, buffer_bytes), peak
 
 
-Step = tuple[LayerSpec, tuple[Any, ...], Program, str]  # layer, dying after, program, source
-_PLANS: dict[tuple[int, int, int], tuple[ModelSpec, list[Step]]] = {}
+# The spec's layers, the values that die after each, their programs and sources (in four
+# sequences: no tuple per layer).
+Plan = tuple[Sequence[LayerSpec], Sequence[tuple[Any, ...]], list[Program], list[str]]
+_PLANS: dict[tuple[int, int, int], tuple[ModelSpec, Plan]] = {}
 _MAX_PLANS = 16
 
 
-def _plan(spec: ModelSpec, batch: int, elem: int, keep: bool) -> list[Step]:
+def _plan(spec: ModelSpec, batch: int, elem: int, keep: bool) -> Plan:
     """Each layer with the values that die after it, its program and its source; ``keep``
     remembers the plan for the spec (a table counted again: no lookups, no liveness)."""
     found = _PLANS.get((id(spec), batch, elem))
     if found is not None and found[0] is spec:
         return found[1]
     programs = _PROGRAMS
-    steps: list[Step] = []
-    for layer, dying in zip(spec.layers, dying_after(spec.layers, [spec.output]), strict=True):
-        key: Any = (layer.kind, tuple(layer.params.items()), layer.in_shapes, batch, elem)
+    layers = spec.layers
+    progs: list[Program] = []
+    for layer in layers:
+        params = layer.params
+        key: Any = (layer.kind, tuple(params), tuple(params.values()), layer.in_shapes,
+                    batch, elem)
         try:
             prog = programs.get(key)
         except TypeError:  # a list among the fields (kernel: [3, 5])
@@ -259,21 +285,25 @@ def _plan(spec: ModelSpec, batch: int, elem: int, keep: bool) -> list[Step]:
             prog = _lower(layer, batch, elem)
             if len(programs) < _MAX_CACHE:
                 programs[key] = prog
-        steps.append((layer, dying, prog, f"{layer.loc.file}:{layer.loc.line}"))
+        progs.append(prog)
+    plan = (layers, dying_after(layers, [spec.output]), progs,
+            [f"{layer.loc.file}:{layer.loc.line}" for layer in layers])
     if keep:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
-        _PLANS[(id(spec), batch, elem)] = (spec, steps)  # the spec kept: its id stays its
-    return steps
+        _PLANS[(id(spec), batch, elem)] = (spec, plan)  # the spec kept: its id stays its
+    return plan
 
 
 def program(layer: LayerSpec, batch: int, elem: int) -> Program:
     """The layer lowered at ``batch`` and ``elem`` bytes per element (remembered)."""
+    params = layer.params
     try:
-        key: Any = (layer.kind, tuple(layer.params.items()), layer.in_shapes, batch, elem)
+        key: Any = (layer.kind, tuple(params), tuple(params.values()), layer.in_shapes, batch,
+                    elem)
         prog = _PROGRAMS.get(key)
     except TypeError:  # a list among the fields (kernel: [3, 5])
-        key = (layer.kind, _freeze(layer.params), layer.in_shapes, batch, elem)
+        key = (layer.kind, tuple(params), _freeze(params), layer.in_shapes, batch, elem)
         prog = _PROGRAMS.get(key)
     if prog is None:
         prog = _lower(layer, batch, elem)
@@ -283,7 +313,7 @@ def program(layer: LayerSpec, batch: int, elem: int) -> Program:
 
 
 def _freeze(params: Mapping[str, Any]) -> tuple[Any, ...]:
-    return tuple((k, tuple(v) if type(v) is list else v) for k, v in params.items())
+    return tuple([tuple(v) if type(v) is list else v for v in params.values()])
 
 
 def _lower(layer: LayerSpec, batch: int, elem: int) -> Program:
@@ -299,7 +329,7 @@ def _lower(layer: LayerSpec, batch: int, elem: int) -> Program:
             out = parts[0]
             if out[0] != batch or out[1:] != layer.out_shape:
                 _check_out(layer, batch, out)
-            return Program(kind, in_shapes, *parts)
+            return Program(kind, in_shapes, parts)
     lowering = LOWERINGS.get(kind)
     if lowering is None:
         raise UnsupportedOpError(
@@ -354,11 +384,11 @@ def generic_program(layer: LayerSpec, lowering: Callable[..., Any], batch: int, 
             last[v] = i
         for v in call.uses:
             last[v] = i
-    return Program(layer.kind, in_shapes, out, elem,
-                   (lo.params, lo.buffers, lo.param_bytes, lo.buffer_bytes), lo.count, macs,
-                   elem_flops, tuple(factors), uncounted,
-                   _events(lo.calls, lo.same, len(lo.inputs), result.slot, last), None,
-                   result.slot)
+    weights = (lo.params, lo.buffers, lo.param_bytes, lo.buffer_bytes)
+    events = _events(lo.calls, lo.same, len(lo.inputs), result.slot, last)
+    return Program(layer.kind, in_shapes, (out, elem, weights, lo.count, macs, elem_flops,
+                                           tuple(factors), uncounted, events, None,
+                                           result.slot))
 
 
 def _where(layer: LayerSpec) -> str:

@@ -26,21 +26,21 @@ from cnncost.shapes import broadcast, conv_out, reduced
 
 Shape = tuple[int, ...]
 # (output shape, bytes per element, (params, buffers, param bytes, buffer bytes), values,
-#  MACs, other FLOPs, factors, uncounted ops, memory events, new bytes (see
-#  analytic._new_bytes), result value): the arguments of analytic.Program after the kind
-#  and the input shapes.
+#  MACs, other FLOPs, factors, uncounted ops, memory events (None: one new tensor, the
+#  result), new bytes (see analytic._new_bytes), result value): the arguments of
+#  analytic.Program after the kind and the input shapes.
 Parts = tuple[Shape, int, tuple[int, int, int, int], int, int, int, tuple[Factors, ...],
-              dict[str, int], tuple[Any, ...], int, int]
+              dict[str, int], tuple[Any, ...] | None, int | None, int]
 _NONE = (0, 0, 0, 0)  # no weights
+_new, _set = object.__new__, object.__setattr__
 Direct = Callable[[int, tuple[Shape, ...], Mapping[str, Any]], Parts | None]
 DIRECT: dict[str, Direct] = {}
 
 
-def _one_new(out: Shape, elem: int, inputs: int) -> tuple[tuple[Any, ...], int]:
-    """The events of one call that makes one new tensor (value ``inputs``, the result) and
-    frees nothing (its readers are the layer's inputs), and that tensor's bytes."""
-    nbytes = math.prod(out) * elem
-    return ((((inputs, nbytes),), (), ()),), nbytes
+def _one_new(out: Shape, elem: int) -> tuple[None, int]:
+    """The events of one call that makes one new tensor (the result) and frees nothing (its
+    readers are the layer's inputs): None (analytic.Program's), and that tensor's bytes."""
+    return None, math.prod(out) * elem
 
 
 def _ints(value: Any, nd: int) -> list[int] | None:
@@ -57,8 +57,8 @@ def _conv(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | Non
     nd = len(x) - 2
     groups, padding, kernel, stride, dilation = (f["groups"], f["padding"], f["kernel"],
                                                  f["stride"], f["dilation"])
-    if nd == 2 and type(kernel) is int and type(stride) is int and type(dilation) is int \
-            and type(padding) is int and type(groups) is int:
+    if nd == 2 and type(kernel) is type(stride) is type(dilation) is type(padding) \
+            is type(groups) is int:
         return _conv2d(elem, x, f["out"], kernel, stride, padding, dilation, groups, f["bias"])
     k, s, d = _ints(kernel, nd), _ints(stride, nd), _ints(dilation, nd)
     if k is None or s is None or d is None or type(groups) is not int:
@@ -78,21 +78,22 @@ def _conv(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | Non
     factors = Factors((*out[2:], c_out), per_out, x[0] if x[0] != 1 else None,
                       (*per_out, c_out))
     return (out, elem, (params, 0, params * elem, 0), 2, factors.macs,
-            math.prod(out) if f["bias"] else 0, (factors,), {}, *_one_new(out, elem, 1), 1)
+            math.prod(out) if f["bias"] else 0, (factors,), {}, *_one_new(out, elem), 1)
 
 
 def _conv2d(elem: int, x: Shape, c_out: int, k: int, s: int, p: int, d: int, groups: int,
             bias: bool) -> Parts:
     """_conv's commonest form: 2-D, each of kernel, stride, padding, dilation one int."""
-    per_in = x[1] // groups
-    out = (x[0], c_out, conv_out(x[2], k, s, p, d), conv_out(x[3], k, s, p, d))
-    volume = x[0] * c_out * out[2] * out[3]
+    n, per_in = x[0], x[1] // groups
+    h, w = conv_out(x[2], k, s, p, d), conv_out(x[3], k, s, p, d)
+    volume = n * c_out * h * w
     params = c_out * per_in * k * k + (c_out if bias else 0)
-    factors = Factors((out[2], out[3], c_out), (k, k, per_in), x[0] if x[0] != 1 else None,
-                      (k, k, per_in, c_out))
-    return (out, elem, (params, 0, params * elem, 0), 2, volume * k * k * per_in,
-            volume if bias else 0, (factors,), {}, ((((1, volume * elem),), (), ()),),
-            volume * elem, 1)
+    factors = _new(Factors)  # Factors(...) without its __init__'s call
+    _set(factors, "__dict__", {"out": (h, w, c_out), "per_out": (k, k, per_in),
+                               "batch": n if n != 1 else None, "weight": (k, k, per_in, c_out)})
+    nbytes = volume * elem
+    return ((n, c_out, h, w), elem, (params, 0, params * elem, 0), 2, volume * k * k * per_in,
+            volume if bias else 0, (factors,), {}, None, nbytes, 1)
 
 
 def _bn(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
@@ -112,8 +113,7 @@ def _activation(op: str) -> Direct:
     def direct(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts:
         x = xs[0]
         n = math.prod(x)
-        return (x, elem, _NONE, 2, 0, per * n, (), {}, ((((1, n * elem),), (), ()),), n * elem,
-                1)
+        return (x, elem, _NONE, 2, 0, per * n, (), {}, None, n * elem, 1)
 
     direct.__doc__ = f"aten.{op}: one new tensor."
     return direct
@@ -138,8 +138,8 @@ def _add(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None
 def _concat(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
     """torch.cat on channels: one new tensor."""
     x, k = xs[0], len(xs)
-    out = (x[0], sum(y[1] for y in xs), *x[2:])
-    return (out, elem, _NONE, k + 1, 0, 0, (), {}, *_one_new(out, elem, k), k)
+    out = (x[0], sum([y[1] for y in xs]), *x[2:])
+    return (out, elem, _NONE, k + 1, 0, 0, (), {}, *_one_new(out, elem), k)
 
 
 def _mul(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
@@ -148,7 +148,7 @@ def _mul(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None
     if out is None:
         return None
     n = math.prod(out)
-    return (out, elem, _NONE, 3, 0, n, (), {}, ((((2, n * elem),), (), ()),), n * elem, 2)
+    return (out, elem, _NONE, 3, 0, n, (), {}, None, n * elem, 2)
 
 
 def _global_pool(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
@@ -162,7 +162,7 @@ def _global_pool(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Part
     out = reduced(x, [-i for i in range(1, nd + 1)], True)
     if out is None:
         return None
-    return (out, elem, _NONE, 2, 0, math.prod(x), (), {}, *_one_new(out, elem, 1), 1)
+    return (out, elem, _NONE, 2, 0, math.prod(x), (), {}, *_one_new(out, elem), 1)
 
 
 def _flatten(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts:

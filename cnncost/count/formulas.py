@@ -76,6 +76,10 @@ def formula_text(factors: Sequence[Factors]) -> str:
 def _term(f: Factors) -> str:
     out, per_out, batch = f.out, f.per_out, f.batch
     macs = (batch or 1) * math.prod(out) * math.prod(per_out)
+    pattern = _TERMS.get((len(out), len(per_out)))  # a conv's (3, 3): one %-format
+    if pattern and type(out) is tuple and type(per_out) is tuple:
+        text = pattern % (*out, *per_out, format(macs, ","))
+        return text if batch is None else f"{batch} x {text}"
     lead = "" if batch is None else f"{batch} x "
     return f"{lead}{_group(out)} x {_group(per_out)} = {macs:,}"
 
@@ -89,6 +93,9 @@ def _group(dims: Shape) -> str:
 
 
 _GROUPS = {1: "%s", 2: "(%sx%s)", 3: "(%sx%sx%s)", 4: "(%sx%sx%sx%s)"}
+# the commonest terms, (out dims, per-output dims): conv 2-D, linear, matmul
+_TERMS = {(3, 3): "(%sx%sx%s) x (%sx%sx%s) = %s", (2, 1): "(%sx%s) x %s = %s",
+          (3, 1): "(%sx%sx%s) x %s = %s", (2, 3): "(%sx%s) x (%sx%sx%s) = %s"}
 
 
 @dataclass(frozen=True, init=False)

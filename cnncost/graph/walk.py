@@ -79,16 +79,13 @@ def dying_after(steps: Sequence[Reads], keep: Sequence[Any] = ()) -> tuple[tuple
     """For each step, the keys whose last use it is (freed right after it runs); the keys
     in ``keep`` never die. The liveness rule of both engines (torch's walk, the analytic
     driver's replay)."""
-    last_use: dict[Any, int] = {}
-    for i, step in enumerate(steps):
-        for key in step.inputs:
-            last_use[key] = i
+    last_use = {key: i for i, step in enumerate(steps) for key in step.inputs}
     for key in keep:
         last_use.pop(key, None)
-    dying: list[list[Any]] = [[] for _ in steps]
-    for key, i in last_use.items():
-        dying[i].append(key)
-    return tuple(tuple(d) for d in dying)
+    dying: list[tuple[Any, ...]] = [()] * len(steps)
+    for key, i in last_use.items():  # (most steps free one key or none)
+        dying[i] += (key,)
+    return tuple(dying)
 
 
 def _keys(output: Any) -> list[Any]:
