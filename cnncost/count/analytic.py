@@ -229,8 +229,16 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
         if rows is not None:
             values = prog._row
             if values is None:  # the program's first row: its dict, kept as the next's
-                values = prog._row = prog.row_of(layer.path, layer_flops,
-                                                 layer.receptive_field, source)
+                # (Program.row_of, inline)
+                values = prog._row = {
+                    "name": layer.path, "kind": prog.kind, "input_shape": prog.in_shapes,
+                    "output_shape": prog.out_shape, "params": prog.params,
+                    "buffers": prog.buffers, "macs": prog.macs, "flops": layer_flops,
+                    "output_bytes": prog.output_bytes,
+                    "receptive_field": layer.receptive_field,
+                    "formula": None if prog.factors else "", "uncounted": prog.uncounted,
+                    "calls": 1, "source": source, "factors": prog.factors,
+                    "frozen_params": 0, "train": None}
             else:
                 values = values.copy()
                 values["name"] = layer.path

@@ -52,15 +52,30 @@ def _ints(value: Any, nd: int) -> list[int] | None:
 
 
 def _conv(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
-    """nn.ConvNd: one aten.convolution (see lowering._conv)."""
+    """nn.ConvNd: one aten.convolution (see lowering._conv). Its commonest form here: 2-D,
+    each of kernel, stride, padding, dilation one int; the others in _conv_nd."""
     x = xs[0]
+    k, s, p, d, groups = f["kernel"], f["stride"], f["padding"], f["dilation"], f["groups"]
+    if len(x) != 4 or not (type(k) is type(s) is type(p) is type(d) is type(groups) is int):
+        return _conv_nd(elem, x, f)
+    c_out, bias = f["out"], f["bias"]
+    n, per_in = x[0], x[1] // groups
+    h, w = conv_out(x[2], k, s, p, d), conv_out(x[3], k, s, p, d)
+    volume = n * c_out * h * w
+    params = c_out * per_in * k * k + (c_out if bias else 0)
+    factors = _new(Factors)  # Factors(...) without its __init__'s call
+    _set(factors, "__dict__", {"out": (h, w, c_out), "per_out": (k, k, per_in),
+                               "batch": n if n != 1 else None, "weight": (k, k, per_in, c_out)})
+    nbytes = volume * elem
+    return ((n, c_out, h, w), elem, (params, 0, params * elem, 0), 2, volume * k * k * per_in,
+            volume if bias else 0, (factors,), {}, None, nbytes, 1)
+
+
+def _conv_nd(elem: int, x: Shape, f: Mapping[str, Any]) -> Parts | None:
+    """_conv's other forms: any dims, lists of ints, padding "valid" or "same"."""
     nd = len(x) - 2
-    groups, padding, kernel, stride, dilation = (f["groups"], f["padding"], f["kernel"],
-                                                 f["stride"], f["dilation"])
-    if nd == 2 and type(kernel) is type(stride) is type(dilation) is type(padding) \
-            is type(groups) is int:
-        return _conv2d(elem, x, f["out"], kernel, stride, padding, dilation, groups, f["bias"])
-    k, s, d = _ints(kernel, nd), _ints(stride, nd), _ints(dilation, nd)
+    groups, padding = f["groups"], f["padding"]
+    k, s, d = _ints(f["kernel"], nd), _ints(f["stride"], nd), _ints(f["dilation"], nd)
     if k is None or s is None or d is None or type(groups) is not int:
         return None
     if padding == "same":
@@ -79,21 +94,6 @@ def _conv(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | Non
                       (*per_out, c_out))
     return (out, elem, (params, 0, params * elem, 0), 2, factors.macs,
             math.prod(out) if f["bias"] else 0, (factors,), {}, *_one_new(out, elem), 1)
-
-
-def _conv2d(elem: int, x: Shape, c_out: int, k: int, s: int, p: int, d: int, groups: int,
-            bias: bool) -> Parts:
-    """_conv's commonest form: 2-D, each of kernel, stride, padding, dilation one int."""
-    n, per_in = x[0], x[1] // groups
-    h, w = conv_out(x[2], k, s, p, d), conv_out(x[3], k, s, p, d)
-    volume = n * c_out * h * w
-    params = c_out * per_in * k * k + (c_out if bias else 0)
-    factors = _new(Factors)  # Factors(...) without its __init__'s call
-    _set(factors, "__dict__", {"out": (h, w, c_out), "per_out": (k, k, per_in),
-                               "batch": n if n != 1 else None, "weight": (k, k, per_in, c_out)})
-    nbytes = volume * elem
-    return ((n, c_out, h, w), elem, (params, 0, params * elem, 0), 2, volume * k * k * per_in,
-            volume if bias else 0, (factors,), {}, None, nbytes, 1)
 
 
 def _bn(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
