@@ -342,8 +342,9 @@ class BenchRun:
 
 
 @dataclass(frozen=True)
-class BenchReport:
-    """A benchmark of one model at one or more batch sizes on one device."""
+class BenchSetting:
+    """What every benchmark records beside its runs: the model, the machine's settings,
+    torch's version and the roofline (inference here, training steps in bench_train)."""
 
     model: str
     source: str
@@ -352,9 +353,26 @@ class BenchReport:
     dtype: str
     threads: int
     channels_last: bool
-    compiled: bool
     torch_version: str
     roofline: Roofline
+
+    @staticmethod
+    def fields(model: str, source: str, device: torch.device, dtype: torch.dtype,
+               threads: int | None, channels_last: bool, roofline: Roofline) -> dict[str, Any]:
+        """The setting of a benchmark run on ``device`` (threads only on a CPU), as keywords
+        for a report's constructor."""
+        return {"model": model, "source": source, "device": device.type,
+                "device_name": roofline.device_name, "dtype": dtype_name(dtype),
+                "threads": threads if device.type == "cpu" else 0,
+                "channels_last": channels_last, "torch_version": torch.__version__,
+                "roofline": roofline}
+
+
+@dataclass(frozen=True)
+class BenchReport(BenchSetting):
+    """A benchmark of one model at one or more batch sizes on one device."""
+
+    compiled: bool
     runs: tuple[BenchRun, ...]
     notes: tuple[str, ...] = field(default=())
 
@@ -521,10 +539,8 @@ def bench(model_or_spec: nn.Module | str | Path | Target, batches: Sequence[int]
                 runs.append(_bench_batch(model, forward, tables[b], estimates[b], roof, device,
                                          dt, options, progress))
     return BenchReport(
-        model=label, source=source, device=device.type, device_name=roof.device_name,
-        dtype=dtype_name(dt), threads=threads if device.type == "cpu" else 0,
-        channels_last=options.channels_last, compiled=options.compile,
-        torch_version=torch.__version__, roofline=roof, runs=tuple(runs), notes=tuple(notes))
+        **BenchSetting.fields(label, source, device, dt, threads, options.channels_last, roof),
+        compiled=options.compile, runs=tuple(runs), notes=tuple(notes))
 
 
 def _bench_batch(model: nn.Module, forward: Callable[[torch.Tensor], Any], table: CostTable,

@@ -36,11 +36,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnncost.count.conventions import OPTIMIZERS, dtype_name, parse_dtype
+from cnncost.count.conventions import OPTIMIZERS, parse_dtype
 from cnncost.count.drivers import count_module, count_spec
 from cnncost.errors import UsageError
 from cnncost.measure.bench import (
     BenchOptions,
+    BenchSetting,
     _cpu_settings,
     _materialize,
     bench_document,
@@ -102,20 +103,11 @@ class TrainRun:
 
 
 @dataclass(frozen=True)
-class TrainBenchReport:
+class TrainBenchReport(BenchSetting):
     """Training steps of one model at one or more batch sizes on one device."""
 
-    model: str
-    source: str
-    device: str
-    device_name: str
-    dtype: str
-    threads: int
-    channels_last: bool
     optimizer: str
     peak_method: str
-    torch_version: str
-    roofline: Roofline
     runs: tuple[TrainRun, ...]
     notes: tuple[str, ...] = field(default=())
 
@@ -280,11 +272,8 @@ def bench_train(model_or_spec: nn.Module | str | Path | Target, batches: Sequenc
         runs = tuple(_bench_batch(model, tables[b], optimizer, roof, device, dt, options,
                                   progress) for b in batches)
     return TrainBenchReport(
-        model=label, source=source, device=device.type, device_name=roof.device_name,
-        dtype=dtype_name(dt), threads=threads if device.type == "cpu" else 0,
-        channels_last=options.channels_last, optimizer=optimizer,
-        peak_method=PEAK_METHOD[device.type], torch_version=torch.__version__,
-        roofline=roof, runs=runs, notes=notes)
+        **BenchSetting.fields(label, source, device, dt, threads, options.channels_last, roof),
+        optimizer=optimizer, peak_method=PEAK_METHOD[device.type], runs=runs, notes=notes)
 
 
 def _notes(device: torch.device, threads: int) -> tuple[str, ...]:
