@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from enum import Enum
+from typing import Any
 
 from cnncost.render.fmt import counted_on_text, shape
 from cnncost.table import BlockRow, CostRow, CostTable, collapse, dumps, row_count, table_rows
@@ -31,6 +33,17 @@ BLOCK_CSV_FIELDS = ("name", "layers", "output_shape", "params", "buffers", "macs
                     "output_bytes")
 
 
+def write_blocks(w: Any, rows: Sequence[CostRow | BlockRow], fields: Sequence[str]) -> None:
+    """CSV rows of blocks (``--depth``) under the header ``fields``: BLOCK_CSV_FIELDS, then
+    any further block figures by name (a training step's)."""
+    w.writerow(fields)
+    for b in rows:
+        assert isinstance(b, BlockRow)
+        w.writerow([b.name, b.layers, shape(b.output_shape), b.params, b.buffers, b.macs,
+                    b.flops, b.output_bytes,
+                    *(b.value(f) for f in fields[len(BLOCK_CSV_FIELDS):])])
+
+
 def to_csv(table: CostTable, depth: int | None = None, sort: str | None = None,
            top: int | None = None) -> str:
     """One CSV row per layer (or block with ``depth``), exact integers, shapes as AxBxC."""
@@ -42,11 +55,7 @@ def to_csv(table: CostTable, depth: int | None = None, sort: str | None = None,
     w = csv.writer(buf, lineterminator="\n")
     rows = table_rows(table, depth, sort, top)
     if depth is not None:
-        w.writerow(BLOCK_CSV_FIELDS)
-        for b in rows:
-            assert isinstance(b, BlockRow)
-            w.writerow([b.name, b.layers, shape(b.output_shape), b.params, b.buffers, b.macs,
-                        b.flops, b.output_bytes])
+        write_blocks(w, rows, BLOCK_CSV_FIELDS)
         return buf.getvalue()
     frozen = table.totals.frozen_params > 0  # a column only where some parameters are
     w.writerow(CSV_FIELDS[:5] + ("frozen_params",) * frozen + CSV_FIELDS[5:])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from cnncost.count.conventions import OPTIMIZERS
 from cnncost.render.fmt import human, human_bytes, params_text, shape
-from cnncost.render.formats import CSV_FIELDS, markdown_head, md_cell
+from cnncost.render.formats import CSV_FIELDS, markdown_head, md_cell, write_blocks
 from cnncost.render.terminal import Units
 from cnncost.table import BlockRow, CostRow, CostTable, row_count, table_rows
 
@@ -159,12 +159,7 @@ def to_csv(table: CostTable, depth: int | None = None, sort: str | None = None,
     w = csv.writer(buf, lineterminator="\n")
     rows = table_rows(table, depth, sort, top)
     if depth is not None:
-        w.writerow(TRAIN_BLOCK_CSV_FIELDS)
-        for b in rows:
-            assert isinstance(b, BlockRow)
-            w.writerow([b.name, b.layers, shape(b.output_shape), b.params, b.buffers, b.macs,
-                        b.flops, b.output_bytes,
-                        *(b.value(f) for f in TRAIN_BLOCK_CSV_FIELDS[8:])])
+        write_blocks(w, rows, TRAIN_BLOCK_CSV_FIELDS)
         return buf.getvalue()
     w.writerow(TRAIN_CSV_FIELDS)
     for r in rows:
