@@ -1,0 +1,132 @@
+"""Drawing the per-layer cost table: cnncost's own layout (render.fasttable.FastTable) against
+rich's Table, and the whole `cnncost analyze resnet50` process with each, in one run.
+
+    python benchmarks/bench_render.py [--repeats 15] [--process-repeats 7]
+
+1. In-process: resnet50 counted once; then, taking turns, ``repeats`` rounds of drawing its
+   table (175 rows; and ``--depth 1``) as ``cnncost analyze`` prints it on a terminal 100
+   columns wide (``rich_table``, ``fit_width``, ``Console.print`` into a string), on a plain
+   console and on a truecolor one, once with FastTable and once with rich's Table in its
+   place. The two outputs are checked byte-identical before anything is timed. Reported:
+   median wall ms of each and their ratio.
+2. Whole process, taking turns, after one untimed run of each (bytecode caches):
+   ``python -m cnncost analyze resnet50`` (output discarded) as shipped, and the same command
+   run with rich's Table in FastTable's place (``cnncost.cli.main`` from ``python -c``, the
+   swap made first). Reported: median wall and CPU (user + system) seconds. Target
+   (issue 12): <= 0.5 s. On a shared machine wall times include waiting for a core; CPU time
+   does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rich.table import Table  # noqa: E402
+
+from cnncost.api import analyze_target  # noqa: E402
+from cnncost.render import fasttable  # noqa: E402
+from cnncost.render.console import console  # noqa: E402
+from cnncost.render.terminal import fit_width, rich_table  # noqa: E402
+from cnncost.table import CostTable  # noqa: E402
+
+FAST_TABLE = fasttable.FastTable
+RICH_MAIN = ("import sys; from rich.table import Table; import cnncost.render.fasttable as f; "
+             "f.FastTable = Table; sys.argv = ['cnncost', 'analyze', 'resnet50']; "
+             "from cnncost.cli import main; main()")
+
+
+def draw(table: CostTable, depth: int | None, colour: bool, fast: bool) -> str:
+    """The table as print_whole prints it on a 100-column terminal."""
+    fasttable.FastTable = FAST_TABLE if fast else Table  # type: ignore[misc]
+    try:
+        renderable = rich_table(table, depth=depth)
+    finally:
+        fasttable.FastTable = FAST_TABLE  # type: ignore[misc]
+    out = console(file=io.StringIO(), width=100, force_terminal=colour,
+                  color_system="truecolor" if colour else None)
+    out.width = fit_width(renderable, out.width)
+    out.print(renderable)
+    return out.file.getvalue()  # type: ignore[attr-defined, no-any-return]
+
+
+def _ms(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return 1000 * (time.perf_counter() - start)
+
+
+def in_process(repeats: int) -> None:
+    table = analyze_target("resnet50")
+    print(f"in-process, resnet50 drawn at width 100, median wall ms of {repeats}")
+    print(f"{'table':<22} {'rich':>7} {'fast':>7} {'ratio':>6}")
+    for depth in (None, 1):
+        for colour in (False, True):
+            assert draw(table, depth, colour, True) == draw(table, depth, colour, False)
+            times: dict[bool, list[float]] = {True: [], False: []}
+            for _ in range(repeats):
+                for fast in (False, True):
+                    times[fast].append(_ms(lambda: draw(table, depth, colour, fast)))  # noqa: B023
+            rich_ms, fast_ms = (statistics.median(times[f]) for f in (False, True))
+            label = ("layers" if depth is None else f"--depth {depth}") + (
+                ", truecolor" if colour else ", plain")
+            print(f"{label:<22} {rich_ms:>7.1f} {fast_ms:>7.1f} {rich_ms / fast_ms:>5.1f}x")
+
+
+def _process(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def whole_process(repeats: int) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(ROOT)
+    runs = {"analyze (FastTable)": [sys.executable, "-m", "cnncost", "analyze", "resnet50"],
+            "analyze (rich Table)": [sys.executable, "-c", RICH_MAIN]}
+    for argv in runs.values():
+        _process(argv, env)  # untimed: bytecode caches, page cache
+    walls: dict[str, list[float]] = {k: [] for k in runs}
+    cpus: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(repeats):
+        for label, argv in runs.items():
+            wall, cpu = _process(argv, env)
+            walls[label].append(wall)
+            cpus[label].append(cpu)
+    print(f"\nwhole process `cnncost analyze resnet50`, median of {repeats} (s)")
+    print(f"{'command':<22} {'wall':>6} {'cpu':>6}")
+    for label in runs:
+        print(f"{label:<22} {statistics.median(walls[label]):>6.2f} "
+              f"{statistics.median(cpus[label]):>6.2f}")
+    wall, cpu = (statistics.median(d["analyze (FastTable)"]) for d in (walls, cpus))
+    print(f"target <= 0.5 s: {'met' if wall <= 0.5 else 'not met'} by wall ({wall:.2f} s), "
+          f"{'met' if cpu <= 0.5 else 'not met'} by cpu ({cpu:.2f} s)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=15, help="in-process rounds per table")
+    ap.add_argument("--process-repeats", type=int, default=7, help="whole-process rounds")
+    args = ap.parse_args()
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    in_process(args.repeats)
+    whole_process(args.process_repeats)
+
+
+if __name__ == "__main__":
+    main()
