@@ -40,7 +40,17 @@ def pool_out(size: int, kernel: int, stride: int, padding: int = 0, dilation: in
 def broadcast(*shapes: Sequence[int]) -> Shape | None:
     """The shape broadcasting gives ``shapes`` (aligned on the right, size 1 stretches),
     or None when two sizes disagree."""
-    rank = max((len(s) for s in shapes), default=0)
+    if len(shapes) == 2 and len(shapes[0]) == len(shapes[1]):  # (x * gate: the commonest)
+        out = []
+        for a, b in zip(*shapes, strict=True):
+            if a == b or b == 1:
+                out.append(a)
+            elif a == 1:
+                out.append(b)
+            else:
+                return None
+        return tuple(out)
+    rank = max([len(s) for s in shapes], default=0)
     out = [1] * rank
     for shape in shapes:
         for i, size in enumerate(shape, rank - len(shape)):
@@ -54,6 +64,12 @@ def broadcast(*shapes: Sequence[int]) -> Shape | None:
 def broadcasts_to(shape: Sequence[int], target: Sequence[int]) -> bool:
     """Whether ``shape`` broadcasts to ``target`` unchanged (e.g. a gate onto its input)."""
     return broadcast(shape, target) == tuple(target)
+
+
+def spatial_ones(shape: Sequence[int]) -> Shape:
+    """``shape`` (N, C, *spatial) with every spatial size 1: a global pool's output, the same
+    as ``reduced(shape, [-1, ..., -len(spatial)], keepdim=True)``."""
+    return (*shape[:2], *[1] * (len(shape) - 2))
 
 
 def reduced(shape: Sequence[int], dims: int | Sequence[int] | None = None,

@@ -66,21 +66,20 @@ class Program:
     """
 
     __slots__ = ("_events", "_row", "buffer_bytes", "buffers", "elem_flops", "factors",
-                 "in_shapes", "kind", "macs", "new_bytes", "out_shape", "output_bytes",
-                 "param_bytes", "params", "result", "size", "uncounted")
+                 "flops", "in_shapes", "kind", "macs", "new_bytes", "out_shape",
+                 "output_bytes", "param_bytes", "params", "result", "size", "uncounted")
 
     def __init__(self, kind: str, in_shapes: tuple[Shape, ...], parts: Parts) -> None:
-        # parts: see cnncost.count.direct (new_bytes None: found from the events)
-        (out_shape, elem, weights, self.size, self.macs, self.elem_flops, self.factors,
-         self.uncounted, events, new_bytes, result) = parts
-        self.kind, self.in_shapes, self.out_shape = kind, in_shapes, out_shape
-        self.params, self.buffers, self.param_bytes, self.buffer_bytes = weights
-        self.output_bytes = math.prod(out_shape) * elem
-        self._events, self.result = events, result
+        # parts: see cnncost.count.direct
+        (self.out_shape, self.output_bytes, self.params, self.buffers, self.param_bytes,
+         self.buffer_bytes, self.size, self.macs, self.elem_flops, self.factors,
+         self.uncounted, self._events, new_bytes, self.result) = parts
+        self.kind, self.in_shapes = kind, in_shapes
         if new_bytes is None:
-            assert events is not None
-            new_bytes = _new_bytes(events, result)
+            assert self._events is not None
+            new_bytes = _new_bytes(self._events, self.result)
         self.new_bytes = new_bytes
+        self.flops = 2 * self.macs + self.elem_flops  # counting every op (Policy.ALL)
         self._row: dict[str, Any] | None = None
 
     @property
@@ -131,6 +130,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     name: {k: p.default for k, p in kind.params.items() if p.default is not inspect.Parameter.empty}
     for name, kind in LAYERS.items()
 }
+# Each direct lowering with its kind's defaults (one lookup per layer lowered).
+_DIRECT = {kind: (lower, _DEFAULTS.get(kind)) for kind, lower in DIRECT.items()}
 _MAX_CACHE = 100_000
 _T = TypeVar("_T")
 _PROGRAMS: dict[Any, Program] = {}
@@ -205,7 +206,7 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
     uncounted: Counter[str] = Counter()
     param_bytes = buffer_bytes = params = buffers = macs = flops = output_bytes = 0
     new_row = object.__new__
-    set_dict = object.__setattr__
+    set_dict = _SET_DICT
     live = peak = 0  # memory's, but kept here where a layer makes one new tensor (most)
     for layer, dying, prog, source in zip(*_plan(spec, batch, elem, rows is not None),
                                           strict=True):
@@ -225,7 +226,7 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
                 cell[0] -= 1
                 if not cell[0]:
                     live -= cell[1]
-        layer_flops = 2 * prog.macs + prog.elem_flops if every_op else 2 * prog.macs
+        layer_flops = prog.flops if every_op else 2 * prog.macs
         if rows is not None:
             values = prog._row
             if values is None:  # the program's first row: its dict, kept as the next's
@@ -249,7 +250,7 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
             # field: the largest part of a remembered layer's cost); the same object as
             # CostRow(**values).
             row = new_row(CostRow)
-            set_dict(row, "__dict__", values)
+            set_dict(row, values)
             rows.append(row)
         if prog.uncounted:
             uncounted.update(prog.uncounted)
@@ -263,6 +264,10 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
     sums = {"params": params, "buffers": buffers, "macs": macs, "flops": flops,
             "output_bytes": output_bytes}
     return sums, uncounted, (param_bytes, buffer_bytes), peak
+
+
+# A CostRow's instance dict set (object.__setattr__(row, "__dict__", d) without its lookup).
+_SET_DICT = CostRow.__dict__["__dict__"].__set__
 
 
 # The spec's layers, the values that die after each, their programs and sources (in four
@@ -283,9 +288,8 @@ def _plan(spec: ModelSpec, batch: int, elem: int, keep: bool) -> Plan:
     progs: list[Program] = []
     for layer in layers:
         params = layer.params
-        key: Any = (layer.kind, tuple(params), tuple(params.values()), layer.in_shapes,
-                    batch, elem)
-        try:
+        key: Any = (layer.kind, layer.in_shapes, batch, elem, *params, *params.values())
+        try:  # (program()'s key, see there)
             prog = programs.get(key)
         except TypeError:  # a list among the fields (kernel: [3, 5])
             prog = program(layer, batch, elem)
@@ -306,12 +310,12 @@ def _plan(spec: ModelSpec, batch: int, elem: int, keep: bool) -> Plan:
 def program(layer: LayerSpec, batch: int, elem: int) -> Program:
     """The layer lowered at ``batch`` and ``elem`` bytes per element (remembered)."""
     params = layer.params
+    # One flat tuple: its length tells where the field names end and their values begin.
     try:
-        key: Any = (layer.kind, tuple(params), tuple(params.values()), layer.in_shapes, batch,
-                    elem)
+        key: Any = (layer.kind, layer.in_shapes, batch, elem, *params, *params.values())
         prog = _PROGRAMS.get(key)
     except TypeError:  # a list among the fields (kernel: [3, 5])
-        key = (layer.kind, tuple(params), _freeze(params), layer.in_shapes, batch, elem)
+        key = (layer.kind, layer.in_shapes, batch, elem, *params, *_freeze(params))
         prog = _PROGRAMS.get(key)
     if prog is None:
         prog = _lower(layer, batch, elem)
@@ -326,23 +330,24 @@ def _freeze(params: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def _lower(layer: LayerSpec, batch: int, elem: int) -> Program:
     kind, shapes = layer.kind, layer.in_shapes
-    defaults = _DEFAULTS.get(kind)
-    fields = {**defaults, **layer.params} if defaults else layer.params
     in_shapes = ((batch, *shapes[0]),) if len(shapes) == 1 else \
         tuple([(batch, *s) for s in shapes])
-    direct = DIRECT.get(kind)  # (every kind in it has a lowering too)
+    direct = _DIRECT.get(kind)  # (every kind in it has a lowering too)
     if direct is not None:
-        parts = direct(elem, in_shapes, fields)
+        lower, defaults = direct
+        parts = lower(elem, in_shapes, {**defaults, **layer.params} if defaults else
+                      layer.params)
         if parts is not None:  # the same program, written out (cnncost.count.direct)
-            out = parts[0]
-            if out[0] != batch or out[1:] != layer.out_shape:
-                _check_out(layer, batch, out)
+            if parts[0] != (batch, *layer.out_shape):
+                _check_out(layer, batch, parts[0])
             return Program(kind, in_shapes, parts)
     lowering = LOWERINGS.get(kind)
     if lowering is None:
         raise UnsupportedOpError(
             f"{_where(layer)}: layer kind {kind!r} has no analytic lowering (see "
             "cnncost/count/lowering.py); count it with --engine torch")
+    defaults = _DEFAULTS.get(kind)
+    fields = {**defaults, **layer.params} if defaults else layer.params
     return generic_program(layer, lowering, batch, elem, in_shapes, fields)
 
 
@@ -392,11 +397,11 @@ def generic_program(layer: LayerSpec, lowering: Callable[..., Any], batch: int, 
             last[v] = i
         for v in call.uses:
             last[v] = i
-    weights = (lo.params, lo.buffers, lo.param_bytes, lo.buffer_bytes)
     events = _events(lo.calls, lo.same, len(lo.inputs), result.slot, last)
-    return Program(layer.kind, in_shapes, (out, elem, weights, lo.count, macs, elem_flops,
-                                           tuple(factors), uncounted, events, None,
-                                           result.slot))
+    return Program(layer.kind, in_shapes, (out, math.prod(out) * elem, lo.params, lo.buffers,
+                                           lo.param_bytes, lo.buffer_bytes, lo.count, macs,
+                                           elem_flops, tuple(factors), uncounted, events,
+                                           None, result.slot))
 
 
 def _where(layer: LayerSpec) -> str:

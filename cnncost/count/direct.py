@@ -22,25 +22,20 @@ from typing import Any
 
 from cnncost.count.formulas import PER_ELEMENT, Factors
 from cnncost.count.lowering import _ACTIVATIONS, INT64
-from cnncost.shapes import broadcast, conv_out, reduced
+from cnncost.shapes import broadcast, conv_out, spatial_ones
 
 Shape = tuple[int, ...]
-# (output shape, bytes per element, (params, buffers, param bytes, buffer bytes), values,
-#  MACs, other FLOPs, factors, uncounted ops, memory events (None: one new tensor, the
-#  result), new bytes (see analytic._new_bytes), result value): the arguments of
-#  analytic.Program after the kind and the input shapes.
-Parts = tuple[Shape, int, tuple[int, int, int, int], int, int, int, tuple[Factors, ...],
+# (output shape, output bytes, params, buffers, param bytes, buffer bytes, values, MACs,
+#  other FLOPs, factors, uncounted ops, memory events (None: one new tensor, the result),
+#  new bytes (see analytic._new_bytes; None: found from the events), result value): the
+#  arguments of analytic.Program after the kind and the input shapes, in one flat tuple.
+Parts = tuple[Shape, int, int, int, int, int, int, int, int, tuple[Factors, ...],
               dict[str, int], tuple[Any, ...] | None, int | None, int]
-_NONE = (0, 0, 0, 0)  # no weights
-_new, _set = object.__new__, object.__setattr__
+_VIEW = (((), ((1, 0),), ()),)  # the events of one call whose result views the input
+_new = object.__new__
+_set_dict = Factors.__dict__["__dict__"].__set__  # a Factors' instance dict set
 Direct = Callable[[int, tuple[Shape, ...], Mapping[str, Any]], Parts | None]
 DIRECT: dict[str, Direct] = {}
-
-
-def _one_new(out: Shape, elem: int) -> tuple[None, int]:
-    """The events of one call that makes one new tensor (the result) and frees nothing (its
-    readers are the layer's inputs): None (analytic.Program's), and that tensor's bytes."""
-    return None, math.prod(out) * elem
 
 
 def _ints(value: Any, nd: int) -> list[int] | None:
@@ -64,10 +59,10 @@ def _conv(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | Non
     volume = n * c_out * h * w
     params = c_out * per_in * k * k + (c_out if bias else 0)
     factors = _new(Factors)  # Factors(...) without its __init__'s call
-    _set(factors, "__dict__", {"out": (h, w, c_out), "per_out": (k, k, per_in),
-                               "batch": n if n != 1 else None, "weight": (k, k, per_in, c_out)})
+    _set_dict(factors, {"out": (h, w, c_out), "per_out": (k, k, per_in),
+                        "batch": n if n != 1 else None, "weight": (k, k, per_in, c_out)})
     nbytes = volume * elem
-    return ((n, c_out, h, w), elem, (params, 0, params * elem, 0), 2, volume * k * k * per_in,
+    return ((n, c_out, h, w), nbytes, params, 0, params * elem, 0, 2, volume * k * k * per_in,
             volume if bias else 0, (factors,), {}, None, nbytes, 1)
 
 
@@ -92,8 +87,9 @@ def _conv_nd(elem: int, x: Shape, f: Mapping[str, Any]) -> Parts | None:
     per_out = (*k, per_in)
     factors = Factors((*out[2:], c_out), per_out, x[0] if x[0] != 1 else None,
                       (*per_out, c_out))
-    return (out, elem, (params, 0, params * elem, 0), 2, factors.macs,
-            math.prod(out) if f["bias"] else 0, (factors,), {}, *_one_new(out, elem), 1)
+    volume = math.prod(out)
+    return (out, volume * elem, params, 0, params * elem, 0, 2, factors.macs,
+            volume if f["bias"] else 0, (factors,), {}, None, volume * elem, 1)
 
 
 def _bn(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
@@ -103,8 +99,8 @@ def _bn(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
     params = 2 * c if f["affine"] else 0
     n = math.prod(x)
     events = ((((1, 0),), (), (1,)), (((2, n * elem), (3, 0), (4, 0)), (), (3, 4)))
-    return (x, elem, (params, 2 * c + 1, params * elem, 2 * c * elem + INT64), 5, 0, 2 * n, (),
-            {}, events, n * elem, 2)
+    return (x, n * elem, params, 2 * c + 1, params * elem, 2 * c * elem + INT64, 5, 0, 2 * n,
+            (), {}, events, n * elem, 2)
 
 
 def _activation(op: str) -> Direct:
@@ -113,7 +109,7 @@ def _activation(op: str) -> Direct:
     def direct(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts:
         x = xs[0]
         n = math.prod(x)
-        return (x, elem, _NONE, 2, 0, per * n, (), {}, None, n * elem, 1)
+        return (x, n * elem, 0, 0, 0, 0, 2, 0, per * n, (), {}, None, n * elem, 1)
 
     direct.__doc__ = f"aten.{op}: one new tensor."
     return direct
@@ -121,17 +117,17 @@ def _activation(op: str) -> Direct:
 
 def _itself(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts:
     """nn.Identity, nn.Dropout at inference: the input itself."""
-    return (xs[0], elem, _NONE, 2, 0, 0, (), {}, (((), ((1, 0),), ()),), -1, 1)
+    return (xs[0], math.prod(xs[0]) * elem, 0, 0, 0, 0, 2, 0, 0, (), {}, _VIEW, -1, 1)
 
 
 def _add(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
     """aten.add.Tensor, left to right; each sum but the last freed by the next add."""
     x, k = xs[0], len(xs)
-    if k < 2 or any(y != x for y in xs):
+    if k < 2 or xs.count(x) != k:
         return None  # broadcasting: the generic lowering
     nbytes = math.prod(x) * elem
     events = tuple([(((k + i, nbytes),), (), (k + i - 1,) if i else ()) for i in range(k - 1)])
-    return (x, elem, _NONE, 2 * k - 1, 0, (k - 1) * math.prod(x), (), {}, events,
+    return (x, nbytes, 0, 0, 0, 0, 2 * k - 1, 0, (k - 1) * math.prod(x), (), {}, events,
             nbytes if k == 2 else -1, 2 * k - 2)
 
 
@@ -139,7 +135,8 @@ def _concat(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | N
     """torch.cat on channels: one new tensor."""
     x, k = xs[0], len(xs)
     out = (x[0], sum([y[1] for y in xs]), *x[2:])
-    return (out, elem, _NONE, k + 1, 0, 0, (), {}, *_one_new(out, elem), k)
+    nbytes = math.prod(out) * elem
+    return (out, nbytes, 0, 0, 0, 0, k + 1, 0, 0, (), {}, None, nbytes, k)
 
 
 def _mul(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
@@ -148,7 +145,7 @@ def _mul(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None
     if out is None:
         return None
     n = math.prod(out)
-    return (out, elem, _NONE, 3, 0, n, (), {}, None, n * elem, 2)
+    return (out, n * elem, 0, 0, 0, 0, 3, 0, n, (), {}, None, n * elem, 2)
 
 
 def _global_pool(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
@@ -159,10 +156,9 @@ def _global_pool(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Part
     o = f.get("output", 1)
     if nd < 2 or not (o == 1 or (type(o) is list and o == [1] * nd)):
         return None
-    out = reduced(x, [-i for i in range(1, nd + 1)], True)
-    if out is None:
-        return None
-    return (out, elem, _NONE, 2, 0, math.prod(x), (), {}, *_one_new(out, elem), 1)
+    out = spatial_ones(x)
+    nbytes = math.prod(out) * elem
+    return (out, nbytes, 0, 0, 0, 0, 2, 0, math.prod(x), (), {}, None, nbytes, 1)
 
 
 def _flatten(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts:
@@ -170,7 +166,7 @@ def _flatten(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts:
     x = xs[0]
     if len(x) == 2:
         return _itself(elem, xs, f)
-    return ((x[0], math.prod(x[1:])), elem, _NONE, 2, 0, 0, (), {}, (((), ((1, 0),), ()),),
+    return ((x[0], math.prod(x[1:])), math.prod(x) * elem, 0, 0, 0, 0, 2, 0, 0, (), {}, _VIEW,
             -1, 1)
 
 
@@ -186,7 +182,7 @@ def _linear(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | N
     nbytes = rows * c_out * elem
     factors = Factors((rows, c_out), (fin,), None, (fin, c_out))
     events = (((), (), ()), (((2, nbytes),), (), (1,)))
-    return ((rows, c_out), elem, (params, 0, params * elem, 0), 3, rows * c_out * fin,
+    return ((rows, c_out), nbytes, params, 0, params * elem, 0, 3, rows * c_out * fin,
             rows * c_out if bias else 0, (factors,), {}, events, nbytes, 2)
 
 
