@@ -211,18 +211,20 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
     for layer, dying, prog, source in zip(*_plan(spec, batch, elem, rows is not None),
                                           strict=True):
         nbytes = prog.new_bytes
-        if nbytes >= 0:  # Memory.run's first case, inline
-            live += nbytes
+        if nbytes >= 0:  # Memory.run's first case, inline (a tensor no alias refers to
+            live += nbytes  # yet: its bytes, not a cell)
             if live > peak:
                 peak = live
-            env[layer.path] = [1, nbytes]
+            env[layer.path] = nbytes
         else:
             memory.live, memory.peak = live, peak
-            env[layer.path] = run(prog, [env[k] for k in layer.inputs])
+            env[layer.path] = run(prog, memory.cells(env, layer.inputs))
             live, peak = memory.live, memory.peak
         for k in dying:  # Memory.drop, inline
             cell = env.pop(k)
-            if cell is not None:
+            if type(cell) is int:
+                live -= cell
+            elif cell is not None:
                 cell[0] -= 1
                 if not cell[0]:
                     live -= cell[1]
@@ -435,13 +437,26 @@ def _fmt(shape: Shape) -> str:
 
 class _Memory:
     """Live activation bytes along the walk: a tensor is a [references, bytes] cell, freed
-    when its last reference (a value, or an alias of it) goes."""
+    when its last reference (a value, or an alias of it) goes. (The walk holds a tensor
+    with one reference as its bytes alone; ``cells`` makes its cell when a program reads
+    it, for aliases to share.)"""
 
     __slots__ = ("live", "peak")
 
     def __init__(self) -> None:
         self.live = 0
         self.peak = 0
+
+    @staticmethod
+    def cells(env: dict[str, Any], keys: Sequence[str]) -> list[Any]:
+        """The cells of the values ``keys``, made where ``env`` holds bytes alone."""
+        cells = []
+        for k in keys:
+            cell = env[k]
+            if type(cell) is int:
+                cell = env[k] = [1, cell]
+            cells.append(cell)
+        return cells
 
     def run(self, prog: Program, inputs: list[Any]) -> Any:
         """Replay one layer on its inputs' tensors; the tensor its result holds."""
@@ -473,7 +488,9 @@ class _Memory:
 
     def drop(self, cell: Any) -> None:
         """One reference fewer to a tensor (None: the model's input, never counted)."""
-        if cell is not None:
+        if type(cell) is int:
+            self.live -= cell
+        elif cell is not None:
             cell[0] -= 1
             if not cell[0]:
                 self.live -= cell[1]
