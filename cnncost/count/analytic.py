@@ -62,7 +62,8 @@ class Program:
     it views) and then frees the values it read last. Values 0..n-1 are the layer's inputs;
     ``result`` is the value the layer returns. Events given as None are the commonest (one
     call making one new tensor, the result, of ``new_bytes``), written out when read (the
-    walk replays such a layer without them).
+    walk replays such a layer without them); given as a function, they are made from
+    ``new_bytes`` when read.
     """
 
     __slots__ = ("_events", "_row", "buffer_bytes", "buffers", "elem_flops", "factors",
@@ -76,7 +77,7 @@ class Program:
          self.uncounted, self._events, new_bytes, self.result) = parts
         self.kind, self.in_shapes = kind, in_shapes
         if new_bytes is None:
-            assert self._events is not None
+            assert isinstance(self._events, tuple)
             new_bytes = _new_bytes(self._events, self.result)
         self.new_bytes = new_bytes
         self.flops = 2 * self.macs + self.elem_flops  # counting every op (Policy.ALL)
@@ -85,9 +86,12 @@ class Program:
     @property
     def events(self) -> tuple[Event, ...]:
         """The memory events (see above)."""
-        if self._events is None:  # one call: the result made, nothing freed
+        events = self._events
+        if events is None:  # one call: the result made, nothing freed
             return ((((self.result, self.new_bytes),), (), ()),)
-        return self._events
+        if callable(events):  # written out from the new bytes (direct._bn)
+            return cast(tuple[Event, ...], events(self.new_bytes))
+        return events
 
     @property
     def row(self) -> dict[str, Any]:

@@ -26,11 +26,13 @@ from cnncost.shapes import broadcast, conv_out, spatial_ones
 
 Shape = tuple[int, ...]
 # (output shape, output bytes, params, buffers, param bytes, buffer bytes, values, MACs,
-#  other FLOPs, factors, uncounted ops, memory events (None: one new tensor, the result),
-#  new bytes (see analytic._new_bytes; None: found from the events), result value): the
-#  arguments of analytic.Program after the kind and the input shapes, in one flat tuple.
+#  other FLOPs, factors, uncounted ops, memory events (None: one new tensor, the result; a
+#  function: made from the new bytes when read), new bytes (see analytic._new_bytes; None:
+#  found from the events), result value): the arguments of analytic.Program after the kind
+#  and the input shapes, in one flat tuple.
 Parts = tuple[Shape, int, int, int, int, int, int, int, int, tuple[Factors, ...],
-              dict[str, int], tuple[Any, ...] | None, int | None, int]
+              dict[str, int], tuple[Any, ...] | Callable[[int], tuple[Any, ...]] | None,
+              int | None, int]
 _VIEW = (((), ((1, 0),), ()),)  # the events of one call whose result views the input
 _new = object.__new__
 _set_dict = Factors.__dict__["__dict__"].__set__  # a Factors' instance dict set
@@ -98,9 +100,14 @@ def _bn(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | None:
     c = x[1]
     params = 2 * c if f["affine"] else 0
     n = math.prod(x)
-    events = ((((1, 0),), (), (1,)), (((2, n * elem), (3, 0), (4, 0)), (), (3, 4)))
     return (x, n * elem, params, 2 * c + 1, params * elem, 2 * c * elem + INT64, 5, 0, 2 * n,
-            (), {}, events, n * elem, 2)
+            (), {}, _bn_events, n * elem, 2)
+
+
+def _bn_events(nbytes: int) -> tuple[Any, ...]:
+    """_bn's memory events, written out when read (the walk replays a batch norm as one new
+    tensor of ``nbytes``, the result: its statistics are empty)."""
+    return ((((1, 0),), (), (1,)), (((2, nbytes), (3, 0), (4, 0)), (), (3, 4)))
 
 
 def _activation(op: str) -> Direct:
