@@ -281,6 +281,29 @@ def test_jobs_equal_serial(vggish: Path) -> None:
     assert len(serial.failed) == 2
 
 
+def test_jobs_fork_where_torch_is_not_imported(vggish: Path) -> None:
+    """Without torch in the process a pool forks (its workers start with what this process
+    imported and compiled) and gives exactly the serial result; with torch it spawns."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys\n"
+            "from cnncost import sweep as sw\n"
+            "from cnncost.render import sweep as render\n"
+            "from cnncost.sweep import run\n"
+            f"args = ({str(vggish)!r}, {SCALE_SETS!r})\n"
+            "method = run._start_method()\n"
+            "serial = render.to_json(sw.run_sweep(*args, batch='1,3'))\n"
+            "pooled = render.to_json(sw.run_sweep(*args, batch='1,3', jobs=2))\n"
+            "print(json.dumps([method, 'torch' in sys.modules, serial == pooled]))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).parents[1])
+    assert json.loads(done.stdout) == ["fork", False, True]
+    import torch  # noqa: F401 - once torch is imported, fresh interpreters
+
+    assert sweep_run._start_method() == "spawn"
+
+
 def test_dask_local_cluster_equals_serial(vggish: Path) -> None:
     pytest.importorskip("distributed", reason="dask distributed not installed "
                                               "(pip install 'cnncost[dask]')")

@@ -169,9 +169,7 @@ def run_pool(job: Job, points: Sequence[Point], jobs: int,
     from concurrent.futures import ProcessPoolExecutor
 
     out: list[PointResult] = []
-    # spawn: a fresh interpreter per worker, whatever the parent imported (torch and its
-    # threads do not survive a fork reliably), and the same on every platform.
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context(_start_method())
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
                              initializer=_quick_exit) as pool:
         for part in pool.map(functools.partial(evaluate_chunk, job), _chunks(points, jobs)):
@@ -179,6 +177,21 @@ def run_pool(job: Job, points: Sequence[Point], jobs: int,
             if progress:
                 progress(len(out), len(points))
     return out
+
+
+def _start_method() -> str:
+    """fork where it is safe and there: a worker then starts with this process's imports and
+    caches (in about 10 ms, against 0.2 s for a fresh interpreter); spawn once torch is
+    imported or another thread runs (torch's threads and a held lock do not survive a fork),
+    and where fork does not exist."""
+    import multiprocessing
+    import sys
+    import threading
+
+    if "torch" in sys.modules or threading.active_count() > 1 or \
+            "fork" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    return "fork"
 
 
 def _quick_exit() -> None:
