@@ -560,16 +560,11 @@ def sweep(
     prepared = prepare_sweep(model, set_ or [], zip_ or [], batch, input=parse_input(input),
                              dtype=dtype, policy=_policy(policy), strict=strict,
                              max_points=max_points, engine=engine, mode=mode.value)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    from cnncost.render.console import console
     from cnncost.render.sweep import render_text, rich_sweep
+    from cnncost.render.terminal import point_progress
 
-    stderr = console(stderr=True)
-    with Progress("sweep", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
-        task = bar.add_task("sweep", total=prepared.plan.size)
-        result = prepared.run(jobs, dask, lambda done, _: bar.update(task, completed=done))
+    with point_progress("sweep", prepared.plan.size) as update:
+        result = prepared.run(jobs, dask, update)
     if fmt is Format.TABLE:
         show(rich_sweep(result), output)
     else:

@@ -436,3 +436,25 @@ def test_cli_bad_input(vggish: Path, tmp_path: Path, args: list[str],
 def test_cli_module_factory_refused() -> None:
     code, _, err = run("cnncost.sweep:plan_sweep", "--set", "res=1,2")
     assert code == 2 and "sweep takes a spec" in err
+
+
+def test_the_bar_on_a_terminal_runs_no_thread_and_ends_at_the_total(monkeypatch) -> None:
+    """The sweep's bar is drawn from its callback, not by a refresh thread (a pool may then
+    fork), and shows every point done at the end."""
+    import io
+    import threading
+
+    from rich.console import Console
+
+    from cnncost.render import terminal
+
+    screen = io.StringIO()
+    monkeypatch.setattr(terminal, "console", lambda **_: Console(
+        file=screen, force_terminal=True, width=80, color_system=None))
+    threads = threading.active_count()
+    with terminal.point_progress("sweep", 500) as update:
+        for done in range(1, 501):
+            update(done, 500)
+            assert threading.active_count() == threads
+    assert "500/500" in screen.getvalue()
+    assert screen.getvalue().count("/500") < 50  # redrawn at most ten times a second

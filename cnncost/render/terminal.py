@@ -257,3 +257,33 @@ def progress(show: bool = True) -> Iterator[Callable[[str, float], None] | None]
             bar.update(tasks[label], completed=fraction)
 
         yield update
+
+
+@contextlib.contextmanager
+def point_progress(label: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    """A bar of points done on stderr (gone after; none off the terminal); yields the
+    ``(done, total)`` callback a sweep reports to.
+
+    The bar is redrawn from the callback, at most ten times a second, rather than by rich's
+    refresh thread: with no thread running, a sweep's process pool may fork
+    (cnncost.sweep.run), and a fast sweep spends no time drawing.
+    """
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    stderr = console(stderr=True)
+    with Progress(label, BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=stderr, transient=True, auto_refresh=False,
+                  disable=not stderr.is_terminal) as bar:
+        task = bar.add_task(label, total=total)
+        drawn = [0.0]
+
+        def update(done: int, _total: int) -> None:
+            now = time.monotonic()
+            last = done >= total or now - drawn[0] >= 0.1
+            bar.update(task, completed=done, refresh=last)
+            if last:
+                drawn[0] = now
+
+        yield update
