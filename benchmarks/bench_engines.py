@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import processes  # noqa: E402
 
 from cnncost.count import analytic, drivers, mode  # noqa: E402
 from cnncost.sources import bundled_specs  # noqa: E402
@@ -87,40 +88,13 @@ def in_process(repeats: int) -> None:
           f"(lowest {worst:.0f}x)")
 
 
-def _process(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU (user + system) seconds of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(argv, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
 def whole_process(repeats: int) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = str(ROOT)
     runs = {"cnncost analyze resnet50": [sys.executable, "-m", "cnncost", "analyze", "resnet50"],
             "python -c 'import torch'": [sys.executable, "-c", "import torch"]}
-    for argv in runs.values():
-        _process(argv, env)  # untimed: bytecode caches, page cache
-    walls: dict[str, list[float]] = {k: [] for k in runs}
-    cpus: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(repeats):
-        for label, argv in runs.items():
-            wall, cpu = _process(argv, env)
-            walls[label].append(wall)
-            cpus[label].append(cpu)
     print(f"\nwhole process, median of {repeats} (s)")
-    print(f"{'command':<26} {'wall':>6} {'cpu':>6}")
-    for label in runs:
-        print(f"{label:<26} {statistics.median(walls[label]):>6.2f} "
-              f"{statistics.median(cpus[label]):>6.2f}")
-    ours, torch_ = (statistics.median(walls[k]) for k in runs)
-    ours_cpu, torch_cpu = (statistics.median(cpus[k]) for k in runs)
+    (ours, ours_cpu), (torch_, torch_cpu) = processes.medians(runs, repeats).values()
     print(f"analyze / import torch: {ours / torch_:.2f} (wall), {ours_cpu / torch_cpu:.2f} (cpu); "
-          f"target <= 0.5 s: {'met' if ours <= 0.5 else 'not met'} by wall ({ours:.2f} s), "
-          f"{'met' if ours_cpu <= 0.5 else 'not met'} by cpu ({ours_cpu:.2f} s)")
+          + processes.target_line(ours, ours_cpu))
 
 
 def main() -> None:

@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -32,7 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import processes  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from cnncost.api import analyze_target  # noqa: E402
@@ -84,38 +84,12 @@ def in_process(repeats: int) -> None:
             print(f"{label:<22} {rich_ms:>7.1f} {fast_ms:>7.1f} {rich_ms / fast_ms:>5.1f}x")
 
 
-def _process(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU (user + system) seconds of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(argv, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
 def whole_process(repeats: int) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = str(ROOT)
     runs = {"analyze (FastTable)": [sys.executable, "-m", "cnncost", "analyze", "resnet50"],
             "analyze (rich Table)": [sys.executable, "-c", RICH_MAIN]}
-    for argv in runs.values():
-        _process(argv, env)  # untimed: bytecode caches, page cache
-    walls: dict[str, list[float]] = {k: [] for k in runs}
-    cpus: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(repeats):
-        for label, argv in runs.items():
-            wall, cpu = _process(argv, env)
-            walls[label].append(wall)
-            cpus[label].append(cpu)
     print(f"\nwhole process `cnncost analyze resnet50`, median of {repeats} (s)")
-    print(f"{'command':<22} {'wall':>6} {'cpu':>6}")
-    for label in runs:
-        print(f"{label:<22} {statistics.median(walls[label]):>6.2f} "
-              f"{statistics.median(cpus[label]):>6.2f}")
-    wall, cpu = (statistics.median(d["analyze (FastTable)"]) for d in (walls, cpus))
-    print(f"target <= 0.5 s: {'met' if wall <= 0.5 else 'not met'} by wall ({wall:.2f} s), "
-          f"{'met' if cpu <= 0.5 else 'not met'} by cpu ({cpu:.2f} s)")
+    wall, cpu = processes.medians(runs, repeats)["analyze (FastTable)"]
+    print(processes.target_line(wall, cpu))
 
 
 def main() -> None:
