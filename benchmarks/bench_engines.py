@@ -22,8 +22,6 @@
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import time
@@ -98,13 +96,7 @@ def whole_process(repeats: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=7, help="in-process rounds per spec")
-    ap.add_argument("--process-repeats", type=int, default=5, help="whole-process rounds")
-    args = ap.parse_args()
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    in_process(args.repeats)
-    whole_process(args.process_repeats)
+    processes.two_part_main(__doc__, in_process, whole_process, (7, 5), "spec")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,7 @@ rich's Table, and the whole `cnncost analyze resnet50` process with each, in one
 
 from __future__ import annotations
 
-import argparse
 import io
-import os
 import statistics
 import sys
 import time
@@ -93,13 +91,7 @@ def whole_process(repeats: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=15, help="in-process rounds per table")
-    ap.add_argument("--process-repeats", type=int, default=7, help="whole-process rounds")
-    args = ap.parse_args()
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    in_process(args.repeats)
-    whole_process(args.process_repeats)
+    processes.two_part_main(__doc__, in_process, whole_process, (15, 7), "table")
 
 
 if __name__ == "__main__":

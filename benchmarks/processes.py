@@ -11,6 +11,7 @@ import resource
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,3 +51,21 @@ def target_line(wall: float, cpu: float, limit: float = 0.5) -> str:
     """Whether a process met the issue's time target, by wall and by CPU time."""
     return (f"target <= {limit} s: {'met' if wall <= limit else 'not met'} by wall "
             f"({wall:.2f} s), {'met' if cpu <= limit else 'not met'} by cpu ({cpu:.2f} s)")
+
+
+def two_part_main(doc: str, in_process: Callable[[int], None],
+                  whole_process: Callable[[int], None], rounds: tuple[int, int],
+                  what: str) -> None:
+    """A benchmark of an in-process part and a whole-process part, rounds set on its command
+    line (``rounds``: the defaults; ``what``: what one in-process round times)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=rounds[0],
+                    help=f"in-process rounds per {what}")
+    ap.add_argument("--process-repeats", type=int, default=rounds[1],
+                    help="whole-process rounds")
+    args = ap.parse_args()
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    in_process(args.repeats)
+    whole_process(args.process_repeats)
