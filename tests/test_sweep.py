@@ -98,8 +98,8 @@ def test_values(text: str, values: tuple) -> None:
     ("1,two", "'two' is not a number"),
     ("1,nan", "not a finite number"),
     ("a..b", "not a number"),
-    ("1..1000", "1,000 values, more than --max-points"),
-    ("1,2,3..200", "more than --max-points"),
+    ("1..1000", "1,000 values, more than --max-points 100;"),  # the limit given below
+    ("1,2,3..200", "198 values, more than --max-points 100;"),  # 3..200: 198 values
 ], ids=lambda v: str(v))
 def test_bad_values(text: str, match: str) -> None:
     with pytest.raises(UsageError, match=match):

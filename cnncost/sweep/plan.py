@@ -133,7 +133,7 @@ def parse_values(label: str, text: str, limit: int = DEFAULT_MAX_POINTS) -> tupl
         if not item:
             raise UsageError(f"{label}: an empty item; expected a list like 0.5,0.75,1.0")
         if ".." in item:
-            out.extend(_range(label, item, limit - len(out)))
+            out.extend(_range(label, item, limit - len(out), limit))
         else:
             out.append(_literal(label, item))
         if len(out) > limit:
@@ -170,7 +170,7 @@ def _decimal(label: str, text: str, what: str) -> Decimal:
     return value
 
 
-def _range(label: str, item: str, limit: int) -> list[Value]:
+def _range(label: str, item: str, room: int, limit: int) -> list[Value]:
     lo, _, rest = item.partition("..")
     hi, colon, step_text = rest.partition(":")
     if not lo.strip() or not hi.strip() or (colon and not step_text.strip()):
@@ -187,8 +187,9 @@ def _range(label: str, item: str, limit: int) -> list[Value]:
         raise UsageError(f"{label}: the range {item} is empty (the step points away from the "
                          f"end); expected e.g. {hint}")
     n = int(span.to_integral_value(rounding=ROUND_FLOOR)) + 1
-    if n > limit:
-        raise UsageError(f"{label}: {n:,} values, more than --max-points; take a larger step")
+    if n > room:
+        raise UsageError(f"{label}: {n:,} values, more than --max-points {limit:,}; take a "
+                         "larger step or raise --max-points")
     whole = all(_is_int_text(t) for t in (lo, hi, step_text if colon else "1"))
     return [int(a + k * step) if whole else float(a + k * step) for k in range(n)]
 
