@@ -1,6 +1,6 @@
-"""The cost tables' own layout (cnncost.render.fasttable.FastTable) prints exactly what
-rich's Table prints for them: the same bytes on a plain console and on a colour terminal,
-the same measurements, the same text file.
+"""cnncost's own table layout (cnncost.render.fasttable.FastTable: the cost, sweep, compare
+and advise tables) prints exactly what rich's Table prints for them: the same bytes on a
+plain console and on a colour terminal, the same measurements, the same text file.
 
 Each case builds the table twice, once as a FastTable and once with rich's Table in its
 place, and compares the output. The bundled specs are laid out by FastTable itself (checked,
@@ -271,3 +271,143 @@ def test_other_boxes_and_styles_print_as_rich(name: str, options: dict[str, obje
             assert got == out.file.getvalue()  # type: ignore[attr-defined]
         probe = console(file=io.StringIO(), width=80)
         assert probe.measure(mine) == probe.measure(theirs)
+
+
+# --------------------------------------------------------------------------- sweep, compare, advise
+
+
+# (spec, --set, --zip, --batch, mode): one variable, two, a zip, failing points (at res 1
+# and 2 one of vgg16's 2x2 max pools is larger than its input), a batch sweep, a training
+# step, and 65 points (a two-digit index column that fit_width may cut)
+SWEEPS = [
+    ("resnet50", ("res=128..640:64",), (), None, "inference"),
+    ("mobilenetv2", ("res=96,160,224", "width=0.5,1.0"), (), None, "inference"),
+    ("efficientnet_b0", ("width=1.0,1.1,1.2", "depth=1.0,1.1,1.2", "res=224,240,260"),
+     ("width,depth,res",), None, "inference"),
+    ("vgg16", ("res=1,2,32,224",), (), None, "inference"),
+    ("resnet18", ("res=64,128",), (), "1,8,64", "inference"),
+    ("lenet5", ("res=28..92:1",), (), None, "inference"),
+    ("textbook/resnet_bottleneck", ("C=64,256",), (), None, "train"),
+]
+
+
+@cache
+def swept(index: int) -> object:
+    from cnncost.sweep import run_sweep
+
+    model, sets, zips, batch, mode = SWEEPS[index]
+    return run_sweep(model, sets, zips, batch, mode=mode)
+
+
+@pytest.mark.parametrize("index", range(len(SWEEPS)), ids=[s[0] for s in SWEEPS])
+def test_sweep_tables_print_as_rich(index: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnncost.render.sweep import rich_sweep
+
+    result = swept(index)
+    if SWEEPS[index][0] == "vgg16":
+        assert result.failed and result.baseline is not None  # type: ignore[attr-defined]
+    # at 40 and 60 columns the table is wider: fit_width widens the console and fixes the
+    # index column at one character (rich cuts "10" to an ellipsis), laid out here too
+    same(lambda: rich_sweep(result), monkeypatch,  # type: ignore[arg-type]
+         widths=(40, 60, 200) if index % 2 else (40, 120))
+
+
+def test_sweep_table_too_wide_for_the_console_is_left_to_rich(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnncost.render.sweep import rich_sweep
+
+    result = swept(0)
+    mine, theirs = both(lambda: rich_sweep(result), monkeypatch)  # type: ignore[arg-type]
+    for width in (30, 70):  # without fit_width: rich collapses and cuts
+        outs = []
+        for renderable in (mine, theirs):
+            out = console(file=io.StringIO(), width=width, color_system=None)
+            out.print(renderable)
+            outs.append(out.file.getvalue())  # type: ignore[attr-defined]
+        assert outs[0] == outs[1]
+        assert not laid_out_here(mine, width)
+
+
+@pytest.mark.parametrize(("models", "options"), [
+    (("alexnet", "vgg16", "resnet50", "mobilenetv2"), {}),
+    (("resnet18", "resnet18"), {"overrides": {"res": 112}}),
+    (("lenet5", "unet"), {"mode": "train"}),
+], ids=["zoo", "overrides", "train"])
+def test_compare_tables_print_as_rich(models: tuple[str, ...], options: dict[str, object],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnncost.api import compare_targets
+    from cnncost.render.compare import compare_rich
+
+    comparison = compare_targets(models, **options)  # type: ignore[arg-type]
+    same(lambda: compare_rich(comparison), monkeypatch, widths=(40, 80, 200))
+
+
+def test_compare_table_with_two_inputs_prints_as_rich(monkeypatch: pytest.MonkeyPatch) -> None:
+    # lenet5 reads 1 x 32 x 32, alexnet 3 x 224 x 224: an input column
+    from cnncost.api import compare_targets
+    from cnncost.render.compare import compare_rich
+
+    comparison = compare_targets(["lenet5", "alexnet"])
+    assert len({r.input for r in comparison.rows}) == 2
+    same(lambda: compare_rich(comparison), monkeypatch, widths=(40, 120))
+
+
+@pytest.mark.parametrize("name", ["alexnet", "vgg16", "resnet18"])
+def test_advice_tables_print_as_rich(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnncost.api import advise_target
+    from cnncost.render.advice import _where, advice_rich
+
+    advice = advise_target(name)
+    assert advice.findings
+    # a layer cell "conv2 (+3 uses)" folds at its spaces: rich's Table lays that one out
+    fast = all(" " not in _where(f) for f in advice.findings)
+    same(lambda: advice_rich(advice), monkeypatch, widths=(40, 80, 200), fast=fast)
+
+
+# --------------------------------------------------------------------------- other options
+
+
+def unpadded(cls: type[Table], **options: object) -> Table:
+    """A table as the sweep's: no footer, no padding at the edges, dim columns; and a fixed
+    width narrower than some cells (cut with an ellipsis, or cropped)."""
+    out = cls(pad_edge=False, **options)
+    out.add_column("#", justify="right", style="dim", width=2)
+    out.add_column("name", overflow="crop", width=3)
+    out.add_column("fold", overflow="fold", width=3, justify="right")
+    out.add_column("value", justify="right", no_wrap=True, style="dim")
+    out.add_row("1", "ab", "abcdefg", "1.00x")
+    out.add_row("100", "abcdef", "", "two words")
+    out.add_row("12", "", "x", "")
+    return out
+
+
+@pytest.mark.parametrize("footer", [False, True])
+@pytest.mark.parametrize("name", ["SIMPLE_HEAVY", "ASCII", "ROUNDED", "HEAVY_HEAD"])
+def test_unpadded_tables_print_as_rich(name: str, footer: bool) -> None:
+    from rich import box
+
+    for rows in (True, False):
+        tables = [unpadded(cls, box=getattr(box, name), show_footer=footer)
+                  for cls in (fasttable.FastTable, Table)]
+        if not rows:
+            for table in tables:
+                table.rows.clear()
+                for column in table.columns:
+                    column._cells.clear()
+        assert tables[0].layout(80) is not None
+        for colour in (False, True):
+            outs = []
+            for renderable in tables:
+                out = console(file=io.StringIO(), width=80, force_terminal=colour,
+                              color_system="truecolor" if colour else None)
+                out.print(renderable)
+                outs.append(out.file.getvalue())  # type: ignore[attr-defined]
+            assert outs[0] == outs[1], (rows, colour)
+        probe = console(file=io.StringIO(), width=80)
+        assert probe.measure(tables[0]) == probe.measure(tables[1])
+
+
+def test_a_cut_cell_with_a_space_is_left_to_rich() -> None:
+    table = unpadded(fasttable.FastTable)
+    table.add_row("1", "a b c d", "", "")
+    assert table.layout(80) is None

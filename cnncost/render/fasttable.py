@@ -1,9 +1,11 @@
-"""A rich Table that lays out cnncost's cost tables itself, byte for byte as rich would.
+"""A rich Table that lays out cnncost's tables itself, byte for byte as rich would.
 
 rich's Table measures and renders every cell through Padding, Text.wrap and render_lines:
-about 0.2 s for resnet50's 175 rows. The cost tables need none of that generality: their
-folding columns have widths fixed by ``terminal.fit_width``, the others print whole, and
-every cell is one line of plain ASCII. :class:`FastTable` is a ``rich.table.Table`` (so
+about 0.2 s for resnet50's 175 rows, 1.5 s for a 1,000-point sweep. The cost, sweep,
+compare and advise tables need none of that generality: their folding columns have widths
+fixed by ``terminal.fit_width`` (a cell longer than such a width folds, or is cut as rich
+cuts it), the others print whole, and every cell is one line of plain ASCII; a footer or
+none, padded table edges or not (``pad_edge``). :class:`FastTable` is a ``rich.table.Table`` (so
 ``fit_width``, ``tables_width`` and anything else reading columns keep working) whose
 ``__rich_console__`` and ``__rich_measure__`` compute that simple layout directly, yielding
 the segments rich's Table yields, with the same styles: rich still does all the encoding.
@@ -56,11 +58,12 @@ def _cell_text(cell: RenderableType, fold: bool) -> str | None:
     return text if (_WORD if fold else _LINE).fullmatch(text) else None
 
 
-def _column_texts(column: Column) -> list[str] | None:
-    """Header, cells and footer of a column as plain text, or None if one is not plain."""
+def _column_texts(column: Column, footer: bool) -> list[str] | None:
+    """Header, cells and (``footer``) footer of a column as plain text, or None if one is
+    not plain."""
     fold = not column.no_wrap
     texts = []
-    for cell in (column.header, *column.cells, column.footer):
+    for cell in (column.header, *column.cells, *((column.footer,) if footer else ())):
         text = _cell_text(cell, fold)
         if text is None:
             return None
@@ -69,10 +72,11 @@ def _column_texts(column: Column) -> list[str] | None:
 
 
 def _supported(table: Table) -> bool:
-    """Whether the table's options are the ones laid out here (the cost tables')."""
-    return (table.box is not None and table.show_header and table.show_footer
+    """Whether the table's options are the ones laid out here (the cost tables', the sweep's:
+    a footer or none, padded edges or not)."""
+    return (table.box is not None and table.show_header
             and not table.show_lines and not table.leading and table.padding == _PADDING
-            and table.pad_edge and not table.collapse_padding and not table.expand
+            and not table.collapse_padding and not table.expand
             and table.width is None and table.min_width is None and not table.title
             and not table.caption and not table.row_styles and not table.highlight
             and all(r.style is None and not r.end_section for r in table.rows)
@@ -81,22 +85,39 @@ def _supported(table: Table) -> bool:
                     for c in table.columns))
 
 
+def _pads(table: Table) -> list[tuple[int, int]]:
+    """Each column's (left, right) padding: one space, none at the table's edges without
+    pad_edge (rich's ``_get_cells``/``_get_padding_width``)."""
+    last = len(table.columns) - 1
+    edge = 1 if table.pad_edge else 0
+    return [(edge if i == 0 else 1, edge if i == last else 1) for i in range(last + 1)]
+
+
 def _column_width(column: Column, texts: list[str]) -> int | None:
     """The column's content width as rich lays it out when the table fits, or None where
-    rich would cut a cell (a fixed width narrower than a cell that may not fold)."""
+    rich would cut a cell in a way not matched here. A fixed width narrower than a cell:
+    folded (a folding column) or cut (``overflow`` ellipsis or crop, the cell one word)."""
     natural = max(len(t) for t in texts)
     if column.width is None:
         return max(natural, column.min_width or 0)
-    if column.width < 1 or (natural > column.width and (column.no_wrap
-                                                        or column.overflow != "fold")):
-        return None
-    return column.width
+    width = column.width
+    if width < 1 or natural <= width:
+        return None if width < 1 else width
+    if column.overflow == "fold" and not column.no_wrap:
+        return width
+    cut_ok = column.overflow in ("ellipsis", "crop")
+    return width if cut_ok and all(" " not in t for t in texts if len(t) > width) else None
 
 
-def _lines(text: str, width: int, right: bool) -> Lines:
-    """A cell's lines, each ``width`` wide: folded every ``width`` characters (one word)."""
+def _lines(text: str, width: int, right: bool, overflow: str) -> Lines:
+    """A cell's lines, each ``width`` wide: folded every ``width`` characters (one word), or
+    cut to ``width`` ending in an ellipsis or cropped (rich's Text.truncate)."""
     if len(text) <= width:
         return [text.rjust(width) if right else text.ljust(width)]
+    if overflow == "ellipsis":
+        return [text[:width - 1] + "\u2026"]
+    if overflow == "crop":
+        return [text[:width]]
     chunks = [text[i:i + width] for i in range(0, len(text), width)]
     return [c.rjust(width) if right else c.ljust(width) for c in chunks]
 
@@ -106,22 +127,21 @@ class FastTable(Table):
     and hands anything else to rich's Table."""
 
     def layout(self, max_width: int) -> tuple[list[list[str]], list[int]] | None:
-        """(each column's texts: header, cells, footer; content widths) when this table
-        is laid out here at ``max_width``, or None when rich's Table must lay it out."""
+        """(each column's texts: header, cells, footer if shown; content widths) when this
+        table is laid out here at ``max_width``, or None when rich's Table must lay it out."""
         if not self.columns or not _supported(self):
             return None
-        texts, widths = [], []
-        for column in self.columns:
-            column_texts = _column_texts(column)
+        texts, widths, total = [], [], self._extra_width
+        for column, (left, right) in zip(self.columns, _pads(self), strict=True):
+            column_texts = _column_texts(column, self.show_footer)
             width = None if column_texts is None else _column_width(column, column_texts)
-            if column_texts is None or width is None:
+            if column_texts is None or width is None or width + left + right < 1:
                 return None
             texts.append(column_texts)
             widths.append(width)
+            total += width + left + right
         # everything fits: rich's widths are the measured ones, nothing collapses
-        if sum(widths) + 2 * len(widths) + self._extra_width > max_width:
-            return None
-        return texts, widths
+        return (texts, widths) if total <= max_width else None
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         plan = self.layout(options.max_width)
@@ -129,13 +149,14 @@ class FastTable(Table):
             return super().__rich_measure__(console, options)
         texts, widths = plan
         minimum = maximum = self._extra_width
-        for column, column_texts, width in zip(self.columns, texts, widths, strict=True):
-            maximum += width + 2
+        for column, column_texts, width, (left, right) in zip(
+                self.columns, texts, widths, _pads(self), strict=True):
+            maximum += width + left + right
             if column.width is not None:
-                minimum += width + 2
+                minimum += width + left + right
                 continue
             words = max(max((len(w) for w in t.split()), default=len(t)) for t in column_texts)
-            minimum += max(words, column.min_width or 0) + 2
+            minimum += max(words, column.min_width or 0) + left + right
         return Measurement(minimum, maximum)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -157,10 +178,12 @@ class FastTable(Table):
         assert box is not None
         box = box.substitute(options, safe=self.safe_box if self.safe_box is not None
                              else console.safe_box)
-        cells = [w + 2 for w in widths]  # with the padding
+        pads = _pads(self)
+        cells = [w + left + right for w, (left, right) in zip(widths, pads, strict=True)]
         edge = self.show_edge
         newline = Segment.line()
         right = [c.justify == "right" for c in self.columns]
+        overflows = [c.overflow for c in self.columns]
         heads = [header + get(c.header_style) for c in self.columns]
         foots = [footer + get(c.footer_style) for c in self.columns]
         bodies = [get(c.style or "") + null for c in self.columns]
@@ -170,15 +193,17 @@ class FastTable(Table):
             yield newline
         for index in range(count):
             first, last = index == 0, index == count - 1
-            styles = heads if first else foots if last else bodies
+            foot = last and self.show_footer and not first
+            styles = heads if first else foots if foot else bodies
             left, end, divider = ((box.head_left, box.head_right, box.head_vertical) if first
                                   else (box.foot_left, box.foot_right, box.foot_vertical)
                                   if last else (box.mid_left, box.mid_right, box.mid_vertical))
-            if last:
+            if foot:
                 yield Segment(box.get_row(cells, "foot", edge=edge), border)
                 yield newline
-            row = [_lines(t[index], w, r) for t, w, r in zip(texts, widths, right, strict=True)]
-            yield from _row_segments(row, cells, styles, bottom=first,
+            row = [_lines(t[index], w, r, o)
+                   for t, w, r, o in zip(texts, widths, right, overflows, strict=True)]
+            yield from _row_segments(row, (cells, pads), styles, bottom=first,
                                      edges=(left, end) if edge else None,
                                      divider=(divider, border if divider.strip()
                                               else null.background_style + border),
@@ -191,13 +216,15 @@ class FastTable(Table):
             yield newline
 
 
-def _row_segments(row: list[Lines], cells: list[int], styles: list[Style], bottom: bool,
+def _row_segments(row: list[Lines], shape: tuple[list[int], list[tuple[int, int]]],
+                  styles: list[Style], bottom: bool,
                   edges: tuple[str, str] | None, divider: tuple[str, Style],
                   border: Style) -> Iterator[Segment]:
     """The segments of one table row, line by line: edge, padded cells between dividers,
     edge, newline. Cells shorter than the row are filled with blank lines below (above for
     the header row: rich aligns it to the bottom). Runs of unstyled segments are joined
     into one (the same bytes: rich prints an unstyled segment's text as it is)."""
+    cells, pads = shape
     height = max(len(lines) for lines in row)
     filled: list[list[str | None]] = [_fill(lines, height, bottom) for lines in row]
     last = len(row) - 1
@@ -210,7 +237,12 @@ def _row_segments(row: list[Lines], cells: list[int], styles: list[Style], botto
             if text is None:  # a blank line filling the cell, padding included
                 parts.append((" " * cells[i], style))
             else:
-                parts += [(" ", style), (text, style or None), (" ", style)]
+                left, right = pads[i]
+                if left:
+                    parts.append((" " * left, style))
+                parts.append((text, style or None))
+                if right:
+                    parts.append((" " * right, style))
             if i != last:
                 parts.append(divider)
         if edges:
