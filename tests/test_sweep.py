@@ -458,3 +458,22 @@ def test_the_bar_on_a_terminal_runs_no_thread_and_ends_at_the_total(monkeypatch)
             assert threading.active_count() == threads
     assert "500/500" in screen.getvalue()
     assert screen.getvalue().count("/500") < 50  # redrawn at most ten times a second
+
+
+def test_a_narrow_terminal_widens_the_table_and_cuts_no_point_number(vggish: Path) -> None:
+    """Printed narrower than the table, it is widened (never cut): every point's number is
+    shown whole, 10 and 11 included."""
+    import io
+
+    from rich.console import Console
+
+    from cnncost.render.terminal import fit_width
+
+    result = sw.run_sweep(str(vggish), ["res=2..13"])  # 12 points: #0 .. #11
+    table = render.rich_sweep(result)
+    out = Console(file=io.StringIO(), width=fit_width(table, 40), color_system=None)
+    out.print(table)  # as print_whole prints to a 40-column terminal
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    numbers = [line.split()[0] for line in text.splitlines()
+               if line.split() and line.split()[0].isdigit()]
+    assert numbers[:12] == [str(i) for i in range(12)]

@@ -170,7 +170,7 @@ def rich_sweep(sweep: Sweep) -> Group:
 
     table = fasttable.FastTable(box=box.SIMPLE_HEAVY, padding=(0, 1), pad_edge=False)
     names = shown_vars(sweep)
-    table.add_column("#", justify="right", style="dim")
+    table.add_column("#", justify="right", style="dim", no_wrap=True)
     for n in names:
         table.add_column(n, justify="right", no_wrap=True)
     for m in sweep.metrics:
