@@ -19,6 +19,7 @@ import inspect
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from cnncost.count.conventions import (
@@ -236,16 +237,23 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
         if rows is not None:
             values = prog._row
             if values is None:  # the program's first row: its dict, kept as the next's
-                # (Program.row_of, inline)
-                values = prog._row = {
-                    "name": layer.path, "kind": prog.kind, "input_shape": prog.in_shapes,
-                    "output_shape": prog.out_shape, "params": prog.params,
-                    "buffers": prog.buffers, "macs": prog.macs, "flops": layer_flops,
-                    "output_bytes": prog.output_bytes,
-                    "receptive_field": layer.receptive_field,
-                    "formula": None if prog.factors else "", "uncounted": prog.uncounted,
-                    "calls": 1, "source": source, "factors": prog.factors,
-                    "frozen_params": 0, "train": None}
+                # (Program.row_of, inline; a copy of a whole row's dict with every field
+                # set costs less than a dict display of them)
+                values = prog._row = _ROW.copy()
+                values["name"] = layer.path
+                values["kind"] = prog.kind
+                values["input_shape"] = prog.in_shapes
+                values["output_shape"] = prog.out_shape
+                values["params"] = prog.params
+                values["buffers"] = prog.buffers
+                values["macs"] = prog.macs
+                values["flops"] = layer_flops
+                values["output_bytes"] = prog.output_bytes
+                values["receptive_field"] = layer.receptive_field
+                values["formula"] = None if prog.factors else ""
+                values["uncounted"] = prog.uncounted
+                values["source"] = source
+                values["factors"] = prog.factors
             else:
                 values = values.copy()
                 values["name"] = layer.path
@@ -272,6 +280,9 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
     return sums, uncounted, (param_bytes, buffer_bytes), peak
 
 
+# Every field of a CostRow, in order: the ones a program's first row sets left None.
+_ROW: dict[str, Any] = {**dict.fromkeys(f.name for f in fields(CostRow)), "calls": 1,
+                        "frozen_params": 0, "train": None}
 # A CostRow's instance dict set (object.__setattr__(row, "__dict__", d) without its lookup).
 _SET_DICT = CostRow.__dict__["__dict__"].__set__
 
