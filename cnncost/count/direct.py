@@ -34,8 +34,7 @@ Parts = tuple[Shape, int, int, int, int, int, int, int, int, tuple[Factors, ...]
               dict[str, int], tuple[Any, ...] | Callable[[int], tuple[Any, ...]] | None,
               int | None, int]
 _VIEW = (((), ((1, 0),), ()),)  # the events of one call whose result views the input
-_new = object.__new__
-_set_dict = Factors.__dict__["__dict__"].__set__  # a Factors' instance dict set
+_tuple = tuple.__new__  # _tuple(Factors, (...)): Factors(...) without its __new__'s call
 Direct = Callable[[int, tuple[Shape, ...], Mapping[str, Any]], Parts | None]
 DIRECT: dict[str, Direct] = {}
 
@@ -60,9 +59,8 @@ def _conv(elem: int, xs: tuple[Shape, ...], f: Mapping[str, Any]) -> Parts | Non
     h, w = conv_out(x[2], k, s, p, d), conv_out(x[3], k, s, p, d)
     volume = n * c_out * h * w
     params = c_out * per_in * k * k + (c_out if bias else 0)
-    factors = _new(Factors)  # Factors(...) without its __init__'s call
-    _set_dict(factors, {"out": (h, w, c_out), "per_out": (k, k, per_in),
-                        "batch": n if n != 1 else None, "weight": (k, k, per_in, c_out)})
+    factors = _tuple(Factors, ((h, w, c_out), (k, k, per_in), n if n != 1 else None,
+                               (k, k, per_in, c_out)))
     nbytes = volume * elem
     return ((n, c_out, h, w), nbytes, params, 0, params * elem, 0, 2, volume * k * k * per_in,
             volume if bias else 0, (factors,), {}, None, nbytes, 1)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from cnncost import shapes
 
@@ -31,8 +31,7 @@ Shape = tuple[int, ...]
 _set = object.__setattr__
 
 
-@dataclass(frozen=True, init=False)
-class Factors:
+class Factors(NamedTuple):
     """How an op's MACs were counted: ``[batch x] (out) x (per_out)``.
 
     MACs = batch x prod(out) x prod(per_out): ``out`` is the output volume the MACs are
@@ -41,20 +40,14 @@ class Factors:
     written, None where none is written (folded into ``out``, or a batch of 1 for a conv).
     ``weight`` are the weight operand's dims the way the slides write them (K_h x K_w x
     C_in/groups x C_out; K x N for a linear layer), None when the op multiplies two
-    activations (bmm).
+    activations (bmm). (A named tuple: the formulas and the analytic engine's lowerings
+    make one per conv or matmul, and a tuple costs a fraction of a dataclass's dict.)
     """
 
     out: Shape
     per_out: Shape
     batch: int | None = None
     weight: Shape | None = None
-
-    def __init__(self, out: Shape, per_out: Shape, batch: int | None = None,
-                 weight: Shape | None = None) -> None:
-        # The generated __init__ of a frozen dataclass sets each field through
-        # object.__setattr__; the formulas make one of these per conv or matmul call.
-        _set(self, "__dict__", {"out": out, "per_out": per_out, "batch": batch,
-                                "weight": weight})
 
     @property
     def macs(self) -> int:
