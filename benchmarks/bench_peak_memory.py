@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 import tv_models  # noqa: E402
 
 import cnncost  # noqa: E402
+from cnncost.measure.bench_train import profiled_peak_bytes  # noqa: E402
 
 MiB = 2**20
 
@@ -75,13 +76,7 @@ def profiled_peak(model: nn.Module, x: torch.Tensor) -> int:
                                   profile_memory=True) as prof:
         out = model(x)
     del out
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]")
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
+    return profiled_peak_bytes(prof)
 
 
 _RSS_CHILD = r"""

@@ -176,13 +176,19 @@ def measure_peak(model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optim
     with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU],
                                   profile_memory=True) as prof:
         step()
+    return before + profiled_peak_bytes(prof)
+
+
+def profiled_peak_bytes(prof: Any) -> int:
+    """The peak of live bytes in a ``torch.profiler.profile(profile_memory=True)`` run: its
+    ``[memory]`` events (+bytes on allocation, -bytes on free) summed in time order."""
     events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
                     if e.name() == "[memory]")
     live = peak = 0
     for _, nbytes in events:
         live += nbytes
         peak = max(peak, live)
-    return before + peak
+    return peak
 
 
 @contextlib.contextmanager
