@@ -46,17 +46,26 @@ def write_blocks(w: Any, rows: Sequence[CostRow | BlockRow], fields: Sequence[st
 
 def to_csv(table: CostTable, depth: int | None = None, sort: str | None = None,
            top: int | None = None) -> str:
-    """One CSV row per layer (or block with ``depth``), exact integers, shapes as AxBxC."""
-    if table.train:
-        from cnncost.render import train
-
-        return train.to_csv(table, depth, sort, top)
+    """One CSV row per layer (or block with ``depth``), exact integers, shapes as AxBxC; a
+    training step's with its backward's figures (cnncost.render.train)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     rows = table_rows(table, depth, sort, top)
-    if depth is not None:
+    if table.train:
+        from cnncost.render import train
+
+        if depth is not None:
+            write_blocks(w, rows, train.TRAIN_BLOCK_CSV_FIELDS)
+        else:
+            train.write_layers(w, rows)
+    elif depth is not None:
         write_blocks(w, rows, BLOCK_CSV_FIELDS)
-        return buf.getvalue()
+    else:
+        _write_layers(w, table, rows)
+    return buf.getvalue()
+
+
+def _write_layers(w: Any, table: CostTable, rows: list[CostRow] | list[BlockRow]) -> None:
     frozen = table.totals.frozen_params > 0  # a column only where some parameters are
     w.writerow(CSV_FIELDS[:5] + ("frozen_params",) * frozen + CSV_FIELDS[5:])
     for r in rows:
@@ -65,7 +74,6 @@ def to_csv(table: CostTable, depth: int | None = None, sort: str | None = None,
                     shape(r.output_shape), r.params, *[r.frozen_params] * frozen, r.buffers,
                     r.macs, r.flops, r.output_bytes,
                     "" if r.receptive_field is None else r.receptive_field, r.formula])
-    return buf.getvalue()
 
 
 def md_cell(text: str) -> str:

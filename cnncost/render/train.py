@@ -8,14 +8,12 @@ its weights (dL/dW), and the bytes autograd saved for it.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cnncost.count.conventions import OPTIMIZERS
 from cnncost.render.fmt import human, human_bytes, params_text, shape
-from cnncost.render.formats import CSV_FIELDS, markdown_head, md_cell, write_blocks
+from cnncost.render.formats import CSV_FIELDS, markdown_head, md_cell
 from cnncost.render.terminal import Units
 from cnncost.table import BlockRow, CostRow, CostTable, row_count, table_rows
 
@@ -154,15 +152,9 @@ def to_markdown(table: CostTable, depth: int | None = None, sort: str | None = N
     return "\n".join(lines)
 
 
-def to_csv(table: CostTable, depth: int | None = None, sort: str | None = None,
-           top: int | None = None) -> str:
-    """One CSV row per layer (or block) with its backward's exact figures."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    rows = table_rows(table, depth, sort, top)
-    if depth is not None:
-        write_blocks(w, rows, TRAIN_BLOCK_CSV_FIELDS)
-        return buf.getvalue()
+def write_layers(w: Any, rows: list[CostRow] | list[BlockRow]) -> None:
+    """A training step's CSV rows, one per layer, with its backward's exact figures
+    (formats.to_csv writes the rest)."""
     w.writerow(TRAIN_CSV_FIELDS)
     for r in rows:
         assert isinstance(r, CostRow) and r.train is not None
@@ -171,4 +163,3 @@ def to_csv(table: CostTable, depth: int | None = None, sort: str | None = None,
                     r.output_bytes, "" if r.receptive_field is None else r.receptive_field,
                     r.formula, r.train.grad_input_macs, r.train.grad_weight_macs,
                     r.train.backward_flops, r.train.saved_bytes, r.train.backward_formula])
-    return buf.getvalue()
