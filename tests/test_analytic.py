@@ -15,6 +15,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+import fresh
 import pytest
 import torch
 import yaml
@@ -493,25 +494,9 @@ def test_an_unknown_engine_is_a_usage_error() -> None:
 
 
 def _run_cli(args: list[str], tmp: Any) -> tuple[int, str, bool]:
-    """Run ``python -m cnncost ARGS`` in a fresh interpreter: exit code, stderr, and whether
+    """``python -m cnncost ARGS`` in a fresh interpreter: exit code, stderr, and whether
     torch was imported."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    code = ("import runpy, sys\n"
-            f"sys.argv = ['cnncost', *{args!r}]\n"
-            "try:\n    runpy.run_module('cnncost', run_name='__main__')\n"
-            "except SystemExit as exc:\n    code = exc.code\nelse:\n    code = 0\n"
-            "print('torch' in sys.modules, code, file=sys.stderr)\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]),
-           "XDG_CACHE_HOME": str(tmp)}  # `list` counts instead of reading a cache
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, cwd=tmp)
-    *err, last = done.stderr.strip().splitlines()
-    imported, rc = last.split()
-    return int(rc or 0), "\n".join(err), imported == "True"
+    return fresh.run_cli(args, tmp, "torch")
 
 
 SPEC_COMMANDS = {

@@ -4,12 +4,10 @@ option's text needs converting, and every value comes out as typer's own coercio
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import fresh
 import pytest
 from typer.testing import CliRunner
 
@@ -20,17 +18,8 @@ runner = CliRunner()
 
 
 def _pydantic_imported(args: list[str], tmp: Path) -> tuple[int, bool]:
-    code = ("import runpy, sys\n"
-            f"sys.argv = ['cnncost', *{args!r}]\n"
-            "try:\n    runpy.run_module('cnncost', run_name='__main__')\n"
-            "except SystemExit as exc:\n    code = exc.code\nelse:\n    code = 0\n"
-            "print('pydantic' in sys.modules, code, file=sys.stderr)\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]),
-           "XDG_CACHE_HOME": str(tmp)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, cwd=tmp)
-    imported, rc = done.stderr.strip().splitlines()[-1].split()
-    return int(rc or 0), imported == "True"
+    rc, _, imported = fresh.run_cli(args, tmp, "pydantic")
+    return rc, imported
 
 
 def test_analyze_with_defaults_imports_no_pydantic(tmp_path: Path) -> None:
