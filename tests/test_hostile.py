@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -547,10 +548,8 @@ def test_bench_json_has_no_nan() -> None:
 
 
 @pytest.fixture
-def tiny(tmp_path: Path) -> Path:
-    spec = tmp_path / "tiny.yaml"
-    spec.write_text(TINY)
-    return spec
+def tiny(write_spec: Callable[..., Path]) -> Path:
+    return write_spec(TINY, "tiny.yaml")
 
 
 def test_output_onto_the_spec_is_refused(tiny: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -116,10 +117,8 @@ def assert_self_contained(text: str) -> None:
 
 
 @pytest.fixture
-def small(tmp_path: Path) -> Path:
-    path = tmp_path / "small.yaml"
-    path.write_text(SMALL)
-    return path
+def small(write_spec: Callable[..., Path]) -> Path:
+    return write_spec(SMALL, "small.yaml")
 
 
 def test_table_page_has_every_layer_sortable(small: Path) -> None:
