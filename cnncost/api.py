@@ -154,25 +154,46 @@ def compare_targets(models: Sequence[str], input: tuple[int, ...] | None = None,
     if bench and mode == "train":
         raise UsageError("compare --bench times inference; for a training step use "
                          "cnncost bench MODEL --train")
-    tables = [analyze_target(m, input=input, batch=batch, dtype=dtype, policy=policy,
-                             strict=strict, overrides=overrides, engine=engine, mode=mode)
-              for m in models]
+    targets = [resolve(m) for m in models]  # every name resolved before any counting
+    sets = overrides_per_model(targets, overrides)
+    tables = [analyze_target(t, input=input, batch=batch, dtype=dtype, policy=policy,
+                             strict=strict, overrides=s, engine=engine, mode=mode)
+              for t, s in zip(targets, sets, strict=True)]
     comparison = compare_tables(tables)
     if bench:
-        comparison = _with_bench_columns(comparison, models, batch, dtype, input, overrides,
+        comparison = _with_bench_columns(comparison, models, batch, dtype, input, sets,
                                          progress)
     return comparison
 
 
+def overrides_per_model(targets: Sequence[Target], overrides: Mapping[str, Any] | None
+                        ) -> list[dict[str, Any]]:
+    """Each model's share of ``--set``: the variables its spec declares. A variable that no
+    model declares is a UsageError naming it and every model's variables."""
+    if not overrides:
+        return [{} for _ in targets]
+    from cnncost.spec import declared_vars
+
+    declared = [declared_vars(t.spec_path) if t.spec_path is not None else ()
+                for t in targets]
+    for name in overrides:
+        if not any(name in names for names in declared):
+            models = "; ".join(f"{t.display}: {', '.join(names) or '(none)'}"
+                               for t, names in zip(targets, declared, strict=True))
+            raise UsageError(f"--set {name}: no model declares a variable {name!r} (their "
+                             f"variables: {models})")
+    return [{k: v for k, v in overrides.items() if k in names} for names in declared]
+
+
 def _with_bench_columns(comparison: Comparison, models: Sequence[str], batch: int, dtype: str,
-                        input: tuple[int, ...] | None, overrides: Mapping[str, Any] | None,
+                        input: tuple[int, ...] | None, sets: Sequence[Mapping[str, Any]],
                         progress: Progress | None) -> Comparison:
     from cnncost.compare import Column
     from cnncost.measure.bench import BenchOptions, bench
 
     latency, throughput = [], []
-    for m in models:
-        run = bench(m, (batch,), BenchOptions(dtype=dtype), input=input, overrides=overrides,
+    for m, s in zip(models, sets, strict=True):
+        run = bench(m, (batch,), BenchOptions(dtype=dtype), input=input, overrides=s,
                     progress=progress).runs[0]
         latency.append(run.timing.median_s * 1e3)
         throughput.append(run.images_per_s)

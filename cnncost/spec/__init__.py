@@ -77,7 +77,7 @@ interpreter, so nothing in a spec executes code; sizes, repeats and nesting are 
 
 from __future__ import annotations
 
-from cnncost.spec.compiler import compile_spec, load_spec, parse_spec
+from cnncost.spec.compiler import compile_spec, declared_vars, load_spec, parse_spec
 from cnncost.spec.loader import load_document, load_yaml, resolve_extends, spec_files
 from cnncost.spec.model import (
     MAX_FILE_BYTES,
@@ -91,5 +91,6 @@ from cnncost.spec.model import (
 )
 
 __all__ = ["MAX_FILE_BYTES", "MAX_LAYERS", "MAX_REPEAT", "MAX_STEPS", "RESERVED_NAMES",
-           "LayerSpec", "Loc", "ModelSpec", "compile_spec", "load_document", "load_spec",
+           "LayerSpec", "Loc", "ModelSpec", "compile_spec", "declared_vars", "load_document",
+           "load_spec",
            "load_yaml", "parse_spec", "resolve_extends", "spec_files"]

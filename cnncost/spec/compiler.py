@@ -56,6 +56,15 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None,
     return compile_spec(load_document(path), str(path), dict(overrides or {}), input_shape)
 
 
+def declared_vars(path: str | Path) -> tuple[str, ...]:
+    """The names of a spec file's ``vars`` (the specs it extends merged in), in order, read
+    without compiling it: what ``--set`` may name. Errors as load_spec's for a file it cannot
+    read or parse."""
+    doc = load_document(path)
+    raw = doc.get("vars") if isinstance(doc, YMap) else None
+    return tuple(str(k) for k in raw) if isinstance(raw, YMap) else ()
+
+
 def parse_spec(text: str, file: str = "<spec>", overrides: Mapping[str, Any] | None = None,
                input_shape: Sequence[int] | None = None) -> ModelSpec:
     """Validate and resolve spec text (see load_spec)."""
