@@ -332,12 +332,14 @@ def assert_one_line_error(code: int, out: str, err: str) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--output", "{tmp}/x.gif"], "cannot write a .gif image"),
     (["--output", "{tmp}/x"], "suffix-less"),
+    (["--output", "{tmp}/x.html"], "an HTML page (tables and charts) is cnncost analyze MODEL "
+                                   "--format html --output"),
     (["--output", "{tmp}/blocker/x.png"], "is a file, not a folder"),
     (["--output", "{tmp}/x.png", "--kind", "pie"], "--kind 'pie': expected one of"),
     (["--output", "{tmp}/x.png", "--scale", "sqrt"], "--scale 'sqrt'"),
     (["--output", "{tmp}/x.png", "--kind", "compare"], "needs at least 2 models"),
     (["--output", "{tmp}/x.png", "--bench"], "--bench goes with --kind scatter"),
-], ids=["extension", "no-extension", "unwritable", "kind", "scale", "count", "bench"])
+], ids=["extension", "no-extension", "html", "unwritable", "kind", "scale", "count", "bench"])
 def test_cli_bad_input_is_one_line_and_writes_nothing(specs: tuple[Path, Path], tmp_path: Path,
                                                       args: list[str], message: str) -> None:
     (tmp_path / "blocker").write_text("")

@@ -311,6 +311,130 @@ def test_example_prints_what_the_readme_shows(cmd: Command, tmp_path: Path) -> N
     for word in _cnncost_args(cmd.text) if not PIPE.match(cmd.text) else []:
         if word.endswith((".png", ".svg", ".pdf", ".html")):
             assert (tmp_path / word).stat().st_size > 0, word
+        if word.startswith(PICTURES):  # a committed picture: the command draws it as committed
+            assert_same_picture(tmp_path / word, ROOT / word, cmd)
+
+
+# --------------------------------------------------------------------------- pictures
+
+PICTURES = "docs/img/"
+# matplotlib writes its version into every PNG (tEXt "Software") and SVG (dc:creator) it draws
+_DRAWN_BY = re.compile(rb"Matplotlib v(?:ersion)?\s*([0-9][0-9A-Za-z.+-]*)")
+
+
+def _drawn_by(picture: Path) -> str | None:
+    found = _DRAWN_BY.search(picture.read_bytes()[:200_000])
+    return found.group(1).decode() if found else None
+
+
+def picture_difference(made: Path, committed: Path) -> str | None:
+    """Why ``made`` is not ``committed`` (None: the same). SVG: the same bytes (no date, a
+    fixed hash salt: see render/plot.to_bytes); PNG: the same pixels."""
+    if committed.suffix != ".png":
+        return None if made.read_bytes() == committed.read_bytes() else "other bytes"
+    from PIL import Image
+
+    with Image.open(made) as a, Image.open(committed) as b:
+        if a.size != b.size:
+            return f"size {a.size} instead of {b.size}"
+        pa, pb = a.convert("RGBA").tobytes(), b.convert("RGBA").tobytes()
+    if pa == pb:
+        return None
+    differ = sum(pa[i:i + 4] != pb[i:i + 4] for i in range(0, len(pa), 4))
+    return f"{differ:,} of {len(pa) // 4:,} pixels differ"
+
+
+def assert_same_picture(made: Path, committed: Path, cmd: Command) -> None:
+    """The picture a README command drew is the one committed, unless the committed one was
+    drawn by another matplotlib than the installed one (its text is laid out differently)."""
+    if not committed.exists():
+        pytest.fail(f"README.md:{cmd.line}: {committed.relative_to(ROOT)} is not committed")
+    import matplotlib
+
+    drawn = _drawn_by(committed)
+    if drawn is not None and drawn != matplotlib.__version__:
+        pytest.skip(f"{committed.name} was drawn by matplotlib {drawn}, "
+                    f"{matplotlib.__version__} is installed")
+    problem = picture_difference(made, committed)
+    assert problem is None, (f"README.md:{cmd.line}: {committed.relative_to(ROOT)} is not "
+                             f"what `{cmd.text}` draws ({problem}); run it from the "
+                             "repository's root to redraw it")
+
+
+def _writer(picture: str) -> Command | None:
+    """The README command that writes ``docs/img/NAME`` (an argument of its own or after
+    ``=``, as chromium's ``--screenshot=FILE``)."""
+    for cmd in COMMANDS:
+        if any(w == picture or w.endswith("=" + picture) for w in shlex.split(cmd.text)):
+            return cmd
+    return None
+
+
+@pytest.mark.parametrize("picture", sorted(p.name for p in (ROOT / PICTURES).iterdir()))
+def test_every_committed_picture_is_drawn_by_a_readme_command(picture: str) -> None:
+    # test_example_prints_what_the_readme_shows draws it again and compares; the commands
+    # it skips (with their reason: a measured roofline, a browser's screenshot) are the
+    # pictures that cannot be drawn the same twice.
+    cmd = _writer(PICTURES + picture)
+    assert cmd is not None, f"no `$ ...` command in README.md writes {PICTURES}{picture}"
+    assert f"]({PICTURES}{picture})" in TEXT, f"README.md does not show {picture}"
+    why = skip_reason(cmd.text)
+    if why is not None:
+        pytest.skip(f"{picture} is not drawn again: {why}")
+
+
+def test_a_changed_picture_is_caught(tmp_path: Path) -> None:
+    from PIL import Image
+
+    committed = ROOT / PICTURES / "alexnet-layers.png"
+    with Image.open(committed) as image:
+        edited = image.convert("RGBA")
+    assert picture_difference(committed, committed) is None
+    edited.putpixel((0, 0), (1, 2, 3, 255))
+    edited.save(tmp_path / "edited.png")
+    assert picture_difference(tmp_path / "edited.png", committed) == \
+        f"1 of {edited.size[0] * edited.size[1]:,} pixels differ"
+    svg = ROOT / PICTURES / "alexnet-vs-vgg16.svg"
+    (tmp_path / "edited.svg").write_bytes(svg.read_bytes() + b"<!-- edited -->\n")
+    assert picture_difference(tmp_path / "edited.svg", svg) == "other bytes"
+    assert _drawn_by(committed) is not None and _drawn_by(svg) is not None
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _options(command: str) -> set[str]:
+    """The long options of ``cnncost COMMAND`` (and the global ones)."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    names = {n for p in group.params for n in getattr(p, "opts", [])}
+    sub = group.commands[command]  # type: ignore[attr-defined]
+    return names | {n for p in sub.params for n in getattr(p, "opts", [])}
+
+
+def _listed() -> list[tuple[int, str]]:
+    """Every ``cnncost ...`` line of a plain fenced block (the command lists), as written,
+    comment included, split at ``&&``."""
+    found = []
+    for first, info, body in _fenced_blocks(TEXT):
+        if info:
+            continue
+        for offset, line in enumerate(body):
+            for part in line.lstrip("$ ").split("&&"):
+                if part.strip().startswith("cnncost "):
+                    found.append((first + offset, part.strip()))
+    return found
+
+
+@pytest.mark.parametrize("line,text", _listed(), ids=[f"L{n}" for n, _ in _listed()])
+def test_every_option_the_readme_names_exists(line: int, text: str) -> None:
+    # the option a comment attributes to the command counts too ("--format html: a page")
+    command = text.split()[1]
+    known = _options(command)
+    named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", text))
+    assert named <= known, f"README.md:{line}: cnncost {command} has no " \
+        f"{', '.join(sorted(named - known))}"
 
 
 @pytest.mark.parametrize("command", ["cnncost analyze mini.yaml --depth 1",

@@ -48,8 +48,11 @@ def image_format(path: Path) -> str:
     """'png', 'svg' or 'pdf' from a file name; UsageError for anything else."""
     fmt = IMAGE_FORMATS.get(path.suffix.lower())
     if fmt is None:
+        page = ("; an HTML page (tables and charts) is cnncost analyze MODEL --format html "
+                f"--output {path} (compare, sweep and bench too)"
+                if path.suffix.lower() in (".html", ".htm") else "")
         raise UsageError(f"{path}: cannot write a {path.suffix or 'suffix-less'} image; "
-                         "expected a file name ending in .png, .svg or .pdf")
+                         f"expected a file name ending in .png, .svg or .pdf{page}")
     return fmt
 
 
