@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -21,8 +22,9 @@ from cnncost.advise.registry import ADVICE_RULES, Goal, advice_rule
 from cnncost.advise.rewrite import load_doc, nodes
 from cnncost.api import advise_target
 from cnncost.cli import app
+from cnncost.render.advice import details
 from cnncost.sources import bundled_specs
-from cnncost.spec import load_spec
+from cnncost.spec import ModelSpec, load_spec, parse_spec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 LECTURES = ("Aykut Erdem", "Andrew Ng", "Nazar Khan", "Ando Ki", "Francesca Galassi")
@@ -84,6 +86,97 @@ def test_rule_is_silent_just_below_its_threshold(name: str, write_spec) -> None:
     assert advise_spec(path, min_saving=0.0, rules=[name]).findings == ()
 
 
+# The receptive fields (along H) of each rule's example, by hand: (the model's before and
+# after the rewrite, the one after the rewritten layer before and after). L stacked KxK convs
+# see 1 + L(K - 1); a layer of kernel K after strides multiplying to J adds (K - 1) J; a global
+# pool over an H x W map is a kernel of H; flatten and linear add nothing. The model's is the
+# last layer whose output still has a spatial extent (else the last layer's).
+RF_BY_HAND = {
+    # 5x5 conv (5) -> 3x3 + 3x3 (1 + 2 x 2 = 5), relu after: 5 everywhere
+    "small-filter-chain": (5, 5, 5, 5),
+    # 3x3 conv (3) -> depthwise 3x3 (3) + pointwise 1x1 (3 + 0)
+    "depthwise-separable": (3, 3, 3, 3),
+    # 3x3 (3) -> 3x1 (3 along H) + 1x3 (3 + 0 along H)
+    "spatially-separable": (3, 3, 3, 3),
+    # 5x5 (5) -> 1x1 (1) + 5x5 (1 + 4 = 5)
+    "bottleneck-1x1": (5, 5, 5, 5),
+    # 3x3 with 4 groups still 3x3
+    "grouped-conv": (3, 3, 3, 3),
+    # three 3x3 convs (3, 5, 7); the second one narrowed: the model 7, the second 5
+    "channel-growth": (7, 7, 5, 5),
+    # 3x3 (3), 3x3/2 (5, J = 2), 3x3 (5 + 2 x 2 = 9); the second one widened
+    "tight-bottleneck": (9, 9, 5, 5),
+    # 3x3, 3x3 on 64x64 (3, 5); a 2x2/2 pool after the first: 3 + 1 = 4 (J = 2), then the
+    # second conv 4 + 2 x 2 = 8 (the model's); after conv1 (and its pool): 3 -> 4
+    "receptive-field": (5, 8, 3, 4),
+    # flatten on 64x8x8, nothing spatial: 1; a global pool first is an 8x8 kernel: 1 + 7 = 8
+    "fc-global-pool": (1, 8, 1, 8),
+}
+
+
+def _h(value: Any) -> int:
+    return int(value[0] if isinstance(value, list | tuple) else value)
+
+
+def rf_along_a_chain(spec: ModelSpec) -> tuple[dict[str, int], int]:
+    """Every layer's receptive field along H for a spec that is one chain, from its layers'
+    kernels, strides and dilations (not the compiler's), and the model's."""
+    rf, jump, seen = 1, 1, {}
+    for lay in spec.layers:
+        p, k, s, d = lay.params, 1, 1, 1
+        if lay.kind in ("conv", "max_pool", "avg_pool"):
+            k, d = _h(p["kernel"]), _h(p.get("dilation", 1))
+            s = _h(p.get("stride") or (k if lay.kind != "conv" else 1))
+        elif lay.kind == "global_avg_pool":
+            k = lay.in_shapes[0][1]
+        rf, jump = rf + (k - 1) * d * jump, jump * s
+        seen[lay.path] = rf
+    spatial = [lay.path for lay in spec.layers if any(n > 1 for n in lay.out_shape[1:])
+               and len(lay.out_shape) > 1]
+    return seen, seen[spatial[-1] if spatial else spec.layers[-1].path]
+
+
+@pytest.mark.parametrize("name", sorted(ADVICE_RULES))
+def test_the_model_and_the_rewritten_layers_receptive_fields_are_kept_apart(
+        name: str, write_spec) -> None:
+    path = write_spec(ADVICE_RULES[name].example, "example.yaml")
+    advice = advise_spec(path, min_saving=0.0, rules=[name])
+    f = advice.findings[0]
+    before, model_before = rf_along_a_chain(load_spec(path))
+    after, model_after = rf_along_a_chain(parse_spec(f.spec_text, f.spec_file))
+    anchors = f.proposal.anchors or f.proposal.layers
+    last_after = [r for r in after if any(r == a or r.startswith(a + ".") for a in anchors)][-1]
+    assert (f.model_rf.before, f.model_rf.after) == (model_before, model_after)
+    assert (f.layers_rf.before, f.layers_rf.after) == (before[f.proposal.layers[-1]],
+                                                       after[last_after])
+    if name in RF_BY_HAND:
+        assert (f.model_rf.before, f.model_rf.after, f.layers_rf.before,
+                f.layers_rf.after) == RF_BY_HAND[name]
+    assert advice.totals["receptive_field"] == f.model_rf.before
+    # the text: the model's on the model's lines, the layers' on the layers' line
+    lines = details(1, f)
+    model = next(i for i, t in enumerate(lines) if t.startswith("   model "))
+    layers = next(i for i, t in enumerate(lines) if t.startswith("   layers "))
+    assert layers == model + 2
+    rf = (f"receptive field {f.model_rf.before} =" if f.model_rf.before == f.model_rf.after
+          else f"receptive field {f.model_rf.before} -> {f.model_rf.after}")
+    assert lines[model + 1].endswith(f"  {rf}"), lines[model + 1]
+    at = f"receptive field after {f.proposal.layers[-1]} {f.layers_rf.before}"
+    assert at in lines[layers] and lines[layers].count("receptive field") == 1, lines[layers]
+    # the JSON: under their own names
+    doc = f.to_dict()["receptive_field"]
+    assert doc["model"]["before"] == f.model_rf.before and doc["model"]["after"] == \
+        f.model_rf.after
+    assert doc["layers"]["before"] == f.layers_rf.before and doc["layers"]["after"] == \
+        f.layers_rf.after
+    assert doc["layers_at"] == f.proposal.layers[-1]
+    assert "receptive_field" not in f.to_dict()["effect"]
+
+
+def test_every_hand_derived_receptive_field_is_a_registered_rule() -> None:
+    assert set(RF_BY_HAND) <= set(ADVICE_RULES)
+
+
 def test_a_rule_name_is_registered_once_and_needs_a_threshold() -> None:
     with pytest.raises(RuntimeError, match="twice"):
         advice_rule("grouped-conv", guideline="x", lecture="y")(lambda ctx: ())
@@ -118,8 +211,9 @@ def test_conv5x5_gets_two_3x3_with_25c2_to_18c2(c: int, h: int, w: int, tmp_path
     assert (f.effect["params"].before, f.effect["params"].after) == (25 * c * c, 18 * c * c)
     assert (f.effect["macs"].before, f.effect["macs"].after) == (25 * c * c * h * w,
                                                                  18 * c * c * h * w)
-    assert f.receptive_field is not None
-    assert f.receptive_field.before == f.receptive_field.after == 5  # 1 + 2 x (3 - 1)
+    # one 5x5 sees 5; two stacked 3x3 see 1 + 2 x (3 - 1) = 5: the model's and the layer's
+    assert f.layers_rf.before == f.layers_rf.after == 5
+    assert f.model_rf.before == f.model_rf.after == 5
     assert f.proposal.expected == "params 25C^2 -> 18C^2"
     assert_emitted_matches(f, tmp_path)
 
@@ -199,8 +293,14 @@ def test_alexnet_fc_mass_and_large_kernels(tmp_path: Path) -> None:
     assert layer["params"].after == 9 * 64 * 64 + 64 + 9 * 64 * 192 + 192
     assert layer["macs"].before == 27 * 27 * 192 * 25 * 64
     assert layer["macs"].after == 27 * 27 * 64 * 9 * 64 + 27 * 27 * 192 * 9 * 64
-    assert chain.receptive_field is not None
-    assert chain.receptive_field.before == chain.receptive_field.after
+    # Receptive fields: a layer of kernel K after strides multiplying to J adds (K - 1) J.
+    # conv1 11x11/4: 11, J = 4; pool1 3x3/2: 11 + 2 x 4 = 19, J = 8; conv2 5x5: 19 + 4 x 8 =
+    # 51, and two 3x3 convs instead: 19 + 2 x 8 + 2 x 8 = 51 as well.
+    assert chain.layers_rf.before == chain.layers_rf.after == 51
+    # then pool2: 51 + 2 x 8 = 67, J = 16; conv3, conv4, conv5 (3x3): 99, 131, 163; pool5
+    # 3x3/2: 163 + 2 x 16 = 195, AlexNet's last feature map (the model's), unchanged
+    assert chain.model_rf.before == chain.model_rf.after == 195 == advice.totals[
+        "receptive_field"]
     table = analyzed(chain, tmp_path)
     base = cnncost.analyze("alexnet").totals
     assert table.totals.macs == base.macs - layer["macs"].before + layer["macs"].after
@@ -254,7 +354,7 @@ def test_cli_table_json_md_and_emit(tmp_path: Path) -> None:
                          "--emit", tmp_path / "out")
     assert code == 0, err
     doc = json.loads(out)
-    assert doc["schema"] == "cnncost.advice/1"
+    assert doc["schema"] == "cnncost.advice/2"
     assert {r["name"] for r in doc["rules"]} == set(ADVICE_RULES)
     f = next(x for x in doc["findings"] if x["rule"] == "bottleneck-1x1")
     assert f["effect"]["macs"]["after"] == 12_443_648 and f["changes_function"] is True

@@ -3,7 +3,11 @@
 Each proposal's document is written out as YAML text (vars with the --set values baked in),
 compiled and counted like any spec: the effect reported is the difference between two
 counted tables, never an estimate, and the text is what ``--emit`` writes. Results are
-frozen dataclasses; ``Advice.to_dict()`` is the ``cnncost.advice/1`` document.
+frozen dataclasses; ``Advice.to_dict()`` is the ``cnncost.advice/2`` document.
+
+Every finding has two effects, kept apart: the model's (``effect``, its totals, and
+``model_rf``, see ``model_receptive_field``) and the rewritten layers' (``layer_effect``,
+their params and MACs, and ``layers_rf``, the receptive field at the output of the last).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from cnncost.io import read_text
 from cnncost.spec import MAX_FILE_BYTES, ModelSpec, parse_spec
 from cnncost.table import CostRow, CostTable, relocated
 
-SCHEMA = "cnncost.advice/1"
+SCHEMA = "cnncost.advice/2"
 DEFAULT_MIN_SAVING = 0.05
 EFFECT_FIELDS = ("params", "macs", "activation_bytes", "peak_memory_bytes")
 
@@ -56,8 +60,11 @@ class Finding:
     rule: Rule
     proposal: Proposal
     effect: Mapping[str, Change]           # model totals: params, macs, activation/peak bytes
-    layer_effect: Mapping[str, Change]     # the rewritten layers: params, macs ({} if none)
-    receptive_field: Change | None
+    layer_effect: Mapping[str, Change]     # the rewritten layers: params, macs
+    # Receptive fields (along the first spatial axis), kept apart: the model's (see
+    # model_receptive_field) and the one at the output of the last rewritten layer.
+    model_rf: Change
+    layers_rf: Change
     spec_file: str                         # the file name --emit writes
     spec_text: str                         # the rewritten spec (what was counted)
 
@@ -68,9 +75,8 @@ class Finding:
 
     @property
     def layer_saving(self) -> float:
-        if not self.layer_effect:
-            return self.saving
-        return max(c.saving for c in self.layer_effect.values())
+        """The larger relative saving of the rewritten layers' params and MACs."""
+        return max(self.layer_effect["params"].saving, self.layer_effect["macs"].saving)
 
     def to_dict(self) -> dict[str, Any]:
         p = self.proposal
@@ -89,9 +95,10 @@ class Finding:
             "note": p.note,
             "saving": round(self.saving, 6),
             "effect": {k: c.to_dict() for k, c in self.effect.items()},
-            "layer_effect": {k: c.to_dict() for k, c in self.layer_effect.items()} or None,
-            "receptive_field": (None if self.receptive_field is None
-                                else self.receptive_field.to_dict()),
+            "layer_effect": {k: c.to_dict() for k, c in self.layer_effect.items()},
+            "receptive_field": {"model": self.model_rf.to_dict(),
+                                "layers": self.layers_rf.to_dict(),
+                                "layers_at": p.layers[-1]},
             "spec_file": self.spec_file,
         }
 
@@ -111,7 +118,7 @@ class Advice:
     dropped: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``cnncost.advice/1`` document (see the README)."""
+        """The ``cnncost.advice/2`` document (see the README)."""
         return {
             "schema": SCHEMA,
             "model": self.model,
@@ -163,7 +170,7 @@ def advise_spec(path: str | Path, overrides: Mapping[str, Any] | None = None,
                 findings.append(finding)
     findings.sort(key=lambda f: (-f.saving, f.rule.name, f.proposal.layers))
     totals = {k: getattr(table.totals, k) for k in EFFECT_FIELDS}
-    totals["receptive_field"] = _final_rf(table)
+    totals["receptive_field"] = model_receptive_field(table)
     return Advice(spec.name, source or file, table.input, values, totals, min_saving,
                   tuple(findings), tuple(dropped))
 
@@ -195,14 +202,13 @@ def _evaluate(rule: Rule, p: Proposal, ctx: Context, values: Mapping[str, Any],
     new = count_loaded(new_spec, source=f"{name}.yaml")
     effect = {k: Change(getattr(table.totals, k), getattr(new.totals, k)) for k in EFFECT_FIELDS}
     anchors = p.anchors or p.layers
-    layer_effect: dict[str, Change] = {}
-    if p.anchors or rule.goal is Goal.COST:
-        before = _sum(r for r in table.layers if r.name in p.layers)
-        after = _sum(r for r in new.layers if _under(r.name, anchors))
-        layer_effect = {k: Change(before[k], after[k]) for k in ("params", "macs")}
-    rf_at = p.rf_at or p.layers[0]
-    rf = Change(_rf(table, rf_at), _rf(new, p.rf_at or anchors[0]))
-    finding = Finding(rule, p, effect, layer_effect, rf, f"{name}.yaml", text)
+    old_rows = [r for r in table.layers if r.name in p.layers]
+    new_rows = [r for r in new.layers if _under(r.name, anchors)]
+    before, after = _sum(old_rows), _sum(new_rows)
+    layer_effect = {k: Change(before[k], after[k]) for k in ("params", "macs")}
+    model_rf = Change(model_receptive_field(table), model_receptive_field(new))
+    layers_rf = Change(_last_rf(old_rows), _last_rf(new_rows))
+    finding = Finding(rule, p, effect, layer_effect, model_rf, layers_rf, f"{name}.yaml", text)
     if rule.goal is Goal.COST:
         if finding.layer_saving < rule.min_layer_saving:
             return None, (f"saves {finding.layer_saving:.1%} of the rewritten layers, below "
@@ -234,14 +240,14 @@ def _sum(rows: Iterable[CostRow]) -> dict[str, int]:
     return out
 
 
-def _rf(table: CostTable, prefix: str) -> int:
-    """Receptive field of the last row named ``prefix`` or inside it (0 if none)."""
-    found = [r.receptive_field for r in table.layers if _under(r.name, [prefix])]
-    return int(found[-1] or 0) if found else 0
+def _last_rf(rows: list[CostRow]) -> int:
+    """Receptive field at the output of the last of ``rows`` (0 if none)."""
+    return int(rows[-1].receptive_field or 0) if rows else 0
 
 
-def _final_rf(table: CostTable) -> int:
-    """Receptive field of the last layer whose output still has a spatial extent."""
+def model_receptive_field(table: CostTable) -> int:
+    """The model's receptive field: that of the last layer whose output still has a spatial
+    extent (what a global pool or a flatten reads), else the last layer's."""
     for r in reversed(table.layers):
         if len(r.output_shape) > 2 and any(d > 1 for d in r.output_shape[2:]):
             return int(r.receptive_field or 0)

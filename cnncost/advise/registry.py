@@ -54,9 +54,8 @@ class Proposal:
     expected: str = ""          # the lecture's closed form for this case, when there is one
     changes_function: bool = True
     # Layer-name prefixes of the rewritten layers in the new spec (default: ``layers``): their
-    # rows give the layer-level effect; the first one's receptive field is reported.
+    # rows give the layers' effect, the last of them the receptive field at their output.
     anchors: tuple[str, ...] = ()
-    rf_at: str = ""             # layer whose receptive field is reported (default anchors[0])
 
 
 @dataclass(frozen=True)

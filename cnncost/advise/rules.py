@@ -479,15 +479,15 @@ def receptive_field(ctx: Context) -> Iterator[Proposal]:
     size = max(ctx.spec.input_shape[1:])
     if feed is None or feed.receptive_field >= size:
         return
-    best: tuple[int, LayerSpec, Node, Any] | None = None
+    best: tuple[int, LayerSpec, Node, Any, str] | None = None
     trunk = set(articulation(ctx.spec))
     for lay in reversed([ctx.spec.layers[i] for i in range(at) if i in trunk]):
         node = ctx.node_of.get(lay.path)
         if node is None or node.in_block or min(lay.out_shape[1:]) < 2:
             continue
         prefix = lay.path.rsplit(".", 1)[0] + "." if "." in lay.path else ""
-        pool = layer("max_pool", {"kernel": 2, "stride": 2}, unique_name(ctx.spec, prefix,
-                                                                          "pool_rf"))
+        pool_name = unique_name(ctx.spec, prefix, "pool_rf")
+        pool = layer("max_pool", {"kernel": 2, "stride": 2}, pool_name)
         doc = replaced(ctx.doc, node.keys, [get(ctx.doc, node.keys), pool])
         try:
             new = ctx.compile(doc)
@@ -495,12 +495,12 @@ def receptive_field(ctx: Context) -> Iterator[Proposal]:
             continue
         rf = {x.path: x.receptive_field for x in new.layers}.get(feed.path, 0)
         if best is None or rf > best[0]:
-            best = (rf, lay, node, doc)
+            best = (rf, lay, node, doc, prefix + pool_name)
         if rf >= size:
             break  # the latest place that is enough: the least resolution lost
     if best is None or best[0] <= feed.receptive_field:
         return
-    rf, lay, node, doc = best
+    rf, lay, node, doc, pool_path = best
     short = "" if rf >= size else f", still smaller than {size}: add more stages or dilation"
     yield Proposal(
         layers=(lay.path,), source=node.source,
@@ -511,7 +511,7 @@ def receptive_field(ctx: Context) -> Iterator[Proposal]:
         note="everything after the pool runs at half the resolution (cheaper, coarser): a "
              "different function; a dilated conv grows the receptive field without losing "
              "resolution; retrain",
-        doc=doc, anchors=(), rf_at=feed.path)
+        doc=doc, anchors=(lay.path, pool_path))  # the layer and its new pool
 
 
 # --------------------------------------------------------------------------- the head
@@ -574,4 +574,4 @@ def fc_global_pool(ctx: Context) -> Iterator[Proposal]:
         note="the classifier sees channel averages instead of positions, a different "
              "function (GoogLeNet's head); the hidden linear layers stay (dropping them "
              "saves more); retrain",
-        doc=doc, rf_at=flat.path)
+        doc=doc)

@@ -49,6 +49,14 @@ def _exact(change: Change) -> str:
     return f"{change.before:,} -> {change.after:,} ({_pct(change)})"
 
 
+def _rf(change: Change, after: str = "") -> str:
+    """The model's receptive field, or with ``after`` the one after that layer."""
+    head = f"receptive field after {after}" if after else "receptive field"
+    if change.before == change.after:
+        return f"{head} {change.before} ="
+    return f"{head} {change.before} -> {change.after}"
+
+
 def _where(f: Finding) -> str:
     layers = f.proposal.layers
     more = f" (+{len(layers) - 1} uses)" if len(layers) > 1 else ""
@@ -81,14 +89,11 @@ def details(i: int, f: Finding) -> list[str]:
     if p.expected:
         lines.append(f"   lecture  {p.expected}")
     lines.append(f"   model    params {_exact(e['params'])}  MACs {_exact(e['macs'])}")
-    rf = f.receptive_field
-    rf_text = f"  receptive field {rf.before} -> {rf.after}" if rf is not None and (
-        rf.before != rf.after) else (f"  receptive field {rf.before} =" if rf else "")
     lines.append(f"            activations {_arrow(e['activation_bytes'], human_bytes)}  peak "
-                 f"{_arrow(e['peak_memory_bytes'], human_bytes)}{rf_text}")
-    if f.layer_effect:
-        le = f.layer_effect
-        lines.append(f"   layers   params {_exact(le['params'])}  MACs {_exact(le['macs'])}")
+                 f"{_arrow(e['peak_memory_bytes'], human_bytes)}  {_rf(f.model_rf)}")
+    le = f.layer_effect
+    lines.append(f"   layers   params {_exact(le['params'])}  MACs {_exact(le['macs'])}  "
+                 f"{_rf(f.layers_rf, f.proposal.layers[-1])}")
     lines.append(f"   function {'changes: ' if p.changes_function else 'unchanged: '}{p.note}")
     lines.append(f"   cites    {f.rule.lecture}")
     lines.append(f"   spec     {f.spec_file}")
