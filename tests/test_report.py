@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from cnncost import fmt
 from cnncost.compare import COMPARE_SCHEMA, Column, compare_tables
-from cnncost.render import fmt
+from cnncost.fmt import ratio
 from cnncost.render.compare import compare_rich, render_compare
-from cnncost.render.fmt import ratio
 from cnncost.render.formats import Format, render_text
 from cnncost.render.terminal import natural_width, rich_table, to_text
 from cnncost.table import SCHEMA, CostRow, CostTable, Totals, dumps, table_rows

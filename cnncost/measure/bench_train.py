@@ -226,7 +226,7 @@ def count_step(loaded: ModelSpec | nn.Module, input_shape: tuple[int, ...], batc
 def _check_fits(table: CostTable, optimizer: str, device: torch.device) -> None:
     """The step's estimate plus the backend's workspace (cnncost.measure.memory, as bench
     checks a forward pass) against the tightest limit on this process."""
-    from cnncost.render.fmt import human_bytes
+    from cnncost.fmt import human_bytes
 
     work = workspace_bytes(table, device)
     need = table.totals.training_memory_bytes[optimizer] + work

@@ -29,7 +29,7 @@ import torch
 from cnncost.count import limits
 from cnncost.count.limits import Free
 from cnncost.errors import CnnCostError
-from cnncost.render.fmt import human_bytes
+from cnncost.fmt import human_bytes
 from cnncost.table import CostTable
 
 CPU_RUNTIME = 64 << 20  # the runtime's one-time state: 44-53 MiB measured

@@ -8,8 +8,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from cnncost.fmt import human, human_bytes, shape
 from cnncost.render.console import literal
-from cnncost.render.fmt import human, human_bytes, shape
 from cnncost.table import dumps
 
 if TYPE_CHECKING:

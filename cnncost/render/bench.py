@@ -10,7 +10,7 @@ import io
 import math
 from typing import TYPE_CHECKING, Any
 
-from cnncost.render.fmt import human, human_bytes, ms, percent
+from cnncost.fmt import human, human_bytes, ms, percent
 
 if TYPE_CHECKING:
     from cnncost.measure.bench import BenchReport, BenchRun, LayerResult

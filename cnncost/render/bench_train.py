@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnncost.count.conventions import OPTIMIZERS
 from cnncost.errors import UsageError
-from cnncost.render.fmt import human, human_bytes, ms, percent
+from cnncost.fmt import human, human_bytes, ms, percent
 
 if TYPE_CHECKING:
     from cnncost.measure.bench_train import TrainBenchReport, TrainRun

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from cnncost.fmt import human, shape
 from cnncost.render.console import literal
-from cnncost.render.fmt import human, shape
 
 if TYPE_CHECKING:
     from rich.table import Table

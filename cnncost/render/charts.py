@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cnncost.compare import Comparison
-from cnncost.render.fmt import human, human_bytes, shape
+from cnncost.fmt import human, human_bytes, shape
 from cnncost.table import CostRow, CostTable, collapse, table_rows
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ def compare_metrics(cmp: Comparison) -> tuple[Metric, ...]:
 
 def ratio_summary(cmp: Comparison) -> str:
     """Every ratio to the first model as lines of text ('vgg16 / alexnet', 'MACs 21.66x')."""
-    from cnncost.render.fmt import ratio as ratio_text
+    from cnncost.fmt import ratio as ratio_text
 
     lines = []
     for i in range(1, len(cmp.rows)):
@@ -211,7 +211,7 @@ def nice_step(x: float) -> float:
 
 def ratio_label(cmp: Comparison, index: int, key: str) -> str:
     """'2.26x' (the text tables' ratio format); '' for the baseline itself."""
-    from cnncost.render.fmt import ratio as ratio_text
+    from cnncost.fmt import ratio as ratio_text
 
     return "" if index == 0 else ratio_text(cmp.ratio(index, key))
 

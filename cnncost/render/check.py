@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cnncost.check import Regression, is_number
-from cnncost.render.fmt import shape
+from cnncost.fmt import shape
 from cnncost.table import CostTable
 
 

@@ -7,8 +7,8 @@ import io
 from typing import TYPE_CHECKING
 
 from cnncost.compare import CompareRow, Comparison
+from cnncost.fmt import human, human_bytes, ratio, shape
 from cnncost.render.console import literal
-from cnncost.render.fmt import human, human_bytes, ratio, shape
 from cnncost.render.formats import Format, md_cell
 from cnncost.table import dumps
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cnncost.render.fmt import shape
+from cnncost.fmt import shape
 
 if TYPE_CHECKING:
     from rich.table import Table

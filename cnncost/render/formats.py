@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
-from cnncost.render.fmt import counted_on_text, shape
+from cnncost.fmt import counted_on_text, shape
 from cnncost.table import BlockRow, CostRow, CostTable, collapse, dumps, row_count, table_rows
 
 

@@ -15,9 +15,9 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from cnncost.compare import Comparison
+from cnncost.fmt import human, human_bytes, shape
+from cnncost.fmt import ratio as ratio_text
 from cnncost.render import charts, svg
-from cnncost.render.fmt import human, human_bytes, shape
-from cnncost.render.fmt import ratio as ratio_text
 from cnncost.table import BlockRow, CostRow, CostTable, collapse, table_rows
 
 if TYPE_CHECKING:

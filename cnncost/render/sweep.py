@@ -30,8 +30,8 @@ import csv
 import io
 from typing import TYPE_CHECKING, Any
 
-from cnncost.render.fmt import human, human_bytes
-from cnncost.render.fmt import ratio as ratio_text
+from cnncost.fmt import human, human_bytes
+from cnncost.fmt import ratio as ratio_text
 from cnncost.render.formats import Format
 from cnncost.sweep import Exponent, PointResult, Sweep
 from cnncost.table import dumps

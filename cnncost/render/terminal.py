@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from cnncost.fmt import counted_on_text, human, human_bytes, params_text, shape
 from cnncost.render.console import console, literal
-from cnncost.render.fmt import counted_on_text, human, human_bytes, params_text, shape
 from cnncost.table import BlockRow, CostRow, CostTable, row_count, table_rows
 
 if TYPE_CHECKING:

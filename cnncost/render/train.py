@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cnncost.count.conventions import OPTIMIZERS
-from cnncost.render.fmt import human, human_bytes, params_text, shape
+from cnncost.fmt import human, human_bytes, params_text, shape
 from cnncost.render.formats import CSV_FIELDS, markdown_head, md_cell
 from cnncost.render.terminal import Units
 from cnncost.table import BlockRow, CostRow, CostTable, row_count, table_rows
