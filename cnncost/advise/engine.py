@@ -150,7 +150,7 @@ def advise_spec(path: str | Path, overrides: Mapping[str, Any] | None = None,
                 min_saving: float = DEFAULT_MIN_SAVING, source: str | None = None,
                 rules: Iterable[str] | None = None) -> Advice:
     """Run the rules (all, or those named) on the spec file at ``path``."""
-    from cnncost.api import count_loaded
+    from cnncost.count.engines import count_loaded
 
     file = str(path)
     text = read_text(path, MAX_FILE_BYTES, "spec")
@@ -197,7 +197,7 @@ def _evaluate(rule: Rule, p: Proposal, ctx: Context, values: Mapping[str, Any],
     if new_spec.output_shape != spec.output_shape:
         return None, (f"the rewrite changes the output shape {spec.output_shape} -> "
                       f"{new_spec.output_shape}")
-    from cnncost.api import count_loaded
+    from cnncost.count.engines import count_loaded
 
     new = count_loaded(new_spec, source=f"{name}.yaml")
     effect = {k: Change(getattr(table.totals, k), getattr(new.totals, k)) for k in EFFECT_FIELDS}

@@ -156,7 +156,7 @@ def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "floa
     """Count a resolved spec analytically: the torch engine's table, without torch.
 
     A training step (``mode="train"``) is the torch engine's only: its backward is what
-    autograd runs, and this engine runs no autograd (``api.engine_for`` sends it there)."""
+    autograd runs, and this engine runs no autograd (``engines.engine_for`` sends it there)."""
     if mode != "inference":
         raise UsageError(f"mode={mode!r}: the analytic engine counts inference only; a "
                          "training step needs the torch engine (engine='torch', "

@@ -126,7 +126,7 @@ def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
                   max_points: int = DEFAULT_MAX_POINTS) -> Prepared:
     """Plan a sweep of a spec (file or bundled name) and check it against the spec, which
     is loaded once with the fixed ``--set`` values; any bad input raises here."""
-    from cnncost.api import engine_for
+    from cnncost.count.engines import engine_for
     from cnncost.sources import resolve
     from cnncost.spec import MAX_FILE_BYTES, parse_spec
 

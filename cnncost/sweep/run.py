@@ -83,7 +83,7 @@ class PointResult:
 
 def evaluate(job: Job, point: Point) -> PointResult:
     """Count one point; a POINT_ERRORS error (a shape that no longer fits) is its result."""
-    from cnncost.api import totals_loaded
+    from cnncost.count.engines import totals_loaded
 
     engine: dict[str, Any] = {} if job.engine is None else {"engine": job.engine}
     try:
