@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cnncost.api import save_index
 from cnncost.cli import app
 from cnncost.render import charts
+from cnncost.reports import save_index
 
 matplotlib = pytest.importorskip("matplotlib", reason="reads the screenshots (cnncost[plot])")
 

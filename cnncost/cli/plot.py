@@ -1,5 +1,5 @@
-"""`cnncost plot`: the lectures' charts as an image (parse -> plotting.gather ->
-render.plot -> atomic write). It registers itself on cli.app; cli.py imports it."""
+"""``cnncost plot``: the lectures' charts as an image (parse -> plotting.gather ->
+render.plot -> atomic write)."""
 
 from __future__ import annotations
 
@@ -9,26 +9,22 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from cnncost.cli import (
+from cnncost.cli.options import (
     BatchOpt,
     DtypeOpt,
     InputOpt,
     PolicyOpt,
     SetOpt,
     StrictOpt,
-    _policy,
-    app,
-    err_console,
-    handle_errors,
     parse_input,
+    parse_policy,
     parse_sets,
 )
 from cnncost.errors import UsageError
 from cnncost.io import write_atomic
+from cnncost.render.console import err_console
 
 
-@app.command()
-@handle_errors
 def plot(
     models: Annotated[list[str], typer.Argument(
         metavar="MODEL...", help="Specs, bundled names or pkg.module:factory.")],
@@ -73,7 +69,7 @@ def plot(
     measuring = chosen is PlotKind.ROOFLINE or (bench_ and chosen is PlotKind.SCATTER)
     with progress(measuring) as bar:
         data = gather(chosen, models, input=parse_input(input), batch=batch, dtype=dtype,
-                      policy=_policy(policy), overrides=sets, strict=strict,
+                      policy=parse_policy(policy), overrides=sets, strict=strict,
                       max_time=max_time, sweep_sets=set_ or [], zips=zip_ or [],
                       bench=bench_, progress=bar)
     write_atomic(output, to_bytes(figure(data, depth, axes), fmt))

@@ -1,0 +1,109 @@
+"""The cnncost command line: a thin typer layer (entry point ``cnncost.cli:main``).
+
+This module makes the typer app, turns CnnCostError into one line and an exit code (the only
+place that catches it), and registers the commands, which live one group per module:
+``analyze`` (analyze, compare, explain), ``catalog`` (list, validate), ``advise``, ``report``
+(report, check), ``bench``, ``sweep``, ``plot``. Each command parses its options (the shared
+ones from ``cnncost.cli.options``), calls cnncost.api (or a domain module's entry point) and
+hands the result to cnncost.render. A new command is a function in its group's module (or a
+new module) and one line in ``COMMANDS`` below; no command module imports another.
+
+torch and rich are imported inside the commands that need them, so ``cnncost --help`` is
+instant. Exit codes: 1 drift (check), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from cnncost.cli import advise, analyze, bench, catalog, plot, report, sweep
+from cnncost.cli_coerce import install as _lazy_coercion
+from cnncost.errors import CnnCostError
+from cnncost.io import guard_inputs
+from cnncost.render.console import err_console, print_error
+
+_lazy_coercion()  # pydantic only when an option's text needs converting
+app = typer.Typer(
+    name="cnncost",
+    help="What a convolutional network costs: MACs, FLOPs, parameters and memory, layer by "
+    "layer, from a YAML spec, a bundled model name, or any PyTorch module "
+    "(pkg.module:factory).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+_debug = {"on": False}
+
+
+def handle_errors(fn: F) -> F:
+    """Turn CnnCostError (and torch's own shape errors) into one line and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            with guard_inputs():  # --output never replaces a file the command reads
+                return fn(*args, **kwargs)
+        except CnnCostError as exc:
+            if _debug["on"]:
+                raise
+            print_error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False
+          ) -> None:
+    _debug["on"] = debug
+
+
+# Every command, in the order `cnncost --help` lists them: (name, function).
+COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
+    ("analyze", analyze.analyze),
+    ("validate", catalog.validate),
+    ("list", catalog.list_specs),
+    ("compare", analyze.compare),
+    ("advise", advise.advise),
+    ("report", report.report),
+    ("check", report.check),
+    ("bench", bench.bench),
+    ("explain", analyze.explain),
+    ("sweep", sweep.sweep),
+    ("plot", plot.plot),
+)
+for _name, _command_fn in COMMANDS:
+    app.command(_name)(handle_errors(_command_fn))
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand named on a command line (the first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    # Not for check: it replays committed reports, and must not import a module (a torch.py,
+    # a factory a report names) from the folder it is run in.
+    if (_command(sys.argv[1:]) != "check" and "" not in sys.path
+            and os.getcwd() not in sys.path):
+        # As `python -m cnncost` would: a pkg.module:factory in the current folder imports.
+        sys.path.insert(0, os.getcwd())
+    app()
+
+
+if __name__ == "__main__":
+    main()
