@@ -340,6 +340,7 @@ class Recheck:
     current: CostTable | None
     regressions: list[Regression]
     error: CnnCostError | None = None
+    missing: bool = False  # the error: its source (a spec file, a factory's file) is gone
 
 
 def recheck(baselines: Sequence[tuple[Path, CostTable]], tolerance: float = 0.0,
@@ -358,6 +359,11 @@ def recheck(baselines: Sequence[tuple[Path, CostTable]], tolerance: float = 0.0,
             r = recipe(baseline)
             try:
                 target = source_target(r.source)
+            except CnnCostError as exc:
+                error = UsageError(f"{path}: cannot recompute {r.source}: {exc}")
+                yield Recheck(path, baseline, None, [], error, missing=True)
+                continue
+            try:
                 current = analyze_target(target, input=r.input, batch=r.batch, dtype=r.dtype,
                                          policy=r.policy, overrides=r.vars, mode=r.mode,
                                          engine=engine if target.spec_path is not None

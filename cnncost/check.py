@@ -22,9 +22,11 @@ from cnncost.table import SCHEMA, CostRow, CostTable, Totals
 
 MODEL = "(model)"
 TOTALS = "(totals)"
-MODEL_FIELDS = ("input", "dtype", "policy", "mode")
-ROW_FIELDS = ("kind", "input_shape", "output_shape", "params", "buffers", "macs", "flops",
-              "output_bytes", "receptive_field", "calls", "uncounted")
+# What the model as a whole records: its recipe, where it was counted, the ops it could not
+# count (a change there is a change of what the figures mean).
+MODEL_FIELDS = ("input", "dtype", "policy", "mode", "counted_on", "uncounted")
+ROW_FIELDS = ("kind", "input_shape", "output_shape", "params", "frozen_params", "buffers",
+              "macs", "flops", "output_bytes", "receptive_field", "calls", "uncounted")
 # A training step's rows also hold their backward (cnncost.table.TrainCost).
 TRAIN_ROW_FIELDS = ("grad_input_macs", "grad_weight_macs", "backward_flops", "saved_bytes")
 PRESENT, MISSING = "present", "missing"
@@ -46,8 +48,11 @@ def is_number(x: Any) -> bool:
 
 
 def within(old: Any, new: Any, tolerance: float = 0.0) -> bool:
-    """Equal, or both numbers with |new - old| <= tolerance * |old|."""
-    if is_number(old) and is_number(new):
+    """Equal, or both numbers with |new - old| <= tolerance * |old| (a zero moves by any
+    tolerance, an infinite one included: inf * 0 is no room)."""
+    if old == new:
+        return True
+    if is_number(old) and is_number(new) and old:
         return bool(abs(new - old) <= tolerance * abs(old))
     return bool(old == new)
 
@@ -61,7 +66,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _flat_totals(table: CostTable) -> dict[str, Any]:
+def flat_totals(table: CostTable) -> dict[str, Any]:
+    """A table's totals with mappings flattened: ``training_memory_bytes.adam``."""
     out: dict[str, Any] = {}
     for key, value in table.totals.to_dict().items():
         if isinstance(value, Mapping):
@@ -71,43 +77,57 @@ def _flat_totals(table: CostTable) -> dict[str, Any]:
     return out
 
 
-def _diff_rows(old: CostRow, new: CostRow, tolerance: float) -> Iterable[Regression]:
+def row_keys(rows: Sequence[CostRow]) -> list[str]:
+    """The names rows are matched by: a name, and ``name (#k)`` for its k-th row (k >= 2),
+    so a duplicated row is a layer of its own, never compared twice with one."""
+    seen: dict[str, int] = {}
+    keys = []
+    for r in rows:
+        seen[r.name] = seen.get(r.name, 0) + 1
+        keys.append(r.name if seen[r.name] == 1 else f"{r.name} (#{seen[r.name]})")
+    return keys
+
+
+def _diff_rows(key: str, old: CostRow, new: CostRow,
+               tolerance: float) -> Iterable[Regression]:
     for name in ROW_FIELDS:
         a, b = _plain(getattr(old, name)), _plain(getattr(new, name))
         if not within(a, b, tolerance):
-            yield Regression(old.name, name, a, b)
+            yield Regression(key, name, a, b)
     if old.train is None and new.train is None:
         return
     for name in TRAIN_ROW_FIELDS:
         a, b = (getattr(r.train, name) if r.train else None for r in (old, new))
         if not within(a, b, tolerance):
-            yield Regression(old.name, name, a, b)
+            yield Regression(key, name, a, b)
 
 
 def diff_tables(baseline: CostTable, current: CostTable,
                 tolerance: float = 0.0) -> list[Regression]:
     """Everything that moved from ``baseline`` to ``current``: model recipe, layers, totals.
 
-    Layers are matched by name; a layer only in one table is reported with field
-    "layer" and old/new "present"/"missing". ``tolerance`` is relative (0.01 = 1%).
+    Layers are matched by name (the k-th of several rows of one name as ``name (#k)``,
+    see row_keys); a layer only in one table is reported with field "layer" and old/new
+    "present"/"missing". ``tolerance`` is relative (0.01 = 1%).
     """
-    if tolerance < 0:
+    if not tolerance >= 0:  # NaN included
         raise UsageError(f"--tolerance {tolerance}: must be >= 0 (relative, 0.01 = 1%)")
     found: list[Regression] = []
     for name in MODEL_FIELDS:
         a, b = _plain(getattr(baseline, name)), _plain(getattr(current, name))
         if a != b:
             found.append(Regression(MODEL, name, a, b))
-    now = {r.name: r for r in current.layers}
-    before = {r.name for r in baseline.layers}
-    for row in baseline.layers:
-        if row.name not in now:
-            found.append(Regression(row.name, "layer", PRESENT, MISSING))
+    now = dict(zip(row_keys(current.layers), current.layers, strict=True))
+    before = row_keys(baseline.layers)
+    for key, row in zip(before, baseline.layers, strict=True):
+        if key not in now:
+            found.append(Regression(key, "layer", PRESENT, MISSING))
         else:
-            found.extend(_diff_rows(row, now[row.name], tolerance))
-    found.extend(Regression(r.name, "layer", MISSING, PRESENT)
-                 for r in current.layers if r.name not in before)
-    old_totals, new_totals = _flat_totals(baseline), _flat_totals(current)
+            found.extend(_diff_rows(key, row, now[key], tolerance))
+    known = set(before)
+    found.extend(Regression(key, "layer", MISSING, PRESENT)
+                 for key in now if key not in known)
+    old_totals, new_totals = flat_totals(baseline), flat_totals(current)
     for key in [*old_totals, *(k for k in new_totals if k not in old_totals)]:
         a, b = old_totals.get(key), new_totals.get(key)
         if not within(a, b, tolerance):
@@ -158,6 +178,19 @@ def load_report(path: Path) -> CostTable:
     except _Bad as exc:
         raise UsageError(f"{path}: not a cnncost report: {exc}") from None
     return CostTable.from_dict(doc)
+
+
+def read_reports(directory: Path) -> tuple[list[tuple[Path, CostTable]],
+                                            list[tuple[Path, UsageError]]]:
+    """Every report under ``directory`` (report_files), read: the good ones, and each one that
+    cannot be read with its one-line error (a broken report hides no other's drift)."""
+    good, broken = [], []
+    for path in report_files(directory):
+        try:
+            good.append((path, load_report(path)))
+        except UsageError as exc:
+            broken.append((path, exc))
+    return good, broken
 
 
 def parse_json(text: str, where: str) -> Any:
@@ -350,24 +383,15 @@ def recipe(table: CostTable) -> Recipe:
 
 # --------------------------------------------------------------------------- what check may run
 
-CONFIG_KEY = "check-factories"  # [tool.cnncost] check-factories = ["pkg.models:tiny", ...]
-
-
-def _pyproject(directory: Path) -> Path | None:
-    """The nearest pyproject.toml at or above ``directory``, not above its git repository."""
-    start = report_folder(directory).resolve()
-    for folder in [start, *start.parents]:
-        candidate = folder / "pyproject.toml"
-        if candidate.exists():
-            return candidate
-        if (folder / ".git").exists():
-            return None
-    return None
+CONFIG_KEY = "check-factories"  # in the user's own config.toml: ["pkg.models:tiny", ...]
 
 
 def _config_patterns(path: Path) -> list[str]:
+    """The factory patterns of the user's own configuration file (none if it is absent)."""
     from cnncost.io import read_text
 
+    if not path.exists():
+        return []
     try:
         import tomllib
     except ImportError:  # Python 3.10: tomli if it is there, else no config
@@ -376,32 +400,33 @@ def _config_patterns(path: Path) -> list[str]:
         except ImportError:
             return []
     try:
-        doc = tomllib.loads(read_text(path, 1 << 20, "pyproject.toml"))
+        doc = tomllib.loads(read_text(path, 1 << 20, "configuration file"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
-    tool = doc.get("tool", {})
-    value = tool.get("cnncost", {}).get(CONFIG_KEY, []) if isinstance(tool, dict) else []
+    value = doc.get(CONFIG_KEY, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise UsageError(f"{path}: [tool.cnncost] {CONFIG_KEY}: expected a list of factory "
-                         f"names such as [\"mypkg.models:build\"], found {_shown(value)}")
+        raise UsageError(f"{path}: {CONFIG_KEY}: expected a list of factory names such as "
+                         f"[\"mypkg.models:build\"], found {_shown(value)}")
     return value
 
 
-def refuse_code(baselines: Sequence[tuple[Path, CostTable]], directory: Path,
+def refuse_code(baselines: Sequence[tuple[Path, CostTable]],
                 allowed: Sequence[str] = ()) -> None:
     """UsageError, before any work, when a report's source is Python code (a module factory)
-    that neither ``allowed`` (``--allow-factory``) nor ``[tool.cnncost] check-factories`` of
-    the nearest pyproject.toml at or above ``directory`` allows (fnmatch patterns): a
-    committed JSON file must not be able to run code on its own."""
+    that neither ``allowed`` (``--allow-factory``) nor ``check-factories`` of the user's own
+    configuration file (cnncost.io.config_file) allows (fnmatch patterns): a committed JSON
+    file must not be able to run code on its own, and neither may any file committed beside
+    it (a pyproject.toml next to the reports is the same change's, so it is not read)."""
     import fnmatch
 
+    from cnncost.io import config_file
     from cnncost.sources import is_factory_ref
 
     code = [(path, b.source) for path, b in baselines if is_factory_ref(b.source)]
     if not code:
         return  # the config is only read when a report needs it
-    config = _pyproject(directory)
-    patterns = [*allowed, *(_config_patterns(config) if config is not None else [])]
+    config = config_file()
+    patterns = [*allowed, *_config_patterns(config)]
     refused = [(path, source) for path, source in code
                if not any(fnmatch.fnmatchcase(source, p) for p in patterns)]
     if refused:
@@ -410,4 +435,4 @@ def refuse_code(baselines: Sequence[tuple[Path, CostTable]], directory: Path,
         raise UsageError(
             f"{path}: source {source!r} is Python code (a module factory), which check runs "
             f"only when allowed: --allow-factory {source!r}, or {CONFIG_KEY} = [{source!r}] "
-            f"under [tool.cnncost] in {config or 'pyproject.toml'}{more}")
+            f"in your own {config}{more}")

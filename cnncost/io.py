@@ -16,6 +16,9 @@
   path (the XDG Base Directory rule: an empty or relative value is ignored), else
   ``~/.cache/cnncost``. It holds ``roofline.json`` (bench) and ``list-totals.json`` (list);
   deleting it only costs time.
+- ``config_file``: the user's own ``$XDG_CONFIG_HOME/cnncost/config.toml`` (else
+  ``~/.config/cnncost/config.toml``); ``check-factories = ["pkg.models:*"]`` there lets
+  ``check`` replay reports of those module factories.
 """
 
 from __future__ import annotations
@@ -60,6 +63,15 @@ def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or ""
     root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
     return root / "cnncost"
+
+
+def config_file() -> Path:
+    """The user's own configuration: ``$XDG_CONFIG_HOME/cnncost/config.toml`` (an absolute
+    XDG_CONFIG_HOME only), else ``~/.config/cnncost/config.toml``. Never a file beside the
+    data a command reads: what a checkout holds cannot configure what runs on it."""
+    base = os.environ.get("XDG_CONFIG_HOME") or ""
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".config"
+    return root / "cnncost" / "config.toml"
 
 
 def _mode_for(path: Path) -> int:

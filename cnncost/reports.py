@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnncost.check import load_report, refuse_code, report_files, report_folder
+from cnncost.check import load_report, read_reports, refuse_code, report_files, report_folder
 from cnncost.errors import UsageError
 from cnncost.io import write_atomic
 from cnncost.sources import Target, bundled_specs, resolve, specs_dir
@@ -91,8 +91,10 @@ def save_index(folder: Path) -> Path:
 
 
 def source_target(source: str) -> Target:
-    """The Target a report's ``source`` names (``specs/x.yaml`` = the bundled spec x)."""
-    if source.startswith("specs/"):
+    """The Target a report's ``source`` names: ``specs/x.yaml`` is that file where it exists
+    (a checkout's specs, or a project's own file of a bundled spec's name), else the bundled
+    spec x."""
+    if source.startswith("specs/") and not Path(source).is_file():
         bundled = specs_dir() / source.removeprefix("specs/")
         if bundled.is_file():
             return resolve(str(bundled))
@@ -104,13 +106,14 @@ def load_reports(directory: Path) -> list[tuple[Path, CostTable]]:
     return [(f, load_report(f)) for f in report_files(directory)]
 
 
-def checked_reports(directory: Path,
-                    allow_factories: Sequence[str] = ()) -> list[tuple[Path, CostTable]]:
-    """``load_reports`` for ``check``: a report whose source is a module factory must be
-    allowed (cnncost.check.refuse_code), or nothing is recomputed."""
-    baselines = load_reports(directory)
-    refuse_code(baselines, directory, allow_factories)
-    return baselines
+def checked_reports(directory: Path, allow_factories: Sequence[str] = ()
+                    ) -> tuple[list[tuple[Path, CostTable]], list[tuple[Path, UsageError]]]:
+    """The reports ``check`` recomputes, and those that cannot be read (each with its error:
+    a broken report hides no other's drift). A report whose source is a module factory must
+    be allowed (cnncost.check.refuse_code), or nothing is recomputed."""
+    baselines, broken = read_reports(directory)
+    refuse_code(baselines, allow_factories)
+    return baselines, broken
 
 
 def update_report(table: CostTable, path: Path, folder: Path) -> str:
@@ -134,6 +137,16 @@ def unreported(baselines: Sequence[CostTable], checked: Path | None = None) -> l
     bundled specs that have none."""
     sources = {b.source for b in baselines}
     if (checked is not None and checked.is_file()) or not any(
-            s.startswith("specs/") for s in sources):
+            _bundled(s) for s in sources):
         return []
     return [n for n in bundled_specs() if f"specs/{n}.yaml" not in sources]
+
+
+def _bundled(source: str) -> bool:
+    """A report's source is a bundled spec (not a project's own file of that name)."""
+    if not source.startswith("specs/"):
+        return False
+    local, root = Path(source), specs_dir().resolve()
+    if local.is_file():
+        return root in local.resolve().parents
+    return (root / source.removeprefix("specs/")).is_file()

@@ -355,6 +355,15 @@ class CostTable:
                                                  else ""))
 
 
+def final_receptive_field(table: CostTable) -> int:
+    """The model's receptive field: the last layer's whose output still has a spatial extent
+    (a global pool's or classifier's covers what that layer saw), 0 if no layer has one."""
+    for r in reversed(table.layers):
+        if len(r.output_shape) > 2 and any(d > 1 for d in r.output_shape[2:]):
+            return int(r.receptive_field or 0)
+    return int(table.layers[-1].receptive_field or 0) if table.layers else 0
+
+
 def relocated(where: str, file: str, source: str) -> str:
     """A ``FILE:LINE`` of a spec loaded from ``file`` and recorded as ``source``: ``file``
     becomes ``source``, and when ``source`` is the tail of ``file`` (a bundled ``specs/x.yaml``)

@@ -19,6 +19,19 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
 
+@pytest.fixture(scope="session")
+def _config_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("config-home")
+
+
+@pytest.fixture(autouse=True)
+def _no_user_config(_config_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's own configuration (cnncost.io.config_file) is never read by a test: one
+    that allows factories would change what check runs. A test that needs one sets
+    XDG_CONFIG_HOME to a folder of its own."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(_config_home))
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true",
                      help="Rewrite tests/golden/ from the current output (review the diff).")

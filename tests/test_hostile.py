@@ -252,11 +252,35 @@ def test_a_factory_raising_keyboardinterrupt_after_drift_is_still_exit_1(
     assert code == 1 and "a.json: tiny" in out, (out, err)
 
 
-def test_the_repositorys_pyproject_allows_a_factory(reports: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["tmp", "reports", "reports/.."])
+def test_a_pyproject_beside_the_reports_allows_no_factory(reports: Path, tmp_path: Path,
+                                                          where: str) -> None:
+    # A pull request that adds a report naming code could add the pyproject.toml allowing it:
+    # only the command line and the user's own configuration may allow a factory.
     source = _factory_file(tmp_path, "return nn.Conv2d(1, 2, 3)")
     _factory_report(reports, source)
-    (tmp_path / "pyproject.toml").write_text(
-        f"[tool.cnncost]\ncheck-factories = [{json.dumps(source)}]\n")
+    folder = tmp_path if where == "tmp" else tmp_path / where
+    (folder / "pyproject.toml").write_text('[tool.cnncost]\ncheck-factories = ["*"]\n'
+                                           'allow-factories = ["*"]\n')
+    assert_one_line_error(*run("check", reports), "b.json: source", "is Python code",
+                          "config.toml")
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.fixture
+def user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's own configuration file ($XDG_CONFIG_HOME/cnncost/config.toml)."""
+    home = tmp_path / "config-home"
+    (home / "cnncost").mkdir(parents=True)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home / "cnncost" / "config.toml"
+
+
+def test_the_users_own_config_allows_a_factory(reports: Path, tmp_path: Path,
+                                               user_config: Path) -> None:
+    source = _factory_file(tmp_path, "return nn.Conv2d(1, 2, 3)")
+    _factory_report(reports, source)
+    user_config.write_text(f"check-factories = [{json.dumps(source)}]\n")
     code, out, err = run("check", reports)
     assert code == 1, (out, err)  # both ran and both differ from what a.json recorded
     assert (tmp_path / "ran").read_text() == "ran"
@@ -264,22 +288,14 @@ def test_the_repositorys_pyproject_allows_a_factory(reports: Path, tmp_path: Pat
 
 
 @pytest.mark.parametrize("config,why", [
-    ('[tool.cnncost]\ncheck-factories = "sys:exit"\n', "expected a list of factory names"),
+    ('check-factories = "sys:exit"\n', "expected a list of factory names"),
     ("[tool.cnncost\n", "not valid TOML"),
 ])
-def test_a_bad_config_is_one_line(reports: Path, tmp_path: Path, config: str,
-                                  why: str) -> None:
+def test_a_bad_user_config_is_one_line(reports: Path, user_config: Path, config: str,
+                                       why: str) -> None:
     _factory_report(reports, "sys:exit")
-    (tmp_path / "pyproject.toml").write_text(config)
-    assert_one_line_error(*run("check", reports), "pyproject.toml", why)
-
-
-def test_a_pyproject_above_the_git_repository_is_not_the_repositorys(
-        reports: Path, tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[tool.cnncost]\ncheck-factories = ["*"]\n')
-    (reports / ".git").mkdir()
-    _factory_report(reports, "sys:exit")
-    assert_one_line_error(*run("check", reports), "is Python code")
+    user_config.write_text(config)
+    assert_one_line_error(*run("check", reports), "config.toml", why)
 
 
 def test_check_does_not_import_from_the_current_folder(

@@ -24,7 +24,7 @@ from cnncost.advise.rewrite import dump, load_doc, with_vars
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.io import read_text
 from cnncost.spec import MAX_FILE_BYTES, ModelSpec, parse_spec
-from cnncost.table import CostRow, CostTable, relocated
+from cnncost.table import CostRow, CostTable, final_receptive_field, relocated
 
 SCHEMA = "cnncost.advice/2"
 DEFAULT_MIN_SAVING = 0.05
@@ -246,9 +246,6 @@ def _last_rf(rows: list[CostRow]) -> int:
 
 
 def model_receptive_field(table: CostTable) -> int:
-    """The model's receptive field: that of the last layer whose output still has a spatial
-    extent (what a global pool or a flatten reads), else the last layer's."""
-    for r in reversed(table.layers):
-        if len(r.output_shape) > 2 and any(d > 1 for d in r.output_shape[2:]):
-            return int(r.receptive_field or 0)
-    return int(table.layers[-1].receptive_field or 0) if table.layers else 0
+    """The model's receptive field (cnncost.table.final_receptive_field): that of the last
+    layer whose output still has a spatial extent (what a global pool or a flatten reads)."""
+    return final_receptive_field(table)

@@ -3,7 +3,7 @@
 This module makes the typer app, turns CnnCostError into one line and an exit code (the only
 place that catches it), and registers the commands, which live one group per module:
 ``analyze`` (analyze, compare, explain), ``catalog`` (list, validate), ``advise``, ``report``
-(report, check), ``bench``, ``sweep``, ``plot``. Each command parses its options (the shared
+(report, check, diff), ``bench``, ``sweep``, ``plot``. Each command parses its options (the shared
 ones from ``cnncost.cli.options``), calls cnncost.api (or a domain module's entry point) and
 hands the result to cnncost.render. A new command is a function in its group's module (or a
 new module) and one line in ``COMMANDS`` below; no command module imports another.
@@ -80,6 +80,7 @@ COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("advise", advise.advise),
     ("report", report.report),
     ("check", report.check),
+    ("diff", report.diff),
     ("bench", bench.bench),
     ("explain", analyze.explain),
     ("sweep", sweep.sweep),

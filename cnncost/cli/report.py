@@ -1,14 +1,17 @@
 """The committed baselines: ``report`` writes a folder of reports, ``check`` recounts them
-and exits 1 on drift.
+(exit 1 on drift or a budget broken), ``diff`` compares two folders of them.
 
 What belongs here: commands over a reports folder. Its files are ``cnncost.reports``'s;
-recounting is ``cnncost.api.recheck``'s; the diff's text is ``cnncost.render.check``'s.
+recounting is ``cnncost.api.recheck``'s; the review of a change (status, totals, layers,
+budgets) is ``cnncost.review``'s, its text, Markdown and JSON ``cnncost.render.review``'s.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,15 +21,24 @@ from cnncost.cli.options import (
     EngineOpt,
     InputOpt,
     ModeOpt,
+    OutputOpt,
     PolicyOpt,
     SetOpt,
     StrictOpt,
     parse_input,
     parse_policy,
     parse_sets,
+    write_output,
 )
 from cnncost.count.conventions import Mode
+from cnncost.errors import CnnCostError
 from cnncost.render.console import err_console, print_error, write_stdout
+from cnncost.render.review import ReviewFormat
+
+if TYPE_CHECKING:
+    from cnncost.budgets import Budgets
+    from cnncost.review import ModelReview, Review
+    from cnncost.table import CostTable
 
 
 def report(
@@ -62,6 +74,16 @@ def report(
     err_console.print(f"wrote {save_index(out)}")
 
 
+ReviewFormatOpt = Annotated[ReviewFormat, typer.Option(
+    "--format", "-f", help="table (text), md (a pull-request comment: summary table, a "
+    "collapsible section per model) or json (cnncost.check/1, cnncost.diff/1).")]
+LimitOpt = Annotated[int, typer.Option(
+    min=1, metavar="N", help="Layer lines shown per report (the totals always are).")]
+BudgetsOpt = Annotated[Path | None, typer.Option(
+    "--budgets", metavar="FILE", help="Ceilings on models' totals (default: budgets.yaml "
+    "beside the reports, when there is one); a model over one exits 1.")]
+
+
 def check(
     directory: Annotated[Path, typer.Argument(
         metavar="DIR", help="Folder of reports (`cnncost report`), or one.")] = Path("reports"),
@@ -69,43 +91,110 @@ def check(
         min=0.0, metavar="REL", help="Allowed relative change of numbers (0.01 = 1%).")] = 0.0,
     update: Annotated[bool, typer.Option(
         help="Rewrite the reports that drifted with the current figures (exit 0).")] = False,
-    limit: Annotated[int, typer.Option(
-        min=1, metavar="N", help="Differences shown per report.")] = 40,
+    limit: LimitOpt = 40,
     allow_factory: Annotated[list[str] | None, typer.Option(
         "--allow-factory", metavar="PKG.MODULE:FN", help="Replay reports of this module "
-        "factory (fnmatch pattern, repeatable); else check runs no code a report names.")
+        "factory (fnmatch pattern, repeatable; or check-factories in your own "
+        "~/.config/cnncost/config.toml); else check runs no code a report names.")
     ] = None,
     engine: EngineOpt = None,
+    fmt: ReviewFormatOpt = ReviewFormat.TABLE,
+    output: OutputOpt = None,
+    budgets: BudgetsOpt = None,
 ) -> None:
-    """Recompute every report in DIRECTORY; exit 1 with a diff when any figure drifted."""
-    from cnncost.api import recheck
-    from cnncost.render.check import check_summary, drift_text, unreported_note
-    from cnncost.reports import checked_reports, refresh_index, unreported, update_report
+    """Recompute every report in DIRECTORY; exit 1 when a figure drifted or a model is over
+    its budget, with each model's totals (old -> new) and then its layers' differences."""
+    from cnncost.budgets import budgets_for
+    from cnncost.render.review import model_text, summary_text
+    from cnncost.reports import checked_reports, unreported
 
-    baselines = checked_reports(directory, allow_factory or [])  # all read before any work
-    drifted = failed = 0
+    baselines, broken = checked_reports(directory, allow_factory or [])  # before any work
+    ceilings = budgets_for(directory, [b for _, b in baselines], budgets)
+    texts: list[str] = []
+
+    def show(m: ModelReview, note: str) -> None:
+        text = (model_text(m, limit) if m.differences or m.breaches else "") + note
+        if fmt is ReviewFormat.TABLE and output is None:
+            write_stdout(text)  # as each report is done
+        else:
+            texts.append(text)
+
+    review = _recheck(directory, baselines, broken, ceilings, tolerance, engine, update, show)
+    missing = unreported([b for _, b in baselines], directory)
+    review = replace(review, unreported=tuple(missing))
+    if fmt is ReviewFormat.TABLE:
+        write_output("".join([*texts, summary_text(review)]), output)
+    else:
+        write_output(_document(review, fmt, limit), output)
+    if review.exit_code:
+        raise typer.Exit(review.exit_code)
+    if missing and fmt is ReviewFormat.TABLE:
+        from cnncost.render.check import unreported_note
+
+        err_console.print(unreported_note(missing, directory))
+
+
+def _recheck(directory: Path, baselines: Sequence[tuple[Path, CostTable]],
+             broken: Sequence[tuple[Path, CnnCostError]], ceilings: Budgets | None,
+             tolerance: float, engine: str | None, update: bool,
+             show: Callable[[ModelReview, str], None]) -> Review:
+    """Recount each report and review it (``show``n as it comes, with what --update wrote);
+    a broken report is one more failed review; a Ctrl-C after drift still exits 1."""
+    from cnncost.api import recheck
+    from cnncost.reports import refresh_index, update_report
+    from cnncost.review import Review, broken_review, review_model
+
+    models = [broken_review(path, str(exc)) for path, exc in broken]
+    for _, exc in broken:
+        print_error(str(exc))
     try:
         for r in recheck(baselines, tolerance, engine):
             if r.error is not None:
-                failed += 1
                 print_error(str(r.error))
-            elif r.regressions:
-                drifted += 1
-                write_stdout(drift_text(r.path, r.baseline, r.regressions, limit))
-                if update and r.current is not None:
-                    write_stdout(update_report(r.current, r.path, directory))
+            updated = bool(update and r.regressions and r.current is not None)
+            m = review_model(r.path, r.baseline, r.current, tolerance, ceilings, r.regressions,
+                             None if r.error is None else str(r.error), r.missing, updated)
+            models.append(m)
+            note = (update_report(r.current, r.path, directory)
+                    if updated and r.current is not None else "")
+            show(m, note)
     except KeyboardInterrupt:
-        if not drifted or update:
+        if update or not any(m.differences or m.breaches for m in models):
             raise
         err_console.print("interrupted")  # drift was found: that decides the exit code
         raise typer.Exit(1) from None
-    if drifted and update:
+    if any(m.updated for m in models):
         refresh_index(directory)
-    write_stdout(check_summary(len(baselines), drifted, update, directory, failed))
-    if drifted and not update:
-        raise typer.Exit(1)  # drift is exit 1, also when another report failed
-    if failed:
-        raise typer.Exit(2)
-    missing = unreported([b for _, b in baselines], directory)
-    if missing:
-        err_console.print(unreported_note(missing, directory))
+    return Review("check", {"reports": str(directory)}, tuple(models), tolerance,
+                  ceilings.file if ceilings else None, update)
+
+
+def _document(review: Review, fmt: ReviewFormat, limit: int) -> str:
+    from cnncost.render.review import review_json, review_markdown
+
+    return review_json(review) if fmt is ReviewFormat.JSON else review_markdown(review, limit)
+
+
+def diff(
+    base: Annotated[Path, typer.Argument(
+        metavar="BASE", help="Folder of reports (the base branch's), or one report.")],
+    head: Annotated[Path, typer.Argument(
+        metavar="HEAD", help="Folder of reports (the change's), or one report.")],
+    fmt: ReviewFormatOpt = ReviewFormat.TABLE,
+    output: OutputOpt = None,
+    limit: LimitOpt = 40,
+    budgets: BudgetsOpt = None,
+) -> None:
+    """What changed from BASE's reports to HEAD's (matched by their path in the folder), no
+    recount: each model's totals (old -> new) first, then its layers; exit 1 only when a
+    model of HEAD is over its budget."""
+    from cnncost.render.review import review_text, summary_text
+    from cnncost.review import diff_review
+
+    review = diff_review(base, head, budgets)
+    if fmt is ReviewFormat.TABLE:
+        write_output("".join([*review_text(review, limit), summary_text(review)]), output)
+    else:
+        write_output(_document(review, fmt, limit), output)
+    if review.exit_code:
+        raise typer.Exit(review.exit_code)
