@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,6 +33,7 @@ import torch
 
 from cnncost.errors import CnnCostError
 from cnncost.io import cache_dir, read_text, write_atomic
+from cnncost.measure.machine import cpu_name, load_average, machine_key
 from cnncost.measure.memory import free_memory
 from cnncost.measure.timing import Progress
 from cnncost.table import CostRow, CostTable
@@ -150,21 +149,13 @@ def device_name(device: torch.device) -> str:
     """A human name for the device: the CPU model, or the CUDA device's name."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
+    return cpu_name()
 
 
 def cache_key(device: torch.device, dtype: torch.dtype, threads: int) -> str:
     """What a calibration depends on: device model, dtype and (on CPU) the thread count."""
-    dt = str(dtype).removeprefix("torch.")
-    if device.type == "cuda":
-        return f"cuda:{device_name(device)}|{dt}"
-    return f"cpu:{device_name(device)}|{dt}|threads={threads}"
+    return machine_key(device.type, device_name(device), str(dtype).removeprefix("torch."),
+                       threads)
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
@@ -235,14 +226,6 @@ def calibrate(device: torch.device, dtype: torch.dtype, threads: int, quick: boo
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         load_avg=load_average(),
     )
-
-
-def load_average() -> float | None:
-    """The 1-minute load average (None where the OS has none)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
 
 
 def _sync(device: torch.device) -> None:

@@ -1,0 +1,91 @@
+"""A counted layer as a prediction reads it: its op class and its features (no torch).
+
+The features are what the count already has: the batch, channels in and out, spatial sizes
+in and out, the kernel's area, the stride, the groups (read off the MACs' factors), MACs,
+FLOPs, the bytes read and written, the weights' bytes and the number of inputs. A
+calibration kernel is counted like any model, so its features come from the same code as a
+predicted layer's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from cnncost.predict.kernels import (
+    CONV_CLASSES,
+    MODULE_KINDS,
+    OP_CLASSES,
+    class_of_kind,
+    conv_class,
+)
+from cnncost.table import CostRow
+
+FEATURES = ("batch", "cin", "cout", "hw_in", "hw_out", "kernel", "stride", "groups",
+            "spatial_dims", "macs", "flops", "in_bytes", "out_bytes", "weight_bytes", "inputs")
+# Where a layer of no class is predicted from, and why.
+FALLBACK_COMPUTE = "pwconv"  # a layer with MACs: as a matrix product
+FALLBACK_MEMORY = "add"  # one without: as an element-wise op that reads and writes its bytes
+
+
+@dataclass(frozen=True)
+class LayerFeatures:
+    """One layer: the op class predicting it, its features, and a note when its kind has no
+    class of its own (it is then predicted from a stand-in class)."""
+
+    name: str
+    kind: str
+    op_class: str
+    values: tuple[float, ...]
+    calls: int = 1
+    stand_in: str = ""  # "" or why another class stands in for this layer's kind
+
+    def get(self, feature: str) -> float:
+        return self.values[FEATURES.index(feature)]
+
+
+def spec_kind(kind: str) -> str:
+    """The spec layer kind of a row's kind (a module's class name maps to the kind it runs)."""
+    return MODULE_KINDS.get(kind, kind)
+
+
+def _channels_and_sizes(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(channels, spatial product, spatial dims) of a batched shape; (features, 1, 0) for
+    (N, F)."""
+    if len(shape) <= 2:
+        return (shape[-1] if len(shape) == 2 else 1), 1, 0
+    return shape[1], math.prod(shape[2:]), len(shape) - 2
+
+
+def layer_features(row: CostRow, elem: int) -> LayerFeatures:
+    """The op class and features of one counted layer (``elem``: bytes per element)."""
+    kind = spec_kind(row.kind)
+    first = row.input_shape[0] if row.input_shape else row.output_shape
+    batch = first[0] if first else 1
+    cin, hw_in, dims = _channels_and_sizes(first)
+    cout, hw_out, _ = _channels_and_sizes(row.output_shape)
+    kernel, groups = 1, 1
+    if row.factors and kind == "conv":
+        per_out = row.factors[0].per_out
+        kernel = math.prod(per_out[:-1])
+        groups = max(1, cin // per_out[-1]) if per_out[-1] else 1
+    stride = max(1, round(math.sqrt(hw_in / hw_out))) if hw_out and hw_in > hw_out else 1
+    in_bytes = sum(math.prod(s) for s in row.input_shape) * elem
+    calls = max(1, row.calls)
+    values = (float(batch), float(cin), float(cout), float(hw_in), float(hw_out),
+              float(kernel), float(stride), float(groups), float(dims),
+              row.macs / calls, row.flops / calls, float(in_bytes),
+              row.output_bytes / calls, float((row.params + row.buffers) * elem),
+              float(len(row.input_shape)))
+    op_class = conv_class(kernel, groups, cin) if kind == "conv" else class_of_kind(kind)
+    stand_in = ""
+    if op_class is None:
+        op_class = FALLBACK_COMPUTE if row.macs else FALLBACK_MEMORY
+        what = "a matrix product" if row.macs else "an element-wise op over its bytes"
+        stand_in = f"kind {row.kind!r} not calibrated: estimated as {what} ({op_class})"
+    return LayerFeatures(row.name, row.kind, op_class, values, calls, stand_in)
+
+
+def class_names() -> tuple[str, ...]:
+    """Every op class, conv classes first (as a calibration lists them)."""
+    return (*CONV_CLASSES, *(n for n in OP_CLASSES if n not in CONV_CLASSES))

@@ -1,0 +1,188 @@
+"""Fitting one op class's predictor to its calibration samples, and its held-out error.
+
+The predictor of a class has two parts:
+
+- a **baseline** ``t = a + b x MACs + c x bytes`` (bytes read and written, weights included),
+  each coefficient >= 0: a fixed cost per call (the framework's dispatch, which dominates
+  small layers at batch 1), a time per MAC and a time per byte. It is fitted by least
+  squares on relative error (every sample counts alike whatever its size), trying each set
+  of terms and keeping the best one whose coefficients are all >= 0. It extrapolates the
+  way the machine does: linearly in work.
+- **trees** on the baseline's residual ``log(t / baseline)``: gradient-boosted regression trees
+  (scikit-learn's ``GradientBoostingRegressor``, depth 3) over the layer's features learn
+  what the baseline misses (a library's blocking, vector widths, channel counts that fit a
+  cache). Outside the samples' range a tree holds its edge value, so the baseline carries
+  the extrapolation. Trees are kept only where they cut the held-out error by 5% or more.
+
+The held-out error comes from k-fold cross-validation on the calibration samples: each
+sample predicted by a fit that did not see it. The fit is plain numbers (JSON), evaluated by
+``cnncost.predict.model`` in pure Python; scikit-learn is needed to fit trees only (without
+it the baseline alone is fitted, and the calibration says so).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from cnncost.predict.features import FEATURES
+
+FOLDS = 5
+MIN_TREE_SAMPLES = 24  # fewer samples than this: baseline only (trees would learn noise)
+TREES = {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.1, "min_samples_leaf": 3}
+_MACS, _IN, _OUT, _W = (FEATURES.index(f) for f in ("macs", "in_bytes", "out_bytes",
+                                                     "weight_bytes"))
+# Trees are kept when they cut the held-out RMS log error by 5% of it and by more than 0.005
+# (half a percent: below what timing noise lets one tell apart).
+TREE_GAIN = 0.95
+MIN_GAIN = 0.005
+MIN_TIME_S = 1e-8  # the floor of a baseline (a zero fit must not divide by zero)
+
+
+def baseline_terms(x: Sequence[float]) -> tuple[float, float, float]:
+    """The baseline's terms of one feature vector: (1, MACs, bytes moved)."""
+    return 1.0, x[_MACS], x[_IN] + x[_OUT] + x[_W]
+
+
+def fit_baseline(xs: Sequence[Sequence[float]], ys: Sequence[float]) -> list[float]:
+    """Non-negative (a, b, c) of ``a + b*MACs + c*bytes`` by least squares on relative error."""
+    import numpy as np
+
+    terms = np.array([baseline_terms(x) for x in xs], dtype=float)
+    y = np.asarray(ys, dtype=float)
+    scaled = terms / y[:, None]  # relative error: (A theta) / y - 1
+    best, best_cost = [0.0, 0.0, 0.0], math.inf
+    for k in (1, 2, 3):
+        for cols in itertools.combinations(range(3), k):
+            sub = scaled[:, cols]
+            if not np.any(sub):
+                continue
+            theta, *_ = np.linalg.lstsq(sub, np.ones(len(y)), rcond=None)
+            if np.any(theta < 0) or not np.all(np.isfinite(theta)):
+                continue
+            cost = float(np.sum((sub @ theta - 1.0) ** 2))
+            if cost < best_cost:
+                best_cost = cost
+                best = [0.0, 0.0, 0.0]
+                for c, v in zip(cols, theta, strict=True):
+                    best[c] = float(v)
+    return best
+
+
+def baseline_time(coef: Sequence[float], x: Sequence[float]) -> float:
+    one, macs, nbytes = baseline_terms(x)
+    return max(MIN_TIME_S, coef[0] * one + coef[1] * macs + coef[2] * nbytes)
+
+
+def sklearn_version() -> str | None:
+    """scikit-learn's version, None when it is not installed (trees are then not fitted)."""
+    try:
+        import sklearn
+    except ImportError:
+        return None
+    return str(sklearn.__version__)
+
+
+def fit_trees(xs: Sequence[Sequence[float]], residuals: Sequence[float]) -> dict[str, Any]:
+    """Boosted trees on the residual, exported as plain lists (no pickle)."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    model = GradientBoostingRegressor(random_state=0, subsample=1.0, **TREES)
+    model.fit([list(x) for x in xs], list(residuals))
+    rate = float(model.learning_rate)
+    trees = []
+    for (est,) in model.estimators_:
+        t = est.tree_
+        trees.append([[int(f) for f in t.feature], [float(v) for v in t.threshold],
+                      [int(i) for i in t.children_left], [int(i) for i in t.children_right],
+                      [float(v) * rate for v in t.value[:, 0, 0]]])
+    init = float(model.init_.constant_[0][0]) if hasattr(model.init_, "constant_") else (
+        float(sum(residuals) / len(residuals)))
+    return {"init": init, "trees": trees}
+
+
+def tree_sum(trees: dict[str, Any], x: Sequence[float]) -> float:
+    """The boosted trees' output for one feature vector."""
+    total = trees["init"]
+    for feat, thr, left, right, value in trees["trees"]:
+        i = 0
+        while left[i] >= 0:
+            i = left[i] if x[feat[i]] <= thr[i] else right[i]
+        total += value[i]
+    return float(total)
+
+
+def predict_seconds(fitted: dict[str, Any], x: Sequence[float]) -> float:
+    """A class fit's time for one feature vector: baseline x exp(trees)."""
+    t = baseline_time(fitted["baseline"], x)
+    trees = fitted.get("trees")
+    return t * math.exp(tree_sum(trees, x)) if trees else t
+
+
+def fit_model(xs: Sequence[Sequence[float]], ys: Sequence[float],
+              trees: bool) -> dict[str, Any]:
+    """A baseline, and trees on its residual when asked."""
+    coef = fit_baseline(xs, ys)
+    fitted: dict[str, Any] = {"baseline": coef, "trees": None}
+    if trees:
+        res = [math.log(y / baseline_time(coef, x)) for x, y in zip(xs, ys, strict=True)]
+        fitted["trees"] = fit_trees(xs, res)
+    return fitted
+
+
+def held_out(xs: Sequence[Sequence[float]], ys: Sequence[float], trees: bool,
+             folds: int = FOLDS) -> list[float]:
+    """log(predicted / measured) of every sample, each predicted by a fit on the other folds."""
+    n = len(ys)
+    order = sorted(range(n), key=lambda i: (i * 7919) % n)  # deterministic, spread out
+    errors = [0.0] * n
+    k = min(folds, n)
+    for f in range(k):
+        test = order[f::k]
+        held = set(test)
+        train = [i for i in range(n) if i not in held]
+        if not train:
+            return []
+        fitted = fit_model([xs[i] for i in train], [ys[i] for i in train], trees)
+        for i in test:
+            errors[i] = math.log(predict_seconds(fitted, xs[i]) / ys[i])
+    return errors
+
+
+def error_summary(log_errors: Sequence[float]) -> dict[str, float]:
+    """Held-out error: median and 90th percentile of |predicted / measured - 1|, and the RMS
+    of log(predicted / measured)."""
+    if not log_errors:
+        return {"median": math.nan, "p90": math.nan, "rms": math.nan}
+    rel = sorted(abs(math.exp(e) - 1) for e in log_errors)
+    p90 = rel[min(len(rel) - 1, math.ceil(0.9 * len(rel)) - 1)]
+    return {"median": rel[len(rel) // 2] if len(rel) % 2 else
+            (rel[len(rel) // 2 - 1] + rel[len(rel) // 2]) / 2,
+            "p90": p90, "rms": math.sqrt(sum(e * e for e in log_errors) / len(log_errors))}
+
+
+def ranges(xs: Sequence[Sequence[float]]) -> list[list[float]]:
+    """[min, max] of each feature over the samples: the calibrated range."""
+    return [[min(x[i] for x in xs), max(x[i] for x in xs)] for i in range(len(FEATURES))]
+
+
+def fit_class(xs: Sequence[Sequence[float]], ys: Sequence[float],
+              use_trees: bool) -> dict[str, Any]:
+    """One class's predictor, fitted on all its samples: the baseline, trees where the
+    held-out error says they help, the calibrated ranges and the held-out error."""
+    base_err = held_out(xs, ys, False)
+    method, errors = "baseline", base_err
+    if use_trees and len(ys) >= MIN_TREE_SAMPLES:
+        tree_err = held_out(xs, ys, True)
+        gain = _rms(base_err) - _rms(tree_err)
+        if gain > (1 - TREE_GAIN) * _rms(base_err) and gain > MIN_GAIN:
+            method, errors = "trees", tree_err
+    fitted = fit_model(xs, ys, method == "trees")
+    return {**fitted, "method": method, "samples": len(ys), "ranges": ranges(xs),
+            "error": error_summary(errors), "baseline_error": error_summary(base_err)}
+
+
+def _rms(errors: Sequence[float]) -> float:
+    return math.sqrt(sum(e * e for e in errors) / len(errors)) if errors else math.inf

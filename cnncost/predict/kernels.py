@@ -1,0 +1,321 @@
+"""The op classes a calibration times and a prediction reads (the one place to add one).
+
+An op class is a family of layers that one fitted model predicts: dense convolutions,
+1x1 convolutions, depthwise and grouped ones (each a different kernel in the libraries
+underneath), linear layers, poolings, and the memory-bound family (batch norm, each
+activation, add, mul, concat, ...). Each class says which layer kinds it covers and how to
+draw a calibration kernel: a short spec whose last layer of the class is the one timed
+(earlier layers, if any, only make its inputs). Kernels are drawn from ranges a CNN's layers
+fall in (channels, spatial sizes, kernels, strides, groups), never from the bundled models'
+own layers, which are what a prediction is checked against.
+
+Nothing here imports torch: a kernel is spec text.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Module class names (a counted nn.Module's rows) -> the spec layer kind they run.
+MODULE_KINDS = {
+    "Conv1d": "conv", "Conv2d": "conv", "Conv3d": "conv", "Linear": "linear",
+    "BatchNorm1d": "bn", "BatchNorm2d": "bn", "BatchNorm3d": "bn",
+    "MaxPool1d": "max_pool", "MaxPool2d": "max_pool", "MaxPool3d": "max_pool",
+    "AvgPool1d": "avg_pool", "AvgPool2d": "avg_pool", "AvgPool3d": "avg_pool",
+    "AdaptiveAvgPool1d": "adaptive_avg_pool", "AdaptiveAvgPool2d": "adaptive_avg_pool",
+    "AdaptiveAvgPool3d": "adaptive_avg_pool", "AdaptiveMaxPool2d": "adaptive_max_pool",
+    "ReLU": "relu", "ReLU6": "relu6", "SiLU": "silu", "Hardswish": "hardswish",
+    "Hardsigmoid": "hardsigmoid", "Sigmoid": "sigmoid", "Tanh": "tanh", "GELU": "gelu",
+    "LeakyReLU": "leaky_relu", "Softmax": "softmax", "Flatten": "flatten",
+    "Dropout": "dropout", "Identity": "identity", "ChannelShuffle": "channel_shuffle",
+}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One calibration kernel: a spec (YAML text) and the batch it runs at."""
+
+    spec: str
+    batch: int
+
+
+Sampler = Callable[[random.Random], Kernel]
+
+
+@dataclass(frozen=True)
+class OpClass:
+    """A family of layers predicted by one fitted model."""
+
+    name: str
+    kinds: tuple[str, ...]  # the spec layer kinds in it (conv kinds split by ``conv_class``)
+    doc: str
+    share: float  # its part of a calibration's first round of samples
+    sample: Sampler
+
+    @property
+    def timed_kinds(self) -> tuple[str, ...]:
+        """The kinds of the layer a kernel times (its last layer of one of these kinds)."""
+        return self.kinds
+
+
+OP_CLASSES: dict[str, OpClass] = {}
+
+
+def register_class(name: str, kinds: tuple[str, ...], doc: str,
+                   share: float) -> Callable[[Sampler], Sampler]:
+    """Register an op class; a duplicate name, or a kind in two classes, raises at import."""
+
+    def deco(sample: Sampler) -> Sampler:
+        if name in OP_CLASSES:
+            raise RuntimeError(f"op class {name!r} registered twice")
+        taken = {k for c in OP_CLASSES.values() if c.name not in CONV_CLASSES for k in c.kinds}
+        if name not in CONV_CLASSES and set(kinds) & taken:
+            raise RuntimeError(f"op class {name!r}: kinds {set(kinds) & taken} already taken")
+        OP_CLASSES[name] = OpClass(name, kinds, doc, share, sample)
+        return sample
+
+    return deco
+
+
+CONV_CLASSES = ("conv", "pwconv", "dwconv", "gconv")
+
+
+def conv_class(kernel_area: int, groups: int, cin: int) -> str:
+    """Which conv class a convolution is: depthwise (groups = C_in > 1), grouped, 1x1 or dense."""
+    if groups > 1:
+        return "dwconv" if groups == cin else "gconv"
+    return "pwconv" if kernel_area == 1 else "conv"
+
+
+def class_of_kind(kind: str) -> str | None:
+    """The op class of a non-conv layer kind (None: no class covers it)."""
+    for c in OP_CLASSES.values():
+        if c.name not in CONV_CLASSES and kind in c.kinds:
+            return c.name
+    return None
+
+
+# --------------------------------------------------------------------------- drawing sizes
+
+
+BATCHES = (1, 1, 1, 2, 4, 8, 8, 8, 16, 32)
+
+
+def log_uniform(rng: random.Random, lo: float, hi: float) -> float:
+    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+
+
+def channels(rng: random.Random, lo: int, hi: int) -> int:
+    """A channel count between lo and hi, log-uniform; mostly a multiple of 8, as in CNNs."""
+    c = log_uniform(rng, lo, hi)
+    if c >= 16 and rng.random() < 0.75:
+        return max(lo, min(hi, 8 * round(c / 8)))
+    return max(lo, min(hi, round(c)))
+
+
+def spatial(rng: random.Random, lo: int, hi: int) -> int:
+    return max(lo, min(hi, round(log_uniform(rng, lo, hi))))
+
+
+def choose(rng: random.Random, weighted: dict[object, float]) -> object:
+    keys = list(weighted)
+    return rng.choices(keys, weights=[weighted[k] for k in keys])[0]
+
+
+def spec_text(shape: tuple[int, ...], layers: list[str]) -> str:
+    """A kernel's spec: its input (one sample) and its layers, one YAML line each."""
+    body = "\n".join(f"  - {line}" for line in layers)
+    return f"name: kernel\ninput: [{', '.join(map(str, shape))}]\nlayers:\n{body}\n"
+
+
+# Bounds on one kernel (a timed call stays well under a second on a CPU core).
+MAX_MACS = 2e10  # VGG's first convolutions at batch 8
+MAX_ELEMENTS = 2 ** 25  # of one input or output tensor (128 MiB at float32)
+
+
+def fits(batch: int, macs: float, *tensors: tuple[int, ...]) -> bool:
+    return macs * batch <= MAX_MACS and all(batch * math.prod(t) <= MAX_ELEMENTS
+                                            for t in tensors)
+
+
+def _drawn(draw: Callable[[random.Random], Kernel | None]) -> Sampler:
+    """A sampler that draws again until a kernel fits the bounds."""
+
+    def sample(rng: random.Random) -> Kernel:
+        for _ in range(1000):
+            kernel = draw(rng)
+            if kernel is not None:
+                return kernel
+        raise RuntimeError("no kernel within bounds after 1000 draws")
+
+    sample.__doc__ = draw.__doc__
+    return sample
+
+
+def _conv(rng: random.Random, cin: int, cout: int, size: int, k: int, s: int,
+          groups: int) -> Kernel | None:
+    batch = rng.choice(BATCHES)
+    out = (size + 2 * (k // 2) - k) // s + 1
+    if out < 1:
+        return None
+    macs = cout * out * out * (cin // groups) * k * k
+    if not fits(batch, macs, (cin, size, size), (cout, out, out)):
+        return None
+    bias = "true" if rng.random() < 0.3 else "false"
+    conv = (f"conv: {{out: {cout}, kernel: {k}, stride: {s}, padding: {k // 2}, "
+            f"groups: {groups}, bias: {bias}}}")
+    return Kernel(spec_text((cin, size, size), [conv]), batch)
+
+
+@register_class("conv", ("conv",), "dense convolutions, kernel larger than 1x1", 0.22)
+@_drawn
+def _dense(rng: random.Random) -> Kernel | None:
+    k = int(choose(rng, {3: 0.7, 5: 0.1, 7: 0.12, 11: 0.08}))  # type: ignore[call-overload]
+    cin = 3 if rng.random() < 0.1 else channels(rng, 8, 1024)
+    s = 4 if k >= 7 and rng.random() < 0.2 else (1 if rng.random() < 0.7 else 2)
+    return _conv(rng, cin, channels(rng, 16, 1024), spatial(rng, max(k, 7), 224), k, s, 1)
+
+
+@register_class("pwconv", ("conv",), "1x1 (pointwise) convolutions", 0.2)
+@_drawn
+def _pointwise(rng: random.Random) -> Kernel | None:
+    size = 1 if rng.random() < 0.1 else spatial(rng, 2, 112)
+    return _conv(rng, channels(rng, 8, 2048), channels(rng, 8, 2048), size, 1,
+                 2 if size > 2 and rng.random() < 0.1 else 1, 1)
+
+
+@register_class("dwconv", ("conv",), "depthwise convolutions (groups = input channels)", 0.12)
+@_drawn
+def _depthwise(rng: random.Random) -> Kernel | None:
+    k = int(choose(rng, {3: 0.65, 5: 0.25, 7: 0.1}))  # type: ignore[call-overload]
+    c = channels(rng, 8, 2048)
+    return _conv(rng, c, c, spatial(rng, 4, 224), k, 1 if rng.random() < 0.7 else 2, c)
+
+
+@register_class("gconv", ("conv",), "grouped convolutions (1 < groups < input channels)", 0.06)
+@_drawn
+def _grouped(rng: random.Random) -> Kernel | None:
+    groups = rng.choice((2, 4, 8, 16, 32, 64))
+    per = rng.choice((2, 4, 8, 16, 32, 64))
+    cin = groups * per
+    if cin < 16 or cin > 2048:
+        return None
+    cout = groups * rng.choice((per, per, 2 * per, max(1, per // 2)))
+    k = 3 if rng.random() < 0.7 else 1
+    return _conv(rng, cin, cout, spatial(rng, 4, 112), k, 1 if rng.random() < 0.75 else 2,
+                 groups)
+
+
+@register_class("linear", ("linear",), "fully connected layers", 0.07)
+@_drawn
+def _linear(rng: random.Random) -> Kernel | None:
+    batch = rng.choice((1, 1, 2, 4, 8, 8, 16, 32))
+    fin, fout = channels(rng, 16, 25088), channels(rng, 10, 4096)
+    if fin * fout > 1.1e8 or batch * fin * fout > MAX_MACS:
+        return None
+    return Kernel(spec_text((fin,), [f"linear: {{out: {fout}}}"]), batch)
+
+
+Shape3 = tuple[int, int, int]
+Layers = Callable[[Shape3, random.Random], "list[str] | None"]
+
+
+def _elementwise(layers: Layers, lo_s: int = 1, hi_s: int = 112) -> Sampler:
+    """A sampler of a feature map (C x H x W at a batch; mostly square) through ``layers``
+    (which may refuse a shape by returning None)."""
+
+    def draw(rng: random.Random) -> Kernel | None:
+        batch, h = rng.choice(BATCHES), spatial(rng, lo_s, hi_s)
+        shape = (channels(rng, 8, 2048), h, h if rng.random() < 0.9 else spatial(rng, lo_s, hi_s))
+        made = layers(shape, rng)
+        if made is None or not fits(batch, 0, shape):
+            return None
+        return Kernel(spec_text(shape, made), batch)
+
+    return _drawn(draw)
+
+
+def _pool(shape: Shape3, rng: random.Random) -> list[str]:
+    kind = "max_pool" if rng.random() < 0.7 else "avg_pool"
+    k = rng.choice((2, 3, 3))
+    s = rng.choice((1, 2, 2)) if k == 3 else 2
+    p = rng.choice((0, 1)) if k == 3 else 0
+    ceil = "true" if rng.random() < 0.3 else "false"
+    if min(shape[1:]) + 2 * p < k:
+        k, s, p = 1, 1, 0
+    return [f"{kind}: {{kernel: {k}, stride: {s}, padding: {p}, ceil_mode: {ceil}}}"]
+
+
+def _gpool(shape: Shape3, rng: random.Random) -> list[str]:
+    if rng.random() < 0.6:
+        return ["global_avg_pool"]
+    o = rng.choice((1, 1, 6, 7)) if min(shape[1:]) >= 7 else 1
+    kind = "adaptive_avg_pool" if rng.random() < 0.85 else "adaptive_max_pool"
+    return [f"{kind}: {{output: {o}}}"]
+
+
+def _unary(kinds: tuple[str, ...]) -> Layers:
+    def layers(shape: Shape3, rng: random.Random) -> list[str]:
+        return [rng.choice(kinds)]
+
+    return layers
+
+
+register_class("pool", ("max_pool", "avg_pool"), "max and average pooling windows", 0.03)(
+    _elementwise(_pool, 2, 112))
+register_class("gpool", ("global_avg_pool", "adaptive_avg_pool", "adaptive_max_pool"),
+               "global and adaptive pooling", 0.03)(_elementwise(_gpool, 1, 56))
+register_class("bn", ("bn",), "batch normalisation (inference)", 0.06)(
+    _elementwise(_unary(("bn",))))
+for _kind, _share in (("relu", 0.05), ("relu6", 0.015), ("silu", 0.015), ("hardswish", 0.015),
+                      ("hardsigmoid", 0.01), ("sigmoid", 0.01), ("tanh", 0.005),
+                      ("gelu", 0.005), ("leaky_relu", 0.005)):
+    register_class(_kind, (_kind,), f"the {_kind} activation", _share)(
+        _elementwise(_unary((_kind,))))
+
+
+def _add(shape: Shape3, rng: random.Random) -> list[str]:
+    return ["residual: [relu]"]
+
+
+def _mul(shape: Shape3, rng: random.Random) -> list[str]:
+    # squeeze-excite's x * gate (C x H x W by C x 1 x 1), or two equal shapes
+    return ["scale: [global_avg_pool]" if rng.random() < 0.7 else "scale: [sigmoid]"]
+
+
+def _concat(shape: Shape3, rng: random.Random) -> list[str]:
+    n = rng.choice((2, 2, 2, 3, 4))
+    branches = ", ".join("[]" if i == 0 else
+                         f"[{{conv: {{out: {channels(rng, 8, 512)}, kernel: 1}}}}]"
+                         for i in range(n))
+    return [f"concat: [{branches}]"]
+
+
+def _split(shape: Shape3, rng: random.Random) -> list[str] | None:
+    return ["split: {x1: [], x2: []}"] if shape[0] % 2 == 0 else None
+
+
+def _shuffle(shape: Shape3, rng: random.Random) -> list[str]:
+    return [f"channel_shuffle: {{groups: {2 if shape[0] % 2 == 0 else 1}}}"]
+
+
+def _view(shape: Shape3, rng: random.Random) -> list[str]:
+    return [rng.choice(("flatten", "dropout", "identity"))]
+
+
+register_class("add", ("add",), "element-wise add of equal shapes (residuals)", 0.04)(
+    _elementwise(_add))
+register_class("mul", ("mul",), "element-wise multiply (squeeze-excite gates)", 0.02)(
+    _elementwise(_mul))
+register_class("concat", ("concat",), "concatenation along channels", 0.03)(
+    _elementwise(_concat, 1, 56))
+register_class("slice", ("slice",), "a channel slice (a split's halves)", 0.01)(
+    _elementwise(_split))
+register_class("channel_shuffle", ("channel_shuffle",), "ShuffleNet's channel shuffle",
+               0.01)(_elementwise(_shuffle))
+register_class("view", ("flatten", "dropout", "identity"),
+               "layers that compute nothing at inference (a module call's overhead)", 0.01)(
+    _elementwise(_view))

@@ -1,0 +1,361 @@
+"""Latency prediction: op classes, features, fits, the calibration file and predictions.
+
+Every expected figure is worked out here from the layer's shapes (conv MACs =
+N x C_out x H_out x W_out x C_in/groups x K_h x K_w) or from coefficients the test chose; the
+tree export is checked against scikit-learn's own predict.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from cnncost.count.analytic import count_spec
+from cnncost.errors import CnnCostError
+from cnncost.layers import LAYERS
+from cnncost.predict import fit
+from cnncost.predict.calibration import (
+    SCHEMA,
+    Calibration,
+    CalibrationError,
+    calibration_path,
+    from_dict,
+    load,
+    problem,
+    save,
+)
+from cnncost.predict.features import FEATURES, class_names, layer_features
+from cnncost.predict.kernels import MAX_ELEMENTS, MAX_MACS, MODULE_KINDS, OP_CLASSES
+from cnncost.predict.model import predict_table
+from cnncost.spec import parse_spec
+
+KEY = "cpu:Test CPU|float32|threads=1|torch=2.0"
+
+
+def _rows(text: str, batch: int = 1):
+    return count_spec(parse_spec(text, "<test>"), batch, "float32").layers
+
+
+# --------------------------------------------------------------------------- op classes
+
+
+@pytest.mark.parametrize("name", list(OP_CLASSES))
+def test_every_class_draws_kernels_of_itself_within_bounds(name: str) -> None:
+    rng = random.Random(1)
+    for _ in range(25):
+        kernel = OP_CLASSES[name].sample(rng)
+        rows = _rows(kernel.spec, kernel.batch)
+        feats = [layer_features(r, 4) for r in rows]
+        mine = [f for f in feats if f.op_class == name and not f.stand_in]
+        assert mine, f"{name}: no layer of the class in {kernel.spec}"
+        x = mine[-1]
+        assert x.get("macs") * 1 <= MAX_MACS
+        assert x.get("in_bytes") / 4 <= MAX_ELEMENTS * len(rows[-1].input_shape)
+
+
+def test_every_class_is_listed_once_and_every_kind_has_at_most_one_class() -> None:
+    names = class_names()
+    assert sorted(names) == sorted(OP_CLASSES) and len(set(names)) == len(names)
+    kinds = [k for c in OP_CLASSES.values() if c.name not in
+             ("conv", "pwconv", "dwconv", "gconv") for k in c.kinds]
+    assert len(kinds) == len(set(kinds))
+
+
+@pytest.mark.parametrize("module_class,kind", sorted(MODULE_KINDS.items()))
+def test_module_kinds_name_the_module_their_spec_kind_builds(module_class: str,
+                                                             kind: str) -> None:
+    pytest.importorskip("torch")
+    params = {"conv": {"out": 4, "kernel": 1}, "linear": {"out": 4},
+              "max_pool": {"kernel": 1}, "avg_pool": {"kernel": 1},
+              "channel_shuffle": {"groups": 1}}.get(kind, {})
+    dims = module_class[-2:] if module_class[-2:] in ("1d", "2d", "3d") else "2d"
+    shape = {"1d": (4, 8), "2d": (4, 8, 8), "3d": (4, 8, 8, 8)}[dims]
+    if kind == "linear":
+        shape = (4,)
+    module = LAYERS[kind].fn(shape, **params).make()
+    assert type(module).__name__ == module_class
+
+
+# --------------------------------------------------------------------------- features
+
+
+CONV = "name: t\ninput: [{c}, 56, 56]\nlayers:\n  - conv: {{out: {o}, kernel: {k}, " \
+       "stride: {s}, padding: {p}, groups: {g}, bias: false}}\n"
+
+
+def test_conv_features_from_its_shapes() -> None:
+    (row,) = _rows(CONV.format(c=64, o=128, k=3, s=2, p=1, g=1), batch=2)
+    f = layer_features(row, 4)
+    # 56 -> (56 + 2 - 3) // 2 + 1 = 28; MACs = 2 x 128 x 28 x 28 x 64 x 3 x 3
+    macs = 2 * 128 * 28 * 28 * 64 * 9
+    expected = {"batch": 2, "cin": 64, "cout": 128, "hw_in": 56 * 56, "hw_out": 28 * 28,
+                "kernel": 9, "stride": 2, "groups": 1, "spatial_dims": 2, "macs": macs,
+                "flops": 2 * macs, "in_bytes": 2 * 64 * 56 * 56 * 4,
+                "out_bytes": 2 * 128 * 28 * 28 * 4, "weight_bytes": 128 * 64 * 9 * 4,
+                "inputs": 1}
+    assert {n: f.get(n) for n in FEATURES} == expected
+    assert f.op_class == "conv" and not f.stand_in
+
+
+@pytest.mark.parametrize("c,o,k,g,expected", [
+    (32, 32, 3, 32, "dwconv"),  # groups = C_in: depthwise
+    (32, 64, 3, 32, "dwconv"),  # depthwise with a channel multiplier of 2
+    (32, 64, 1, 1, "pwconv"),
+    (32, 64, 3, 4, "gconv"),
+    (32, 64, 5, 1, "conv"),
+], ids=["depthwise", "depthwise-x2", "pointwise", "grouped", "dense-5x5"])
+def test_conv_class_from_kernel_and_groups(c: int, o: int, k: int, g: int,
+                                           expected: str) -> None:
+    (row,) = _rows(CONV.format(c=c, o=o, k=k, s=1, p=k // 2, g=g))
+    f = layer_features(row, 4)
+    assert f.op_class == expected
+    assert f.get("groups") == g and f.get("kernel") == k * k
+
+
+def test_a_kind_without_a_class_is_predicted_by_a_stand_in_that_says_so() -> None:
+    text = "name: t\ninput: [8, 4, 4]\nlayers:\n  - upsample: {scale: 2}\n"
+    (row,) = _rows(text)
+    f = layer_features(row, 4)
+    assert f.op_class == "add" and "upsample" in f.stand_in and "not calibrated" in f.stand_in
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def _synthetic(n: int, seed: int = 0) -> tuple[list[tuple[float, ...]], list[float]]:
+    rng = random.Random(seed)
+    xs = []
+    for _ in range(n):
+        x = [0.0] * len(FEATURES)
+        x[FEATURES.index("macs")] = rng.uniform(1e5, 1e9)
+        x[FEATURES.index("in_bytes")] = rng.uniform(1e3, 1e7)
+        x[FEATURES.index("out_bytes")] = rng.uniform(1e3, 1e7)
+        x[FEATURES.index("cin")] = rng.choice((3, 16, 64, 256))
+        xs.append(tuple(x))
+    return xs, []
+
+
+def test_baseline_recovers_the_coefficients_it_was_made_with() -> None:
+    xs, _ = _synthetic(40)
+    a, b, c = 5e-6, 2e-11, 1e-10  # 5 us per call, 50 GMAC/s, 10 GB/s
+    ys = [a + b * x[FEATURES.index("macs")] + c * (x[FEATURES.index("in_bytes")]
+                                                 + x[FEATURES.index("out_bytes")]) for x in xs]
+    coef = fit.fit_baseline(xs, ys)
+    assert coef == pytest.approx([a, b, c], rel=1e-6)
+    assert all(e == pytest.approx(0, abs=1e-9) for e in fit.held_out(xs, ys, False))
+
+
+def test_baseline_coefficients_are_never_negative() -> None:
+    xs, _ = _synthetic(30)
+    # time falls with bytes: an unconstrained fit would give bytes a negative coefficient
+    ys = [1e-3 - 1e-11 * x[FEATURES.index("in_bytes")] for x in xs]
+    assert all(v >= 0 for v in fit.fit_baseline(xs, ys))
+
+
+def test_exported_trees_predict_what_scikit_learn_predicts() -> None:
+    ensemble = pytest.importorskip("sklearn.ensemble")
+    xs, _ = _synthetic(80, seed=3)
+    res = [math.sin(x[FEATURES.index("macs")] / 2e8) + (0.3 if x[1] == 3 else 0) for x in xs]
+    exported = fit.fit_trees(xs, res)
+    model = ensemble.GradientBoostingRegressor(random_state=0, subsample=1.0, **fit.TREES)
+    model.fit([list(x) for x in xs], res)
+    probes, _ = _synthetic(50, seed=4)
+    expected = model.predict([list(x) for x in probes])
+    assert [fit.tree_sum(exported, x) for x in probes] == pytest.approx(list(expected),
+                                                                        abs=1e-9)
+
+
+def test_trees_are_kept_only_where_they_lower_the_held_out_error() -> None:
+    pytest.importorskip("sklearn")
+    xs, _ = _synthetic(60, seed=5)
+    # a time the baseline cannot express: 3x slower for 3 input channels
+    ys = [(3.0 if x[1] == 3 else 1.0) * (1e-5 + 1e-11 * x[FEATURES.index("macs")])
+          for x in xs]
+    fitted = fit.fit_class(xs, ys, use_trees=True)
+    assert fitted["method"] == "trees"
+    assert fitted["error"]["rms"] < fitted["baseline_error"]["rms"]
+    plain = [1e-5 + 1e-11 * x[FEATURES.index("macs")] for x in xs]
+    assert fit.fit_class(xs, plain, use_trees=True)["method"] == "baseline"
+
+
+def test_error_summary_of_known_errors() -> None:
+    # predicted/measured = 1.1, 0.8, 1.0, 1.5 -> |e| = 0.1, 0.2, 0, 0.5
+    logs = [math.log(v) for v in (1.1, 0.8, 1.0, 1.5)]
+    s = fit.error_summary(logs)
+    assert s["median"] == pytest.approx(0.15)  # (0.1 + 0.2) / 2
+    assert s["p90"] == pytest.approx(0.5)
+    assert s["rms"] == pytest.approx(math.sqrt(sum(v * v for v in logs) / 4))
+
+
+# --------------------------------------------------------------------------- the file
+
+
+def _fitted(coef: list[float], samples: int = 3) -> dict:
+    err = {"median": 0.05, "p90": 0.1, "rms": 0.08}
+    return {"baseline": coef, "trees": None, "method": "baseline", "samples": samples,
+            "ranges": [[0.0, 1e12] for _ in FEATURES], "error": err, "baseline_error": err}
+
+
+def _calibration(classes: dict | None = None, key: str = KEY) -> Calibration:
+    classes = classes or {n: _fitted([1e-6, 1e-11, 1e-10]) for n in class_names()}
+    samples = {n: [[1.0] * len(FEATURES) + [1e-5]] for n in classes}
+    return Calibration(key=key, device="cpu", device_name="Test CPU", dtype="float32",
+                       threads=1, torch_version="2.0", measured_at="2026-01-01T00:00:00+00:00",
+                       overhead_s=2e-5, classes=classes, samples=samples, budget_s=60,
+                       elapsed_s=59.0, load_avg=0.5, load_avg_after=0.6, trees=None)
+
+
+def test_calibration_round_trips_through_its_file(tmp_path: Path) -> None:
+    cal = _calibration()
+    path = save(cal, tmp_path / "c.json")
+    back = load(KEY, path)
+    assert back.to_dict() == cal.to_dict() and back.path == str(path)
+
+
+def test_missing_calibration_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(CalibrationError, match="cnncost calibrate"):
+        load(KEY, tmp_path / "none.json")
+
+
+def test_cache_file_name_is_per_key() -> None:
+    other = KEY.replace("threads=1", "threads=2")
+    assert calibration_path(KEY, Path("/x")) != calibration_path(other, Path("/x"))
+    assert calibration_path(KEY, Path("/x")).name.startswith("cpu-float32-t1-torch=2.0-")
+
+
+def _tree_doc() -> dict:
+    doc = _calibration().to_dict()
+    doc["classes"]["conv"]["method"] = "trees"
+    # one stump: x[macs] <= 5 -> -0.1 else 0.2
+    doc["classes"]["conv"]["trees"] = {"init": 0.0, "trees": [
+        [[FEATURES.index("macs"), -2, -2], [5.0, -2.0, -2.0], [1, -1, -1], [2, -1, -1],
+         [0.0, -0.1, 0.2]]]}
+    return doc
+
+
+BAD = {
+    "schema": lambda d: d.update(schema="cnncost.report/1"),
+    "foreign key": lambda d: d.update(key=KEY.replace("Test CPU", "Other CPU")),
+    "fields off key": lambda d: d.update(dtype="float16"),
+    "threads text": lambda d: d.update(threads="1"),
+    "negative time": lambda d: d.update(overhead_s=-1.0),
+    "bool for number": lambda d: d["classes"]["bn"].update(baseline=[True, 0.0, 0.0]),
+    "nan coefficient": lambda d: d["classes"]["bn"].update(baseline=[math.nan, 0.0, 0.0]),
+    "unknown class": lambda d: d["classes"].update(warp=d["classes"]["bn"]),
+    "no ranges": lambda d: d["classes"]["bn"].pop("ranges"),
+    "inverted range": lambda d: d["classes"]["bn"]["ranges"].__setitem__(0, [2.0, 1.0]),
+    "method without trees": lambda d: d["classes"]["bn"].update(method="trees"),
+    "looping tree": lambda d: d["classes"]["conv"]["trees"]["trees"][0][2].__setitem__(0, 0),
+    "child out of range": lambda d: d["classes"]["conv"]["trees"]["trees"][0][3].__setitem__(
+        0, 9),
+    "split on no feature": lambda d: d["classes"]["conv"]["trees"]["trees"][0][0].__setitem__(
+        0, len(FEATURES)),
+    "short sample": lambda d: d["samples"]["bn"].append([1.0]),
+    "other features": lambda d: d.update(features=["macs"]),
+}
+
+
+def test_a_tree_document_is_valid() -> None:
+    assert problem(_tree_doc(), KEY) is None
+    cal = from_dict(_tree_doc())
+    x = [0.0] * len(FEATURES)
+    base = fit.baseline_time([1e-6, 1e-11, 1e-10], x)
+    assert fit.predict_seconds(cal.classes["conv"], x) == pytest.approx(base * math.exp(-0.1))
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_corrupt_or_foreign_calibration_is_refused_by_name(case: str,
+                                                             tmp_path: Path) -> None:
+    doc = copy.deepcopy(_tree_doc())
+    BAD[case](doc)
+    assert problem(doc, KEY) is not None
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CalibrationError, match=f"{path}: refused"):
+        load(KEY, path)
+
+
+@pytest.mark.parametrize("text", ["{", "[]", "", "\x00\x01"], ids=["cut", "list", "empty",
+                                                                  "binary"])
+def test_an_unreadable_calibration_is_refused_by_name(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(CnnCostError, match=str(path)):
+        load(KEY, path)
+
+
+def test_schema_is_named() -> None:
+    assert _calibration().to_dict()["schema"] == SCHEMA == "cnncost.calibration/1"
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+SMALL = ("name: small\ninput: [3, 32, 32]\nlayers:\n"
+         "  - conv: {out: 8, kernel: 3, padding: 1, bias: false}\n  - bn\n  - relu\n")
+
+
+def test_prediction_is_each_layers_baseline_plus_the_call_overhead() -> None:
+    a, b, c = 2e-6, 1e-11, 1e-10
+    cal = _calibration({n: _fitted([a, b, c]) for n in class_names()})
+    table = count_spec(parse_spec(SMALL, "<t>"), 1, "float32")
+    p = predict_table(table, cal)
+    conv_macs = 8 * 32 * 32 * 3 * 9  # 221,184
+    conv_bytes = (3 * 32 * 32 + 8 * 32 * 32 + 8 * 3 * 9) * 4  # input, output, weight
+    # bn: params 2C, buffers running mean and var (2C) + num_batches_tracked
+    bn_bytes = (8 * 32 * 32 * 2 + 2 * 8 + 2 * 8 + 1) * 4
+    relu_bytes = 8 * 32 * 32 * 2 * 4
+    expected = [a + b * conv_macs + c * conv_bytes, a + c * bn_bytes, a + c * relu_bytes]
+    assert [lp.latency_ms for lp in p.layers] == pytest.approx([t * 1e3 for t in expected])
+    assert p.latency_ms == pytest.approx(sum(expected) * 1e3 + 2e-5 * 1e3)
+    assert [lp.op_class for lp in p.layers] == ["conv", "bn", "relu"]
+    assert p.uncertainty == pytest.approx(0.1)
+    doc = p.to_dict()
+    assert doc["schema"] == "cnncost.predict/1"
+    assert doc["totals"]["latency_ms"] == pytest.approx(p.latency_ms)
+    assert sum(lay["share"] for lay in doc["layers"]) == pytest.approx(
+        p.layers_ms / p.latency_ms)
+
+
+def test_a_layer_outside_the_calibrated_range_says_so() -> None:
+    fitted = _fitted([1e-6, 1e-11, 1e-10])
+    fitted["ranges"][FEATURES.index("cin")] = [8.0, 1024.0]  # calibrated on 8..1024 channels
+    cal = _calibration({**{n: _fitted([1e-6, 0, 0]) for n in class_names()}, "conv": fitted})
+    p = predict_table(count_spec(parse_spec(SMALL, "<t>"), 1, "float32"), cal)
+    assert p.layers[0].note == "outside the calibrated range: cin 3 < 8"
+    assert not p.layers[0].in_range and p.layers[1].in_range
+    assert p.outside == (p.layers[0],)
+
+
+def test_a_dtype_not_calibrated_is_refused() -> None:
+    table = count_spec(parse_spec(SMALL, "<t>"), 1, "float16")
+    with pytest.raises(CnnCostError, match="calibrate --dtype float16"):
+        predict_table(table, _calibration())
+
+
+# --------------------------------------------------------------------------- calibrating
+
+
+def test_a_short_calibration_fits_every_class_and_passes_its_own_checks(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from cnncost.measure.timing import Budget
+    from cnncost.predict import calibrate
+
+    # a smoke test: each kernel timed once or twice (figures come from benchmarks/)
+    monkeypatch.setattr(calibrate, "KERNEL_BUDGET", Budget(min_samples=1, min_time=0,
+                                                           max_time=0.005, warmup_time=0))
+    cal = calibrate.calibrate(calibrate.CalibrateOptions(device="cpu", threads=1, max_time=5))
+    assert set(cal.classes) == set(OP_CLASSES)
+    assert all(len(cal.samples[n]) >= 4 for n in OP_CLASSES)
+    assert problem(cal.to_dict(), cal.key) is None
+    assert cal.key.startswith("cpu:") and cal.key.endswith(f"|torch={cal.torch_version}")
+    back = load(cal.key, save(cal, tmp_path / "cal.json"))
+    table = count_spec(parse_spec(SMALL, "<t>"), 1, "float32")
+    p = predict_table(table, back)
+    assert p.latency_ms > 0 and len(p.layers) == 3
