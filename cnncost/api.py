@@ -29,10 +29,10 @@ if TYPE_CHECKING:
     from cnncost.advise.engine import Advice
     from cnncost.check import Regression
     from cnncost.compare import Comparison
+    from cnncost.explain import Case, Ref
     from cnncost.measure.bench import BenchOptions, BenchReport
     from cnncost.measure.bench_train import TrainBenchReport
     from cnncost.measure.timing import Progress
-    from cnncost.render.explain import Ref
     from cnncost.spec import ModelSpec
 
 
@@ -287,14 +287,15 @@ def load_spec_target(name: str, overrides: Mapping[str, Any] | None = None,
 
 @dataclass(frozen=True)
 class Explanation:
-    """What ``explain`` derives from: the table, and for a spec its explain data, variables
-    and the other tables its comparisons read."""
+    """What ``explain`` derives from: the table, and for a spec its explain data, variables,
+    the other tables its comparisons read and its default case (what its prose describes)."""
 
     table: CostTable
     explain: Any = None
     vars: Mapping[str, Any] = field(default_factory=dict)
     tables: Mapping[Ref, CostTable] = field(default_factory=dict)
     file: str = ""
+    case: Case | None = None
 
 
 def explain_target(model: str, input: tuple[int, ...] | None = None, batch: int = 1,
@@ -302,10 +303,11 @@ def explain_target(model: str, input: tuple[int, ...] | None = None, batch: int 
                    overrides: Mapping[str, Any] | None = None,
                    engine: Engine | str | None = None,
                    mode: str = "inference") -> Explanation:
-    """Count a model, and for a spec every table its ``explain`` comparisons refer to
-    (``mode="train"``: a training step, its backward formulas beside the forward ones)."""
-    from cnncost.render.explain import references
-    from cnncost.spec import ModelSpec, load_spec
+    """Count a model, and for a spec every distinct table its ``explain`` comparisons refer
+    to, each once (``mode="train"``: a training step, its backward formulas beside the
+    forward ones)."""
+    from cnncost.explain import Recipes, references
+    from cnncost.spec import ModelSpec
 
     target = resolve(model)
     overrides = dict(overrides or {})
@@ -315,16 +317,23 @@ def explain_target(model: str, input: tuple[int, ...] | None = None, batch: int 
         return Explanation(analyze_target(loaded, input=input, batch=batch, dtype=dtype,
                                           policy=policy, mode=mode))
     table = count_loaded(loaded, batch, dtype, policy, target.display, engine=engine, mode=mode)
+    recipes = Recipes()
+    counted = {recipes.key(loaded.file, overrides, input): table}
     tables = {}
     for ref in references(loaded.explain, loaded.vars, batch, loaded.file):
         if ref.spec is None:  # the same spec with other variables: keep --set and --input
-            other = load_spec(loaded.file, {**overrides, **dict(ref.set)}, input)
+            path, sets, shape = loaded.file, {**overrides, **dict(ref.set)}, input
         else:  # another spec: it gets the variables it shares with this one
-            path = Path(loaded.file).parent / ref.spec
-            shared = load_spec(path).vars.keys() & loaded.vars.keys()
-            other = load_spec(path, {**{k: loaded.vars[k] for k in shared}, **dict(ref.set)})
-        tables[ref] = count_loaded(other, batch, dtype, policy, engine=engine, mode=mode)
-    return Explanation(table, loaded.explain, loaded.vars, tables, loaded.file)
+            path = str(Path(loaded.file).parent / ref.spec)
+            shared = set(recipes.declared(path)) & loaded.vars.keys()
+            sets, shape = {**{k: loaded.vars[k] for k in shared}, **dict(ref.set)}, None
+        key = recipes.key(path, sets, shape)
+        if key not in counted:  # each distinct table once, however many lines read it
+            other = recipes.compile(path, sets, shape)
+            counted[key] = count_loaded(other, batch, dtype, policy, engine=engine, mode=mode)
+        tables[ref] = counted[key]
+    return Explanation(table, loaded.explain, loaded.vars, tables, loaded.file,
+                       recipes.case(loaded.file, overrides))
 
 
 # --------------------------------------------------------------------------- check

@@ -6,6 +6,7 @@ what the code printed.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from typer.testing import CliRunner
 from cnncost.cli import app
 from cnncost.count.drivers import count_spec
 from cnncost.errors import SpecError, UsageError
-from cnncost.render.explain import SELF, Ref, explain_lines, parse_explain, references
+from cnncost.explain import SELF, Ref, parse_explain, references
+from cnncost.render.explain import explain_lines
 from cnncost.spec import load_spec, parse_spec
 
 TEXTBOOK = Path(__file__).resolve().parent.parent / "specs" / "textbook"
@@ -132,7 +134,8 @@ def test_input_option() -> None:
     assert result.exit_code == 0, result.output
     assert f"conv1: (8x8x5) x (3x3x3) = {8 * 8 * 5 * 27} MACs" in result.output
     # the spec's closed form is for the slide's 6x6 input: shown, and flagged
-    assert f"(count: {8 * 8 * 5 * 27}, differs)" in result.output
+    assert f"(count: {8 * 8 * 5 * 27}, differs; the default case is input 3x6x6)" in \
+        result.output
 
 
 def test_dilated_receptive_fields() -> None:
@@ -275,3 +278,143 @@ def test_every_textbook_spec_explains_without_disagreement() -> None:
         assert result.exit_code == 0, (path.name, result.output)
         assert "differs" not in result.output, (path.name, result.output)
         assert "(count agrees)" in result.output, path.name
+
+
+# --------------------------------------------------------------------------- the lecture's prose
+
+
+def _case_line(default: str, counted: str, notes: bool = True) -> str:
+    what = "description and notes describe" if notes else "description describes"
+    return (f"(the {what} the default case, {default}, that the source works out; counted "
+            f"here: {counted})")
+
+
+def test_the_lectures_prose_says_which_case_it_describes() -> None:
+    """N. Khan, "1x1 convolution" with a 16-channel bottleneck instead of the slide's 32:
+    (128 x 128 x 16) x (1 x 1 x 256) + (128 x 128 x 64) x (5 x 5 x 16) = 67,108,864 +
+    419,430,400 = 486,539,264 MACs; per pixel 16/(5x5x64) + 16/256 = 1/(409,600 / 29,696)
+    = 1/13.8 of the plain 5x5's (128 x 128 x 64) x (5 x 5 x 256) = 6,710,886,400."""
+    result = run("textbook/conv1x1_5x5", "--set", "c=16")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[3] == _case_line("c=32", "c=16")
+    assert "total MACs: 67,108,864 + 419,430,400 = 486,539,264" in lines
+    assert "  MACs, 1x1 bottleneck / plain 5x5 (conv5x5.yaml): 486,539,264 / 6,710,886,400 = " \
+        "0.072 = 16/(5x5x64) + 16/256 = 1/13.8  (c/(f^2 n_c') + c/n_c)" in lines
+    # the slide's "0.97 billion" and "almost 7 times" only under the heading that says so
+    notes = lines.index("notes (the default case, c=32):")
+    assert notes == len(lines) - 2 and "0.97 billion" in lines[-1]
+    assert not any("0.97 billion" in t or "7 times" in t for t in lines[1:notes])
+    # the slide's own case says nothing of the kind
+    same = run("textbook/conv1x1_5x5", "--set", "c=32").output
+    assert "default case" not in same and "\nnotes:\n" in same
+
+
+def test_a_filter_size_moves_both_sides_and_every_closed_form() -> None:
+    """F. Galassi; A. Ng, "Cost Summary", with f = 5 instead of 3 on the 6x6x3 input: the valid
+    5x5 conv leaves 2x2. Depthwise 5 x 5 x 2 x 2 x 3 = 300, pointwise 1 x 1 x 3 x 2 x 2 x 5 =
+    60; the standard conv 5 x 5 x 3 x 2 x 2 x 5 = 1500: 360 / 1500 = 0.24 = 1/5 + 1/25. With
+    n_c' = 512: (300 + 3 x 2 x 2 x 512) / (5 x 5 x 3 x 2 x 2 x 512) = 6444 / 153,600 = 0.042
+    = 1/512 + 1/25 = 1/23.8."""
+    result = run("textbook/dwsep_6x6x3", "--set", "f=5")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "MACs of depthwise: 5 x 5 x 2 x 2 x 3 = 300  (count agrees)" in out
+    assert "MACs of pointwise: 1 x 1 x 3 x 2 x 2 x 5 = 60  (count agrees)" in out
+    assert "360 / 1500 = 0.24 = 1/5 + 1/25" in out
+    assert "6444 / 153,600 = 0.042 = 1/512 + 1/25 = 1/23.8" in out
+    assert _case_line("f=3", "f=5") in out and "notes (the default case, f=3):" in out
+    assert "differs" not in out and out.count("10 times") == 1  # the slide's, in the notes
+
+
+def test_the_mobilenetv2_shapes_follow_the_expansion_factor() -> None:
+    """F. Galassi, "MobileNets": n x n x 3 -> n x n x 18 at t = 6; at t = 2 the expansion holds
+    n x n x 6 = 56 x 56 x 6 = 18,816 values, and the block costs n^2 (3 x 6 + 9 x 6 + 6 x 3) =
+    3136 x 90 = 282,240 MACs."""
+    result = run("textbook/mobilenetv2_bottleneck", "--set", "t=2")
+    assert result.exit_code == 0, result.output
+    assert "memory (values) of expansion: n x n x tc = 56 x 56 x 6 = 18,816  (count agrees)" \
+        in result.output
+    assert "= 56^2 x (3 x 6 + 9 x 6 + 6 x 3) = 282,240  (count agrees)" in result.output
+    assert not re.search(r"(?<![\d,])18(?![\d,])", result.output.split("closed forms:")[1])
+    assert _case_line("t=6", "t=2", notes=False) in result.output
+
+
+def test_another_input_or_batch_is_not_the_lectures_case() -> None:
+    """N. Khan, "Cost of Convolution Layer" on a 64x64 input: (64 x 64 x 64) x (5 x 5 x 256) =
+    1,677,721,600 MACs a sample, x 2 = 3,355,443,200; the closed form is the slide's 128x128."""
+    result = run("textbook/conv5x5", "--input", "256x64x64", "--batch", "2")
+    assert result.exit_code == 0, result.output
+    default, counted = "input 256x128x128, batch 1", "input 256x64x64, batch 2"
+    assert _case_line(default, counted) in result.output
+    assert f"(count: 3,355,443,200, differs; the default case is {default})" in result.output
+    assert f"notes (the default case, {default}):" in result.output
+
+
+def _another_value(path: Path, name: str, value: int) -> tuple[str, str] | None:
+    for other in (value * 2, value + 1, value - 1):
+        if other >= 0 and other != value:
+            result = run(str(path), "--set", f"{name}={other}")
+            if result.exit_code == 0:
+                return str(other), result.output
+    return None
+
+
+def _int_vars() -> list[tuple[Path, str, int]]:
+    found = []
+    for path in sorted(TEXTBOOK.glob("*.yaml")):
+        spec = load_spec(path)
+        if spec.explain:
+            found += [(path, k, v) for k, v in spec.vars.items()
+                      if isinstance(v, int) and not isinstance(v, bool)]
+    return found
+
+
+@pytest.mark.parametrize("path,name,value", _int_vars(),
+                         ids=[f"{p.stem}-{k}" for p, k, _ in _int_vars()])
+def test_every_closed_form_follows_every_variable(path: Path, name: str, value: int) -> None:
+    # A closed form or ratio of a textbook spec is written in its variables (or is true for
+    # all of them): another value of any variable never makes it disagree with the count, and
+    # the description and notes, the lecture's case, say that they are.
+    moved = _another_value(path, name, value)
+    assert moved is not None, f"no other value of {name} compiles"
+    other, out = moved
+    assert "differs" not in out, out
+    if load_spec(path).description:
+        assert f"default case, {name}={value}, that the source works out; counted here: " \
+               f"{name}={other})" in out, out
+
+
+def test_each_distinct_table_is_counted_once(write_spec, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    # Seven ratio lines naming three distinct tables in nine ways: this spec as counted (also
+    # as {set: {w: 4}}, its default, and by its own file name), other.yaml (also as
+    # ./other.yaml) and this spec at w = 8 (twice).
+    import cnncost.api
+
+    write_spec("input: [3, 8, 8]\nlayers: [{conv: {out: 2, kernel: 3}}]\n", "other.yaml")
+    path = write_spec(
+        "input: [3, 8, 8]\nvars: {w: 4}\nlayers: [{conv: {out: w, kernel: 3}}]\n"
+        "explain:\n  compare:\n"
+        "    - {what: macs, den: {spec: other.yaml}}\n"
+        "    - {what: params, den: {spec: ./other.yaml}}\n"
+        "    - {what: macs, den: {set: {w: 4}}}\n"
+        "    - {what: macs, den: {spec: this.yaml}}\n"
+        "    - {what: macs, num: {set: {w: 8}}, den: {set: {w: \"2 * w\"}}}\n"
+        "    - {what: params, num: {set: {w: 8}}, den: {spec: other.yaml}}\n"
+        "    - {what: macs, den: {}}\n", "this.yaml")
+    counted = []
+    real = cnncost.api.count_loaded
+
+    def counting(spec, *args, **kwargs):  # type: ignore[no-untyped-def]
+        counted.append(dict(spec.vars))
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(cnncost.api, "count_loaded", counting)
+    result = run(str(path))
+    assert result.exit_code == 0, result.output
+    assert counted == [{"w": 4}, {}, {"w": 8}]
+    # conv 3 -> w, 3x3 valid on 8x8: 6 x 6 x w x 27 MACs = 972 w; other.yaml: w = 2
+    assert "MACs: 3888 / 1944 = 2.00" in result.output
+    assert "MACs: 3888 / 3888 = 1.00" in result.output
+    assert "MACs: 7776 / 7776 = 1.00" in result.output

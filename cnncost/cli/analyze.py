@@ -156,5 +156,5 @@ def explain(
 
     e = explain_target(model, parse_input(input), batch, dtype, parse_policy(policy),
                        parse_sets(set_), engine, mode=mode.value)
-    lines = explain_lines(e.table, e.explain, e.vars, e.tables, layer, e.file)
+    lines = explain_lines(e.table, e.explain, e.vars, e.tables, layer, e.file, e.case)
     write_stdout("\n".join(lines) + "\n")

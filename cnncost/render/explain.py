@@ -46,7 +46,8 @@ and ``set`` (variable overrides, evaluated with this spec's variables), and opti
 by ``layers``. Another spec also receives every variable it shares with this one, so
 ``--set C=128`` moves both sides of a comparison; the same spec keeps the command line's
 ``--set`` (and ``--input``) under its own ``set``. Which tables are needed is
-:func:`references`; counting them is the caller's job (the CLI), so this module stays pure.
+:func:`cnncost.explain.references` (which also parses this key); counting them is the
+caller's job (cnncost.api.explain_target), so this module only writes lines.
 
 Expressions (``expr``, ``set`` values, ``{...}`` in a formula) use the spec expression
 language (cnncost.spec.expr) with the spec's variables and ``N`` (the batch size, unless the spec
@@ -54,6 +55,10 @@ has its own ``N``). Closed forms are per sample: for macs, flops, output_bytes a
 output_elements they are multiplied by N before the check. ``receptive_field`` is the
 largest receptive field of the selected rows (the output's, for a chain). A closed form or
 ratio that disagrees with the count is printed with both values, never hidden.
+
+A spec's description and notes quote its source (a lecture) for its default case (``Case``):
+where the counted case differs (other variables, input or batch), a line under the header and
+the notes' heading say which case they describe, and a disagreeing closed form names it.
 """
 
 from __future__ import annotations
@@ -61,255 +66,30 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from cnncost.count.conventions import MAC_DEFINITION, OPTIMIZERS
 from cnncost.errors import SpecError, UsageError
-from cnncost.spec.expr import ExprError, evaluate
+from cnncost.explain import (
+    EXTENSIVE,
+    SELF,
+    WHAT,
+    Case,
+    ClosedForm,
+    Comparison,
+    Ref,
+    evaluate_at,
+    expr_scope,
+    parse_explain,
+    side_ref,
+)
 from cnncost.table import CostRow, CostTable
 
-WHAT: dict[str, str] = {
-    "macs": "MACs",
-    "flops": "FLOPs",
-    "params": "params",
-    "output_bytes": "output bytes",
-    "output_elements": "memory (values)",
-    "receptive_field": "receptive field",
-}
-# Quantities that grow with the batch: closed forms (per sample) are scaled by N.
-EXTENSIVE = frozenset({"macs", "flops", "output_bytes", "output_elements"})
 REL_TOLERANCE = 1e-9
 MAX_SUM_TERMS = 8  # totals write out their terms up to this many ("432 + 240 = 672")
 
-_TOP_KEYS = ("formulas", "compare", "notes")
-_FORMULA_KEYS = ("what", "layers", "formula", "expr")
-_COMPARE_KEYS = ("label", "what", "num", "den", "formula", "expr", "digits")
-_SIDE_KEYS = ("spec", "set", "layers")
 _FIELD = re.compile(r"\{([^{}]+)\}")
 _AXES = {3: "L", 4: "H", 5: "D"}
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A table a comparison reads: a spec (None = this one) with variable overrides."""
-
-    spec: str | None = None
-    set: tuple[tuple[str, Any], ...] = ()
-
-
-SELF = Ref()
-
-
-@dataclass(frozen=True)
-class Side:
-    """One side of a ratio: which table (spec + set) and which rows (layers)."""
-
-    spec: str | None = None
-    set: Mapping[str, Any] = field(default_factory=dict)
-    layers: tuple[str, ...] = ()
-    line: int | None = None
-    where: str = ""
-
-
-@dataclass(frozen=True)
-class ClosedForm:
-    """A closed form of one figure, e.g. MACs = 17HWC^2, checked against the count."""
-
-    what: str
-    expr: Any
-    formula: str = ""
-    layers: tuple[str, ...] = ()
-    line: int | None = None
-    where: str = ""
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """A ratio line: num / den = ratio = formula."""
-
-    what: str
-    num: Side
-    den: Side
-    label: str = ""
-    formula: str = ""
-    expr: Any = None
-    digits: int = 2
-    line: int | None = None
-    where: str = ""
-
-
-@dataclass(frozen=True)
-class Explain:
-    """A spec's parsed ``explain`` data."""
-
-    file: str = ""
-    formulas: tuple[ClosedForm, ...] = ()
-    compare: tuple[Comparison, ...] = ()
-    notes: tuple[str, ...] = ()
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def parse_explain(data: Any, file: str = "") -> Explain:
-    """Validate a spec's ``explain`` data; errors name the file, line and key."""
-    if data is None or isinstance(data, Explain):
-        return data or Explain(file)
-    p = _Parser(file)
-    top = p.mapping(data, _TOP_KEYS, getattr(data, "line", None), "explain")
-    formulas = tuple(p.closed_form(item, line, f"explain.formulas[{i}]")
-                     for i, item, line in p.items(top, "formulas"))
-    compare = tuple(p.comparison(item, line, f"explain.compare[{i}]")
-                    for i, item, line in p.items(top, "compare"))
-    notes = []
-    for i, item, line in p.items(top, "notes"):
-        if not isinstance(item, str | int | float):
-            raise SpecError("a note is a line of text", file, line, f"explain.notes[{i}]")
-        notes.append(str(item))
-    return Explain(file, formulas, compare, tuple(notes))
-
-
-class _Parser:
-    def __init__(self, file: str) -> None:
-        self.file = file
-
-    def err(self, reason: str, line: int | None, where: str) -> SpecError:
-        return SpecError(reason, self.file, line, where)
-
-    def mapping(self, data: Any, keys: Sequence[str], line: int | None,
-                where: str) -> Mapping[str, Any]:
-        if not isinstance(data, Mapping):
-            raise self.err(f"expected a mapping with {', '.join(keys)}", line, where)
-        for key in data:
-            if key not in keys:
-                raise self.err(f"unknown key {key!r}; expected one of {', '.join(keys)}",
-                               _key_line(data, key, line), where)
-        return data
-
-    def items(self, top: Mapping[str, Any], key: str) -> list[tuple[int, Any, int | None]]:
-        raw = top.get(key)
-        if raw is None:
-            return []
-        line = _key_line(top, key, getattr(top, "line", None))
-        if not isinstance(raw, list):
-            raise self.err(f"`{key}` must be a list", line, f"explain.{key}")
-        lines = getattr(raw, "item_lines", [line] * len(raw))
-        return [(i, item, getattr(item, "line", lines[i])) for i, item in enumerate(raw)]
-
-    def what(self, entry: Mapping[str, Any], line: int | None, where: str) -> str:
-        what = entry.get("what")
-        if what not in WHAT:
-            raise self.err(f"what={what!r}; expected one of {', '.join(WHAT)}",
-                           _key_line(entry, "what", line), where)
-        return str(what)
-
-    def layers(self, entry: Mapping[str, Any], line: int | None, where: str) -> tuple[str, ...]:
-        raw = entry.get("layers", ())
-        names = [raw] if isinstance(raw, str) else raw
-        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
-            raise self.err("`layers` is a layer name or a list of names (or name prefixes)",
-                           _key_line(entry, "layers", line), where)
-        return tuple(names)
-
-    def text(self, entry: Mapping[str, Any], key: str, line: int | None, where: str) -> str:
-        raw = entry.get(key, "")
-        if not isinstance(raw, str | int | float):
-            raise self.err(f"`{key}` must be text", _key_line(entry, key, line), where)
-        return str(raw)
-
-    def expr(self, entry: Mapping[str, Any], line: int | None, where: str,
-             required: bool) -> Any:
-        raw = entry.get("expr")
-        if raw is None and required:
-            raise self.err("missing `expr`: the closed form to check, e.g. \"17 * H * W * C**2\"",
-                           line, where)
-        if raw is not None and (isinstance(raw, bool) or not isinstance(raw, str | int | float)):
-            raise self.err("`expr` must be an expression or a number",
-                           _key_line(entry, "expr", line), where)
-        return raw
-
-    def closed_form(self, item: Any, line: int | None, where: str) -> ClosedForm:
-        entry = self.mapping(item, _FORMULA_KEYS, line, where)
-        return ClosedForm(self.what(entry, line, where), self.expr(entry, line, where, True),
-                          self.text(entry, "formula", line, where),
-                          self.layers(entry, line, where), line, where)
-
-    def comparison(self, item: Any, line: int | None, where: str) -> Comparison:
-        entry = self.mapping(item, _COMPARE_KEYS, line, where)
-        if "den" not in entry:
-            raise self.err("missing `den`: what to divide by, e.g. {spec: other.yaml}", line,
-                           where)
-        digits = entry.get("digits", 2)
-        if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 12:
-            raise self.err(f"digits={digits!r} must be a whole number from 0 to 12",
-                           _key_line(entry, "digits", line), where)
-        return Comparison(
-            what=self.what(entry, line, where),
-            num=self.side(entry.get("num"), _key_line(entry, "num", line), where + ".num"),
-            den=self.side(entry.get("den"), _key_line(entry, "den", line), where + ".den"),
-            label=self.text(entry, "label", line, where),
-            formula=self.text(entry, "formula", line, where),
-            expr=self.expr(entry, line, where, False),
-            digits=digits, line=line, where=where)
-
-    def side(self, raw: Any, line: int | None, where: str) -> Side:
-        entry = self.mapping(raw if raw is not None else {}, _SIDE_KEYS, line, where)
-        spec = entry.get("spec")
-        if spec is not None and not isinstance(spec, str):
-            raise self.err("`spec` is a path relative to this spec's file",
-                           _key_line(entry, "spec", line), where)
-        sets = entry.get("set") or {}
-        if not isinstance(sets, Mapping) or not all(isinstance(k, str) for k in sets):
-            raise self.err("`set` is a mapping of variable: value",
-                           _key_line(entry, "set", line), where)
-        return Side(spec, dict(sets), self.layers(entry, line, where), line, where)
-
-
-def _key_line(node: Any, key: str, default: int | None) -> int | None:
-    lines = getattr(node, "key_lines", None)
-    if isinstance(lines, Mapping) and key in lines:
-        return int(lines[key])
-    return default
-
-
-# --------------------------------------------------------------------------- references
-
-
-def expr_scope(vars: Mapping[str, Any] | None, batch: int = 1) -> dict[str, Any]:
-    """The names explain expressions see: the spec's variables and N (the batch size)."""
-    scope = dict(vars or {})
-    scope.setdefault("N", batch)
-    return scope
-
-
-def references(explain: Any, vars: Mapping[str, Any] | None = None, batch: int = 1,
-               file: str = "") -> list[Ref]:
-    """The tables a spec's comparisons read, besides the spec itself (in first-use order)."""
-    plan = parse_explain(explain, file)
-    scope = expr_scope(vars, batch)
-    refs: list[Ref] = []
-    for cmp in plan.compare:
-        for side in (cmp.num, cmp.den):
-            ref = _ref(side, scope, plan.file)
-            if ref != SELF and ref not in refs:
-                refs.append(ref)
-    return refs
-
-
-def _ref(side: Side, scope: Mapping[str, Any], file: str) -> Ref:
-    values = {k: _eval(v, scope, file, side.line, f"{side.where}.set.{k}")
-              for k, v in side.set.items()}
-    return Ref(side.spec, tuple(sorted(values.items())))
-
-
-def _eval(raw: Any, scope: Mapping[str, Any], file: str, line: int | None, where: str) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    try:
-        return evaluate(raw, scope)
-    except ExprError as exc:
-        raise SpecError(str(exc), file, line, where) from None
 
 
 # --------------------------------------------------------------------------- rendering
@@ -317,16 +97,24 @@ def _eval(raw: Any, scope: Mapping[str, Any], file: str, line: int | None, where
 
 def explain_lines(table: CostTable, explain: Any = None, vars: Mapping[str, Any] | None = None,
                   tables: Mapping[Ref, CostTable] | None = None, layer: str | None = None,
-                  file: str = "") -> list[str]:
+                  file: str = "", case: Case | None = None) -> list[str]:
     """The derivation of every layer (or ``layer``), the totals, then the spec's explain data.
 
     ``tables`` holds the other tables the comparisons read (see :func:`references`);
-    ``vars`` are the spec's resolved variables.
+    ``vars`` are the spec's resolved variables; ``case`` is the spec's default case: where
+    the counted one differs, the description and notes (the lecture's prose, written for the
+    default case) are said to describe it, and so is a closed form the count disagrees with.
     """
     plan = parse_explain(explain, file)
     batch = table.input[0] if table.input else 1
     scope = expr_scope(vars, batch)
+    other = None if case is None else case_difference(case, table, vars or {})
     lines = _header(table, vars or {})
+    if other is not None and (table.description or plan.notes):
+        what = "the description and notes describe" if table.description and plan.notes \
+            else "the description describes" if table.description else "the notes describe"
+        lines.append(f"({what} the default case, {other[0]}, that the source works out; "
+                     f"counted here: {other[1]})")
     rows = list(table.layers) if layer is None else _layer_rows(table, layer)
     for row in rows:
         lines += ["", *layer_lines(row)]
@@ -334,15 +122,37 @@ def explain_lines(table: CostTable, explain: Any = None, vars: Mapping[str, Any]
         lines += ["", *_total_lines(table)]
     if plan.formulas:
         lines += ["", "closed forms:"]
-        lines += ["  " + _closed_form_line(cf, table, scope, batch, plan.file)
+        lines += ["  " + _closed_form_line(cf, table, scope, batch, plan.file, other)
                   for cf in plan.formulas]
     if plan.compare:
         known = {SELF: table, **(tables or {})}
         lines += ["", "comparisons:"]
-        lines += ["  " + _comparison_line(c, known, scope, plan.file) for c in plan.compare]
+        lines += ["  " + _comparison_line(c, known, scope, plan.file, other)
+                  for c in plan.compare]
     if plan.notes:
-        lines += ["", "notes:", *("  " + n for n in plan.notes)]
+        head = "notes:" if other is None else f"notes (the default case, {other[0]}):"
+        lines += ["", head, *("  " + n for n in plan.notes)]
     return lines
+
+
+def case_difference(case: Case, table: CostTable, vars: Mapping[str, Any]
+                    ) -> tuple[str, str] | None:
+    """How the counted case differs from ``case``: (its values, the counted ones) in words,
+    e.g. ("c=32", "c=16"); None where it does not."""
+    theirs, ours = [], []
+    for name, value in case.vars.items():
+        if name in vars and vars[name] != value:
+            theirs.append(f"{name}={_value(value)}")
+            ours.append(f"{name}={_value(vars[name])}")
+    shape = tuple(table.input[1:])
+    if shape != tuple(case.input if case.own_input is None else case.own_input):
+        theirs.append(f"input {_shape(case.input)}")
+        ours.append(f"input {_shape(shape)}")
+    batch = table.input[0] if table.input else 1
+    if batch != 1:
+        theirs.append("batch 1")
+        ours.append(f"batch {batch}")
+    return (", ".join(theirs), ", ".join(ours)) if theirs else None
 
 
 def _header(table: CostTable, vars: Mapping[str, Any]) -> list[str]:
@@ -495,9 +305,14 @@ def _measure(table: CostTable, what: str, layers: Sequence[str], file: str,
     return int(sum(getattr(r, what) for r in rows))
 
 
+def _differs(other: tuple[str, str] | None) -> str:
+    """What a disagreement adds where the counted case is not the default one."""
+    return "" if other is None else f"; the default case is {other[0]}"
+
+
 def _closed_form_line(cf: ClosedForm, table: CostTable, scope: Mapping[str, Any], batch: int,
-                      file: str) -> str:
-    value = _eval(cf.expr, scope, file, cf.line, cf.where + ".expr")
+                      file: str, other: tuple[str, str] | None = None) -> str:
+    value = evaluate_at(cf.expr, scope, file, cf.line, cf.where + ".expr")
     if not _is_number(value):
         raise SpecError(f"expr gives {value!r}, not a number", file, cf.line, cf.where)
     counted = _measure(table, cf.what, cf.layers, file, cf.line, cf.where)
@@ -511,14 +326,15 @@ def _closed_form_line(cf: ClosedForm, table: CostTable, scope: Mapping[str, Any]
         expected = value * batch
         line += f" per sample; x N={batch} = {_value(expected)}"
     agree = _close(expected, counted)
-    return line + ("  (count agrees)" if agree else f"  (count: {_num(counted)}, differs)")
+    return line + ("  (count agrees)" if agree else
+                   f"  (count: {_num(counted)}, differs{_differs(other)})")
 
 
 def _comparison_line(c: Comparison, tables: Mapping[Ref, CostTable], scope: Mapping[str, Any],
-                     file: str) -> str:
+                     file: str, other: tuple[str, str] | None = None) -> str:
     values = []
     for side in (c.num, c.den):
-        ref = _ref(side, scope, file)
+        ref = side_ref(side, scope, file)
         if ref not in tables:
             raise SpecError(f"the table for {ref} was not counted (see explain.references)",
                             file, side.line, side.where)
@@ -532,18 +348,18 @@ def _comparison_line(c: Comparison, tables: Mapping[Ref, CostTable], scope: Mapp
     if c.formula:
         line += " = " + _render(c.formula, scope, file, c.line, c.where)
     if c.expr is not None:
-        closed = _eval(c.expr, scope, file, c.line, c.where + ".expr")
+        closed = evaluate_at(c.expr, scope, file, c.line, c.where + ".expr")
         if not _is_number(closed):
             raise SpecError(f"expr gives {closed!r}, not a number", file, c.line, c.where)
         if not _close(closed, ratio):
-            line += f"  (closed form gives {closed:.6g}: differs from the count)"
+            line += f"  (closed form gives {closed:.6g}: differs from the count{_differs(other)})"
     return line
 
 
 def _render(template: str, scope: Mapping[str, Any], file: str, line: int | None,
             where: str) -> str:
     """Replace every {expr} in ``template`` by its value."""
-    return _FIELD.sub(lambda m: _value(_eval(m.group(1), scope, file, line,
+    return _FIELD.sub(lambda m: _value(evaluate_at(m.group(1), scope, file, line,
                                              f"{where}.formula")), template)
 
 

@@ -60,7 +60,11 @@ def declared_vars(path: str | Path) -> tuple[str, ...]:
     """The names of a spec file's ``vars`` (the specs it extends merged in), in order, read
     without compiling it: what ``--set`` may name. Errors as load_spec's for a file it cannot
     read or parse."""
-    doc = load_document(path)
+    return vars_of(load_document(path))
+
+
+def vars_of(doc: Any) -> tuple[str, ...]:
+    """The names of a loaded spec document's ``vars`` (see load_document), in order."""
     raw = doc.get("vars") if isinstance(doc, YMap) else None
     return tuple(str(k) for k in raw) if isinstance(raw, YMap) else ()
 
