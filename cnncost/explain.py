@@ -26,6 +26,10 @@ WHAT: dict[str, str] = {
 # Quantities that grow with the batch: closed forms (per sample) are scaled by N.
 EXTENSIVE = frozenset({"macs", "flops", "output_bytes", "output_elements"})
 
+# Other tables (another spec, or other variables) the ratio lines of one spec may read: each
+# is counted, so their number bounds explain's work (the bundled specs read at most 2).
+MAX_REFERENCES = 64
+
 _TOP_KEYS = ("formulas", "compare", "notes")
 _FORMULA_KEYS = ("what", "layers", "formula", "expr")
 _COMPARE_KEYS = ("label", "what", "num", "den", "formula", "expr", "digits")
@@ -248,6 +252,10 @@ def references(explain: Any, vars: Mapping[str, Any] | None = None, batch: int =
         for side in (cmp.num, cmp.den):
             ref = side_ref(side, scope, plan.file)
             if ref != SELF and ref not in refs:
+                if len(refs) == MAX_REFERENCES:  # each one is a table to count
+                    raise SpecError(f"more than {MAX_REFERENCES} other tables to count (specs "
+                                    "and sets); expected ratio lines that read at most "
+                                    f"{MAX_REFERENCES}", plan.file, side.line, side.where)
                 refs.append(ref)
     return refs
 

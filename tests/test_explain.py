@@ -418,3 +418,20 @@ def test_each_distinct_table_is_counted_once(write_spec, monkeypatch: pytest.Mon
     assert "MACs: 3888 / 1944 = 2.00" in result.output
     assert "MACs: 3888 / 3888 = 1.00" in result.output
     assert "MACs: 7776 / 7776 = 1.00" in result.output
+
+
+def test_the_tables_ratio_lines_read_are_bounded(write_spec) -> None:
+    # every other table is counted: 65 ratio lines at 65 values of w would count 65 tables
+    from cnncost.explain import MAX_REFERENCES
+
+    lines = "".join(f"    - {{what: macs, den: {{set: {{w: {w}}}}}}}\n"
+                    for w in range(1, MAX_REFERENCES + 2))
+    path = write_spec("input: [3, 8, 8]\nvars: {w: 4}\nlayers: [{conv: {out: w, kernel: 3}}]\n"
+                      f"explain:\n  compare:\n{lines}", "many.yaml")
+    result = run(str(path))
+    assert result.exit_code == 2, result.output
+    # the spec's first ratio line is line 6
+    assert f"many.yaml:{6 + MAX_REFERENCES}: explain.compare[{MAX_REFERENCES}].den: more than " \
+        f"{MAX_REFERENCES} other tables to count" in result.output
+    ok = path.read_text().replace(f"{{w: {MAX_REFERENCES + 1}}}", "{w: 1}")
+    assert run(str(write_spec(ok, "enough.yaml"))).exit_code == 0
