@@ -3,7 +3,8 @@
 ``cnncost check reports/`` loads every committed report, recomputes it from the recipe it
 records (source, input, dtype, policy, vars; see cnncost.table) and diffs the two here.
 Numbers may move by a relative ``tolerance``; names, kinds and shapes must match exactly.
-The diff's rendering is in ``cnncost.render.check``.
+The review of a change built on it (status, totals, layers, budgets) is ``cnncost.review``'s,
+its rendering ``cnncost.render.review``'s.
 """
 
 from __future__ import annotations

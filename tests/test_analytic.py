@@ -507,6 +507,8 @@ SPEC_COMMANDS = {
     "list": ["list"],
     "report": ["report", "lenet5", "--out", "out"],
     "check": ["check", "REPORTS"],
+    "check-md": ["check", "REPORTS", "--format", "md"],
+    "diff": ["diff", "REPORTS", "REPORTS", "--format", "json"],
     "validate": ["validate", "unet"],
     "sweep": ["sweep", "resnet18", "--set", "res=96..160:32"],
 }

@@ -7,6 +7,7 @@ spec whose width is edited between `report` and `check`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from cnncost.check import (
 )
 from cnncost.cli import app
 from cnncost.errors import UsageError
-from cnncost.render.check import change_text, format_regressions
+from cnncost.render.review import model_text, percent_text
+from cnncost.review import Change, review_model
 from cnncost.table import CostRow, CostTable, Totals
 
 
@@ -60,7 +62,7 @@ def test_drift_names_layer_field_old_new() -> None:
         Regression(TOTALS, "macs", 1040, 1540),
         Regression(TOTALS, "flops", 2080, 3080),
     ]
-    assert change_text(regs[0]) == "+50%"
+    assert percent_text(Change("macs", 1000, 1500)) == "+50%"
 
 
 def test_added_and_removed_layers() -> None:
@@ -95,13 +97,13 @@ def test_tolerance_is_relative() -> None:
         diff_tables(table(), table(), tolerance=-1)
 
 
-def test_format_regressions_is_aligned_and_cut() -> None:
-    regs = [Regression("conv1", "macs", 1000, 1500), Regression("fc", "output_shape",
-                                                                [1, 10], [1, 12])]
-    text = format_regressions(regs)
+def test_a_drifted_model_is_aligned_and_cut() -> None:
+    m = review_model("r/m.json", table(conv_macs=1000), table(conv_macs=1500, extra=True))
+    text = model_text(m)
     assert "conv1" in text and "1,000" in text and "1,500" in text and "+50%" in text
-    assert "1x10" in text and "1x12" in text
-    assert "... and 1 more" in format_regressions(regs, limit=1)
+    assert re.search(r"relu\s+output_shape\s+-\s+1x10\s+added", text)
+    # one line per changed figure: conv1's MACs and FLOPs, relu's four; cut to one
+    assert "... and 5 more line(s) in 2 layer(s)" in model_text(m, limit=1)
 
 
 def test_recipe_uses_input_only_when_given() -> None:

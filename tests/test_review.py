@@ -194,6 +194,11 @@ def test_the_limit_cuts_layers_never_totals(folder: Path) -> None:
     assert f"... and {len(layer_lines) - 1} more line(s) in {len(layers)} layer(s)" in cut
 
 
+def test_a_limit_below_1_is_one_line(folder: Path) -> None:
+    one_line_error(*run("check", folder, "--limit", "0"), "--limit 0: expected")
+    one_line_error(*run("diff", folder, folder, "--limit", "-1"), "--limit -1: expected")
+
+
 def test_the_json_document(folder: Path) -> None:
     widen(folder)
     code, out, _ = run("check", folder, "--format", "json")
@@ -342,3 +347,100 @@ def test_diff_bad_input_is_one_line(two: tuple[Path, Path], case: str, why: str)
     out_file = base.parent / "d.md"
     one_line_error(*run("diff", *args, "-f", "md", "-o", out_file), why)
     assert not out_file.exists()
+
+
+# --------------------------------------------------------------------------- trust in check
+# Drift always exits 1: no field left out of the comparison, no duplicate hiding another, no
+# tolerance that turns equal figures into drift, no other report or user code deciding.
+
+
+def _edit(folder: Path, change: Any) -> None:
+    doc = json.loads((folder / "small.json").read_text())
+    change(doc)
+    (folder / "small.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("change,shown", [
+    # the report holds conv1 twice (its totals untouched): the recount has one
+    (lambda d: d["layers"].insert(1, dict(d["layers"][0])), r"conv1 \(#2\)\s+macs\s+6,912\s+-"),
+    (lambda d: d["layers"][0].update(frozen_params=5), r"conv1\s+frozen_params\s+5\s+0"),
+    (lambda d: d["uncounted"].update({"aten::foo": 2}), r"uncounted\s+\{\"aten::foo\": 2\}"),
+    (lambda d: d["totals"].update(frozen_params=3), r"frozen_params\s+3\s+-"),
+], ids=["duplicated-row", "row-frozen-params", "uncounted", "totals-frozen-params"])
+def test_every_recorded_figure_is_compared(folder: Path, change: Any, shown: str) -> None:
+    _edit(folder, change)
+    code, out, err = run("check", folder)
+    assert code == 1, (out, err)
+    assert re.search(shown, out), out
+
+
+def test_an_infinite_tolerance_lets_numbers_move_but_nothing_else(folder: Path) -> None:
+    assert run("check", folder, "--tolerance", "inf")[0] == 0  # zero fields are no drift
+    (folder.parent / "small.yaml").write_text(SPEC.replace("bias: false", "bias: true"))
+    assert run("check", folder, "--tolerance", "inf")[0] == 0  # params 108 -> 112 only
+    widen(folder)  # output shapes move: 1x4x8x8 -> 1x5x8x8
+    code, out, _ = run("check", folder, "--tolerance", "inf")
+    assert code == 1 and re.search(r"conv1\s+output_shape\s+1x4x8x8\s+1x5x8x8", out)
+    for bad in ("nan", "-1"):
+        one_line_error(*run("check", folder, "--tolerance", bad), f"--tolerance {bad}")
+
+
+def test_a_drifted_report_beside_a_broken_one_exits_1(folder: Path) -> None:
+    (folder / "broken.json").write_text('{"schema": ')
+    widen(folder)
+    code, out, err = run("check", folder)
+    assert code == 1, (out, err)
+    assert "broken.json:1: not valid JSON" in err and "small.json: small" in out
+    assert "drift in 1 of 2 report(s); 1 could not be recomputed" in out
+    (folder.parent / "small.yaml").write_text(SPEC)
+    code, _, err = run("check", folder)  # no drift: the broken report decides, exit 2
+    assert code == 2 and err.count("\n") == 1
+
+
+MODULE = """\
+import sys
+from torch import nn
+
+
+class Exits(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        raise SystemExit(0)
+
+
+def build():
+    return Exits()
+"""
+
+
+@pytest.fixture
+def exiting(tmp_path: Path) -> str:
+    (tmp_path / "exits.py").write_text(MODULE)
+    return f"{tmp_path / 'exits.py'}:build"
+
+
+@pytest.mark.parametrize("command", [["analyze"], ["report", "--out", "OUT"], ["explain"],
+                                     ["compare", "textbook/conv5x5"], ["bench"],
+                                     ["analyze", "--mode", "train"]])
+def test_a_forward_raising_systemexit_0_is_an_error_naming_the_model(
+        exiting: str, tmp_path: Path, command: list[str]) -> None:
+    args = [a.replace("OUT", str(tmp_path / "out")) for a in command]
+    code, out, err = run(args[0], exiting, *args[1:], "--input", "3x8x8")
+    one_line_error(code, out, err, "the model failed on an input of shape 1x3x8x8",
+                   "(Exits): SystemExit: 0")
+    assert err.startswith(("error: build:", "error: Exits:")), err  # the factory, or class
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_allowed_factorys_forward_exiting_0_does_not_hide_drift(
+        folder: Path, exiting: str) -> None:
+    doc = json.loads((folder / "small.json").read_text())
+    doc.update(source=exiting, input_given=True)
+    (folder / "exits.json").write_text(json.dumps(doc))
+    widen(folder)
+    code, out, err = run("check", folder, "--allow-factory", exiting)
+    assert code == 1, (out, err)
+    assert "small.json: small" in out and "SystemExit: 0" in err

@@ -31,7 +31,7 @@ from cnncost.cli.options import (
     write_output,
 )
 from cnncost.count.conventions import Mode
-from cnncost.errors import CnnCostError
+from cnncost.errors import CnnCostError, UsageError
 from cnncost.render.console import err_console, print_error, write_stdout
 from cnncost.render.review import ReviewFormat
 
@@ -78,7 +78,13 @@ ReviewFormatOpt = Annotated[ReviewFormat, typer.Option(
     "--format", "-f", help="table (text), md (a pull-request comment: summary table, a "
     "collapsible section per model) or json (cnncost.check/1, cnncost.diff/1).")]
 LimitOpt = Annotated[int, typer.Option(
-    min=1, metavar="N", help="Layer lines shown per report (the totals always are).")]
+    metavar="N", help="Layer lines shown per report (the totals always are).")]
+
+
+def _limit(limit: int) -> int:
+    if limit < 1:
+        raise UsageError(f"--limit {limit}: expected a number of lines >= 1")
+    return limit
 BudgetsOpt = Annotated[Path | None, typer.Option(
     "--budgets", metavar="FILE", help="Ceilings on models' totals (default: budgets.yaml "
     "beside the reports, when there is one); a model over one exits 1.")]
@@ -88,7 +94,8 @@ def check(
     directory: Annotated[Path, typer.Argument(
         metavar="DIR", help="Folder of reports (`cnncost report`), or one.")] = Path("reports"),
     tolerance: Annotated[float, typer.Option(
-        min=0.0, metavar="REL", help="Allowed relative change of numbers (0.01 = 1%).")] = 0.0,
+        metavar="REL", help="Allowed relative change of numbers (0.01 = 1%; inf: any number "
+        "may move, names, kinds and shapes may not).")] = 0.0,
     update: Annotated[bool, typer.Option(
         help="Rewrite the reports that drifted with the current figures (exit 0).")] = False,
     limit: LimitOpt = 40,
@@ -108,6 +115,10 @@ def check(
     from cnncost.render.review import model_text, summary_text
     from cnncost.reports import checked_reports, unreported
 
+    _limit(limit)
+    if not tolerance >= 0:  # NaN included
+        raise UsageError(f"--tolerance {tolerance}: expected a number >= 0 (relative: 0.01 "
+                         "= 1%)")
     baselines, broken = checked_reports(directory, allow_factory or [])  # before any work
     ceilings = budgets_for(directory, [b for _, b in baselines], budgets)
     texts: list[str] = []
@@ -129,7 +140,7 @@ def check(
     if review.exit_code:
         raise typer.Exit(review.exit_code)
     if missing and fmt is ReviewFormat.TABLE:
-        from cnncost.render.check import unreported_note
+        from cnncost.render.review import unreported_note
 
         err_console.print(unreported_note(missing, directory))
 
@@ -191,6 +202,7 @@ def diff(
     from cnncost.render.review import review_text, summary_text
     from cnncost.review import diff_review
 
+    _limit(limit)
     review = diff_review(base, head, budgets)
     if fmt is ReviewFormat.TABLE:
         write_output("".join([*review_text(review, limit), summary_text(review)]), output)

@@ -444,9 +444,12 @@ def _forward(model: nn.Module, inputs: list[torch.Tensor], calls: _ModuleCalls, 
         return model(*inputs)
     except CnnCostError:
         raise
-    except Exception as exc:
+    # A forward's sys.exit() or stray GeneratorExit is its failure too: let through, it would
+    # end cnncost with that status (0: no output, "success") or a traceback.
+    except (Exception, SystemExit, GeneratorExit) as exc:
         stack, mode = calls.stack, calls.mode
-        if device == "meta" and _needs_data(exc, mode.failed is not None):
+        if device == "meta" and isinstance(exc, Exception) and _needs_data(
+                exc, mode.failed is not None):
             where = f" in {stack[-1].name}" if stack else ""
             op = f"{mode.failed} " if mode.failed else ""
             raise NeedsData(f"{op}has no meta-device version{where}: its result depends on "
@@ -455,7 +458,8 @@ def _forward(model: nn.Module, inputs: list[torch.Tensor], calls: _ModuleCalls, 
         first = (str(exc).strip().splitlines() or [""])[0]
         raise ModelRunError(f"{label}: the model failed on an input of shape "
                             f"{'x'.join(map(str, inputs[0].shape))}{where}: "
-                            f"{type(exc).__name__}: {first}") from exc
+                            f"{type(exc).__name__}" + (f": {first}" if first else "")
+                            ) from exc
 
 
 # What a forward that needs real values raises on meta: an op without a meta kernel

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterator, Sequence
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from cnncost.check import is_number
@@ -229,6 +230,12 @@ def summary_text(review: Review) -> str:
     if review.command == "check" and drifted and not review.updated:
         fix = f"; if the change is intended: cnncost check {review.where['reports']} --update"
     return "; ".join(parts) + fix + "\n"
+
+
+def unreported_note(missing: Sequence[str], directory: Path) -> str:
+    """Names the bundled specs a folder of bundled reports has no report for."""
+    return (f"note: {len(missing)} bundled spec(s) have no report in {directory}: "
+            f"{', '.join(missing)} (cnncost report NAME --out {directory})")
 
 
 def _diff_counts(review: Review) -> str:
