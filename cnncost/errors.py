@@ -52,3 +52,8 @@ class ModelRunError(CnnCostError):
 
 class UsageError(CnnCostError):
     """A command was called with arguments that cannot work together."""
+
+
+class OnnxError(CnnCostError):
+    """An ONNX file that cannot be read or counted: not ONNX, truncated, malformed, missing
+    external data, or sizes it needs and was not given. The message names file and node."""

@@ -128,6 +128,7 @@ FORMULA_SAMPLES: dict[str, list[Call]] = {
     "mean": [c("dim", t(2, 3, 4, 5), [-1, -2], True, elem=120), c("default", X, elem=N)],
     "sum": [c("dim_IntList", X, [1], elem=N), c("default", X, elem=N)],
     "amax": [c("default", X, [1], elem=N), c("default", X, [0, 2], True, elem=N)],
+    "amin": [c("default", X, [1], elem=N), c("default", X, [0, 2], True, elem=N)],
     # (bi/tri)linear: 2^(d+1) - 1 per output; bicubic 31 per output
     "upsample_bilinear2d": [c("vec", t(1, 2, 3, 3), None, False, [2.0, 2.0],
                               elem=7 * 2 * 6 * 6),
@@ -154,6 +155,17 @@ FORMULA_SAMPLES: dict[str, list[Call]] = {
     "neg": unary(1), "exp": unary(1), "sqrt": unary(1), "rsqrt": unary(1), "abs": unary(1),
     "log": unary(1), "reciprocal": unary(1),
     "pow": [c("Tensor_Scalar", X, 2.0, elem=N), c("Tensor_Tensor", X, t(4), elem=N)],
+    "erf": unary(4), "softplus": unary(3), "mish": unary(9),
+    "_prelu_kernel": [c("default", t(2, 3, 4), t(3, 1), elem=2 * N)],
+    "sin": unary(1), "cos": unary(1), "floor": unary(1), "ceil": unary(1), "round": unary(1),
+    "sign": unary(1), "logical_not": unary(1),
+    # comparisons, logic and select: one per (broadcast) output element, 2x3x4 = 24
+    "eq": [c("Tensor", X, t(4), elem=N), c("Scalar", X, 0.5, elem=N)],
+    "ne": [c("Tensor", X, t(4), elem=N)], "lt": [c("Tensor", X, t(4), elem=N)],
+    "le": [c("Tensor", X, t(4), elem=N)], "gt": [c("Scalar", X, 0.5, elem=N)],
+    "ge": [c("Tensor", X, t(3, 1), elem=N)], "logical_and": [c("default", X, t(4), elem=N)],
+    "logical_or": [c("default", X, X, elem=N)], "logical_xor": [c("default", X, X, elem=N)],
+    "where": [c("self", t(2, 3, 4, dtype=torch.bool), X, t(4), elem=N)],
     "clamp": unary(2, 0.2, 0.8), "clamp_": unary(2, 0.2, 0.8),
     "clamp_min": unary(1, 0.5), "clamp_min_": unary(1, 0.5),
     "clamp_max": unary(1, 0.5), "clamp_max_": unary(1, 0.5),
@@ -293,6 +305,11 @@ ZERO_SAMPLES: dict[str, list[Call]] = {
     "_reshape_alias": [c("default", t(2, 3), [3, 2], [2, 1])],
     "expand_as": [c("default", t(3, 1), t(3, 4))], "view_as": [c("default", t(2, 3), t(3, 2))],
     "sym_size": [c("int", t(2, 3), 1)],
+    # moving data by index (ONNX's Gather, Tile, Range; nn.Embedding)
+    "index_select": [c("default", t(4, 3), 0, t(2, dtype=torch.int64))],
+    "gather": [c("default", t(4, 3), 1, t(4, 2, dtype=torch.int64))],
+    "embedding": [c("default", t(10, 3), t(2, 4, dtype=torch.int64))],
+    "repeat": [c("default", t(2, 3), [2, 2])], "arange": [c("default", 5, device=DEV)],
     # a training step's: gradients of a slice or select (zeros, the slice copied in),
     # dropout's random mask
     "new_empty_strided": [c("default", X, [4, 5], [5, 1])],

@@ -167,6 +167,7 @@ reflection_pad2d replication_pad2d as_strided as_strided_ _reshape_alias
 expand_as view_as sym_size lift _local_scalar_dense item
 new_empty_strided slice_backward select_backward bernoulli bernoulli_
 unsafe_split unsafe_split_with_sizes unsafe_chunk
+index_select gather embedding repeat arange
 """
 ZERO_COST_OPS: frozenset[str] = frozenset(f"aten::{n}" for n in _ZERO_COST_NAMES.split())
 
@@ -360,7 +361,7 @@ def _adaptive_shape(x: Shape, output_size: Any, *_: Any, **__: Any) -> Shape:
 @register_formula("_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "adaptive_avg_pool1d",
                   "adaptive_max_pool2d", "adaptive_max_pool3d", "adaptive_max_pool1d",
                   shape=_adaptive_shape)
-@register_formula("mean", "sum", "amax", shape=REDUCE)
+@register_formula("mean", "sum", "amax", "amin", shape=REDUCE)
 def reduce_flops(x_shape: Shape, *_: Any, out_shape: Any, **__: Any) -> OpCost:
     """Reductions and adaptive pooling: one FLOP per input element."""
     return OpCost(0, _n(x_shape))
@@ -420,8 +421,13 @@ _ELEMENTWISE: tuple[tuple[str, int], ...] = (
     ("hardswish hardswish_", 5),  # add, two clamps, multiply, divide
     ("hardsigmoid hardsigmoid_", 4),  # add, two clamps, divide
     ("gelu", 8),  # erf approximated as a short polynomial
+    ("erf", 4),  # the polynomial: gelu = x/2 (1 + erf(x/sqrt 2)) is 4 more, 8 in all
+    ("softplus", 3),  # exp, add, log
+    ("mish", 9),  # softplus, tanh, multiply
+    ("_prelu_kernel", 2),  # comparison + multiply (PReLU: leaky_relu with a learnt slope)
     ("add add_ sub sub_ mul mul_ div div_ rsub minimum maximum", 1),
-    ("neg exp sqrt rsqrt pow abs log reciprocal", 1),
+    ("neg exp sqrt rsqrt pow abs log reciprocal sin cos floor ceil round sign", 1),
+    ("where", 1),  # a select
     ("clamp clamp_", 2),
     ("clamp_min clamp_min_ clamp_max clamp_max_", 1),
 )
@@ -438,6 +444,19 @@ def _elementwise(per: int) -> Formula:
 
 for _op, _per in PER_ELEMENT.items():
     register_formula(_op, shape=BROADCAST)(_elementwise(_per))
+
+
+def _compare_rule(*args: Any, **kwargs: Any) -> Shape | None:
+    """Comparisons and logic: the broadcast shape (of booleans, so not BROADCAST itself,
+    whose ops keep their input's dtype: the counter's meta shortcut relies on that)."""
+    return _broadcast_rule(*args, **kwargs)
+
+
+# Comparisons and logic ops: one FLOP per output element.
+COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge", "logical_not", "logical_and", "logical_or",
+               "logical_xor")
+for _op in COMPARISONS:
+    register_formula(_op, shape=_compare_rule)(_elementwise(1))
 
 
 def policy_flops(cost_macs: int, elem_flops: int, policy: str) -> int:

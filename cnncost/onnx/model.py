@@ -1,0 +1,576 @@
+"""An ONNX file read for counting: checked, its sizes set, its shapes inferred (no torch).
+
+:func:`load` reads the file within a budget (its size, nodes, dims; like a spec's limits),
+refuses what is not a well-formed graph (not ONNX, truncated, a value read before it is
+made or never made, a cycle, an opset or operator onnx does not know, external data that is
+missing or does not hold what its tensor declares), sets the inputs' symbolic sizes from
+``batch`` and ``input``, and runs onnx's shape inference. Every error is a one-line
+:class:`OnnxError` naming the file and, where there is one, the node.
+
+The weights themselves are never loaded: a tensor's dims and type are what counting needs,
+so inference runs on a copy of the graph whose large initializers are declared inputs of
+their shape (small ones keep their values: a Reshape's target shape is one), and external
+data is checked (its file is there and long enough) but not read.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import os
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnncost.errors import OnnxError
+from cnncost.io import read_bytes
+from cnncost.onnx.fold import evaluate, folded
+
+if TYPE_CHECKING:
+    import onnx
+
+Shape = tuple[int, ...]
+
+MAX_FILE_BYTES = (2 << 30) - 1  # protobuf cannot parse a message of 2 GiB or more
+MAX_NODES = 200_000
+MAX_DIM = 1 << 31
+MAX_ELEMENTS = 1 << 40  # in one tensor
+MIN_OPSET = 7  # the oldest opset ONNX Runtime runs
+SMALL_ELEMENTS = 1024  # initializers this small keep their values for shape inference
+
+# Bytes per element of each ONNX tensor type (TensorProto.DataType), floating point apart.
+# NB: types narrower than a byte (4-, 2- and 6-bit) are counted as a byte per element.
+FLOAT_TYPES: dict[int, int] = {1: 4, 10: 2, 11: 8, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 23: 1,
+                               24: 1, 27: 1, 28: 1}
+OTHER_TYPES: dict[int, int] = {2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 8: 8, 9: 1, 12: 4, 13: 8,
+                               14: 8, 15: 16, 21: 1, 22: 1, 25: 1, 26: 1}
+_BITS = {21: 4, 22: 4, 23: 4, 25: 2, 26: 2, 27: 6, 28: 6}  # stored packed
+TYPE_NAMES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
+
+
+@dataclass(frozen=True)
+class Value:
+    """A tensor's static type: its shape and ONNX element type."""
+
+    shape: Shape
+    elem_type: int
+
+    @property
+    def is_float(self) -> bool:
+        return self.elem_type in FLOAT_TYPES
+
+    def nbytes(self, float_bytes: int) -> int:
+        """Its bytes, floating point at ``float_bytes`` per element, anything else its own."""
+        per = float_bytes if self.is_float else OTHER_TYPES.get(self.elem_type, 8)
+        return math.prod(self.shape) * per
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of the graph: its operator, values read and made, and attributes."""
+
+    index: int  # its position in the file
+    name: str
+    op: str
+    domain: str
+    inputs: tuple[str, ...]  # "" stands for an optional input left out
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any]
+    scopes: tuple[str, ...] | None  # the torch.onnx (dynamo) exporter's name scopes
+
+    @property
+    def op_name(self) -> str:
+        """``Conv``, or ``com.microsoft::FusedConv`` outside the ONNX domain."""
+        return self.op if self.domain in ("", "ai.onnx") else f"{self.domain}::{self.op}"
+
+    @property
+    def label(self) -> str:
+        """How errors name it: ``node '/conv1/Conv' (Conv)``."""
+        return f"node {self.name or '#' + str(self.index)!r} ({self.op_name})"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """An ONNX graph with every value's static type, at the sizes asked for."""
+
+    file: str
+    name: str
+    producer: str
+    opsets: Mapping[str, int]
+    inputs: tuple[str, ...]  # fed at run time (initializers listed as inputs are not)
+    outputs: tuple[str, ...]
+    nodes: tuple[Node, ...]  # every value made before it is read
+    values: Mapping[str, Value]  # every value with a static type, initializers included
+    initializers: Mapping[str, Value]
+    folded: frozenset[int]  # the nodes computing only from constants (cnncost.onnx.fold)
+    fixed_batch: bool  # the first input's leading dim is fixed by the file
+
+    @property
+    def input_shape(self) -> Shape:
+        """The first input's shape (the table's ``input``)."""
+        return self.values[self.inputs[0]].shape
+
+    @property
+    def float_type(self) -> int:
+        """The element type of the first floating-point input (float32 if none)."""
+        return next((self.values[n].elem_type for n in self.inputs
+                     if self.values[n].is_float), 1)
+
+
+def load(path: str | Path, batch: int | None = None, input: Shape | None = None) -> Graph:
+    """Read, check and shape-infer the ONNX file at ``path``: the first input's leading
+    dim is ``batch`` where symbolic (default 1), its other dims ``input`` (one sample)."""
+    onnx = import_onnx()
+    file = str(path)
+    model = parse(file, read_bytes(path, MAX_FILE_BYTES, "ONNX file"))
+    if model.functions:  # exporters write functions (onnxscript's); count their bodies
+        from onnx.inliner import inline_local_functions
+
+        model = _guarded(file, "inlining its functions", inline_local_functions, model)
+    graph = model.graph
+    opsets = _opsets(file, model)
+    if len(graph.node) > MAX_NODES:
+        raise OnnxError(f"{file}: {len(graph.node):,} nodes, more than {MAX_NODES:,}")
+    if not graph.node:
+        raise OnnxError(f"{file}: the graph has no nodes; nothing to count")
+    initializers = _initializers(file, graph)
+    feeds = [i for i in graph.input if i.name not in initializers]
+    if not feeds:
+        raise OnnxError(f"{file}: the graph has no inputs (every value is a constant)")
+    shapes, fixed_batch = input_sizes(file, feeds, batch, input)
+    nodes = _nodes(file, graph, opsets)
+    order = [nodes[i] for i in topological(file, nodes, [*shapes, *initializers])]
+    fold = folded(order, initializers)
+    elem = {f.name: f.type.tensor_type.elem_type for f in feeds}
+    inputs = {name: Value(shape, elem[name]) for name, shape in shapes.items()}
+    inferred = _infer(file, onnx, model, inputs, initializers, {})
+    if any(o and o not in inferred for n in order if n.index in fold for o in n.outputs):
+        # shape arithmetic inference could not follow: compute it, and infer again
+        computed = evaluate(order, fold, _small_values(graph), {**inferred, **inputs,
+                                                                **initializers})
+        if computed:
+            inferred = _infer(file, onnx, model, inputs, initializers, computed)
+    values = {**inferred, **initializers, **inputs}
+    for value in values.values():
+        _check_size(file, value.shape, "a value")
+    return Graph(file=file, name=graph.name, producer=_producer(model), opsets=opsets,
+                 inputs=tuple(shapes), outputs=tuple(o.name for o in graph.output),
+                 nodes=tuple(order), values=values, initializers=initializers,
+                 folded=fold, fixed_batch=fixed_batch)
+
+
+def import_onnx() -> Any:
+    """The onnx package, or a one-line error saying how to install it."""
+    try:
+        import onnx
+    except ImportError:
+        raise OnnxError("reading ONNX files needs the onnx package: pip install "
+                        "'cnncost[onnx]'") from None
+    return onnx
+
+
+def parse(file: str, data: bytes) -> onnx.ModelProto:
+    """The bytes as a ModelProto, or an error saying the file is not a whole ONNX model."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RecursionError, ValueError) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OnnxError(f"{file}: not an ONNX model, or a truncated one (protobuf: "
+                        f"{why})") from None
+    if not model.HasField("graph") or model.ir_version <= 0 or not model.opset_import:
+        raise OnnxError(f"{file}: not an ONNX model (no graph, IR version or opset)")
+    return model
+
+
+def _guarded(file: str, what: str, fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:  # onnx's C++ errors come as several kinds
+        raise OnnxError(f"{file}: {what} failed: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _producer(model: onnx.ModelProto) -> str:
+    return " ".join(p for p in (model.producer_name, model.producer_version) if p)
+
+
+def _opsets(file: str, model: onnx.ModelProto) -> dict[str, int]:
+    """The opset of each domain; the ONNX domain's within what onnx and cnncost know."""
+    import onnx.defs
+
+    opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version
+              for o in model.opset_import}
+    newest = onnx.defs.onnx_opset_version()
+    version = opsets.get("")
+    if version is not None and not MIN_OPSET <= version <= newest:
+        raise OnnxError(f"{file}: ONNX opset {version} is outside the supported opsets "
+                        f"{MIN_OPSET} to {newest} (the installed onnx "
+                        f"{onnx.__version__} knows up to {newest})")
+    return opsets
+
+
+# --------------------------------------------------------------------------- initializers
+
+
+def _initializers(file: str, graph: onnx.GraphProto) -> dict[str, Value]:
+    """Every initializer's type, its stored data checked against its dims (external data:
+    the file is there, inside the model's folder, and long enough)."""
+    found: dict[str, Value] = {}
+    folder = Path(file).resolve().parent
+    tensors = [*graph.initializer, *(s.values for s in graph.sparse_initializer)]
+    dims_of = {s.values.name: tuple(s.dims) for s in graph.sparse_initializer}
+    for t in tensors:
+        name = t.name
+        if not name:
+            raise OnnxError(f"{file}: an initializer has no name")
+        if name in found:
+            raise OnnxError(f"{file}: initializer {name!r} is defined twice")
+        shape = dims_of.get(name, tuple(t.dims))
+        _check_size(file, shape, f"initializer {name!r}")
+        if t.data_type not in FLOAT_TYPES and t.data_type not in OTHER_TYPES:
+            raise OnnxError(f"{file}: initializer {name!r} has unknown data type "
+                            f"{t.data_type}")
+        if name not in dims_of:
+            if t.data_location == 1 or t.external_data:  # TensorProto.EXTERNAL
+                _check_external(file, folder, t, shape)
+            else:
+                _check_stored(file, t, shape)
+        found[name] = Value(shape, t.data_type)
+    return found
+
+
+def _check_size(file: str, shape: Sequence[int], what: str) -> None:
+    if any(d < 0 or d > MAX_DIM for d in shape):
+        raise OnnxError(f"{file}: {what} has dims {_fmt(shape)}; expected each from 0 to "
+                        f"{MAX_DIM:,}")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise OnnxError(f"{file}: {what} has {math.prod(shape):,} elements, more than "
+                        f"{MAX_ELEMENTS:,}")
+
+
+def _element_bytes(data_type: int) -> int:
+    return FLOAT_TYPES.get(data_type) or OTHER_TYPES[data_type]
+
+
+def _check_stored(file: str, t: onnx.TensorProto, shape: Shape) -> None:
+    """The values stored in the file match the declared dims."""
+    n = math.prod(shape)
+    bits = _BITS.get(t.data_type, 8 * _element_bytes(t.data_type))
+    if t.raw_data:
+        stored, expected, unit = len(t.raw_data), -(-n * bits // 8), "bytes"
+    elif t.data_type in _BITS or t.data_type == 8:  # packed in ints, or strings
+        return
+    else:
+        stored = (len(t.float_data) + len(t.int32_data) + len(t.int64_data)
+                  + len(t.double_data) + len(t.uint64_data))
+        expected = 2 * n if t.data_type in (14, 15) else n  # complex: two values each
+        unit = "values"
+    if stored != expected:
+        raise OnnxError(f"{file}: initializer {t.name!r} declares {_fmt(shape)} "
+                        f"({expected:,} {unit}) but stores {stored:,}")
+
+
+def _check_external(file: str, folder: Path, t: onnx.TensorProto, shape: Shape) -> None:
+    """External data: a relative location inside the model's folder, a regular file, long
+    enough for the tensor at its offset."""
+    info = {e.key: e.value for e in t.external_data}
+    location = info.get("location", "")
+    where = f"{file}: initializer {t.name!r} (external data {location!r})"
+    if not location or os.path.isabs(location):
+        raise OnnxError(f"{where}: expected a location relative to the model's folder")
+    path = (folder / location).resolve()
+    if folder not in path.parents:
+        raise OnnxError(f"{where}: the location leaves the model's folder")
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise OnnxError(f"{where}: {path.name} is missing; keep the external data "
+                        "files beside the model") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise OnnxError(f"{where}: {path.name} is not a regular file")
+    try:
+        offset = int(info.get("offset", 0))
+        length = int(info["length"]) if "length" in info else None
+    except ValueError:
+        raise OnnxError(f"{where}: offset and length must be whole numbers") from None
+    need = math.prod(shape) * _element_bytes(t.data_type)
+    if length is not None and length < need:
+        raise OnnxError(f"{where}: length {length:,} is shorter than its {_fmt(shape)} "
+                        f"values ({need:,} bytes)")
+    if offset < 0 or offset + (length if length is not None else need) > st.st_size:
+        raise OnnxError(f"{where}: {path.name} holds {st.st_size:,} bytes, too few for "
+                        f"offset {offset:,} + {need:,}; the file is truncated")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def input_sizes(file: str, feeds: Sequence[onnx.ValueInfoProto], batch: int | None,
+                input: Shape | None) -> tuple[dict[str, Shape], bool]:
+    """Each input's concrete shape: the first input's leading dim is ``batch`` (1 where
+    symbolic and not given), its other dims ``input``; a symbolic dim shared by name takes
+    the same value everywhere. Also: whether the file fixes the first input's batch."""
+    dims = {f.name: _declared(file, f) for f in feeds}
+    first = feeds[0].name
+    known: dict[str, int] = {}  # symbolic name -> value
+    wanted: dict[tuple[str, int], int] = {}
+    for name, declared in dims.items():
+        if declared and not isinstance(declared[0], int):
+            value = batch if batch is not None else 1
+            wanted[(name, 0)] = value
+            if declared[0]:
+                known.setdefault(str(declared[0]), value)
+    head = dims[first]
+    fixed_batch = bool(head) and isinstance(head[0], int)
+    if batch is not None and fixed_batch and head[0] != batch:
+        raise OnnxError(f"{file}: input {first!r} has a fixed batch of {head[0]} "
+                        f"({_shown(head)}); --batch {batch} needs a model exported with a "
+                        "dynamic batch")
+    if input is not None:
+        if len(input) != len(head) - 1:
+            raise OnnxError(f"{file}: input {first!r} is {_shown(head)}: --input needs "
+                            f"{len(head) - 1} sizes (one sample, no batch), got "
+                            f"{'x'.join(map(str, input))}")
+        for i, (d, v) in enumerate(zip(head[1:], input, strict=True), start=1):
+            if isinstance(d, int) and d != v:
+                raise OnnxError(f"{file}: input {first!r} is fixed at {_shown(head)}; "
+                                f"--input {'x'.join(map(str, input))} needs a model "
+                                f"exported with dim {i} dynamic")
+            wanted[(first, i)] = v
+            if d:
+                known.setdefault(str(d), v)
+    shapes: dict[str, Shape] = {}
+    for name, declared in dims.items():
+        shapes[name] = tuple(_resolve(file, name, i, d, known, wanted, name == first)
+                             for i, d in enumerate(declared))
+        _check_size(file, shapes[name], f"input {name!r}")
+        if 0 in shapes[name]:
+            raise OnnxError(f"{file}: input {name!r} is {_fmt(shapes[name])}: empty")
+    return shapes, fixed_batch
+
+
+def _declared(file: str, feed: onnx.ValueInfoProto) -> list[int | str]:
+    """An input's dims as declared: a size, a symbolic name, or '' (unknown)."""
+    tensor = feed.type.tensor_type if feed.type.HasField("tensor_type") else None
+    if tensor is None:
+        raise OnnxError(f"{file}: input {feed.name!r} is not a tensor (sequences, maps and "
+                        "optionals are not counted)")
+    if tensor.elem_type not in FLOAT_TYPES and tensor.elem_type not in OTHER_TYPES:
+        raise OnnxError(f"{file}: input {feed.name!r} has unknown element type "
+                        f"{tensor.elem_type}")
+    if not tensor.HasField("shape"):
+        raise OnnxError(f"{file}: input {feed.name!r} declares no shape, so its rank is "
+                        "unknown; export the model with its input shapes")
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param
+            for d in tensor.shape.dim]
+
+
+def _resolve(file: str, name: str, i: int, d: int | str, known: Mapping[str, int],
+             wanted: Mapping[tuple[str, int], int], first: bool) -> int:
+    if (name, i) in wanted:
+        return wanted[(name, i)]
+    if isinstance(d, int):
+        return d
+    if d and d in known:
+        return known[d]
+    label = f" {d!r}" if d else ""
+    hint = "give --input" if first else "--input sets the first input's sizes only"
+    raise OnnxError(f"{file}: input {name!r} has a symbolic dim{label} (dim {i}); {hint}")
+
+
+def _shown(dims: Sequence[int | str]) -> str:
+    return "x".join(str(d) if isinstance(d, int) else (d or "?") for d in dims)
+
+
+def _fmt(shape: Iterable[int]) -> str:
+    return "x".join(map(str, shape)) or "a scalar"
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def _nodes(file: str, graph: onnx.GraphProto, opsets: Mapping[str, int]) -> list[Node]:
+    """The graph's nodes with their attributes as Python values; an operator onnx does not
+    know in the ONNX domain is refused, naming the node."""
+    import onnx.defs
+    from onnx.helper import get_attribute_value
+
+    nodes = []
+    known: dict[tuple[str, str], bool] = {}
+    for i, n in enumerate(graph.node):
+        domain = "" if n.domain == "ai.onnx" else n.domain
+        node = Node(i, n.name, n.op_type, domain, tuple(n.input), tuple(n.output), {},
+                    _scopes(n))
+        if domain not in opsets:
+            raise OnnxError(f"{file}: {node.label} uses domain {domain or 'ai.onnx'!r}, "
+                            "which the model imports no opset of")
+        if domain in ("", "ai.onnx.ml"):
+            key = (domain, n.op_type)
+            if key not in known:
+                known[key] = onnx.defs.has(n.op_type, opsets[domain], domain)
+            if not known[key]:
+                raise OnnxError(f"{file}: {node.label}: no operator {n.op_type!r} in "
+                                f"opset {opsets[domain]} of domain {domain or 'ai.onnx'!r}")
+        try:
+            attrs = {a.name: get_attribute_value(a) for a in n.attribute}
+        except ValueError as exc:
+            raise OnnxError(f"{file}: {node.label}: {_first_line(exc)}") from None
+        nodes.append(Node(i, n.name, n.op_type, domain, node.inputs, node.outputs, attrs,
+                          node.scopes))
+    return nodes
+
+
+def _scopes(n: onnx.NodeProto) -> tuple[str, ...] | None:
+    """The dynamo exporter's ``pkg.torch.onnx.name_scopes`` of a node, if it wrote them."""
+    import ast
+
+    for prop in n.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError, RecursionError, MemoryError):
+                return None
+            if isinstance(scopes, list) and all(isinstance(s, str) for s in scopes):
+                return tuple(scopes)
+    return None
+
+
+def topological(file: str, nodes: Sequence[Node], defined: Iterable[str]) -> list[int]:
+    """An order of the nodes where every value is made before it is read (the file's own
+    where it is one); a value read but never made, made twice, or a cycle is refused."""
+    made: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        for out in node.outputs:
+            if not out:
+                continue
+            if out in made:
+                raise OnnxError(f"{file}: {node.label} makes {out!r}, which "
+                                f"{nodes[made[out]].label} makes too")
+            made[out] = i
+    ready = set(defined)
+    for out, i in made.items():
+        if out in ready:
+            raise OnnxError(f"{file}: {nodes[i].label} makes {out!r}, which is an input "
+                            "or initializer of the graph")
+    waits: list[set[str]] = []
+    for node in nodes:
+        needs = {v for v in node.inputs if v and v not in ready}
+        for v in needs:
+            if v not in made:
+                raise OnnxError(f"{file}: {node.label} reads {v!r}, which no node, input "
+                                "or initializer of the graph defines")
+        waits.append(needs)
+    if all(made[v] < i for i, needs in enumerate(waits) for v in needs):
+        return list(range(len(nodes)))  # the file's order is one already (the rule)
+    return _kahn(file, nodes, waits, made)
+
+
+def _kahn(file: str, nodes: Sequence[Node], waits: list[set[str]],
+          made: Mapping[str, int]) -> list[int]:
+    readers: dict[str, list[int]] = {}
+    for i, needs in enumerate(waits):
+        for v in needs:
+            readers.setdefault(v, []).append(i)
+    left = [len(needs) for needs in waits]
+    queue = [i for i, n in enumerate(left) if n == 0]  # a heap: the file's order where free
+    order: list[int] = []
+    while queue:
+        i = heapq.heappop(queue)
+        order.append(i)
+        for out in nodes[i].outputs:
+            for j in readers.get(out, ()):
+                left[j] -= 1
+                if left[j] == 0:
+                    heapq.heappush(queue, j)
+    if len(order) < len(nodes):
+        stuck = next(i for i, n in enumerate(left) if n)
+        raise OnnxError(f"{file}: the graph has a cycle through {nodes[stuck].label} (a "
+                        "value it reads depends on its own output)")
+    return order
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def _infer(file: str, onnx: Any, model: onnx.ModelProto, inputs: Mapping[str, Value],
+           initializers: Mapping[str, Value], computed: Mapping[str, Any]
+           ) -> dict[str, Value]:
+    """onnx's shape inference on a light copy of the model (see :func:`_light`), with the
+    inputs at their set sizes: every value's static type."""
+    light = _light(onnx, model, inputs, initializers, computed)
+    inferred = _guarded(file, "shape inference", onnx.shape_inference.infer_shapes, light,
+                        True, True, True)
+    values: dict[str, Value] = {}
+    for vi in (*inferred.graph.value_info, *inferred.graph.output):
+        found = _static(vi)
+        if found is not None:
+            values[vi.name] = found
+    for t in light.graph.initializer:  # small initializers and computed values
+        values.setdefault(t.name, Value(tuple(t.dims), t.data_type))
+    return values
+
+
+def _light(onnx: Any, model: onnx.ModelProto, inputs: Mapping[str, Value],
+           initializers: Mapping[str, Value], computed: Mapping[str, Any]) -> onnx.ModelProto:
+    """The model without its weights: large initializers become inputs of their shape,
+    ``computed`` values initializers in place of the nodes that make them, outputs keep
+    their element type but not their shape (inferred afresh)."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    light = onnx.ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    g = light.graph
+    g.name = graph.name
+    g.node.extend(n for n in graph.node
+                  if not (n.output and all(o in computed for o in n.output if o)))
+    declared = [helper.make_tensor_value_info(name, v.elem_type, v.shape)
+                for name, v in inputs.items()]
+    inline = {t.name for t in graph.initializer
+              if math.prod(t.dims) <= SMALL_ELEMENTS and not (t.data_location == 1
+                                                             or t.external_data)}
+    g.initializer.extend(t for t in graph.initializer if t.name in inline)
+    g.initializer.extend(numpy_helper.from_array(a, name) for name, a in computed.items())
+    declared += [helper.make_tensor_value_info(name, v.elem_type, v.shape)
+                 for name, v in initializers.items()
+                 if name not in inline or model.ir_version < 4]  # IR 3: inputs too
+    g.input.extend(declared)
+    for o in graph.output:
+        if o.type.HasField("tensor_type"):
+            g.output.append(helper.make_tensor_value_info(o.name, o.type.tensor_type.elem_type,
+                                                          None))
+        else:
+            g.output.append(o)
+    return light
+
+
+def _small_values(graph: onnx.GraphProto) -> dict[str, Any]:
+    """The values of the small initializers stored in the file (shape arithmetic reads
+    them); weights are never read."""
+    from onnx import numpy_helper
+
+    return {t.name: numpy_helper.to_array(t) for t in graph.initializer
+            if math.prod(t.dims) <= SMALL_ELEMENTS and not (t.data_location == 1
+                                                           or t.external_data)}
+
+
+def _static(vi: onnx.ValueInfoProto) -> Value | None:
+    """A value's type where it is a tensor of known rank and sizes."""
+    if not vi.type.HasField("tensor_type"):
+        return None
+    tensor = vi.type.tensor_type
+    if not tensor.HasField("shape") or not all(d.HasField("dim_value")
+                                               for d in tensor.shape.dim):
+        return None
+    return Value(tuple(d.dim_value for d in tensor.shape.dim), tensor.elem_type)
