@@ -1,7 +1,8 @@
 """What the CLI and the Python API share: from "what the user named" to finished results.
 
 Each command's work lives here (the CLI only parses, calls one of these, and renders):
-analyze and compare (``analyze_target``, ``compare_targets``), ``list``'s cached totals,
+analyze and compare (``analyze_target``, ``compare_targets``), ``predict``'s and
+``calibrate``'s (``predict_target``, ``calibrate_here``), ``list``'s cached totals,
 ``validate``'s spec, ``explain``'s tables, ``check``'s recount (``recheck``; the reports'
 files are ``cnncost.reports``'s). The engine choice is ``cnncost.count.engines``'s.
 Nothing here prints; torch is imported only by the functions that run a model.
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from cnncost.measure.bench import BenchOptions, BenchReport
     from cnncost.measure.bench_train import TrainBenchReport
     from cnncost.measure.timing import Progress
+    from cnncost.predict.calibrate import CalibrateOptions
+    from cnncost.predict.calibration import Calibration
+    from cnncost.predict.model import Prediction
     from cnncost.spec import ModelSpec
 
 
@@ -166,6 +170,47 @@ def bench_target(model: str, batches: Sequence[int], options: BenchOptions, trai
     from cnncost.measure.bench import bench
 
     return bench(model, batches, options, input=input, overrides=overrides, progress=progress)
+
+
+def find_calibration(dtype: str = "float32", device: str = "auto",
+                     threads: int | None = None,
+                     calibration: Path | None = None) -> Calibration:
+    """This machine's cached calibration (device, dtype, threads, torch), or the file named
+    by ``calibration`` (another machine's: predictions are then for that machine)."""
+    from cnncost.predict import calibration as cal
+
+    if calibration is not None:
+        return cal.load_file(calibration)
+    key, make = cal.this_machine(device, dtype, threads)
+    return cal.load(key, make=make)
+
+
+def predict_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,
+                   input: tuple[int, ...] | None = None, batch: int = 1,
+                   dtype: str = "float32", overrides: Mapping[str, Any] | None = None,
+                   device: str = "auto", threads: int | None = None,
+                   calibration: Path | Calibration | None = None) -> Prediction:
+    """Predicted latency of a model on a calibrated machine, without running it: counted as
+    ``analyze_target`` counts it (a spec without torch), then each layer predicted by its op
+    class's fit. ``calibration``: a Calibration, a file, or None for this machine's cache."""
+    from cnncost.predict.calibration import Calibration
+    from cnncost.predict.model import predict_table
+
+    cal = calibration if isinstance(calibration, Calibration) else find_calibration(
+        dtype, device, threads, calibration)
+    table = analyze_target(model_or_spec, input, batch, dtype, overrides=overrides)
+    return predict_table(table, cal)
+
+
+def calibrate_here(options: CalibrateOptions,
+                   progress: Progress | None = None) -> tuple[Calibration, Path]:
+    """Calibrate this machine (``cnncost.predict.calibrate``) and cache the result; the
+    calibration and the file written."""
+    from cnncost.predict.calibrate import calibrate
+    from cnncost.predict.calibration import save
+
+    cal = calibrate(options, progress)
+    return cal, save(cal)
 
 
 @dataclass(frozen=True)

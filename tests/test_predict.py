@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 
 import pytest
+from calibrations import fitted, hand_calibration
 
 from cnncost.count.analytic import count_spec
 from cnncost.errors import CnnCostError
@@ -195,19 +196,12 @@ def test_error_summary_of_known_errors() -> None:
 # --------------------------------------------------------------------------- the file
 
 
-def _fitted(coef: list[float], samples: int = 3) -> dict:
-    err = {"median": 0.05, "p90": 0.1, "rms": 0.08}
-    return {"baseline": coef, "trees": None, "method": "baseline", "samples": samples,
-            "ranges": [[0.0, 1e12] for _ in FEATURES], "error": err, "baseline_error": err}
+def _fitted(coef: list[float]) -> dict:
+    return fitted(coef)
 
 
 def _calibration(classes: dict | None = None, key: str = KEY) -> Calibration:
-    classes = classes or {n: _fitted([1e-6, 1e-11, 1e-10]) for n in class_names()}
-    samples = {n: [[1.0] * len(FEATURES) + [1e-5]] for n in classes}
-    return Calibration(key=key, device="cpu", device_name="Test CPU", dtype="float32",
-                       threads=1, torch_version="2.0", measured_at="2026-01-01T00:00:00+00:00",
-                       overhead_s=2e-5, classes=classes, samples=samples, budget_s=60,
-                       elapsed_s=59.0, load_avg=0.5, load_avg_after=0.6, trees=None)
+    return hand_calibration(key, classes=classes)
 
 
 def test_calibration_round_trips_through_its_file(tmp_path: Path) -> None:

@@ -97,15 +97,56 @@ def save(cal: Calibration, path: Path | None = None) -> Path:
     return target
 
 
-def load(key: str, path: Path | None = None) -> Calibration:
+def this_machine(device: str = "auto", dtype: str = "float32",
+                 threads: int | None = None) -> tuple[str, str]:
+    """(the calibration key of this machine, the ``cnncost calibrate`` options that make it).
+
+    A CPU is named without importing torch (its model, torch's default thread count and
+    installed version); ``auto`` means cuda only where the installed torch is a CUDA build and
+    finds a GPU (torch is then imported to ask)."""
+    from cnncost.measure.machine import (
+        cpu_name,
+        default_threads,
+        machine_key,
+        torch_version,
+    )
+
+    version = torch_version()
+    if version is None:
+        raise CalibrationError("torch is not installed: a calibration is per torch version; "
+                               "install torch, then run `cnncost calibrate`")
+    if device not in ("auto", "cpu", "cuda"):
+        raise CalibrationError(f"--device {device!r}: expected auto, cpu or cuda")
+    if device == "cuda" or (device == "auto" and "+cpu" not in version and _cuda_found()):
+        from cnncost.measure.bench import resolve_device
+        from cnncost.measure.roofline import device_name
+
+        name = device_name(resolve_device("cuda"))
+        return (calibration_key(machine_key("cuda", name, dtype, 0), version),
+                f"--device cuda --dtype {dtype}")
+    n = threads or default_threads()
+    return (calibration_key(machine_key("cpu", cpu_name(), dtype, n), version),
+            f"--device cpu --dtype {dtype} --threads {n}")
+
+
+def _cuda_found() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def load(key: str, path: Path | None = None, make: str = "") -> Calibration:
     """The calibration for ``key`` (from its cache file, or ``path``), checked field by field.
 
-    CalibrationError: none there (the message says how to make one), or one that is not a
-    valid calibration for this key (named, never used)."""
+    CalibrationError: none there (the message says how to make one: ``cnncost calibrate
+    {make}``), or one that is not a valid calibration for this key (named, never used)."""
     target = path or calibration_path(key)
     if not target.exists():
-        raise CalibrationError(f"no calibration for {key} (looked for {target}); make one "
-                               "with `cnncost calibrate` (a few minutes)")
+        here = sorted(p.stem.rsplit("-", 1)[0] for p in target.parent.glob("*.json"))
+        raise CalibrationError(
+            f"no calibration for {key} (looked for {target}); make one with `cnncost "
+            f"calibrate{' ' + make if make else ''}` (a few minutes)"
+            + (f"; calibrated here: {', '.join(here)}" if here else ""))
     try:
         doc = json.loads(read_text(target, SIZE_LIMIT, "calibration", track=False))
     except CnnCostError as exc:
@@ -119,6 +160,23 @@ def load(key: str, path: Path | None = None) -> Calibration:
         raise CalibrationError(f"{target}: refused: {why}; run `cnncost calibrate` to measure "
                                "again")
     return from_dict(doc, str(target))
+
+
+def load_file(path: Path) -> Calibration:
+    """A calibration file given by name (another machine's, to predict for that machine):
+    checked against its own key."""
+    try:
+        doc = json.loads(read_text(path, SIZE_LIMIT, "calibration"))
+    except CnnCostError as exc:
+        raise CalibrationError(f"--calibration {path}: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise CalibrationError(f"--calibration {path}: corrupt calibration (not JSON: "
+                               f"{exc})") from None
+    key = doc.get("key") if isinstance(doc, dict) else None
+    why = problem(doc, key) if isinstance(key, str) else f"not a {SCHEMA} document"
+    if why:
+        raise CalibrationError(f"--calibration {path}: refused: {why}")
+    return from_dict(doc, str(path))
 
 
 def from_dict(doc: dict[str, Any], path: str = "") -> Calibration:
