@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from cnncost.predict.calibrate import CalibrateOptions
     from cnncost.predict.calibration import Calibration
     from cnncost.predict.model import Prediction
+    from cnncost.predict.versus import Versus
     from cnncost.spec import ModelSpec
 
 
@@ -170,6 +172,25 @@ def bench_target(model: str, batches: Sequence[int], options: BenchOptions, trai
     from cnncost.measure.bench import bench
 
     return bench(model, batches, options, input=input, overrides=overrides, progress=progress)
+
+
+def bench_predicted(model: str, batches: Sequence[int], options: BenchOptions,
+                    input: tuple[int, ...] | None = None,
+                    overrides: Mapping[str, Any] | None = None,
+                    progress: Progress | None = None) -> Versus:
+    """``bench --predict``: the benchmark with every layer timed, and beside each batch its
+    prediction from this machine's calibration (looked up before anything runs)."""
+    from cnncost.predict.model import predict_table
+    from cnncost.predict.versus import Versus
+
+    device = options.device.value if isinstance(options.device, Enum) else options.device
+    cal = find_calibration(options.dtype, device, options.threads)
+    report = bench_target(model, batches, replace(options, per_layer=True), False, input,
+                          overrides, progress)
+    predictions = tuple(predict_table(analyze_target(model, input, b, options.dtype,
+                                                     overrides=overrides), cal)
+                        for b in batches)
+    return Versus(report, predictions)  # type: ignore[arg-type]
 
 
 def find_calibration(dtype: str = "float32", device: str = "auto",

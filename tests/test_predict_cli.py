@@ -145,3 +145,27 @@ def test_a_spec_is_predicted_without_importing_torch(home: Path, spec: Path) -> 
                                 home, "torch")
     assert rc == 0, err
     assert not imported
+
+
+def test_bench_predict_puts_the_prediction_beside_the_measurement(home: Path,
+                                                                  spec: Path) -> None:
+    pytest.importorskip("torch")
+    _calibrate_by_hand()
+    r = _run("bench", str(spec), "--device", "cpu", "--threads", "1", "--predict",
+             "--max-time", "0.05", "--min-samples", "1", "-f", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output[r.output.index("{"):])
+    (run,) = doc["runs"]
+    assert run["predicted"]["latency_ms"] == pytest.approx((sum(LAYERS_S) + OVERHEAD_S) * 1e3)
+    assert run["predicted"]["ratio"] == pytest.approx(run["predicted"]["latency_ms"]
+                                                      / run["latency_ms"])
+    assert [lay["predicted_ms"] for lay in run["layers"]] == pytest.approx(
+        [t * 1e3 for t in LAYERS_S])
+    assert all(lay["measured_s"] is not None for lay in run["layers"])  # --per-layer implied
+    assert doc["calibration"]["threads"] == 1
+
+
+def test_bench_predict_without_a_calibration_stops_before_measuring(home: Path,
+                                                                    spec: Path) -> None:
+    r = _run("bench", str(spec), "--device", "cpu", "--threads", "3", "--predict")
+    _one_line_error(r, "no calibration", "cnncost calibrate")

@@ -50,6 +50,9 @@ def bench(
     train: Annotated[bool, typer.Option("--train", help="Time whole training steps (zero_grad, "
         "forward, loss, backward, --optimizer's step) and measure their peak memory.")] = False,
     optimizer: Annotated[str, typer.Option(metavar="sgd|sgd_momentum|adam")] = "sgd",
+    predict: Annotated[bool, typer.Option("--predict", help="Also predict each batch from "
+        "this machine's calibration (cnncost calibrate) and show it beside the measurement, "
+        "per layer (implies --per-layer) and whole.")] = False,
 ) -> None:
     """Measured latency, throughput and GFLOP/s, with every layer on the machine's roofline."""
     from cnncost.api import bench_target
@@ -66,6 +69,9 @@ def bench(
                            budget=Budget(min_samples=min_samples, max_time=max_time,
                                          min_time=min(0.5, max_time / 2),
                                          warmup_time=min(0.25, max_time / 4)))
+    if predict:
+        _bench_predicted(model, batch, options, input, set_, fmt, output, top, train)
+        return
     view: Any = bench_view(train, fmt is Format.HTML)  # training steps: their own renderer
     with progress() as bar:
         result: Any = bench_target(model, parse_batches(batch), options, train,
@@ -83,3 +89,24 @@ def bench(
             Format.MD: lambda: view.to_markdown(result, top),
             Format.HTML: lambda: bench_page(result, top)}[fmt]()
     write_output(text, output)
+
+
+def _bench_predicted(model: str, batch: str, options: Any, input: str | None,
+                     set_: list[str] | None, fmt: Format, output: Any, top: int | None,
+                     train: bool) -> None:
+    """bench --predict: measured beside predicted (table or JSON)."""
+    from cnncost.api import bench_predicted
+    from cnncost.render import predict as view
+    from cnncost.render.terminal import print_wide, progress, wide_text
+
+    if train or fmt not in (Format.TABLE, Format.JSON):
+        raise UsageError("--predict: inference only (not --train), as a table or JSON")
+    with progress() as bar:
+        result = bench_predicted(model, parse_batches(batch), options, parse_input(input),
+                                 parse_sets(set_), bar)
+    if fmt is Format.JSON:
+        write_output(view.versus_json(result), output)
+    elif output is None:
+        print_wide(view.rich_versus(result, top))
+    else:
+        write_output(wide_text(view.rich_versus(result, top)), output)

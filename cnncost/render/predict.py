@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from cnncost.predict.calibration import Calibration
     from cnncost.predict.model import LayerPrediction, Prediction
+    from cnncost.predict.versus import Versus
 
 
 def _ms(x: float) -> str:
@@ -133,3 +134,63 @@ def rich_calibration(cal: Calibration, path: str) -> RenderableType:
                       f"baseline a + b x MACs + c x bytes per class, {trees}; model call "
                       f"{cal.overhead_s * 1e6:.1f} us"),
                  t, Text(f"saved {path}"))
+
+
+# --------------------------------------------------------------------------- bench --predict
+
+
+def versus_lines(v: Versus) -> list[str]:
+    """Per batch: measured and predicted whole-model latency and their ratio."""
+    out = []
+    for run, p in v.pairs():
+        measured = run.timing.median_s * 1e3
+        out.append(f"batch {run.batch}: measured {_ms(measured)} ms (median), predicted "
+                   f"{_ms(p.latency_ms)} ms ± {percent(p.uncertainty)}: predicted / measured "
+                   f"{p.latency_ms / measured:.3f}" + (f"; {len(p.outside)} layers outside "
+                                                       "the calibrated range" if p.outside
+                                                       else ""))
+    return out
+
+
+def _versus_rows(run: Any, p: Prediction, top: int | None) -> list[tuple[str, str, float,
+                                                                        float]]:
+    by_name = {lp.name: lp for lp in p.layers}
+    rows = [(r.roof.name, r.roof.kind, (r.measured_s or 0.0) * 1e3,
+             by_name[r.roof.name].latency_ms if r.roof.name in by_name else 0.0)
+            for r in run.layers]
+    if top:
+        rows = sorted(rows, key=lambda r: r[2], reverse=True)[:top]
+    return rows
+
+
+def rich_versus(v: Versus, top: int | None = None) -> RenderableType:
+    """The benchmark's header, then per batch the whole model and each layer, measured beside
+    predicted."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from cnncost.render.bench import header_lines as bench_header
+
+    parts: list[Any] = [Text(line) for line in bench_header(v.report)]
+    parts.append(Text(calibration_line(v.predictions[0].calibration)))
+    for (run, p), line in zip(v.pairs(), versus_lines(v), strict=True):
+        parts.append(Text(line))
+        t = Table(box=box.SIMPLE_HEAVY, title=f"batch {run.batch}: layers, measured and "
+                  "predicted" + (f" (top {top})" if top else ""), title_justify="left")
+        for name, justify in (("layer", "left"), ("kind", "left"), ("measured ms", "right"),
+                              ("predicted ms", "right"), ("pred/meas", "right")):
+            t.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for name, kind, measured, predicted in _versus_rows(run, p, top):
+            t.add_row(name, kind, _ms(measured), _ms(predicted),
+                      f"{predicted / measured:.2f}" if measured else "-")
+        parts.append(t)
+    return Group(*parts)
+
+
+def versus_json(v: Versus) -> str:
+    """The bench document with the predictions (non-finite figures as null, as bench's)."""
+    from cnncost.measure.bench import finite_json
+
+    return finite_json(v.to_dict())

@@ -1,0 +1,214 @@
+"""Predicted against measured latency: every bundled ImageNet model at batch 1 and 8 (and a few
+--set variants), in one run.
+
+    python benchmarks/bench_predict.py [--calibrate] [--rounds 3] [--threads N] [--plot FILE]
+
+Issue 24's targets (benchmark figures, not tests): >= 90% of (model, batch) pairs predicted
+within ±10% of the measured median; the rank correlation (Spearman) of the predictions with
+the measurements >= 0.95, printed beside that of MACs with the measurements; a calibration
+within 5 minutes at its default budget (``--calibrate`` runs one and times it); a prediction
+of resnet50 under 50 ms (in process: count + predict, from the model's name).
+
+Method: the calibration is this machine's cached one (``cnncost calibrate``), made on
+calibration kernels only, never on these models' layers. Each model is built as ``cnncost
+bench`` builds it (the spec compiled to a torch.fx module, eval, inference_mode, threads
+pinned, subnormals flushed) and timed with bench's method (``time_fn``: warm-up, blocks,
+median); the pairs are timed in turn, ``--rounds`` times, so a change of load falls on all of
+them alike, and each pair's figure is the median of its rounds. The load average is printed
+before and after: on a shared machine, run it when the load is low.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MODELS = ("alexnet", "densenet121", "efficientnet_b0", "googlenet", "googlenet_paper",
+          "mobilenetv1", "mobilenetv2", "mobilenetv3_large", "mobilenetv3_small", "resnet18",
+          "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+          "shufflenetv2_x1_0", "squeezenet1_0", "squeezenet1_1", "vgg11", "vgg16", "vgg19")
+VARIANTS = (("mobilenetv2", {"width": "0.5"}), ("mobilenetv1", {"res": "160"}),
+            ("resnet50", {"res": "160"}), ("efficientnet_b0", {"res": "260"}))
+
+
+def ranks(xs: list[float]) -> list[float]:
+    """1-based ranks, ties sharing their average rank."""
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    out = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rank correlation: Pearson's correlation of the ranks."""
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    sx = sum((a - mx) ** 2 for a in rx) ** 0.5
+    sy = sum((b - my) ** 2 for b in ry) ** 0.5
+    return cov / (sx * sy)
+
+
+def label(name: str, sets: dict[str, str]) -> str:
+    return name + "".join(f" {k}={v}" for k, v in sets.items())
+
+
+def prediction_time(cal: object) -> tuple[float, float]:
+    """Seconds to predict resnet50 from its name in process: the first call, and the median
+    of five more."""
+    from cnncost import api
+
+    times = []
+    for _ in range(6):
+        t0 = time.perf_counter()
+        api.predict_target("resnet50", calibration=cal)  # type: ignore[arg-type]
+        times.append(time.perf_counter() - t0)
+    return times[0], statistics.median(times[1:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calibrate", action="store_true", help="calibrate first (timed)")
+    ap.add_argument("--max-time", type=float, default=None, help="calibration budget (s)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--no-variants", action="store_true")
+    ap.add_argument("--json", type=Path, default=None, help="write every figure here")
+    ap.add_argument("--plot", type=Path, default=None, help="draw predicted vs measured")
+    args = ap.parse_args()
+
+    import torch
+
+    from cnncost import api
+    from cnncost.graph.build import build_module
+    from cnncost.measure.bench import _cpu_settings
+    from cnncost.measure.machine import cpu_name, load_average
+    from cnncost.measure.timing import Budget, time_fn
+    from cnncost.predict.calibrate import DEFAULT_MAX_TIME, CalibrateOptions
+    from cnncost.sources import load_target, resolve
+
+    threads = args.threads or torch.get_num_threads()
+    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, {threads} threads, torch "
+          f"{torch.__version__}; load average {load_average()}")
+    if args.calibrate:
+        budget = args.max_time or DEFAULT_MAX_TIME
+        t0 = time.perf_counter()
+        cal, path = api.calibrate_here(CalibrateOptions(device="cpu", threads=threads,
+                                                        max_time=budget))
+        took = time.perf_counter() - t0
+        print(f"calibration: {took:.0f} s at a {budget:.0f} s budget (target <= 300 s: "
+              f"{'met' if took <= 300 else 'not met'}); {cal.sample_count} kernels; {path}")
+    else:
+        cal = api.find_calibration("float32", "cpu", threads)
+        print(f"calibration: {cal.path} ({cal.sample_count} kernels, {cal.measured_at}, "
+              f"load {cal.load_avg})")
+    for name, fitted in cal.classes.items():
+        e = fitted["error"]
+        print(f"  {name:16s} {fitted['samples']:5d} kernels  {fitted['method']:8s} held-out "
+              f"median {e['median']:6.1%}  p90 {e['p90']:6.1%}")
+    first, warm = prediction_time(cal)
+    print(f"predict resnet50 in process (count + predict): first {first * 1e3:.1f} ms, then "
+          f"{warm * 1e3:.1f} ms (target < 50 ms: {'met' if first < 0.05 else 'not met'})")
+
+    batches = [int(b) for b in args.batches.split(",")]
+    models = [(m, {}) for m in args.models.split(",")]
+    if not args.no_variants:
+        models += [(m, dict(s)) for m, s in VARIANTS]
+    pairs = []
+    device = torch.device("cpu")
+    with _cpu_settings(device, threads), torch.inference_mode():
+        for name, sets in models:
+            spec = load_target(resolve(name), sets, None)
+            module = build_module(spec)
+            for b in batches:
+                p = api.predict_target(name, batch=b, overrides=sets, calibration=cal)
+                x = torch.randn(b, *spec.input_shape)
+                pairs.append({"model": label(name, sets), "batch": b, "macs": p.macs,
+                              "predicted_ms": p.latency_ms, "uncertainty": p.uncertainty,
+                              "outside": len(p.outside), "module": module, "x": x,
+                              "rounds": []})
+        budget = Budget(min_samples=3, min_time=0.1, max_time=2.0, warmup_time=0.05)
+        for r in range(args.rounds):
+            for pair in pairs:
+                m, x = pair["module"], pair["x"]
+                pair["rounds"].append(time_fn(lambda m=m, x=x: m(x), device, budget).median_s)
+            print(f"round {r + 1}/{args.rounds} done; load {load_average()}", flush=True)
+    report(pairs, cal, args, load_average())
+
+
+def report(pairs: list[dict], cal: object, args: argparse.Namespace,
+           load_after: float | None) -> None:
+    rows = []
+    print(f"\n{'model':<28} {'batch':>5} {'MACs':>9} {'measured':>10} {'predicted':>10} "
+          f"{'pred/meas':>9}  {'±':>4} out")
+    for p in pairs:
+        measured = statistics.median(p["rounds"]) * 1e3
+        ratio = p["predicted_ms"] / measured
+        rows.append({k: v for k, v in p.items() if k not in ("module", "x")}
+                    | {"measured_ms": measured, "ratio": ratio})
+        print(f"{p['model']:<28} {p['batch']:>5} {p['macs'] / 1e9:>8.2f}G {measured:>10.2f} "
+              f"{p['predicted_ms']:>10.2f} {ratio:>9.3f}  {p['uncertainty']:>4.0%} "
+              f"{p['outside']}")
+    ratios = [r["ratio"] for r in rows]
+    within = {t: sum(abs(x - 1) <= t for x in ratios) / len(ratios) for t in (0.1, 0.2)}
+    measured = [r["measured_ms"] for r in rows]
+    rho_pred = spearman([r["predicted_ms"] for r in rows], measured)
+    rho_macs = spearman([float(r["macs"]) for r in rows], measured)
+    print(f"\n{len(rows)} (model, batch) pairs: within ±10%: {within[0.1]:.0%} (target >= 90%: "
+          f"{'met' if within[0.1] >= 0.9 else 'not met'}), within ±20%: {within[0.2]:.0%}; "
+          f"median |pred/meas - 1| {statistics.median(abs(x - 1) for x in ratios):.1%}")
+    print(f"rank correlation with measured (Spearman): predicted {rho_pred:.3f} (target >= "
+          f"0.95: {'met' if rho_pred >= 0.95 else 'not met'}), MACs {rho_macs:.3f}")
+    print(f"load average after: {load_after}")
+    if args.json:
+        args.json.write_text(json.dumps({"pairs": rows, "within_10": within[0.1],
+                                         "within_20": within[0.2], "spearman_predicted":
+                                         rho_pred, "spearman_macs": rho_macs}, indent=1))
+    if args.plot:
+        plot(rows, args.plot)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Predicted against measured, log-log, with the ±10% band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    lo = min(min(r["measured_ms"], r["predicted_ms"]) for r in rows) / 1.5
+    hi = max(max(r["measured_ms"], r["predicted_ms"]) for r in rows) * 1.5
+    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.9",
+                    label="±10%")
+    ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8)
+    for b, marker in ((1, "o"), (8, "s")):
+        sel = [r for r in rows if r["batch"] == b]
+        ax.scatter([r["measured_ms"] for r in sel], [r["predicted_ms"] for r in sel],
+                   marker=marker, s=22, label=f"batch {b}")
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="measured ms",
+           ylabel="predicted ms", title="cnncost predict: predicted vs measured latency")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
