@@ -1,0 +1,191 @@
+"""What a user installs is what the tests prove: the wheel, not the checkout.
+
+The suite itself runs cnncost installed in editable mode, which reads the source tree; a
+user's ``pip install .`` gets the wheel, which holds only what the packaging declares. So:
+
+- the wheel built from this checkout holds every module under ``cnncost/`` and every bundled
+  spec (``specs/**/*.yaml``, installed as ``cnncost/specs/``);
+- installed into a fresh virtual environment outside the checkout, it runs every command of
+  the app once on a real input: exit 0, no traceback. The list of commands is read from the
+  app, so a command added later is run too (on a bundled model, unless ``RUNS`` below gives
+  it other arguments).
+
+The wheel is built from a copy of the checkout (pip builds in the source folder), once per
+test session; the environment is made once per session too. torch goes into it first, the
+pinned CPU build from this machine's disk (``pip install --no-index``: pip's configured
+``find-links``), so that pip never pulls another torch; the other dependencies come from the
+package index as a user's pip gets them. Where no torch wheel is on disk the environment's
+tests skip, saying so.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cnncost.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+# What the build needs of the checkout (the rest is left out of the copy it builds from).
+_NOT_BUILT = {"tests", "benchmarks", "docs", "reports", "build", "dist"}
+_JUNK = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".*_cache", ".hypothesis")
+
+
+def _ignore(folder: str, names: list[str]) -> set[str]:
+    skipped = set(_JUNK(folder, names))
+    if Path(folder) == ROOT:
+        skipped |= {n for n in names if n in _NOT_BUILT or n.startswith(".")}
+    return skipped
+
+
+def _pip_env() -> dict[str, str]:
+    """pip's environment: the user's own pip configuration read from the real home
+    (tests/conftest.py points HOME elsewhere), every cache kept in the test session's
+    temporary folder (XDG_CACHE_HOME, set by conftest)."""
+    import conftest
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return {**env, "HOME": str(conftest.REAL_HOME), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def _run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False,
+                          **kwargs)  # type: ignore[call-overload]
+
+
+def _setuptools_builds() -> bool:
+    """Whether this environment's setuptools can build the wheel (pyproject: >= 68), so pip
+    need not fetch one into an isolated build environment."""
+    try:
+        return int(importlib.metadata.version("setuptools").split(".")[0]) >= 68
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this checkout, built from a copy of it."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    shutil.copytree(ROOT, src, ignore=_ignore, symlinks=True)
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp / "dist"),
+           str(src)]
+    if _setuptools_builds():
+        cmd.insert(4, "--no-build-isolation")
+    done = _run(cmd, env=_pip_env())
+    assert done.returncode == 0, done.stderr
+    (built,) = (tmp / "dist").glob("cnncost-*.whl")
+    return built
+
+
+def test_the_wheel_holds_every_module_and_every_bundled_spec(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "cnncost").rglob("*.py")}
+    specs = {"cnncost/specs/" + p.relative_to(ROOT / "specs").as_posix()
+             for p in (ROOT / "specs").rglob("*.yaml")}
+    assert len(specs) > 10 and "cnncost/advise/__init__.py" in modules  # the tree was read
+    assert sorted(modules - names) == [], "modules missing from the wheel"
+    assert sorted(specs - names) == [], "bundled specs missing from the wheel"
+    # and nothing of the checkout that is not the package (tests, benchmarks, caches)
+    assert sorted(n for n in names if not n.startswith(("cnncost/", "cnncost-"))) == []
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+# --------------------------------------------------------------------------- a fresh install
+
+
+def _bin(venv: Path, name: str) -> Path:
+    return venv / ("Scripts" if os.name == "nt" else "bin") / name
+
+
+@pytest.fixture(scope="session")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment outside the checkout with the wheel installed (and its
+    plot extra): the folder of its scripts."""
+    try:
+        torch_version = importlib.metadata.version("torch").split("+")[0]
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("torch is not installed here: no pinned torch to install beside the wheel")
+    venv = tmp_path_factory.mktemp("fresh") / "venv"
+    # No pip of its own: this interpreter's pip installs into it (--python), 10 s sooner.
+    done = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    assert done.returncode == 0, done.stderr
+    pip = [sys.executable, "-m", "pip", "--python", str(_bin(venv, "python")), "install",
+           "-q", "--no-compile"]
+    done = _run([*pip, "--no-index", "--no-deps", f"torch=={torch_version}"], env=_pip_env())
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        pytest.skip(f"no torch {torch_version} wheel on this machine's disk (pip's "
+                    f"find-links): {last}")
+    done = _run([*pip, f"{wheel}[plot]"], env=_pip_env())
+    assert done.returncode == 0, done.stderr
+    where = _run([str(_bin(venv, "python")), "-c", "import cnncost; print(cnncost.__file__)"],
+                 cwd=venv, env=_clean_env(venv))
+    assert Path(where.stdout.strip()).is_relative_to(venv), where  # not the checkout's
+    return _bin(venv, "python").parent
+
+
+def _clean_env(venv: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return {**env, "PATH": str(_bin(venv, "python").parent) + os.pathsep + env["PATH"]}
+
+
+def _commands() -> list[str]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    return sorted(group.commands)  # type: ignore[attr-defined]
+
+
+def _reported(work: Path) -> list[list[str]]:
+    out = str(work / "reports")
+    return [["report", "lenet5", "textbook/conv5x5", "--out", out], ["check", out]]
+
+
+# Each command's command lines (the last is the one the test is about) and what it writes;
+# a command without an entry runs as `cnncost COMMAND resnet50`.
+RUNS: dict[str, Callable[[Path], list[list[str]]]] = {
+    "analyze": lambda w: [["analyze", "resnet50"]],
+    "validate": lambda w: [["validate", "mobilenetv2"]],
+    "list": lambda w: [["list"]],
+    "compare": lambda w: [["compare", "alexnet", "vgg16", "mobilenetv2"]],
+    "advise": lambda w: [["advise", "alexnet", "--emit", str(w / "advice")]],
+    "report": _reported,
+    "check": _reported,
+    "bench": lambda w: [["bench", "lenet5", "--max-time", "0.05", "--min-samples", "2"]],
+    "explain": lambda w: [["explain", "textbook/dwsep_6x6x3"]],
+    "sweep": lambda w: [["sweep", "resnet50", "--set", "res=128..256:64"]],
+    "plot": lambda w: [["plot", "alexnet", "vgg16", "--output", str(w / "cmp.png")]],
+}
+WRITES: dict[str, Callable[[Path], list[Path]]] = {
+    "advise": lambda w: [w / "advice"],
+    "report": lambda w: [w / "reports" / f for f in ("lenet5.json", "textbook/conv5x5.md",
+                                                           "index.html")],
+    "plot": lambda w: [w / "cmp.png"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_runs_from_the_installed_wheel(command: str, installed: Path,
+                                                     tmp_path: Path) -> None:
+    venv = installed.parent
+    if command == "plot" and _run([str(installed / "python"), "-c", "import matplotlib"],
+                                  env=_clean_env(venv)).returncode != 0:
+        pytest.skip("matplotlib (cnncost[plot]) did not install into the fresh environment")
+    for argv in RUNS.get(command, lambda w: [[command, "resnet50"]])(tmp_path):
+        done = _run([str(installed / "cnncost"), *argv], cwd=tmp_path, env=_clean_env(venv))
+        said = done.stdout + done.stderr
+        assert done.returncode == 0 and "Traceback" not in said, (argv, said[-3000:])
+    written = WRITES.get(command, lambda w: [])(tmp_path)
+    for path in written:
+        assert path.exists(), path
+    assert written or done.stdout.strip(), argv  # it printed its result
