@@ -1,8 +1,11 @@
-"""Shared fixtures: repo paths, a CLI runner, and the golden-file update flag."""
+"""Shared fixtures: repo paths, a CLI runner, the golden-file update flag, and a home of the
+test session's own."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,66 @@ if os.environ.get("CI"):
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
+
+
+# The tests never touch the user's home. Before anything is collected (test modules import
+# matplotlib and torch, which read their folders' variables on import), HOME and every cache
+# folder a run may fill point into one temporary folder of the session's: cnncost's own
+# (cnncost.io.cache_dir: XDG_CACHE_HOME, the roofline and `list` caches), matplotlib's
+# (MPLCONFIGDIR: its configuration and font cache), torch's (hub, compiled kernels,
+# extensions, Inductor and Triton caches), and, through XDG_CACHE_HOME, pip's and any other
+# tool's that follows the XDG rule; and the user's configuration (XDG_CONFIG_HOME). Tests
+# that need a cache of their own still set one.
+# At the end the session's HOME must still be empty: anything written under "~" fails the run.
+REAL_HOME = Path.home()
+REAL_CONFIG_HOME = os.environ.get("XDG_CONFIG_HOME")
+CACHE_VARIABLES = {
+    "XDG_CACHE_HOME": "cache",
+    "MPLCONFIGDIR": "matplotlib",
+    "TORCH_HOME": "torch",
+    "PYTORCH_KERNEL_CACHE_PATH": "torch-kernels",
+    "TORCH_EXTENSIONS_DIR": "torch-extensions",
+    "TORCHINDUCTOR_CACHE_DIR": "torchinductor",
+    "TRITON_CACHE_DIR": "triton",
+    "XDG_CONFIG_HOME": "config",  # (each test gets its own too: _no_user_config below)
+}
+_SESSION: dict[str, object] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    root = Path(tempfile.mkdtemp(prefix="cnncost-tests-"))
+    values = {"HOME": root / "home", **{v: root / d for v, d in CACHE_VARIABLES.items()}}
+    _SESSION.update(root=root, home=root / "home",
+                    saved={v: os.environ.get(v) for v in values})
+    (root / "home").mkdir()
+    for variable, folder in values.items():
+        os.environ[variable] = str(folder)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    home = _SESSION.get("home")
+    if not isinstance(home, Path):
+        return
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    if written:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"error: the tests wrote under $HOME: {', '.join(written[:20])}",
+                                red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    saved = _SESSION.get("saved")
+    if not isinstance(saved, dict):
+        return
+    for variable, value in saved.items():
+        if value is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = value
+    shutil.rmtree(str(_SESSION["root"]), ignore_errors=True)
+    _SESSION.clear()
 
 
 @pytest.fixture(scope="session")

@@ -82,3 +82,21 @@ def test_every_cache_lives_in_the_one_cache_dir(tmp_path: Path,
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_path().parent == ListCache().path.parent == tmp_path / "cnncost"
+
+
+def test_the_suite_keeps_out_of_the_users_home() -> None:
+    # tests/conftest.py points HOME and every cache at the session's temporary folder before
+    # anything is collected, and fails the run if anything lands in that HOME.
+    import conftest
+
+    real = conftest.REAL_HOME
+    assert not Path.home().is_relative_to(real)
+    assert not cache_dir().is_relative_to(real)
+    for variable in conftest.CACHE_VARIABLES:
+        assert not Path(os.environ[variable]).is_relative_to(real), variable
+    matplotlib = pytest.importorskip("matplotlib")
+    assert not Path(matplotlib.get_configdir()).is_relative_to(real)
+    assert not Path(matplotlib.get_cachedir()).is_relative_to(real)
+    import torch.hub
+
+    assert not Path(torch.hub.get_dir()).is_relative_to(real)
