@@ -14,7 +14,8 @@ The README is the user's manual, so each example is run as shown and its output 
 Commands run in-process (typer's CliRunner on ``cnncost.cli.app``) in a temporary folder
 holding ``specs/`` (a link to the bundled specs), an empty ``docs/img/`` for the pictures and
 the spec files the README shows in ``yaml`` blocks (saved as ``NAME.yaml`` by their ``name``),
-at the terminal width the README's tables were printed at (``COLUMNS``). Only commands that
+as on a terminal as wide as the one the README's tables were printed at (``COLUMNS``); a
+``cnncost ... | grep WORD`` example through a pipe. Only commands that
 cannot print the same twice are skipped, each with its reason: benchmarks (timings of this
 machine), a headless browser's screenshot, and ``bench``'s memory check (this machine's free
 RAM).
@@ -34,6 +35,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnncost.cli import app
+from cnncost.render import terminal as terminal_module
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -136,12 +138,17 @@ class Ran:
     output: str                   # what a terminal shows: stdout and stderr as printed
 
 
-def invoke(args: list[str], cwd: Path) -> tuple[int, str, str, str]:
-    """Run ``cnncost ARGS`` in-process in ``cwd``: (exit code, output, stdout, stderr)."""
+def invoke(args: list[str], cwd: Path, terminal: bool = True) -> tuple[int, str, str, str]:
+    """Run ``cnncost ARGS`` in-process in ``cwd``: (exit code, output, stdout, stderr).
+
+    ``terminal``: stdout is shown as on a terminal COLUMNS wide (the README's tables were
+    printed there), else as through a pipe (one row per line at its natural width)."""
     here = Path.cwd()
     os.chdir(cwd)
     try:
-        result = CliRunner().invoke(app, args, env=ENV)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(terminal_module, "piped", lambda: not terminal)
+            result = CliRunner().invoke(app, args, env=ENV)
     finally:
         os.chdir(here)
     return result.exit_code, result.output, result.stdout, result.stderr
@@ -154,6 +161,7 @@ def _cnncost_args(command: str) -> list[str]:
 
 
 PIPE = re.compile(r"^(cnncost [^|]+) \| cmp - <\((cnncost [^)]+)\) && echo (\w+)$")
+GREP = re.compile(r"^(cnncost [^|]+) \| grep (\S+)$")
 
 
 def run_command(command: str, cwd: Path) -> Ran:
@@ -165,6 +173,12 @@ def run_command(command: str, cwd: Path) -> Ran:
         assert first[0] == second[0] == 0, (first[1], second[1])
         same = first[2] == second[2]
         return Ran(0 if same else 1, piped.group(3) + "\n" if same else "- differ\n")
+    grep = GREP.match(command)
+    if grep:
+        # `A | grep WORD`: A's stdout through a pipe, the lines holding WORD (a plain word)
+        code, _, stdout, stderr = invoke(_cnncost_args(grep.group(1)), cwd, terminal=False)
+        kept = [line for line in stdout.splitlines() if grep.group(2) in line]
+        return Ran(code, stderr + "".join(line + "\n" for line in kept))
     args = _cnncost_args(command)
     if ">" in args:
         at = args.index(">")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from cnncost.fmt import counted_on_text, human, human_bytes, params_text, shape
-from cnncost.render.console import console, literal
+from cnncost.render.console import console, literal, write_stdout
 from cnncost.table import BlockRow, CostRow, CostTable, row_count, table_rows
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ def fit_width(renderable: RenderableType, width: int) -> int:
         cols = table.columns
         natural = [max(_cell_width(c) for c in (col.header, col.footer, *col.cells))
                    for col in cols]
-        edges = (2 if table.show_edge else 0) + (len(cols) - 1 if table.box else 0)
+        edges = (2 if table.show_edge and table.box else 0) + (len(cols) - 1 if table.box else 0)
         padding = 2 * len(cols) - (0 if table.pad_edge else 2)
         fixed = edges + padding + sum(n for n, c in zip(natural, cols, strict=True)
                                       if c.no_wrap)
@@ -204,12 +205,33 @@ def to_text(renderable: RenderableType, width: int | None = None) -> str:
 
 def stdout_console() -> Console:
     """A Console on stdout that leaves numbers and paths uncoloured and prints user text
-    literally (cnncost.render.console)."""
-    return console()
+    literally (cnncost.render.console); off the terminal, as wide as what it prints."""
+    return console(width=PIPED_WIDTH) if piped() else console()
+
+
+# --------------------------------------------------------------------------- piped output
+
+# Off the terminal, lines are as long as their content: a table row is one line at its
+# natural width, whatever COLUMNS says (up to this many characters).
+PIPED_WIDTH = 10_000
+
+
+def piped() -> bool:
+    """Whether stdout is not a terminal (a pipe, a file, a test's capture). Then nothing is
+    folded or cut to fit a width: one table row per line, so `grep`, `awk` and `diff` see
+    each row whole (`cnncost analyze mobilenetv2 | grep stage2.0.expand.conv`)."""
+    try:
+        return not sys.stdout.isatty()
+    except (AttributeError, ValueError):  # no stdout, or a closed one
+        return True
 
 
 def print_whole(renderable: RenderableType) -> None:
-    """Print to stdout, widening past a narrow terminal rather than cutting a figure."""
+    """Print to stdout, widening past a narrow terminal rather than cutting a figure (off the
+    terminal: as the plain text of ``--output``, each line at its natural width)."""
+    if piped():
+        write_stdout(to_text(renderable))
+        return
     console = stdout_console()
     console.width = fit_width(renderable, console.width)
     console.print(renderable)
@@ -217,7 +239,10 @@ def print_whole(renderable: RenderableType) -> None:
 
 def print_wide(renderable: RenderableType) -> None:
     """Print to stdout at least as wide as its tables: a narrow terminal wraps lines, no
-    figure is lost."""
+    figure is lost (off the terminal: each line at its natural width)."""
+    if piped():
+        write_stdout(to_text(renderable))
+        return
     console = stdout_console()
     console.width = max(console.width, tables_width(renderable))
     console.print(renderable)
