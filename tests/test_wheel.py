@@ -47,12 +47,15 @@ def _ignore(folder: str, names: list[str]) -> set[str]:
 
 
 def _pip_env() -> dict[str, str]:
-    """pip's environment: the user's own pip configuration read from the real home
-    (tests/conftest.py points HOME elsewhere), every cache kept in the test session's
-    temporary folder (XDG_CACHE_HOME, set by conftest)."""
+    """pip's environment: the user's own pip configuration read from the real home and
+    configuration folder (tests/conftest.py points both elsewhere), every cache kept in the
+    test session's temporary folder (XDG_CACHE_HOME, set by conftest)."""
     import conftest
 
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "XDG_CONFIG_HOME")}
+    if conftest.REAL_CONFIG_HOME is not None:
+        env["XDG_CONFIG_HOME"] = conftest.REAL_CONFIG_HOME
     return {**env, "HOME": str(conftest.REAL_HOME), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
@@ -150,6 +153,12 @@ def _reported(work: Path) -> list[list[str]]:
     return [["report", "lenet5", "textbook/conv5x5", "--out", out], ["check", out]]
 
 
+def _diffed(work: Path) -> list[list[str]]:
+    base, head = str(work / "base"), str(work / "head")
+    return [["report", "lenet5", "--out", base],
+            ["report", "lenet5", "--set", "classes=100", "--out", head], ["diff", base, head]]
+
+
 # Each command's command lines (the last is the one the test is about) and what it writes;
 # a command without an entry runs as `cnncost COMMAND resnet50`.
 RUNS: dict[str, Callable[[Path], list[list[str]]]] = {
@@ -160,6 +169,7 @@ RUNS: dict[str, Callable[[Path], list[list[str]]]] = {
     "advise": lambda w: [["advise", "alexnet", "--emit", str(w / "advice")]],
     "report": _reported,
     "check": _reported,
+    "diff": _diffed,
     "bench": lambda w: [["bench", "lenet5", "--max-time", "0.05", "--min-samples", "2"]],
     "explain": lambda w: [["explain", "textbook/dwsep_6x6x3"]],
     "sweep": lambda w: [["sweep", "resnet50", "--set", "res=128..256:64"]],
