@@ -94,9 +94,10 @@ def compare_targets(models: Sequence[str], input: tuple[int, ...] | None = None,
                     strict: bool = False, overrides: Mapping[str, Any] | None = None,
                     bench: bool = False, progress: Progress | None = None, *,
                     engine: Engine | str | None = None,
-                    mode: str = "inference") -> Comparison:
+                    mode: str = "inference", latency: bool = False) -> Comparison:
     """Models side by side; with ``bench``, measured latency and images/s after the MACs;
-    ``mode="train"``: one training step of each."""
+    with ``latency``, the latency predicted from this machine's calibration (after the
+    measured one, or the MACs); ``mode="train"``: one training step of each."""
     from cnncost.compare import compare_tables
 
     if len(models) < 2:
@@ -105,6 +106,10 @@ def compare_targets(models: Sequence[str], input: tuple[int, ...] | None = None,
     if bench and mode == "train":
         raise UsageError("compare --bench times inference; for a training step use "
                          "cnncost bench MODEL --train")
+    if latency and mode == "train":
+        raise UsageError("compare --latency predicts inference; a training step is not "
+                         "calibrated")
+    cal = find_calibration(dtype) if latency else None  # before any counting or timing
     targets = [resolve(m) for m in models]  # every name resolved before any counting
     sets = overrides_per_model(targets, overrides)
     tables = [analyze_target(t, input=input, batch=batch, dtype=dtype, policy=policy,
@@ -114,6 +119,13 @@ def compare_targets(models: Sequence[str], input: tuple[int, ...] | None = None,
     if bench:
         comparison = _with_bench_columns(comparison, models, batch, dtype, input, sets,
                                          progress)
+    if cal is not None:
+        from cnncost.compare import Column
+        from cnncost.predict.model import predict_table
+
+        predicted = [predict_table(t, cal).latency_ms for t in tables]
+        comparison = comparison.with_column(Column("predicted_ms", "predicted latency", "ms"),
+                                            predicted, after="latency_ms" if bench else "macs")
     return comparison
 
 
@@ -198,12 +210,9 @@ def find_calibration(dtype: str = "float32", device: str = "auto",
                      calibration: Path | None = None) -> Calibration:
     """This machine's cached calibration (device, dtype, threads, torch), or the file named
     by ``calibration`` (another machine's: predictions are then for that machine)."""
-    from cnncost.predict import calibration as cal
+    from cnncost.predict.calibration import find
 
-    if calibration is not None:
-        return cal.load_file(calibration)
-    key, make = cal.this_machine(device, dtype, threads)
-    return cal.load(key, make=make)
+    return find(dtype, device, threads, calibration)
 
 
 def predict_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,

@@ -10,6 +10,7 @@ MACs 40, in 16, out 40, weights 50*4 = 200.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,8 @@ def spec(tmp_path: Path) -> Path:
     return path
 
 
-def _calibrate_by_hand(dtype: str = "float32", threads: int = 1) -> Path:
+def _calibrate_by_hand(dtype: str = "float32", threads: int | None = 1) -> Path:
+    """A hand calibration of this machine at ``threads`` (None: torch's default)."""
     key, _ = this_machine("cpu", dtype, threads)
     return save(hand_calibration(key, [A, B, C], overhead_s=OVERHEAD_S, dtype=dtype),
                 calibration_path(key))
@@ -168,4 +170,39 @@ def test_bench_predict_puts_the_prediction_beside_the_measurement(home: Path,
 def test_bench_predict_without_a_calibration_stops_before_measuring(home: Path,
                                                                     spec: Path) -> None:
     r = _run("bench", str(spec), "--device", "cpu", "--threads", "3", "--predict")
+    _one_line_error(r, "no calibration", "cnncost calibrate")
+
+
+def test_compare_latency_is_each_models_prediction(home: Path, spec: Path,
+                                                   tmp_path: Path) -> None:
+    _calibrate_by_hand(threads=None)
+    wide = tmp_path / "wide.yaml"  # width 8: conv MACs 8*8*8*27 = 13,824, out 2,048 B,
+    wide.write_text(small("name: wide").replace("width: 4", "width: 8"))  # weights 864 B
+    wide_s = [A + B * 13824 + C * (768 + 2048 + 864), A + C * (2048 + 32), A + C * (32 + 32),
+              A + B * 80 + C * (32 + 40 + 360)]  # linear 8 -> 10: 90 params
+    r = _run("compare", str(spec), str(wide), "--latency", "-f", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert [m["predicted_ms"] for m in doc["models"]] == pytest.approx(
+        [(sum(LAYERS_S) + OVERHEAD_S) * 1e3, (sum(wide_s) + OVERHEAD_S) * 1e3])
+    assert "predicted_ms" in [c["key"] for c in doc["columns"]]
+
+
+def test_sweep_latency_column_and_exponent(home: Path, spec: Path) -> None:
+    _calibrate_by_hand(threads=None)
+    r = _run("sweep", str(spec), "--set", "width=4,8", "--latency", "-f", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    first, second = (p["latency_ms"] for p in doc["points"])
+    assert first == pytest.approx((sum(LAYERS_S) + OVERHEAD_S) * 1e3)
+    (fit,) = [e for e in doc["exponents"] if e["metric"] == "latency_ms"]
+    # two points: the slope of ln(latency) against ln(width)
+    assert fit["exponent"] == pytest.approx(math.log(second / first) / math.log(2), abs=1e-6)
+
+
+@pytest.mark.parametrize("command", [["compare", "{spec}", "{spec}", "--latency"],
+                                     ["sweep", "{spec}", "--set", "width=4,8", "--latency"]])
+def test_latency_without_a_calibration_is_one_line(home: Path, spec: Path,
+                                                   command: list[str]) -> None:
+    r = _run(*[w.format(spec=spec) for w in command])
     _one_line_error(r, "no calibration", "cnncost calibrate")

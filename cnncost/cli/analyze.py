@@ -118,6 +118,9 @@ def compare(
     ] = False,
     engine: EngineOpt = None,
     mode: ModeOpt = Mode.INFERENCE,
+    latency: Annotated[bool, typer.Option(
+        "--latency", help="Also predict each model's latency from this machine's calibration "
+        "(`cnncost calibrate`), without running it.")] = False,
 ) -> None:
     """Models side by side: params, MACs, FLOPs, activation and peak memory, with ratios."""
     from cnncost.api import compare_targets
@@ -126,7 +129,8 @@ def compare(
     shape, sets, pol = parse_input(input), parse_sets(set_), parse_policy(policy)
     with progress(bench_) as bar:
         comparison = compare_targets(models, shape, batch, dtype, pol, strict, sets,
-                                     bench=bench_, progress=bar, engine=engine, mode=mode.value)
+                                     bench=bench_, progress=bar, engine=engine, mode=mode.value,
+                                     latency=latency)
     if fmt is Format.TABLE:
         from cnncost.render.compare import compare_rich
 

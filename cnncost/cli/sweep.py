@@ -55,13 +55,17 @@ def sweep(
     output: OutputOpt = None,
     engine: EngineOpt = None,
     mode: ModeOpt = Mode.INFERENCE,
+    latency: Annotated[bool, typer.Option(
+        "--latency", help="Also predict each point's latency from this machine's calibration "
+        "(`cnncost calibrate`), with its fitted exponent.")] = False,
 ) -> None:
     """How cost scales: one row per point of a grid of spec variables, and fitted exponents."""
     from cnncost.sweep import prepare_sweep
 
     prepared = prepare_sweep(model, set_ or [], zip_ or [], batch, input=parse_input(input),
                              dtype=dtype, policy=parse_policy(policy), strict=strict,
-                             max_points=max_points, engine=engine, mode=mode.value)
+                             max_points=max_points, engine=engine, mode=mode.value,
+                             latency=latency)
     from cnncost.render.sweep import render_text, rich_sweep
     from cnncost.render.terminal import point_progress
 

@@ -162,6 +162,16 @@ def load(key: str, path: Path | None = None, make: str = "") -> Calibration:
     return from_dict(doc, str(target))
 
 
+def find(dtype: str = "float32", device: str = "auto", threads: int | None = None,
+         path: Path | None = None) -> Calibration:
+    """This machine's cached calibration (device, dtype, threads, torch), or the file at
+    ``path`` (another machine's: predictions are then for that machine)."""
+    if path is not None:
+        return load_file(path)
+    key, make = this_machine(device, dtype, threads)
+    return load(key, make=make)
+
+
 def load_file(path: Path) -> Calibration:
     """A calibration file given by name (another machine's, to predict for that machine):
     checked against its own key."""

@@ -46,7 +46,7 @@ FIT_TITLE = ("scaling exponents k in metric ∝ var^k (least squares on log-log,
 LABELS = {"params": "params", "macs": "MACs", "flops": "FLOPs",
           "activation_bytes": "activations", "peak_memory_bytes": "peak memory",
           "backward_macs": "backward MACs", "step_flops": "step FLOPs (Adam)",
-          "training_memory_bytes": "training memory (Adam)"}
+          "training_memory_bytes": "training memory (Adam)", "latency_ms": "predicted ms"}
 
 
 def shown_vars(sweep: Sweep) -> list[str]:
@@ -54,7 +54,9 @@ def shown_vars(sweep: Sweep) -> list[str]:
     return [n for a in sweep.plan.axes if len(a.values) > 1 for n in a.names]
 
 
-def _value(metric: str, n: int) -> str:
+def _value(metric: str, n: float) -> str:
+    if metric.endswith("_ms"):
+        return f"{n:.3g}"
     return human_bytes(n) if metric.endswith("_bytes") else human(n)
 
 

@@ -86,7 +86,7 @@ class Sweep:
         base = self.baseline
         if base is None or not result.ok or getattr(base, metric) == 0:
             return None
-        return int(getattr(result, metric)) / int(getattr(base, metric))
+        return float(getattr(result, metric) / getattr(base, metric))  # latency_ms: a float
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,10 @@ def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
                   batch: str | None = None, *, input: tuple[int, ...] | None = None,
                   dtype: str = "float32", policy: str = "all", strict: bool = False,
                   engine: str | None = None, mode: str = "inference",
-                  max_points: int = DEFAULT_MAX_POINTS) -> Prepared:
+                  max_points: int = DEFAULT_MAX_POINTS, latency: bool = False) -> Prepared:
     """Plan a sweep of a spec (file or bundled name) and check it against the spec, which
-    is loaded once with the fixed ``--set`` values; any bad input raises here."""
+    is loaded once with the fixed ``--set`` values; any bad input raises here. ``latency``:
+    each point's latency is predicted too, from this machine's calibration."""
     from cnncost.count.engines import engine_for
     from cnncost.sources import resolve
     from cnncost.spec import MAX_FILE_BYTES, parse_spec
@@ -144,7 +145,16 @@ def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
     spec = parse_spec(text, str(path), plan.fixed, input)
     check_plan(plan, spec.vars)
     # Errors name the spec as reports do (specs/x.yaml for a bundled one): stable anywhere.
-    job = Job(text, target.display, dict(plan.fixed), input, dtype, policy, strict, engine, mode)
+    calibration = None
+    if latency:
+        if mode != "inference":
+            raise UsageError("sweep --latency predicts inference; a training step is not "
+                             "calibrated")
+        from cnncost.predict.calibration import find
+
+        calibration = find(dtype)
+    job = Job(text, target.display, dict(plan.fixed), input, dtype, policy, strict, engine, mode,
+              calibration)
     return Prepared(spec.name, target.display, plan, job)
 
 

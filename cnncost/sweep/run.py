@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]
 
 METRICS = ("params", "macs", "flops", "activation_bytes", "peak_memory_bytes")
+LATENCY = "latency_ms"  # predicted (sweep --latency)
 # --mode train: a training step's figures (Adam's update and memory), forward MACs apart.
 TRAIN_METRICS = ("params", "macs", "backward_macs", "step_flops", "training_memory_bytes")
 TRAIN_OPTIMIZER = "adam"
@@ -53,11 +54,15 @@ class Job:
     strict: bool = False
     engine: str | None = None  # None: the counting API's default engine
     mode: str = "inference"  # or "train": each point counts a training step
+    # --latency: each point's latency predicted from this calibration (cnncost.predict)
+    calibration: Any = None
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        """What each point reports: METRICS, or TRAIN_METRICS in train mode."""
-        return TRAIN_METRICS if self.mode == "train" else METRICS
+        """What each point reports: METRICS, or TRAIN_METRICS in train mode; with a
+        calibration, the predicted latency too."""
+        base = TRAIN_METRICS if self.mode == "train" else METRICS
+        return (*base, LATENCY) if self.calibration is not None else base
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class PointResult:
     backward_macs: int = 0
     step_flops: int = 0
     training_memory_bytes: int = 0
+    latency_ms: float = 0.0  # predicted, with --latency (0 otherwise)
 
     @property
     def ok(self) -> bool:
@@ -83,18 +89,26 @@ class PointResult:
 
 def evaluate(job: Job, point: Point) -> PointResult:
     """Count one point; a POINT_ERRORS error (a shape that no longer fits) is its result."""
-    from cnncost.count.engines import totals_loaded
+    from cnncost.count.engines import count_loaded, totals_loaded
 
     engine: dict[str, Any] = {} if job.engine is None else {"engine": job.engine}
+    latency = 0.0
     try:
         with _ONE_AT_A_TIME:
             spec = _recompiler(job).compile({**job.fixed, **point.vars})
-            t = totals_loaded(spec, batch=point.batch, dtype=job.dtype, policy=job.policy,
-                              strict=job.strict, mode=job.mode, **engine)
+            if job.calibration is None:
+                t = totals_loaded(spec, batch=point.batch, dtype=job.dtype, policy=job.policy,
+                                  strict=job.strict, mode=job.mode, **engine)
+            else:  # the layers are needed: each is predicted
+                from cnncost.predict.model import predict_table
+
+                table = count_loaded(spec, point.batch, job.dtype, job.policy, None,
+                                     job.strict, mode=job.mode, **engine)
+                t, latency = table.totals, predict_table(table, job.calibration).latency_ms
     except POINT_ERRORS as exc:
         return PointResult(point, error=" ".join(str(exc).split()))
     result = PointResult(point, t.params, t.macs, t.flops, t.activation_bytes,
-                         t.peak_memory_bytes)
+                         t.peak_memory_bytes, latency_ms=latency)
     if t.train is None:
         return result
     return replace(result, backward_macs=t.train.backward_macs,
