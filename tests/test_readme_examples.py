@@ -221,10 +221,18 @@ def _factory_report(tmp: Path) -> None:
     (tmp / "reports" / "b.json").write_text(json.dumps(document, indent=1) + "\n")
 
 
+def _bad_budgets(tmp: Path) -> None:
+    """`check reports/` beside a budgets.yaml whose second line names no totals field."""
+    code, output, _, _ = invoke(["report", "mini.yaml", "--out", "reports/"], tmp)
+    assert code == 0, output
+    (tmp / "reports" / "budgets.yaml").write_text("mini:\n  mac: 1G\n")
+
+
 # What an example needs besides prepare(), by a file its shown output names.
 SETUPS: dict[str, Callable[[Path], None]] = {
     "reports/mini.json": _drifted_mini,
     "reports/b.json": _factory_report,
+    "reports/budgets.yaml:": _bad_budgets,
 }
 
 

@@ -24,6 +24,7 @@ from cnncost.budgets import UNITS, parse_quantity, unit_of
 from cnncost.cli import app
 from cnncost.review import STATUSES
 
+ROOT = Path(__file__).resolve().parents[1]
 SPEC = small("name: small")
 WIDE = SPEC.replace("width: 4", "width: 5")
 
@@ -230,7 +231,10 @@ def test_markdown_is_a_pull_request_comment(folder: Path) -> None:
     assert out.count("<details>") == out.count("</details>") == 1
     assert "<summary><b>small</b>: drift, over budget" in out
     assert "| params | 158 | 195 | +37 | 1.234x |" in lines
-    assert "| conv1 | macs | 6,912 | 8,640 | +25% |" in lines
+    # one row per layer: conv1 MACs 6,912 -> 8,640 (+25%), params 108 -> 135, output
+    # 1x4x8x8 -> 1x5x8x8, and its FLOPs (2 x MACs) and output bytes (1,024 -> 1,280) moved
+    assert ("| conv1 | changed | 6.91K → 8.64K (+25%) | 108 → 135 (+25%) | 1x4x8x8 → 1x5x8x8 "
+            "| flops, output_bytes |") in lines
 
 
 def test_an_added_and_a_removed_layer_are_named(folder: Path) -> None:
@@ -246,6 +250,35 @@ def test_an_added_and_a_removed_layer_are_named(folder: Path) -> None:
         "macs": 0, "params": 0, "output_shape": [1, 4], "output_bytes": 16}
     text = run("check", folder)[1]
     assert re.search(r"relu1\s+output_bytes\s+-\s+16\s+added", text)
+
+
+def test_the_readmes_pull_request_comment_is_what_check_prints(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # README, "The comment, from a real run": resnet50's report, then width_per_group 64 -> 80
+    # in a copy of its spec, the README's budgets.yaml, check --format md --limit 6.
+    readme = (ROOT / "README.md").read_text()
+    shown = re.search(r"<!-- readme:pr-comment:start -->\n(.*)<!-- readme:pr-comment:end -->",
+                      readme, re.S)
+    budgets = re.search(r"```yaml\n# reports/budgets.yaml\n(.*?)```", readme, re.S)
+    assert shown and budgets
+    (tmp_path / "specs").mkdir()
+    spec = (ROOT / "specs" / "resnet50.yaml").read_text()
+    (tmp_path / "specs" / "resnet50.yaml").write_text(spec)
+    monkeypatch.chdir(tmp_path)
+    assert run("report", "specs/resnet50.yaml", "--out", "reports")[0] == 0
+    assert spec.count("width_per_group: 64 ") == 1
+    (tmp_path / "specs" / "resnet50.yaml").write_text(
+        spec.replace("width_per_group: 64 ", "width_per_group: 80 "))
+    (tmp_path / "reports" / "budgets.yaml").write_text(budgets[1])
+    code, out, _ = run("check", "reports", "--format", "md", "--limit", "6")
+    assert code == 1
+    assert out == shown[1]
+    # by hand: layer4.0.conv2, 3x3 on 512 -> 640 channels at 7x7 from 14x14 (stride 2):
+    # params 3*3*512*512 = 2,359,296 -> 3*3*640*640 = 3,686,400; MACs x 7*7 = 115,605,504 ->
+    # 180,633,600; the whole model's params 25,557,032 (torchvision's resnet50) before
+    assert "| **resnet50** | drift, over budget | 25.6M → 34.3M (1.341x) |" in out
+    assert "| layer4.0.conv2 | changed | 116M → 181M (+56.2%) | 2.36M → 3.69M (+56.2%) |" in out
+    assert "| params | 25,557,032 |" in out
 
 
 # --------------------------------------------------------------------------- escaping
@@ -270,10 +303,10 @@ def test_markdown_escapes_user_text(folder: Path) -> None:
     # a row's cells are split at pipes that no backslash escapes (GFM: "\\" is one escape)
     widths = {re.sub(r"\\.", "", ln).count("|") for ln in table
               if ln.startswith(("| layer", "| conv"))}
-    assert widths == {6}, table  # every row of the layer table keeps its five cells
+    assert widths == {7}, table  # every row of the layer table keeps its six cells
     row = next(ln for ln in table if ln.startswith("| conv"))
     assert row.startswith(r"| conv\\n\| x \| &lt;img src=x onerror=alert(1)&gt; \*\*b\*\* "
-                          r"\[l\](http://e) \`c\`\\x1b\[2J |")
+                          r"\[l\](http://e) \`c\`\\x1b\[2J | removed |")
 
 
 def test_text_and_json_keep_user_text(folder: Path) -> None:

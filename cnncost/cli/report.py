@@ -85,6 +85,9 @@ def _limit(limit: int) -> int:
     if limit < 1:
         raise UsageError(f"--limit {limit}: expected a number of lines >= 1")
     return limit
+JsonOpt = Annotated[Path | None, typer.Option(
+    "--json", metavar="FILE", help="Also write the JSON document to FILE (atomically): one "
+    "run gives a CI job the comment (--format md) and the figures.")]
 BudgetsOpt = Annotated[Path | None, typer.Option(
     "--budgets", metavar="FILE", help="Ceilings on models' totals (default: budgets.yaml "
     "beside the reports, when there is one); a model over one exits 1.")]
@@ -107,6 +110,7 @@ def check(
     engine: EngineOpt = None,
     fmt: ReviewFormatOpt = ReviewFormat.TABLE,
     output: OutputOpt = None,
+    json_file: JsonOpt = None,
     budgets: BudgetsOpt = None,
 ) -> None:
     """Recompute every report in DIRECTORY; exit 1 when a figure drifted or a model is over
@@ -124,25 +128,40 @@ def check(
     texts: list[str] = []
 
     def show(m: ModelReview, note: str) -> None:
-        text = (model_text(m, limit) if m.differences or m.breaches else "") + note
+        text = model_text(m, limit) if m.differences or m.breaches else ""
         if fmt is ReviewFormat.TABLE and output is None:
-            write_stdout(text)  # as each report is done
+            write_stdout(text + note)  # as each report is done
         else:
             texts.append(text)
+            if note:
+                err_console.print(note.strip())
 
     review = _recheck(directory, baselines, broken, ceilings, tolerance, engine, update, show)
     missing = unreported([b for _, b in baselines], directory)
     review = replace(review, unreported=tuple(missing))
-    if fmt is ReviewFormat.TABLE:
-        write_output("".join([*texts, summary_text(review)]), output)
-    else:
-        write_output(_document(review, fmt, limit), output)
+    _write(review, fmt, output, json_file, limit, "".join([*texts, summary_text(review)]))
     if review.exit_code:
         raise typer.Exit(review.exit_code)
     if missing and fmt is ReviewFormat.TABLE:
         from cnncost.render.review import unreported_note
 
         err_console.print(unreported_note(missing, directory))
+
+
+def _write(review: Review, fmt: ReviewFormat, output: Path | None, json_file: Path | None,
+           limit: int, text: str) -> None:
+    """The review in ``fmt`` (``text`` for a table) to stdout or ``output``, and its JSON
+    document to ``json_file``."""
+    from cnncost.io import write_atomic
+    from cnncost.render.review import review_json, review_markdown
+
+    if json_file is not None:
+        write_atomic(json_file, review_json(review))
+    if fmt is ReviewFormat.JSON:
+        text = review_json(review)
+    elif fmt is ReviewFormat.MD:
+        text = review_markdown(review, limit)
+    write_output(text, output)
 
 
 def _recheck(directory: Path, baselines: Sequence[tuple[Path, CostTable]],
@@ -180,12 +199,6 @@ def _recheck(directory: Path, baselines: Sequence[tuple[Path, CostTable]],
                   ceilings.file if ceilings else None, update)
 
 
-def _document(review: Review, fmt: ReviewFormat, limit: int) -> str:
-    from cnncost.render.review import review_json, review_markdown
-
-    return review_json(review) if fmt is ReviewFormat.JSON else review_markdown(review, limit)
-
-
 def diff(
     base: Annotated[Path, typer.Argument(
         metavar="BASE", help="Folder of reports (the base branch's), or one report.")],
@@ -193,6 +206,7 @@ def diff(
         metavar="HEAD", help="Folder of reports (the change's), or one report.")],
     fmt: ReviewFormatOpt = ReviewFormat.TABLE,
     output: OutputOpt = None,
+    json_file: JsonOpt = None,
     limit: LimitOpt = 40,
     budgets: BudgetsOpt = None,
 ) -> None:
@@ -204,9 +218,7 @@ def diff(
 
     _limit(limit)
     review = diff_review(base, head, budgets)
-    if fmt is ReviewFormat.TABLE:
-        write_output("".join([*review_text(review, limit), summary_text(review)]), output)
-    else:
-        write_output(_document(review, fmt, limit), output)
+    text = "".join([*review_text(review, limit), summary_text(review)])
+    _write(review, fmt, output, json_file, limit, text)
     if review.exit_code:
         raise typer.Exit(review.exit_code)

@@ -12,6 +12,7 @@ spec cannot inject HTML or Markdown, and a newline in a name cannot break a tabl
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterator, Sequence
 from enum import Enum
 from pathlib import Path
@@ -182,12 +183,14 @@ def model_header(m: ModelReview) -> str:
 
 
 def model_text(m: ModelReview, limit: int | None = 40) -> str:
-    """One model's block: header, totals first, layers (cut to ``limit`` lines), budgets."""
+    """One model's block: header, totals first, budgets broken, then layers (cut to ``limit``
+    lines)."""
     lines = [model_header(m) + ":"]
     totals = totals_rows(m)
     if totals:
         lines += _aligned([("total", "old", "new", "change", "ratio"), *totals],
                           (False, True, True, True, True))
+    lines += [one_line(f"  over budget: {b.text()} ({b.ceiling.where})") for b in m.breaches]
     rows = layer_rows(m.layers)
     shown = rows if limit is None else rows[:limit]
     if shown:
@@ -196,7 +199,6 @@ def model_text(m: ModelReview, limit: int | None = 40) -> str:
     note = cut_note(m.layers, len(shown))
     if note:
         lines.append("  " + note)
-    lines += [f"  over budget: {b.text()} ({b.ceiling.where})" for b in m.breaches]
     return "\n".join(lines) + "\n"
 
 
@@ -254,8 +256,15 @@ def md_text(text: str) -> str:
     entities, the punctuation that opens inline markup backslash-escaped."""
     from cnncost.render.console import literal
 
+    if _PLAIN.fullmatch(text):
+        return text  # a name such as layer1.0.conv2 or peak_memory_bytes: nothing to escape
     text = literal(text).translate(_LINE_BREAKS)
     return "".join(_MD_ESCAPES.get(ch, ch) for ch in text)
+
+
+# Words of letters and digits joined by one "." "_" "-" "/" "," "+" "%" "x" or space: no
+# markup can start inside (an "_" between two letters or digits opens no emphasis).
+_PLAIN = re.compile(r"[A-Za-z0-9]+(?:[._\-/,+% ]?[A-Za-z0-9]+)*[%x]?")
 
 
 _LINE_BREAKS = str.maketrans({"\n": "\\n", "\t": "\\t", "\u2028": "\\u2028",
@@ -296,7 +305,8 @@ def summary_table(review: Review) -> list[str]:
 
 
 def model_md(m: ModelReview, limit: int | None) -> list[str]:
-    """One model's collapsible section: where it is, totals, layers (cut), budgets."""
+    """One model's collapsible section: where it is, totals, budgets broken, then one row per
+    layer that changed (cut to ``limit`` rows)."""
     title = f"<b>{html_text(m.model)}</b>: {status_text(m)}"
     lines = ["<details>", f"<summary>{title}"
              + (f" ({html_text(headline(m))})" if headline(m) else "") + "</summary>", "",
@@ -306,20 +316,41 @@ def model_md(m: ModelReview, limit: int | None) -> list[str]:
     totals = [[md_text(c) for c in row] for row in totals_rows(m)]
     if totals:
         lines += [*_md_table(["total", "old", "new", "change", "ratio"], "lrrrr", totals), ""]
-    rows = layer_rows(m.layers)
-    shown = rows if limit is None else rows[:limit]
-    if shown:
-        lines += _md_table(["layer", "field", "old", "new", "change"], "llrrr",
-                           [[md_text(c) for c in row] for row in shown])
-        lines.append("")
-    note = cut_note(m.layers, len(shown))
-    if note:
-        lines += [f"_{md_text(note)}; the JSON (--format json) has every one._", ""]
     lines += [f"- **over budget**: {md_text(b.text())} ({md_text(b.ceiling.where)})"
               for b in m.breaches]
     if m.breaches:
         lines.append("")
+    shown = m.layers if limit is None else m.layers[:limit]
+    if shown:
+        lines += _md_table(["layer", "change", "MACs", "params", "output", "also changed"],
+                           "llrrrl", [layer_md_row(layer) for layer in shown])
+        lines.append("")
+    if len(shown) < len(m.layers):
+        lines += [f"_... and {len(m.layers) - len(shown)} more layer(s); the JSON (--format "
+                  "json) has every one._", ""]
     return [*lines, "</details>", ""]
+
+
+_LAYER_COLUMNS = ("macs", "params", "output_shape")
+
+
+def layer_md_row(layer: LayerChange) -> list[str]:
+    """A layer's row: name, changed/added/removed, MACs, params and output shape old -> new
+    (empty where it did not move), the other fields that moved."""
+    by = {c.field: c for c in layer.changes}
+    cells = [md_text(one_line(layer.name)), layer.status]
+    for f in _LAYER_COLUMNS:
+        c = by.get(f)
+        cells.append("" if c is None else f"{_short(f, c.old)} → {_short(f, c.new)}"
+                     + (f" ({percent_text(c)})" if c.ratio is not None else ""))
+    others = [f for f in by if f not in _LAYER_COLUMNS and layer.status == "changed"]
+    return [*cells, ", ".join(md_text(f) for f in others)]
+
+
+def _short(field: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    return md_text(one_line(value_text(value))) if not is_number(value) else short(field, value)
 
 
 def review_markdown(review: Review, limit: int | None = 40) -> str:
