@@ -2,7 +2,7 @@
 
 Each command's work lives here (the CLI only parses, calls one of these, and renders):
 analyze and compare (``analyze_target``, ``compare_targets``), ``predict``'s and
-``calibrate``'s (``predict_target``, ``calibrate_here``), ``list``'s cached totals,
+``calibrate``'s (``predict_target``, ``calibrate_here``), ``bench``'s run, ``plot``'s figures,
 ``validate``'s spec, ``explain``'s tables, ``check``'s recount (``recheck``; the reports'
 files are ``cnncost.reports``'s). The engine choice is ``cnncost.count.engines``'s.
 Nothing here prints; torch is imported only by the functions that run a model.
@@ -10,8 +10,6 @@ Nothing here prints; torch is imported only by the functions that run a model.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -20,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from cnncost.count.engines import Engine, count_loaded, engine_for
 from cnncost.errors import CnnCostError, UsageError
-from cnncost.io import cache_dir, read_text, write_atomic
 from cnncost.sources import DEFAULT_INPUT, Target, default_input, frames, load_target, resolve
 from cnncost.table import CostTable
 
@@ -35,6 +32,7 @@ if TYPE_CHECKING:
     from cnncost.measure.bench import BenchOptions, BenchReport
     from cnncost.measure.bench_train import TrainBenchReport
     from cnncost.measure.timing import Progress
+    from cnncost.plotting import PlotData, PlotKind
     from cnncost.predict.calibrate import CalibrateOptions
     from cnncost.predict.calibration import Calibration
     from cnncost.predict.model import Prediction
@@ -243,109 +241,6 @@ def calibrate_here(options: CalibrateOptions,
     return cal, save(cal)
 
 
-@dataclass(frozen=True)
-class Listed:
-    """One bundled spec in ``list``: its description and totals, or why it does not load."""
-
-    name: str
-    description: str = ""
-    params: int | None = None
-    macs: int | None = None
-    error: str | None = None
-
-
-def list_specs(totals: bool = True) -> list[Listed]:
-    """Every bundled spec with its description (and params, MACs at its default input)."""
-    from cnncost.sources import bundled_specs
-
-    cache = ListCache()
-    out = []
-    for name, path in bundled_specs().items():
-        try:
-            description, params, macs = cache.get(path, totals)
-        except CnnCostError as exc:
-            out.append(Listed(name, error=str(exc)))
-            continue
-        out.append(Listed(name, description, params, macs))
-    cache.save()
-    return out
-
-
-def code_digest(root: Path | None = None) -> str:
-    """A hash of cnncost's sources (every module found by walking the package folder, or
-    ``root``) and of the torch version: what a count depends on besides the spec."""
-    import contextlib
-    import importlib.metadata
-
-    root = root or Path(__file__).parent
-    code = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        code.update(path.relative_to(root).as_posix().encode() + b"\0")
-        code.update(path.read_bytes())
-    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-        code.update(importlib.metadata.version("torch").encode())
-    return code.hexdigest()
-
-
-class ListCache:
-    """`list`'s totals in ``list-totals.json`` in the cache folder (cnncost.io.cache_dir), kept
-    per spec text and valid for one version of the code (an edit of either recounts)."""
-
-    def __init__(self) -> None:
-        self.path = cache_dir() / "list-totals.json"
-        self.code = code_digest()
-        self.entries: dict[str, Any] = {}
-        self.dirty = False
-        try:  # a cache that cannot be read (missing, a FIFO, too large, not JSON) is rebuilt
-            doc = json.loads(read_text(self.path, 4 << 20, "list cache", track=False))
-        except (CnnCostError, ValueError, RecursionError):
-            doc = None
-        if isinstance(doc, dict) and doc.get("code") == self.code and isinstance(
-                doc.get("specs"), dict):
-            self.entries = {k: v for k, v in doc["specs"].items() if _valid_listed(v)}
-
-    def get(self, path: Path, totals: bool) -> tuple[str, int | None, int | None]:
-        """(description, params, macs) of a spec file; counts only when ``totals``."""
-        from cnncost.io import read_bytes
-        from cnncost.spec import MAX_FILE_BYTES, load_spec, spec_files
-
-        # A variant's meaning is its text and that of the specs it extends.
-        text = b"\0".join(read_bytes(f, MAX_FILE_BYTES, "spec") for f in spec_files(path))
-        key = hashlib.sha256(text).hexdigest()
-        hit = self.entries.get(key)
-        if hit is not None and (not totals or hit.get("params") is not None):
-            return hit["description"], hit.get("params"), hit.get("macs")
-        spec = load_spec(path)
-        params = macs = None
-        if totals:
-            t = count_loaded(spec).totals
-            params, macs = t.params, t.macs
-        self.entries[key] = {"description": spec.description, "params": params, "macs": macs}
-        self.dirty = True
-        return spec.description, params, macs
-
-    def save(self) -> None:
-        """Write the cache (best effort: an unwritable cache only costs time)."""
-        import contextlib
-
-        if not self.dirty:
-            return
-        with contextlib.suppress(OSError, CnnCostError):
-            write_atomic(self.path, json.dumps({"code": self.code, "specs": self.entries}))
-
-
-def _valid_listed(entry: Any) -> bool:
-    """A cached ``list`` entry: a description and, where counted, both counts, whole and
-    >= 0 (an entry is written with both or neither: one without the other is not ours)."""
-    def count(x: Any) -> bool:
-        return type(x) is int and 0 <= x < 10**30
-
-    if not isinstance(entry, dict) or not isinstance(entry.get("description"), str):
-        return False
-    params, macs = entry.get("params"), entry.get("macs")
-    return (params is None and macs is None) or (count(params) and count(macs))
-
-
 def load_spec_target(name: str, overrides: Mapping[str, Any] | None = None,
                      input: tuple[int, ...] | None = None) -> ModelSpec:
     """The spec a name resolves to (``validate``: a spec, never a module factory)."""
@@ -474,3 +369,58 @@ def advise_target(spec: str | Path | Target, overrides: Mapping[str, Any] | None
     return advise_spec(target.spec_path, overrides,
                        DEFAULT_MIN_SAVING if min_saving is None else min_saving,
                        source=target.display)
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def plot_data(kind: PlotKind, models: Sequence[str], *, input: tuple[int, ...] | None = None,
+              batch: int = 1, dtype: str = "float32", policy: str = "all",
+              overrides: Mapping[str, Any] | None = None, strict: bool = False,
+              max_time: float = 2.0, sweep_sets: Sequence[str] = (), zips: Sequence[str] = (),
+              bench: bool = False, progress: Progress | None = None) -> PlotData:
+    """Count (or, for roofline, benchmark) the models a chart of ``kind`` shows.
+
+    A sweep takes the ``--set`` texts as ``cnncost sweep`` does (``res=128..640:32``) in
+    ``sweep_sets``, and ``zips``; ``overrides`` are for the other kinds. ``bench`` (scatter)
+    measures each model's latency as ``cnncost compare --bench`` does."""
+    from cnncost.plotting import PlotData, PlotKind, check_count, declared_top1
+
+    check_count(kind, models)
+    if bench and kind is not PlotKind.SCATTER:
+        raise UsageError("--bench goes with --kind scatter (roofline always measures)")
+    if kind is PlotKind.SWEEP:
+        from cnncost.sweep import run_sweep
+
+        return PlotData(kind, sweep=run_sweep(models[0], sweep_sets, zips, str(batch),
+                                              input=input, dtype=dtype, policy=policy,
+                                              strict=strict))
+    if zips:
+        raise UsageError("--zip goes with --kind sweep")
+    targets = [resolve(m) for m in models]  # every name resolved before any counting
+    if kind is PlotKind.ROOFLINE:
+        return PlotData(kind, bench=_plot_bench(targets[0], input, batch, dtype, overrides,
+                                           max_time, progress))
+    if kind is PlotKind.LAYERS:
+        return PlotData(kind, table=analyze_target(targets[0], input=input, batch=batch,
+                                                   dtype=dtype, policy=policy, strict=strict,
+                                                   overrides=overrides))
+    comparison = compare_targets(models, input, batch, dtype, policy, strict, overrides,
+                                 bench=bench, progress=progress)
+    # A published accuracy is for the spec as written: not with other --set vars or --input.
+    as_published = not overrides and input is None
+    top1 = (declared_top1(targets, [r.model for r in comparison.rows])
+            if kind is PlotKind.SCATTER and as_published else {})
+    return PlotData(kind, comparison=comparison, top1=top1)
+
+
+def _plot_bench(target: Any, input: tuple[int, ...] | None, batch: int, dtype: str,
+                overrides: Mapping[str, Any] | None, max_time: float,
+                progress: Progress | None) -> BenchReport:
+    from cnncost.measure.bench import BenchOptions, bench
+    from cnncost.measure.timing import Budget
+
+    budget = Budget(min_samples=5, max_time=max_time, min_time=min(0.5, max_time / 2),
+                    warmup_time=min(0.25, max_time / 4))
+    return bench(target, (batch,), BenchOptions(dtype=dtype, per_layer=True, budget=budget),
+                 input=input, overrides=overrides, progress=progress)

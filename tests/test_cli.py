@@ -235,7 +235,7 @@ def test_list_without_totals_names_bundled_specs(tmp_path: Path,
 def test_list_cache_key_covers_every_module_of_the_package(tmp_path: Path) -> None:
     # The key is found by walking the package, so a new or edited module anywhere in it
     # (a new counting package too) makes `list` count again.
-    from cnncost.api import code_digest
+    from cnncost.catalog import code_digest
 
     (tmp_path / "count").mkdir()
     (tmp_path / "count" / "formulas.py").write_text("A = 1\n")

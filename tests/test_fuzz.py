@@ -206,7 +206,7 @@ def test_mutated_reports(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="module")
 def list_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], Any]:
     """A valid list cache holding one small spec, and what it holds."""
-    from cnncost.api import ListCache
+    from cnncost.catalog import ListCache
 
     home = tmp_path_factory.mktemp("xdg")
     with pytest.MonkeyPatch.context() as mp:
@@ -222,7 +222,7 @@ def list_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
 @given(data=st.data())
 def test_mutated_list_cache(list_cache: tuple[Path, dict[str, Any], Any],
                             data: st.DataObject, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnncost.api import ListCache
+    from cnncost.catalog import ListCache
 
     home, doc, fresh = list_cache
     if data.draw(st.booleans()):

@@ -451,7 +451,7 @@ def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_corrupt_list_cache_is_ignored_and_rebuilt(cache_home: Path) -> None:
-    from cnncost.api import ListCache
+    from cnncost.catalog import ListCache
     from cnncost.sources import bundled_specs
 
     path = bundled_specs()["textbook/conv5x5"]

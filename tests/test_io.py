@@ -77,7 +77,7 @@ def test_cache_dir_falls_back_to_home_cache(value: str | None, tmp_path: Path,
 
 def test_every_cache_lives_in_the_one_cache_dir(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from cnncost.api import ListCache
+    from cnncost.catalog import ListCache
     from cnncost.measure.roofline import cache_path
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

@@ -197,28 +197,28 @@ def test_compare_png(specs: tuple[Path, Path], tmp_path: Path) -> None:
 
 
 def test_scatter_png_with_top1(specs: tuple[Path, Path], tmp_path: Path) -> None:
-    from cnncost.plotting import gather
+    from cnncost.api import plot_data
 
-    data = gather(PlotKind.SCATTER, [str(s) for s in specs])
+    data = plot_data(PlotKind.SCATTER, [str(s) for s in specs])
     assert dict(data.top1) == {"small": 61.5, "wide": 70.25}
     fig = plot.figure(data)
     assert [ax.get_ylabel() for ax in fig.axes] == ["parameters (log scale)",
                                                    "top-1 accuracy (%)"]
     assert_png(plot.to_bytes(fig, "png"), tuple(fig.get_size_inches()), tmp_path)  # type: ignore[arg-type]
     # With other variables the published accuracy no longer applies: no top-1 panel.
-    assert gather(PlotKind.SCATTER, [str(s) for s in specs], overrides={"width": 2}).top1 == {}
+    assert plot_data(PlotKind.SCATTER, [str(s) for s in specs], overrides={"width": 2}).top1 == {}
 
 
 def test_roofline_png(specs: tuple[Path, Path], tmp_path: Path,
                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnncost.api import plot_data
     from cnncost.measure import bench as bench_mod
-    from cnncost.plotting import gather
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     real = bench_mod.BenchOptions
     monkeypatch.setattr(bench_mod, "BenchOptions", lambda **kw: replace(
         real(**kw), device="cpu", threads=1, quick_roofline=True))
-    data = gather(PlotKind.ROOFLINE, [str(specs[0])], max_time=0.05)
+    data = plot_data(PlotKind.ROOFLINE, [str(specs[0])], max_time=0.05)
     assert data.bench is not None
     points = charts.roofline_points(data.bench.runs[0])
     # conv and linear do arithmetic; the pool does too (a sum per element); flatten none.
@@ -230,9 +230,9 @@ def test_roofline_png(specs: tuple[Path, Path], tmp_path: Path,
 
 
 def test_sweep_chart_and_png(specs: tuple[Path, Path], tmp_path: Path) -> None:
-    from cnncost.plotting import gather
+    from cnncost.api import plot_data
 
-    data = gather(PlotKind.SWEEP, [str(specs[0])], sweep_sets=["width=2,4,8"])
+    data = plot_data(PlotKind.SWEEP, [str(specs[0])], sweep_sets=["width=2,4,8"])
     assert data.sweep is not None
     chart = charts.sweep_chart(data.sweep)
     assert chart.var == "width" and len(chart.series) == 1 and chart.series[0].xs == (2, 4, 8)
@@ -268,16 +268,16 @@ def test_cli_sweep_kind(specs: tuple[Path, Path], tmp_path: Path) -> None:
 
 def test_scatter_with_bench_adds_the_latency_panel(specs: tuple[Path, Path], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnncost.api import plot_data
     from cnncost.measure import bench as bench_mod
     from cnncost.measure.timing import Budget
-    from cnncost.plotting import gather
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     real = bench_mod.BenchOptions
     fast = Budget(min_samples=3, min_time=0.0, max_time=0.05, warmup_time=0.0)
     monkeypatch.setattr(bench_mod, "BenchOptions", lambda **kw: replace(
         real(**kw), device="cpu", threads=1, quick_roofline=True, budget=fast))
-    data = gather(PlotKind.SCATTER, [str(s) for s in specs], bench=True)
+    data = plot_data(PlotKind.SCATTER, [str(s) for s in specs], bench=True)
     fig = plot.figure(data)
     assert [ax.get_ylabel() for ax in fig.axes][:2] == ["parameters (log scale)",
                                                        "measured latency (log scale)"]

@@ -41,11 +41,11 @@ def list_specs(
         help="Also count each spec (params, MACs at its default input; cached).")] = True,
 ) -> None:
     """Bundled specs with their one-line description and headline totals."""
-    from cnncost import api
+    from cnncost import catalog
     from cnncost.render.catalog import list_table
     from cnncost.render.terminal import print_whole
 
-    entries = api.list_specs(totals)
+    entries = catalog.list_specs(totals)
     print_whole(list_table(entries, totals))
     broken = sum(e.error is not None for e in entries)
     if broken:

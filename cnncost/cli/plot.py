@@ -1,4 +1,4 @@
-"""``cnncost plot``: the lectures' charts as an image (parse -> plotting.gather ->
+"""``cnncost plot``: the lectures' charts as an image (parse -> api.plot_data ->
 render.plot -> atomic write)."""
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def plot(
         "`cnncost sweep`).")] = None,
 ) -> None:
     """The lectures' charts: per-layer bars, models side by side, scatter, roofline, sweep."""
-    from cnncost.plotting import PlotKind, default_kind, gather
+    from cnncost.api import plot_data
+    from cnncost.plotting import PlotKind, default_kind
     from cnncost.render.plot import Scale, figure, image_format, require_matplotlib, to_bytes
     from cnncost.render.terminal import progress
 
@@ -68,10 +69,10 @@ def plot(
     sets = {} if chosen is PlotKind.SWEEP else parse_sets(set_)  # a sweep parses its own
     measuring = chosen is PlotKind.ROOFLINE or (bench_ and chosen is PlotKind.SCATTER)
     with progress(measuring) as bar:
-        data = gather(chosen, models, input=parse_input(input), batch=batch, dtype=dtype,
-                      policy=parse_policy(policy), overrides=sets, strict=strict,
-                      max_time=max_time, sweep_sets=set_ or [], zips=zip_ or [],
-                      bench=bench_, progress=bar)
+        data = plot_data(chosen, models, input=parse_input(input), batch=batch, dtype=dtype,
+                         policy=parse_policy(policy), overrides=sets, strict=strict,
+                         max_time=max_time, sweep_sets=set_ or [], zips=zip_ or [],
+                         bench=bench_, progress=bar)
     write_atomic(output, to_bytes(figure(data, depth, axes), fmt))
     err_console.print(f"wrote {output}")
 

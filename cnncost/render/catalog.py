@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.tree import Tree
 
-    from cnncost.api import Listed
+    from cnncost.catalog import Listed
     from cnncost.spec import ModelSpec
 
 

@@ -428,7 +428,7 @@ def sweep_figure(sweep: Sweep) -> Figure:
 
 
 def figure(data: PlotData, depth: int | None = None, scale: Scale = Scale.AUTO) -> Figure:
-    """The chart of ``data.kind`` from what plotting.gather collected."""
+    """The chart of ``data.kind`` from what api.plot_data collected."""
     from cnncost.plotting import PlotKind
 
     if data.kind is PlotKind.LAYERS:
