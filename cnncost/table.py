@@ -53,17 +53,78 @@ the model's own weights.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from cnncost.count.formulas import Factors
+from typing import Any, NamedTuple
 
 SCHEMA = "cnncost.report/1"
 SUMMED = ("params", "buffers", "macs", "flops", "output_bytes")
 TRAIN_SUMMED = ("backward_macs", "grad_input_macs", "grad_weight_macs", "backward_flops",
                 "saved_bytes")
+
+
+Shape = tuple[int, ...]
+
+
+class Factors(NamedTuple):
+    """How an op's MACs were counted: ``[batch x] (out) x (per_out)``.
+
+    MACs = batch x prod(out) x prod(per_out): ``out`` is the output volume the MACs are
+    spread over (conv: H_out, W_out, C_out; matmul: M, N), ``per_out`` the MACs per output
+    value (conv: K_h, K_w, C_in/groups; matmul: K). ``batch`` is the leading factor as
+    written, None where none is written (folded into ``out``, or a batch of 1 for a conv).
+    ``weight`` are the weight operand's dims the way the slides write them (K_h x K_w x
+    C_in/groups x C_out; K x N for a linear layer), None when the op multiplies two
+    activations (bmm). (A named tuple: the formulas and the analytic engine's lowerings
+    make one per conv or matmul, and a tuple costs a fraction of a dataclass's dict.)
+    """
+
+    out: Shape
+    per_out: Shape
+    batch: int | None = None
+    weight: Shape | None = None
+
+    @property
+    def macs(self) -> int:
+        return (self.batch or 1) * math.prod(self.out) * math.prod(self.per_out)
+
+    def text(self) -> str:
+        """The factors as a formula: ``2 x (28x28x32) x (5x5x192)``, ``(3x7) x 5``."""
+        lead = "" if self.batch is None else f"{self.batch} x "
+        return f"{lead}{_group(self.out)} x {_group(self.per_out)}"
+
+
+def formula_text(factors: Sequence[Factors]) -> str:
+    """A row's ``formula``: each op's factors and MACs, ``(4x4x5) x (3x3x3) = 2,160 + ...``."""
+    if len(factors) == 1:  # most rows: one conv or matmul
+        return _term(factors[0])
+    return " + ".join([_term(f) for f in factors])
+
+
+def _term(f: Factors) -> str:
+    out, per_out, batch = f.out, f.per_out, f.batch
+    macs = (batch or 1) * math.prod(out) * math.prod(per_out)
+    pattern = _TERMS.get((len(out), len(per_out)))  # a conv's (3, 3): one %-format
+    if pattern and type(out) is tuple and type(per_out) is tuple:
+        text = pattern % (*out, *per_out, format(macs, ","))
+        return text if batch is None else f"{batch} x {text}"
+    lead = "" if batch is None else f"{batch} x "
+    return f"{lead}{_group(out)} x {_group(per_out)} = {macs:,}"
+
+
+def _group(dims: Shape) -> str:
+    """Dims multiplied out: one stands alone, several are grouped, ``(5x5x256)``."""
+    pattern = _GROUPS.get(len(dims))  # %-formatting: the commonest forms at a third the cost
+    if pattern and type(dims) is tuple:
+        return pattern % dims
+    return str(dims[0]) if len(dims) == 1 else "(" + "x".join(map(str, dims)) + ")"
+
+
+_GROUPS = {1: "%s", 2: "(%sx%s)", 3: "(%sx%sx%s)", 4: "(%sx%sx%sx%s)"}
+# the commonest terms, (out dims, per-output dims): conv 2-D, linear, matmul
+_TERMS = {(3, 3): "(%sx%sx%s) x (%sx%sx%s) = %s", (2, 1): "(%sx%s) x %s = %s",
+          (3, 1): "(%sx%sx%s) x %s = %s", (2, 3): "(%sx%s) x (%sx%sx%s) = %s"}
 
 
 @dataclass(frozen=True)
@@ -162,8 +223,6 @@ class _Formula:
         d = row.__dict__
         text: str | None = d.get("formula")
         if text is None:
-            from cnncost.count.formulas import formula_text
-
             text = d["formula"] = formula_text(row.factors) if row.factors else ""
         return text
 

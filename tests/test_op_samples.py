@@ -22,6 +22,7 @@ import pytest
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
+import cnncost.count.backward  # noqa: F401  (a training step's formulas: registered entries too)
 from cnncost.count.formulas import FORMULAS, SHAPE_RULES, ZERO_COST_OPS
 from cnncost.count.mode import Acc, CostCounterMode
 

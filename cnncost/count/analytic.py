@@ -30,19 +30,14 @@ from cnncost.count.conventions import (
     dtype_check,
 )
 from cnncost.count.direct import DIRECT, Parts
-from cnncost.count.formulas import (
-    FORMULAS,
-    ZERO_COST_OPS,
-    Factors,
-    OpCost,
-)
+from cnncost.count.formulas import FORMULAS, ZERO_COST_OPS, OpCost
 from cnncost.count.lowering import _QUALIFIED, LOWERINGS, Call, Lower
 from cnncost.count.memory import check_strict, totals_of
 from cnncost.errors import UnsupportedOpError, UsageError
 from cnncost.graph.walk import dying_after
 from cnncost.layers import LAYERS
 from cnncost.spec import LayerSpec, ModelSpec
-from cnncost.table import CostRow, CostTable, Totals
+from cnncost.table import CostRow, CostTable, Factors, Totals
 
 if TYPE_CHECKING:
     import torch

@@ -21,7 +21,6 @@ from typing import Any
 from cnncost.count.formulas import (
     BROADCAST,
     SAME,
-    Factors,
     OpCost,
     Shape,
     ShapeRule,
@@ -29,6 +28,7 @@ from cnncost.count.formulas import (
     conv_macs,
     register_formula,
 )
+from cnncost.table import Factors
 
 NONE = OpCost()
 

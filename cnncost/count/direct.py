@@ -20,9 +20,10 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cnncost.count.formulas import PER_ELEMENT, Factors
+from cnncost.count.formulas import PER_ELEMENT
 from cnncost.count.lowering import _ACTIVATIONS, INT64
 from cnncost.shapes import broadcast, conv_out, spatial_ones
+from cnncost.table import Factors
 
 Shape = tuple[int, ...]
 # (output shape, output bytes, params, buffers, param bytes, buffer bytes, values, MACs,

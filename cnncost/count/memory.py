@@ -26,9 +26,18 @@ from cnncost.count.conventions import (
     dtype_bytes,
     dtype_name,
 )
-from cnncost.count.formulas import Factors, formula_text, policy_flops
+from cnncost.count.formulas import policy_flops
 from cnncost.errors import ModelRunError, UnsupportedOpError
-from cnncost.table import CostRow, CostTable, Totals, TrainCost, TrainTotals, sum_rows
+from cnncost.table import (
+    CostRow,
+    CostTable,
+    Factors,
+    Totals,
+    TrainCost,
+    TrainTotals,
+    formula_text,
+    sum_rows,
+)
 
 if TYPE_CHECKING:
     import torch

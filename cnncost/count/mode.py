@@ -28,12 +28,12 @@ from cnncost.count.formulas import (
     FORMULAS,
     SHAPE_RULES,
     ZERO_COST_OPS,
-    Factors,
     Formula,
     OpCost,
     apply_formula,
 )
 from cnncost.count.meta import FAST_META, elementwise_meta
+from cnncost.table import Factors
 
 
 def _shape(x: Any) -> Any:

@@ -3,7 +3,8 @@
 The forward runs with autograd on, in training behaviour (batch norm on batch statistics,
 dropout active), under :class:`TrainCounterMode`. Then the loss (the sum of the model's
 outputs: its gradient is all ones and costs nothing) is backpropagated, still on meta, and
-every ATen op autograd runs is counted by the formula table (cnncost.count.backward) and
+every ATen op autograd runs is counted by the formula table (the backward ops' formulas,
+cnncost.count.backward, are registered into it by this module's import of them) and
 charged to the layer whose forward created the autograd node that runs it:
 
 - **attribution**: the mode records which layer is current at each autograd sequence
@@ -34,6 +35,7 @@ from typing import Any
 
 import torch
 
+import cnncost.count.backward  # noqa: F401  (registers the backward ops' formulas: a step runs them)
 from cnncost.count.formulas import OpCost
 from cnncost.count.memory import StepRecord
 from cnncost.count.mode import Acc, CostCounterMode, _OpInfo, tensors

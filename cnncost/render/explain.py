@@ -11,7 +11,7 @@ data) into lines of text:
          output: 64x128x128 = 1,048,576 values x 4 B = 4,194,304 B (4 MiB)
          receptive field: 5 (along H)
 
-   The MAC line is written from the row's ``factors`` (cnncost.count.formulas.Factors:
+   The MAC line is written from the row's ``factors`` (cnncost.table.Factors:
    output volume x cost per output value), the parameter split from their weight dims
    (the rest is bias);
 3. totals with their terms written out (``total MACs: 432 + 240 = 672``);
