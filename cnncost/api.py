@@ -358,17 +358,19 @@ def recheck(baselines: Sequence[tuple[Path, CostTable]], tolerance: float = 0.0,
 
 
 def advise_target(spec: str | Path | Target, overrides: Mapping[str, Any] | None = None,
-                  min_saving: float | None = None) -> Advice:
-    """The design guidelines applied to a spec (path or bundled name): an advise.Advice."""
+                  min_saving: float | None = None, latency: bool = False) -> Advice:
+    """The design guidelines applied to a spec (path or bundled name): an advise.Advice;
+    with ``latency``, each finding's predicted latency change (this machine's calibration)."""
     from cnncost.advise.engine import DEFAULT_MIN_SAVING, advise_spec
 
+    calibration = find_calibration() if latency else None
     target = spec if isinstance(spec, Target) else resolve(str(spec))
     if target.spec_path is None:
         raise UsageError(f"{target.label}: advise takes a spec (it rewrites the YAML), not a "
                          "module factory")
     return advise_spec(target.spec_path, overrides,
                        DEFAULT_MIN_SAVING if min_saving is None else min_saving,
-                       source=target.display)
+                       source=target.display, calibration=calibration)
 
 
 # --------------------------------------------------------------------------- plot

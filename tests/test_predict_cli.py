@@ -22,6 +22,8 @@ from typer.testing import CliRunner
 from cnncost.cli import app
 from cnncost.predict.calibration import calibration_path, save, this_machine
 
+ROOT = Path(__file__).resolve().parents[1]
+
 A, B, C = 3e-6, 1e-10, 1e-9  # per call, per MAC, per byte
 # each layer's a + b * MACs + c * bytes, by hand from the docstring's figures
 LAYERS_S = [A + B * 6912 + C * (768 + 1024 + 432), A + C * (1024 + 16), A + C * (16 + 16),
@@ -206,3 +208,29 @@ def test_latency_without_a_calibration_is_one_line(home: Path, spec: Path,
                                                    command: list[str]) -> None:
     r = _run(*[w.format(spec=spec) for w in command])
     _one_line_error(r, "no calibration", "cnncost calibrate")
+
+
+def test_advise_latency_is_the_prediction_of_each_rewritten_spec(home: Path,
+                                                                 tmp_path: Path) -> None:
+    from cnncost.count.analytic import count_spec
+    from cnncost.predict.calibration import find
+    from cnncost.predict.model import predict_table
+    from cnncost.spec import parse_spec
+
+    _calibrate_by_hand(threads=None)
+    r = _run("advise", "alexnet", "--latency", "-f", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["findings"]
+    cal = find()
+    original = predict_table(count_spec(parse_spec((ROOT / "specs/alexnet.yaml").read_text(),
+                                                   "alexnet.yaml"), 1, "float32"), cal)
+    first = doc["findings"][0]
+    emitted = tmp_path / "emit"
+    assert _run("advise", "alexnet", "--emit", str(emitted), "-f", "json").exit_code == 0
+    rewritten = (emitted / first["spec_file"]).read_text()
+    after = predict_table(count_spec(parse_spec(rewritten, "x.yaml"), 1, "float32"), cal)
+    assert first["latency_ms"]["before"] == pytest.approx(original.latency_ms)
+    assert first["latency_ms"]["after"] == pytest.approx(after.latency_ms)
+    plain = json.loads(_run("advise", "alexnet", "-f", "json").output)
+    assert "latency_ms" not in plain["findings"][0]  # without --latency: the same document

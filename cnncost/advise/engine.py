@@ -67,6 +67,9 @@ class Finding:
     layers_rf: Change
     spec_file: str                         # the file name --emit writes
     spec_text: str                         # the rewritten spec (what was counted)
+    # --latency: the model's latency predicted from the machine's calibration, before and
+    # after the rewrite (ms); None without a calibration.
+    latency_ms: tuple[float, float] | None = None
 
     @property
     def saving(self) -> float:
@@ -100,6 +103,10 @@ class Finding:
                                 "layers": self.layers_rf.to_dict(),
                                 "layers_at": p.layers[-1]},
             "spec_file": self.spec_file,
+            **({} if self.latency_ms is None else {"latency_ms": {
+                "before": self.latency_ms[0], "after": self.latency_ms[1],
+                "ratio": round(self.latency_ms[1] / self.latency_ms[0], 6)
+                if self.latency_ms[0] else None}}),
         }
 
 
@@ -148,8 +155,10 @@ def parse_saving(text: str) -> float:
 
 def advise_spec(path: str | Path, overrides: Mapping[str, Any] | None = None,
                 min_saving: float = DEFAULT_MIN_SAVING, source: str | None = None,
-                rules: Iterable[str] | None = None) -> Advice:
-    """Run the rules (all, or those named) on the spec file at ``path``."""
+                rules: Iterable[str] | None = None, calibration: Any = None) -> Advice:
+    """Run the rules (all, or those named) on the spec file at ``path``; with a
+    ``calibration`` (cnncost.predict), each finding also has the model's predicted latency
+    before and after."""
     from cnncost.count.engines import count_loaded
 
     file = str(path)
@@ -167,7 +176,7 @@ def advise_spec(path: str | Path, overrides: Mapping[str, Any] | None = None,
             if finding is None:
                 dropped.append((rule.name, proposal.layers[0], why))
             else:
-                findings.append(finding)
+                findings.append(_with_latency(finding, table, calibration))
     findings.sort(key=lambda f: (-f.saving, f.rule.name, f.proposal.layers))
     totals = {k: getattr(table.totals, k) for k in EFFECT_FIELDS}
     totals["receptive_field"] = model_receptive_field(table)
@@ -216,6 +225,19 @@ def _evaluate(rule: Rule, p: Proposal, ctx: Context, values: Mapping[str, Any],
         if finding.saving < min_saving:
             return None, f"saves {finding.saving:.1%} of the model, below {min_saving:.0%}"
     return finding, ""
+
+
+def _with_latency(finding: Finding, table: CostTable, calibration: Any) -> Finding:
+    """The finding with the model's predicted latency before and after (a calibration's)."""
+    if calibration is None:
+        return finding
+    from cnncost.count.engines import count_loaded
+    from cnncost.predict.model import predict_table
+
+    new = count_loaded(parse_spec(finding.spec_text, finding.spec_file),
+                       source=finding.spec_file)
+    return replace(finding, latency_ms=(predict_table(table, calibration).latency_ms,
+                                        predict_table(new, calibration).latency_ms))
 
 
 def _ordered(doc: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,9 @@ def advise(
     emit: Annotated[Path | None, typer.Option(
         metavar="DIR", help="Write each rewritten spec (the one counted) into DIR.")] = None,
     output: OutputOpt = None,
+    latency: Annotated[bool, typer.Option(
+        "--latency", help="Also predict each rewrite's latency change from this machine's "
+        "calibration (`cnncost calibrate`).")] = False,
 ) -> None:
     """The lectures' design guidelines, each suggestion counted on the rewritten spec."""
     from cnncost.advise.engine import parse_saving
@@ -39,7 +42,7 @@ def advise(
     from cnncost.render.advice import advice_rich, render_advice
     from cnncost.render.terminal import print_whole, to_text
 
-    advice = advise_target(spec, parse_sets(set_), parse_saving(min_saving))
+    advice = advise_target(spec, parse_sets(set_), parse_saving(min_saving), latency)
     if fmt is AdviceFormat.TABLE and output is None:
         print_whole(advice_rich(advice))
     else:

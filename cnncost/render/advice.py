@@ -57,6 +57,12 @@ def _rf(change: Change, after: str = "") -> str:
     return f"{head} {change.before} -> {change.after}"
 
 
+def _latency(ms: tuple[float, float]) -> str:
+    before, after = ms
+    pct = f" ({100 * (after / before - 1):+.1f}%)" if before else ""
+    return f"{before:.3g} ms -> {after:.3g} ms{pct}"
+
+
 def _where(f: Finding) -> str:
     layers = f.proposal.layers
     more = f" (+{len(layers) - 1} uses)" if len(layers) > 1 else ""
@@ -94,6 +100,9 @@ def details(i: int, f: Finding) -> list[str]:
     le = f.layer_effect
     lines.append(f"   layers   params {_exact(le['params'])}  MACs {_exact(le['macs'])}  "
                  f"{_rf(f.layers_rf, f.proposal.layers[-1])}")
+    if f.latency_ms is not None:
+        lines.append(f"   latency  {_latency(f.latency_ms)} predicted (cnncost predict's "
+                     "calibration)")
     lines.append(f"   function {'changes: ' if p.changes_function else 'unchanged: '}{p.note}")
     lines.append(f"   cites    {f.rule.lecture}")
     lines.append(f"   spec     {f.spec_file}")
@@ -118,10 +127,17 @@ def advice_rich(advice: Advice) -> Group:
         out.add_column("params", justify="right", no_wrap=True)
         out.add_column("MACs", justify="right", no_wrap=True)
         out.add_column("saving", justify="right", no_wrap=True)
+        latency = any(f.latency_ms is not None for f in advice.findings)
+        if latency:
+            out.add_column("predicted latency", justify="right", no_wrap=True)
         for i, f in enumerate(advice.findings, 1):
             e = f.effect
-            out.add_row(str(i), f.rule.name, Text(literal(_where(f))), _short(e["params"]),
-                        _short(e["macs"]), f"{100 * f.saving:.1f}%")
+            cells: list[Any] = [str(i), f.rule.name, Text(literal(_where(f))),
+                                _short(e["params"]), _short(e["macs"]),
+                                f"{100 * f.saving:.1f}%"]
+            if latency:
+                cells.append(_latency(f.latency_ms) if f.latency_ms else "-")
+            out.add_row(*cells)
         parts.append(out)
         for i, f in enumerate(advice.findings, 1):
             parts.append(Text("\n".join(details(i, f))))
