@@ -136,8 +136,11 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _bin(venv, "python").parent
 
 
-def _clean_env(venv: Path) -> dict[str, str]:
+def _clean_env(venv: Path, cache: Path | None = None) -> dict[str, str]:
+    """The environment of a command run from ``venv`` (with a cache folder of its own)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    if cache is not None:
+        env["XDG_CACHE_HOME"] = str(cache)
     return {**env, "PATH": str(_bin(venv, "python").parent) + os.pathsep + env["PATH"]}
 
 
@@ -159,6 +162,17 @@ def _diffed(work: Path) -> list[list[str]]:
             ["report", "lenet5", "--set", "classes=100", "--out", head], ["diff", base, head]]
 
 
+def _predicted(work: Path) -> list[list[str]]:
+    """predict with a calibration made by hand (tests/calibrations.py): no 'calibrate' run."""
+    from calibrations import hand_calibration
+
+    from cnncost.predict.calibration import save
+
+    path = save(hand_calibration("cpu:Test CPU|float32|threads=1|torch=2.13.0"),
+                work / "calibration.json")
+    return [["predict", "lenet5", "--calibration", str(path)]]
+
+
 # Each command's command lines (the last is the one the test is about) and what it writes;
 # a command without an entry runs as `cnncost COMMAND resnet50`.
 RUNS: dict[str, Callable[[Path], list[list[str]]]] = {
@@ -171,6 +185,8 @@ RUNS: dict[str, Callable[[Path], list[list[str]]]] = {
     "check": _reported,
     "diff": _diffed,
     "bench": lambda w: [["bench", "lenet5", "--max-time", "0.05", "--min-samples", "2"]],
+    "calibrate": lambda w: [["calibrate", "--max-time", "5"]],  # (its least)
+    "predict": _predicted,
     "explain": lambda w: [["explain", "textbook/dwsep_6x6x3"]],
     "sweep": lambda w: [["sweep", "resnet50", "--set", "res=128..256:64"]],
     "plot": lambda w: [["plot", "alexnet", "vgg16", "--output", str(w / "cmp.png")]],
@@ -192,7 +208,8 @@ def test_every_command_runs_from_the_installed_wheel(command: str, installed: Pa
                                   env=_clean_env(venv)).returncode != 0:
         pytest.skip("matplotlib (cnncost[plot]) did not install into the fresh environment")
     for argv in RUNS.get(command, lambda w: [[command, "resnet50"]])(tmp_path):
-        done = _run([str(installed / "cnncost"), *argv], cwd=tmp_path, env=_clean_env(venv))
+        done = _run([str(installed / "cnncost"), *argv], cwd=tmp_path,
+                    env=_clean_env(venv, tmp_path / "cache"))
         said = done.stdout + done.stderr
         assert done.returncode == 0 and "Traceback" not in said, (argv, said[-3000:])
     written = WRITES.get(command, lambda w: [])(tmp_path)
