@@ -283,7 +283,7 @@ def test_row_names_from_scopes() -> None:
     assert module_path(["layer2", "layer2.0", "downsample", "downsample.0"]) == (
         "layer2.0.downsample.0")
     assert module_path(["", "layer1", "layer1.0", "layer1.0.bn1"]) == "layer1.0.bn1"
-    from cnncost.onnx.model import Node
+    from cnncost.onnx.graph import Node
 
     def node(name: str, scopes: tuple[str, ...] | None = None) -> Node:
         return Node(3, name, "Conv", "", (), (), {}, scopes)

@@ -35,7 +35,8 @@ from cnncost.count.memory import check_strict, totals_of
 from cnncost.errors import OnnxError
 from cnncost.graph.walk import dying_after
 from cnncost.onnx.fold import TYPE_ONLY
-from cnncost.onnx.model import FLOAT_TYPES, TYPE_NAMES, Graph, Node, Value, load
+from cnncost.onnx.graph import FLOAT_TYPES, TYPE_NAMES, Graph, Node, Value
+from cnncost.onnx.model import load
 from cnncost.onnx.names import row_names
 from cnncost.onnx.ops import ONNX_OPS, OpMismatch
 from cnncost.table import CostRow, CostTable, sum_rows

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from cnncost.onnx.model import Node, Value
+    from cnncost.onnx.graph import Node, Value
 
 # Operators whose output differs from run to run: never folded, whatever they read.
 RANDOM_OPS = frozenset(("RandomNormal", "RandomUniform", "RandomNormalLike",

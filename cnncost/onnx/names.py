@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cnncost.onnx.model import Node
+from cnncost.onnx.graph import Node
 
 
 def module_path(parts: Sequence[str]) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from cnncost import shapes as shape_math
 from cnncost.count.lowering import Lower, Val
-from cnncost.onnx.model import Node
+from cnncost.onnx.graph import Node
 
 Shape = tuple[int, ...]
 Inputs = Sequence[Val | None]
