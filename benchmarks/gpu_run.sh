@@ -54,4 +54,12 @@ for m in resnet50 mobilenetv2; do
   # Estimated peak (analyze) vs torch.cuda.max_memory_allocated (bench records it).
   run "$m-analyze-b64" python -m cnncost analyze "$m" --batch 64 -f json
 done
+# Latency prediction on the GPU: calibrate (CUDA events, the bench's timing method), then each
+# model predicted without running it, and predicted beside measured (bench --predict).
+run calibrate python -m cnncost calibrate --device cuda --max-time 150
+for m in resnet50 mobilenetv2; do
+  run "$m-predict" python -m cnncost predict "$m" --device cuda -b 64 -f json
+  run "$m-bench-predict" python -m cnncost bench "$m" --device cuda -b 1,64 --predict \
+    --max-time 4 -f json
+done
 echo "done; results in $OUT" | tee -a "$OUT/log.txt"

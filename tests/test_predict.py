@@ -353,3 +353,21 @@ def test_a_short_calibration_fits_every_class_and_passes_its_own_checks(
     table = count_spec(parse_spec(SMALL, "<t>"), 1, "float32")
     p = predict_table(table, back)
     assert p.latency_ms > 0 and len(p.layers) == 3
+
+
+@pytest.mark.gpu
+def test_a_short_cuda_calibration_times_with_cuda_events(monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from cnncost.measure.timing import Budget
+    from cnncost.predict import calibrate
+
+    monkeypatch.setattr(calibrate, "KERNEL_BUDGET", Budget(min_samples=2, min_time=0,
+                                                           max_time=0.01, warmup_time=0))
+    cal = calibrate.calibrate(calibrate.CalibrateOptions(device="cuda", max_time=5))
+    assert cal.device == "cuda" and cal.threads == 0 and cal.key.startswith("cuda:")
+    assert problem(cal.to_dict(), cal.key) is None
+    p = predict_table(count_spec(parse_spec(SMALL, "<t>"), 1, "float32"), cal)
+    assert p.latency_ms > 0

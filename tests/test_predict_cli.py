@@ -69,7 +69,7 @@ def test_predict_json_is_the_sum_of_its_layers_and_the_call(home: Path, spec: Pa
     assert doc["calibration"]["threads"] == 1
 
 
-@pytest.mark.parametrize("fmt", ["table", "csv", "md"])
+@pytest.mark.parametrize("fmt", ["table", "csv", "md", "html"])
 def test_predict_formats_name_every_layer(home: Path, spec: Path, fmt: str) -> None:
     _calibrate_by_hand()
     r = _run("predict", str(spec), "--device", "cpu", "--threads", "1", "-f", fmt)
@@ -137,8 +137,7 @@ def test_another_machines_calibration_predicts_for_it(home: Path, spec: Path,
     assert doc["totals"]["latency_ms"] == pytest.approx((sum(LAYERS_S) + OVERHEAD_S) * 1e3)
 
 
-def test_predict_html_and_bad_device_are_usage_errors(home: Path, spec: Path) -> None:
-    _one_line_error(_run("predict", str(spec), "-f", "html"), "predict --format html")
+def test_bad_device_and_budget_are_usage_errors(home: Path, spec: Path) -> None:
     _one_line_error(_run("predict", str(spec), "--device", "tpu"), "--device 'tpu'")
     _one_line_error(_run("calibrate", "--max-time", "1"), "--max-time 1")
 
@@ -167,6 +166,16 @@ def test_bench_predict_puts_the_prediction_beside_the_measurement(home: Path,
         [t * 1e3 for t in LAYERS_S])
     assert all(lay["measured_s"] is not None for lay in run["layers"])  # --per-layer implied
     assert doc["calibration"]["threads"] == 1
+
+
+def test_bench_predict_page_charts_every_layer(home: Path, spec: Path) -> None:
+    pytest.importorskip("torch")
+    _calibrate_by_hand()
+    r = _run("bench", str(spec), "--device", "cpu", "--threads", "1", "--predict",
+             "--max-time", "0.05", "--min-samples", "1", "-f", "html")
+    assert r.exit_code == 0, r.output
+    page = r.output[r.output.index("<!DOCTYPE html>"):]
+    assert page.count("<circle") == 4 and "predicted vs measured per layer" in page
 
 
 def test_bench_predict_without_a_calibration_stops_before_measuring(home: Path,

@@ -99,13 +99,15 @@ def _bench_predicted(model: str, batch: str, options: Any, input: str | None,
     from cnncost.render import predict as view
     from cnncost.render.terminal import print_wide, progress, wide_text
 
-    if train or fmt not in (Format.TABLE, Format.JSON):
-        raise UsageError("--predict: inference only (not --train), as a table or JSON")
+    if train or fmt not in (Format.TABLE, Format.JSON, Format.HTML):
+        raise UsageError("--predict: inference only (not --train), as a table, JSON or HTML")
     with progress() as bar:
         result = bench_predicted(model, parse_batches(batch), options, parse_input(input),
                                  parse_sets(set_), bar)
     if fmt is Format.JSON:
         write_output(view.versus_json(result), output)
+    elif fmt is Format.HTML:
+        write_output(view.versus_page(result), output)
     elif output is None:
         print_wide(view.rich_versus(result, top))
     else:

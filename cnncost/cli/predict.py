@@ -86,14 +86,12 @@ def predict(
     from cnncost.api import predict_target
     from cnncost.render import predict as view
 
-    if fmt is Format.HTML:
-        raise UsageError("predict --format html: not a page of its own; use table, json, csv "
-                         "or md")
     p = predict_target(model, parse_input(input), batch, dtype, parse_sets(set_),
                        _device(device), threads, calibration)
     if fmt is Format.TABLE:
         show(view.rich_prediction(p, top), output)
         return
     text = {Format.JSON: lambda: view.to_json(p), Format.CSV: lambda: view.to_csv(p, top),
-            Format.MD: lambda: view.to_markdown(p, top)}[fmt]()
+            Format.MD: lambda: view.to_markdown(p, top),
+            Format.HTML: lambda: view.prediction_page(p)}[fmt]()
     write_output(text, output)

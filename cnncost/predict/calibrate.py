@@ -33,7 +33,7 @@ import torch
 
 from cnncost.count.analytic import count_spec
 from cnncost.count.conventions import dtype_name, parse_dtype
-from cnncost.errors import UsageError
+from cnncost.errors import SpecError, UsageError
 from cnncost.graph.build import build_module, op_args, op_target
 from cnncost.measure.bench import _cpu_settings, resolve_device
 from cnncost.measure.machine import load_average, machine_key
@@ -164,7 +164,10 @@ class Calibrator:
 
     def measure(self, op_class: str, kernel: Kernel) -> None:
         start = time.perf_counter()
-        x, layer, _ = self.timer.prepare(op_class, kernel)
+        try:
+            x, layer, _ = self.timer.prepare(op_class, kernel)
+        except SpecError:  # a kernel drawn past a spec's bounds: drawn again, never fatal
+            return
         seconds = self.timer.seconds(layer, kernel.batch)
         s = self.samples
         s.xs[op_class].append(x)
@@ -211,7 +214,10 @@ class Calibrator:
         pool = []
         for _ in range(POOL * min(len(targets), 8)):
             kernel = OP_CLASSES[name].sample(self.rng)
-            pool.append((self.timer.prepare(name, kernel)[0], kernel))
+            try:
+                pool.append((self.timer.prepare(name, kernel)[0], kernel))
+            except SpecError:
+                continue
         return _nearest(pool, targets * 2)
 
     def fit_all(self) -> dict[str, dict[str, Any]]:

@@ -134,11 +134,13 @@ def spec_text(shape: tuple[int, ...], layers: list[str]) -> str:
 # Bounds on one kernel (a timed call stays well under a second on a CPU core).
 MAX_MACS = 2e10  # VGG's first convolutions at batch 8
 MAX_ELEMENTS = 2 ** 25  # of one input or output tensor (128 MiB at float32)
+MAX_SAMPLE = 2 ** 24  # elements of one sample: a flattened one is a size the spec bounds
 
 
 def fits(batch: int, macs: float, *tensors: tuple[int, ...]) -> bool:
-    return macs * batch <= MAX_MACS and all(batch * math.prod(t) <= MAX_ELEMENTS
-                                            for t in tensors)
+    """Within the bounds: MACs, each tensor's elements, and one sample's (a spec's limit)."""
+    return macs * batch <= MAX_MACS and all(
+        batch * math.prod(t) <= MAX_ELEMENTS and math.prod(t) <= MAX_SAMPLE for t in tensors)
 
 
 def _drawn(draw: Callable[[random.Random], Kernel | None]) -> Sampler:

@@ -194,3 +194,62 @@ def versus_json(v: Versus) -> str:
     from cnncost.measure.bench import finite_json
 
     return finite_json(v.to_dict())
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def prediction_page(p: Prediction) -> str:
+    """One self-contained page: the prediction's header and its layers (sortable)."""
+    from html import escape
+
+    from cnncost.render.html import Col, _cell, _num, page, sortable_table
+
+    body = [f"<h1>predict: {escape(p.model)}</h1>"]
+    body += [f'<p class="recipe">{escape(line)}</p>' for line in header_lines(p)]
+    cols = [Col("layer"), Col("kind"), Col("op class"), Col("predicted ms", True),
+            Col("share", True), Col("±", True), Col("note")]
+    rows = [[_cell(r.name), _cell(r.kind), _cell(r.op_class), _num(r.latency_ms),
+             _cell(percent(p.share(r)), p.share(r), "n"),
+             _cell(percent(r.uncertainty), r.uncertainty, "n"), _cell(r.note)]
+            for r in p.layers]
+    body.append(sortable_table(cols, rows, table_id="predict-table"))
+    return page(f"predict: {p.model}", body)
+
+
+def versus_page(v: Versus) -> str:
+    """bench --predict as a page: per batch the whole model measured and predicted, a log-log
+    chart of every layer's predicted against measured time (the diagonal is a perfect
+    prediction), and the layers (sortable)."""
+    from html import escape
+
+    from cnncost.render import charts, svg
+    from cnncost.render.bench import header_lines as bench_header
+    from cnncost.render.html import Col, _cell, _chart, _num, page, sortable_table
+
+    body = [f"<h1>bench --predict: {escape(v.report.model)}</h1>"]
+    body += [f'<p class="recipe">{escape(line)}</p>' for line in bench_header(v.report)]
+    body.append(f'<p class="recipe">{escape(calibration_line(v.predictions[0].calibration))}'
+                "</p>")
+    body += [f"<p>{escape(line)}</p>" for line in versus_lines(v)]
+    for run, p in v.pairs():
+        rows = _versus_rows(run, p, None)
+        points = [svg.Point(meas, pred, "", "#4c72b0", 3.5,
+                            f"{name} ({kind}): measured {_ms(meas)} ms, predicted "
+                            f"{_ms(pred)} ms") for name, kind, meas, pred in rows
+                  if meas > 0 and pred > 0]
+        span = [x for pt in points for x in (pt.x, pt.y)] or [1.0]
+        diagonal = [(min(span) / 2, min(span) / 2), (max(span) * 2, max(span) * 2)]
+        ms = charts.Metric("ms", "measured ms", "ms")
+        body += [f"<h2>batch {run.batch}: each layer, predicted against measured</h2>",
+                 _chart(svg.loglog_chart(points, ms, charts.Metric("ms", "predicted ms", "ms"),
+                                         "predicted vs measured per layer", width=640,
+                                         height=460, lines=[("#999", diagonal)]),
+                        "on the grey diagonal the prediction equals the measurement")]
+        cols = [Col("layer"), Col("kind"), Col("measured ms", True), Col("predicted ms", True),
+                Col("pred/meas", True)]
+        body.append(sortable_table(cols, [
+            [_cell(name), _cell(kind), _num(meas), _num(pred),
+             _cell(f"{pred / meas:.2f}" if meas else "-", pred / meas if meas else None, "n")]
+            for name, kind, meas, pred in rows]))
+    return page(f"bench --predict: {v.report.model}", body)
