@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from cnncost.measure.bench import BenchOptions, BenchReport
     from cnncost.measure.bench_train import TrainBenchReport
     from cnncost.measure.timing import Progress
+    from cnncost.onnx.export import Exported
     from cnncost.plotting import PlotData, PlotKind
     from cnncost.predict.calibrate import CalibrateOptions
     from cnncost.predict.calibration import Calibration
@@ -42,41 +43,49 @@ if TYPE_CHECKING:
 
 def analyze_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,
                    input: tuple[int, ...] | None = None,
-                   batch: int = 1, dtype: str | torch.dtype = "float32", policy: str = "all",
-                   strict: bool = False,
+                   batch: int | None = None, dtype: str | torch.dtype | None = None,
+                   policy: str = "all", strict: bool = False,
                    overrides: Mapping[str, Any] | None = None,
                    engine: Engine | str | None = None,
                    mode: str = "inference") -> CostTable:
-    """Analyze a spec path, bundled name, factory reference, Target, nn.Module, or a loaded
-    ModelSpec (counted as loaded: its variables and input are already resolved). Specs are
-    counted by ``engine`` (default analytic; torch in train mode), modules by torch.
-    ``mode="train"`` counts one training step (forward, backward, optimizer update)."""
+    """Analyze a spec path, bundled name, factory reference, ONNX file, Target, nn.Module, or
+    a loaded ModelSpec (counted as loaded: its variables and input are already resolved).
+    Specs are counted by ``engine`` (default analytic; torch in train mode), modules by
+    torch, ONNX files by their graph (cnncost.onnx). ``mode="train"`` counts one training
+    step (forward, backward, optimizer update). ``batch`` defaults to 1 and ``dtype`` to
+    float32 (an ONNX file's own batch where it fixes one, and its own float type)."""
     from cnncost.spec import ModelSpec
 
+    if isinstance(model_or_spec, str | Path | Target):
+        target = (model_or_spec if isinstance(model_or_spec, Target)
+                  else resolve(str(model_or_spec)))
+        if target.onnx_path is not None:
+            return count_onnx(target, input, batch, dtype, policy, strict, overrides, engine,
+                              mode)
+    n = 1 if batch is None else batch
+    dt = "float32" if dtype is None else dtype
     if isinstance(model_or_spec, ModelSpec):
         if overrides or input is not None:
             raise UsageError("a loaded spec has its variables and input already; load it "
                              "again with them instead")
-        return count_loaded(model_or_spec, batch, dtype, policy, model_or_spec.file, strict,
+        return count_loaded(model_or_spec, n, dt, policy, model_or_spec.file, strict,
                             engine, mode)
     if not isinstance(model_or_spec, str | Path | Target):  # an nn.Module
         engine_for(engine, False, type(model_or_spec).__name__, mode)
         from cnncost.count.drivers import count_module
 
-        return count_module(model_or_spec, input or DEFAULT_INPUT, batch, dtype, policy, strict,
+        return count_module(model_or_spec, input or DEFAULT_INPUT, n, dt, policy, strict,
                             mode=mode)
-    target = model_or_spec if isinstance(model_or_spec, Target) else resolve(str(model_or_spec))
     engine_for(engine, target.spec_path is not None, target.display, mode)  # before loading
     loaded = load_target(target, overrides, input)
     if isinstance(loaded, ModelSpec):
-        table = count_loaded(loaded, batch, dtype, policy, target.display, strict, engine,
-                             mode)
+        table = count_loaded(loaded, n, dt, policy, target.display, strict, engine, mode)
         return table.recorded(overrides, input is not None, file=loaded.file)
     from cnncost.count.drivers import count_module
 
     shape = input or default_input(target.factory) or DEFAULT_INPUT
     two = frames(target.factory)
-    table = count_module(loaded, shape, batch, dtype, policy, strict,
+    table = count_module(loaded, shape, n, dt, policy, strict,
                          name=target.label, source=target.display, frames=two, mode=mode)
     if two > 1:  # say so where the report describes the model
         table = replace(table, description=f"{two} frames of the input shape (the same "
@@ -84,11 +93,36 @@ def analyze_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,
     return table.recorded(overrides, input is not None)
 
 
+def count_onnx(target: Target, input: tuple[int, ...] | None = None,
+               batch: int | None = None, dtype: str | torch.dtype | None = None,
+               policy: str = "all", strict: bool = False,
+               overrides: Mapping[str, Any] | None = None,
+               engine: Engine | str | None = None, mode: str = "inference") -> CostTable:
+    """An ONNX file's table (cnncost.onnx, no torch): ``batch`` and ``input`` set its
+    symbolic sizes; what only applies to specs and modules is refused, naming it."""
+    what = target.display
+    if overrides:
+        raise UsageError(f"{what}: --set sets a spec's variables; an ONNX file has none (its "
+                         "sizes: --batch and --input)")
+    if engine is not None and Engine(str(getattr(engine, "value", engine))) is Engine.TORCH:
+        raise UsageError(f"{what}: an ONNX file is counted from its graph through the formula "
+                         "table (the analytic engine); --engine torch counts specs and modules")
+    if mode != "inference":
+        raise UsageError(f"{what}: --mode {mode} is not for ONNX files (a training step needs "
+                         "a spec or a module)")
+    from cnncost.onnx.engine import count_file
+
+    assert target.onnx_path is not None
+    table = count_file(target.onnx_path, batch, input, None if dtype is None else str(dtype),
+                       policy, strict, source=what)
+    return table.recorded({}, input is not None)
+
+
 # --------------------------------------------------------------------------- compare
 
 
 def compare_targets(models: Sequence[str], input: tuple[int, ...] | None = None,
-                    batch: int = 1, dtype: str = "float32", policy: str = "all",
+                    batch: int | None = None, dtype: str | None = None, policy: str = "all",
                     strict: bool = False, overrides: Mapping[str, Any] | None = None,
                     bench: bool = False, progress: Progress | None = None, *,
                     engine: Engine | str | None = None,
@@ -107,7 +141,7 @@ def compare_targets(models: Sequence[str], input: tuple[int, ...] | None = None,
     if latency and mode == "train":
         raise UsageError("compare --latency predicts inference; a training step is not "
                          "calibrated")
-    cal = find_calibration(dtype) if latency else None  # before any counting or timing
+    cal = find_calibration(dtype or "float32") if latency else None  # before any counting
     targets = [resolve(m) for m in models]  # every name resolved before any counting
     sets = overrides_per_model(targets, overrides)
     tables = [analyze_target(t, input=input, batch=batch, dtype=dtype, policy=policy,
@@ -115,8 +149,8 @@ def compare_targets(models: Sequence[str], input: tuple[int, ...] | None = None,
               for t, s in zip(targets, sets, strict=True)]
     comparison = compare_tables(tables)
     if bench:
-        comparison = _with_bench_columns(comparison, models, batch, dtype, input, sets,
-                                         progress)
+        comparison = _with_bench_columns(comparison, models, batch or 1, dtype or "float32",
+                                         input, sets, progress)
     if cal is not None:
         from cnncost.compare import Column
         from cnncost.predict.model import predict_table
@@ -150,12 +184,13 @@ def _with_bench_columns(comparison: Comparison, models: Sequence[str], batch: in
                         input: tuple[int, ...] | None, sets: Sequence[Mapping[str, Any]],
                         progress: Progress | None) -> Comparison:
     from cnncost.compare import Column
-    from cnncost.measure.bench import BenchOptions, bench
+    from cnncost.measure.bench import BenchOptions
+    from cnncost.measure.ort import bench_runtimes
 
     latency, throughput = [], []
-    for m, s in zip(models, sets, strict=True):
-        run = bench(m, (batch,), BenchOptions(dtype=dtype), input=input, overrides=s,
-                    progress=progress).runs[0]
+    for m, s in zip(models, sets, strict=True):  # an ONNX file on onnxruntime, else torch
+        run = bench_runtimes(m, (batch,), BenchOptions(dtype=dtype), input=input, overrides=s,
+                             progress=progress).runs[0]
         latency.append(run.timing.median_s * 1e3)
         throughput.append(run.images_per_s)
     # MAC ratio next to latency ratio: how far counted work predicts measured time.
@@ -171,17 +206,23 @@ def _with_bench_columns(comparison: Comparison, models: Sequence[str], batch: in
 def bench_target(model: str, batches: Sequence[int], options: BenchOptions, train: bool = False,
                  input: tuple[int, ...] | None = None,
                  overrides: Mapping[str, Any] | None = None,
-                 progress: Progress | None = None) -> BenchReport | TrainBenchReport:
-    """Measure a model here: forward passes, or with ``train`` whole training steps (forward,
-    loss, backward, ``options.optimizer``'s step) and their peak memory."""
+                 progress: Progress | None = None,
+                 runtimes: Sequence[str] | None = None) -> BenchReport | TrainBenchReport:
+    """Measure a model here: forward passes (on ``runtimes``: torch, onnxruntime or both;
+    default torch, onnxruntime for an ONNX file), or with ``train`` whole training steps
+    (forward, loss, backward, ``options.optimizer``'s step) and their peak memory."""
     if train:
+        if runtimes and tuple(runtimes) != ("torch",):
+            raise UsageError("--train times torch's training steps; --runtime onnxruntime "
+                             "times inference")
         from cnncost.measure.bench_train import bench_train
 
         return bench_train(model, batches, options, input=input, overrides=overrides,
                            progress=progress)
-    from cnncost.measure.bench import bench
+    from cnncost.measure.ort import bench_runtimes
 
-    return bench(model, batches, options, input=input, overrides=overrides, progress=progress)
+    return bench_runtimes(model, batches, options, runtimes, input=input, overrides=overrides,
+                          progress=progress)
 
 
 def bench_predicted(model: str, batches: Sequence[int], options: BenchOptions,
@@ -268,8 +309,8 @@ class Explanation:
     case: Case | None = None
 
 
-def explain_target(model: str, input: tuple[int, ...] | None = None, batch: int = 1,
-                   dtype: str = "float32", policy: str = "all",
+def explain_target(model: str, input: tuple[int, ...] | None = None,
+                   batch: int | None = None, dtype: str | None = None, policy: str = "all",
                    overrides: Mapping[str, Any] | None = None,
                    engine: Engine | str | None = None,
                    mode: str = "inference") -> Explanation:
@@ -280,7 +321,11 @@ def explain_target(model: str, input: tuple[int, ...] | None = None, batch: int 
     from cnncost.spec import ModelSpec
 
     target = resolve(model)
+    if target.onnx_path is not None:
+        return Explanation(count_onnx(target, input, batch, dtype, policy, False, overrides,
+                                      engine, mode))
     overrides = dict(overrides or {})
+    batch, dtype = (1 if batch is None else batch), dtype or "float32"
     engine_for(engine, target.spec_path is not None, target.display, mode)
     loaded = load_target(target, overrides, input)
     if not isinstance(loaded, ModelSpec):
@@ -354,6 +399,37 @@ def recheck(baselines: Sequence[tuple[Path, CostTable]], tolerance: float = 0.0,
             yield Recheck(path, baseline, current, diff_tables(baseline, current, tolerance))
 
 
+# --------------------------------------------------------------------------- export
+
+
+def export_target(model: str, path: Path | str, input: tuple[int, ...] | None = None,
+                  overrides: Mapping[str, Any] | None = None, *,
+                  static_batch: int | None = None, opset: int | None = None) -> Exported:
+    """Write a spec (compiled) or a module factory's module as ONNX at ``path`` (atomically;
+    cnncost.onnx.export says how): a dynamic batch, or ``static_batch``."""
+    from cnncost.graph.build import build_module
+    from cnncost.io import write_atomic
+    from cnncost.onnx.export import export_module, require_exporter
+    from cnncost.spec import ModelSpec
+
+    target = resolve(model)
+    if target.onnx_path is not None:
+        raise UsageError(f"{target.display}: is an ONNX file already; export takes a spec or "
+                         "a module")
+    require_exporter()
+    loaded = load_target(target, overrides, input)
+    module: nn.Module
+    if isinstance(loaded, ModelSpec):
+        module, sample = build_module(loaded), loaded.input_shape
+    else:
+        module = loaded
+        sample = input or default_input(target.factory) or DEFAULT_INPUT
+    exported = export_module(module, sample, dynamic_batch=static_batch is None,
+                             opset=opset, batch=static_batch or 1, label=target.display)
+    write_atomic(path, exported.data)
+    return exported
+
+
 # --------------------------------------------------------------------------- advise
 
 
@@ -365,6 +441,9 @@ def advise_target(spec: str | Path | Target, overrides: Mapping[str, Any] | None
 
     calibration = find_calibration() if latency else None
     target = spec if isinstance(spec, Target) else resolve(str(spec))
+    if target.onnx_path is not None:
+        raise UsageError(f"{target.display}: advise is not for ONNX files: it prices each "
+                         "guideline by rewriting a spec's YAML and counting the result")
     if target.spec_path is None:
         raise UsageError(f"{target.label}: advise takes a spec (it rewrites the YAML), not a "
                          "module factory")
@@ -377,7 +456,7 @@ def advise_target(spec: str | Path | Target, overrides: Mapping[str, Any] | None
 
 
 def plot_data(kind: PlotKind, models: Sequence[str], *, input: tuple[int, ...] | None = None,
-              batch: int = 1, dtype: str = "float32", policy: str = "all",
+              batch: int | None = None, dtype: str | None = None, policy: str = "all",
               overrides: Mapping[str, Any] | None = None, strict: bool = False,
               max_time: float = 2.0, sweep_sets: Sequence[str] = (), zips: Sequence[str] = (),
               bench: bool = False, progress: Progress | None = None) -> PlotData:
@@ -394,15 +473,17 @@ def plot_data(kind: PlotKind, models: Sequence[str], *, input: tuple[int, ...] |
     if kind is PlotKind.SWEEP:
         from cnncost.sweep import run_sweep
 
-        return PlotData(kind, sweep=run_sweep(models[0], sweep_sets, zips, str(batch),
+        return PlotData(kind, sweep=run_sweep(models[0], sweep_sets, zips,
+                                              None if batch is None else str(batch),
                                               input=input, dtype=dtype, policy=policy,
                                               strict=strict))
     if zips:
         raise UsageError("--zip goes with --kind sweep")
     targets = [resolve(m) for m in models]  # every name resolved before any counting
     if kind is PlotKind.ROOFLINE:
-        return PlotData(kind, bench=_plot_bench(targets[0], input, batch, dtype, overrides,
-                                           max_time, progress))
+        return PlotData(kind, bench=_plot_bench(targets[0], input, batch or 1,
+                                                dtype or "float32", overrides, max_time,
+                                                progress))
     if kind is PlotKind.LAYERS:
         return PlotData(kind, table=analyze_target(targets[0], input=input, batch=batch,
                                                    dtype=dtype, policy=policy, strict=strict,
@@ -422,6 +503,10 @@ def _plot_bench(target: Any, input: tuple[int, ...] | None, batch: int, dtype: s
     from cnncost.measure.bench import BenchOptions, bench
     from cnncost.measure.timing import Budget
 
+    if target.onnx_path is not None:
+        raise UsageError(f"{target.display}: --kind roofline times each layer with torch; an "
+                         "ONNX file has no torch layers (cnncost bench FILE times it whole on "
+                         "onnxruntime)")
     budget = Budget(min_samples=5, max_time=max_time, min_time=min(0.5, max_time / 2),
                     warmup_time=min(0.25, max_time / 4))
     return bench(target, (batch,), BenchOptions(dtype=dtype, per_layer=True, budget=budget),

@@ -5,7 +5,8 @@
 - ``pkg.module:factory``: a callable returning an ``nn.Module`` (imported, then called);
 - ``path/to/model.py:factory``: the same, from a Python file;
 - ``torchvision:NAME``: any model in torchvision's registry (classification, detection,
-  segmentation, video, optical flow), built without weights (torchvision is optional).
+  segmentation, video, optical flow), built without weights (torchvision is optional);
+- ``path/to/model.onnx``: an ONNX file, counted by cnncost.onnx (no torch).
 """
 
 from __future__ import annotations
@@ -54,11 +55,12 @@ def bundled_specs() -> dict[str, Path]:
 
 @dataclass(frozen=True)
 class Target:
-    """A resolved command-line target: a spec file, or a module factory."""
+    """A resolved command-line target: a spec file, a module factory, or an ONNX file."""
 
     label: str
     spec_path: Path | None = None
     factory: str | None = None
+    onnx_path: Path | None = None
 
     @property
     def is_spec(self) -> bool:
@@ -67,6 +69,8 @@ class Target:
     @property
     def stem(self) -> str:
         """A file name for a factory's report: ``mod.factory`` (``model.factory`` for a file)."""
+        if self.onnx_path is not None:
+            return self.onnx_path.stem
         ref = self.factory or self.label
         match = _FILE_FACTORY_RE.match(ref)
         if match:
@@ -76,6 +80,8 @@ class Target:
     @property
     def display(self) -> str:
         """A stable name for reports: ``specs/x.yaml`` for bundled specs, else as given."""
+        if self.onnx_path is not None:
+            return str(self.onnx_path)
         if self.spec_path is None:
             return self.factory or self.label
         try:
@@ -94,6 +100,10 @@ def resolve(target: str) -> Target:
         return Target(file_factory["attr"], factory=target)
     if target.endswith(".py"):
         raise UsageError(_name_a_factory(path))
+    if target.lower().endswith(".onnx"):
+        if not path.exists():
+            raise UsageError(f"{target}: no such file")
+        return Target(path.stem, onnx_path=path)
     if target.endswith((".yaml", ".yml")) or path.is_file():
         if not path.exists():
             bundled = path.with_suffix("").as_posix().removeprefix("specs/")
@@ -109,8 +119,8 @@ def resolve(target: str) -> Target:
     close = [n for n in specs if target.lower() in n.lower()][:6]
     hint = f"; did you mean {', '.join(close)}" if close else (
         "; run `cnncost list` for the bundled specs")
-    raise UsageError(f"{target}: not a spec file, a bundled spec, pkg.module:factory or "
-                     f"file.py:factory{hint}")
+    raise UsageError(f"{target}: not a spec file, a bundled spec, pkg.module:factory, "
+                     f"file.py:factory or an .onnx file{hint}")
 
 
 def _name_a_factory(path: Path) -> str:
@@ -401,7 +411,11 @@ def torchvision_install_hint() -> str:
             f"pip install --no-deps '{wanted}'{where}")
 def load_target(target: Target, overrides: Mapping[str, Any] | None = None,
                 input: tuple[int, ...] | None = None) -> ModelSpec | nn.Module:
-    """The resolved spec (with ``overrides`` and ``input``), or the module a factory returns."""
+    """The resolved spec (with ``overrides`` and ``input``), or the module a factory returns.
+    An ONNX file is neither (cnncost.onnx counts it; commands that build a module refuse it)."""
+    if target.onnx_path is not None:
+        raise UsageError(f"{target.display}: an ONNX file is not a spec or a module; this "
+                         "command needs one of those")
     if target.spec_path is not None:
         from cnncost.spec import load_spec
 

@@ -3,8 +3,8 @@
 This module makes the typer app, turns CnnCostError into one line and an exit code (the only
 place that catches it), and registers the commands, which live one group per module:
 ``analyze`` (analyze, compare, explain), ``catalog`` (list, validate), ``advise``, ``report``
-(report, check, diff), ``bench``, ``predict`` (calibrate, predict), ``sweep``, ``plot``. Each
-command parses its options (the shared ones from ``cnncost.cli.options``), calls cnncost.api
+(report, check, diff), ``bench``, ``predict`` (calibrate, predict), ``sweep``, ``plot``, ``export``.
+Each command parses its options (the shared ones from ``cnncost.cli.options``), calls cnncost.api
 (or a domain module's entry point) and hands the result to cnncost.render. A new command is a
 function in its group's module (or a new module) and one line in ``COMMANDS`` below; no
 command module imports another.
@@ -23,7 +23,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from cnncost.cli import advise, analyze, bench, catalog, plot, predict, report, sweep
+from cnncost.cli import advise, analyze, bench, catalog, export, plot, predict, report, sweep
 from cnncost.cli_coerce import install as _lazy_coercion
 from cnncost.errors import CnnCostError
 from cnncost.io import guard_inputs
@@ -33,8 +33,8 @@ _lazy_coercion()  # pydantic only when an option's text needs converting
 app = typer.Typer(
     name="cnncost",
     help="What a convolutional network costs: MACs, FLOPs, parameters and memory, layer by "
-    "layer, from a YAML spec, a bundled model name, or any PyTorch module "
-    "(pkg.module:factory).",
+    "layer, from a YAML spec, a bundled model name, any PyTorch module "
+    "(pkg.module:factory) or an ONNX file.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -88,6 +88,7 @@ COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("explain", analyze.explain),
     ("sweep", sweep.sweep),
     ("plot", plot.plot),
+    ("export", export.export),
 )
 for _name, _command_fn in COMMANDS:
     app.command(_name)(handle_errors(_command_fn))

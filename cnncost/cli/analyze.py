@@ -41,8 +41,8 @@ from cnncost.table import SORT_FIELDS
 def analyze(
     model: ModelArg,
     input: InputOpt = None,
-    batch: BatchOpt = 1,
-    dtype: DtypeOpt = "float32",
+    batch: BatchOpt = None,
+    dtype: DtypeOpt = None,
     set_: SetOpt = None,
     policy: PolicyOpt = "all",
     units: Annotated[Units, typer.Option(help="Compute column of the table.")] = Units.MACS,
@@ -106,8 +106,8 @@ def compare(
         help="Two or more specs, bundled names or pkg.module:factory; ratios are against the "
              "first.")],
     input: InputOpt = None,
-    batch: BatchOpt = 1,
-    dtype: DtypeOpt = "float32",
+    batch: BatchOpt = None,
+    dtype: DtypeOpt = None,
     set_: SetOpt = None,
     policy: PolicyOpt = "all",
     fmt: FormatOpt = Format.TABLE,
@@ -147,8 +147,8 @@ def explain(
     layer: Annotated[str | None, typer.Argument(
         help="Only this layer (a name, or a name prefix for a block).")] = None,
     input: InputOpt = None,
-    batch: BatchOpt = 1,
-    dtype: DtypeOpt = "float32",
+    batch: BatchOpt = None,
+    dtype: DtypeOpt = None,
     set_: SetOpt = None,
     policy: PolicyOpt = "all",
     engine: EngineOpt = None,

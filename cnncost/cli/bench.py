@@ -23,7 +23,8 @@ from cnncost.render.formats import Format
 
 
 def bench(
-    model: Annotated[str, typer.Argument(help="Spec file, bundled name or pkg.module:factory.")],
+    model: Annotated[str, typer.Argument(
+        help="Spec file, bundled name, pkg.module:factory or an .onnx file.")],
     device: Annotated[str, typer.Option(help="auto (cuda if available), cpu or cuda.")
                       ] = "auto",
     batch: Annotated[str, typer.Option("--batch", "-b", help="Batch sizes: 1,8,32.")] = "1",
@@ -53,10 +54,16 @@ def bench(
     predict: Annotated[bool, typer.Option("--predict", help="Also predict each batch from "
         "this machine's calibration (cnncost calibrate) and show it beside the measurement, "
         "per layer (implies --per-layer) and whole.")] = False,
+    runtime: Annotated[str | None, typer.Option(
+        metavar="torch|onnxruntime|torch,onnxruntime",
+        help="What runs the model: PyTorch eager, ONNX Runtime (CPU; a spec or module is "
+             "exported first) or both in one run (default: torch; onnxruntime for an .onnx "
+             "file).")] = None,
 ) -> None:
     """Measured latency, throughput and GFLOP/s, with every layer on the machine's roofline."""
     from cnncost.api import bench_target
     from cnncost.measure.bench import BenchOptions, Device
+    from cnncost.measure.ort import parse_runtimes
     from cnncost.measure.timing import Budget
     from cnncost.render.bench_train import bench_view
     from cnncost.render.terminal import print_wide, progress, wide_text
@@ -69,13 +76,16 @@ def bench(
                            budget=Budget(min_samples=min_samples, max_time=max_time,
                                          min_time=min(0.5, max_time / 2),
                                          warmup_time=min(0.25, max_time / 4)))
+    if predict and runtime:
+        raise UsageError("--predict predicts torch's latency; leave out --runtime")
     if predict:
         _bench_predicted(model, batch, options, input, set_, fmt, output, top, train)
         return
     view: Any = bench_view(train, fmt is Format.HTML)  # training steps: their own renderer
     with progress() as bar:
         result: Any = bench_target(model, parse_batches(batch), options, train,
-                                   parse_input(input), parse_sets(set_), bar)
+                                   parse_input(input), parse_sets(set_), bar,
+                                   parse_runtimes(runtime) if runtime else None)
     if fmt is Format.TABLE:
         rendered = view.rich_report(result, top)
         if output is None:

@@ -68,11 +68,13 @@ def parse_policy(text: str) -> str:
 InputOpt = Annotated[str | None, typer.Option(
     "--input", "-i", metavar="CxHxW",
     help="One sample's shape, channels first: 3x224x224 (default: the spec's).")]
-BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, metavar="N",
-                                        help="Batch size N.")]
-DtypeOpt = Annotated[str, typer.Option(
+BatchOpt = Annotated[int | None, typer.Option(
+    "--batch", "-b", min=1, metavar="N",
+    help="Batch size N (default 1; an ONNX file's own where it fixes one).")]
+DtypeOpt = Annotated[str | None, typer.Option(
     metavar="DTYPE",
-    help="Analysis dtype: float32, float16, bfloat16, float64 (sets bytes per element).")]
+    help="Analysis dtype: float32, float16, bfloat16, float64 (sets bytes per element; "
+         "default float32, an ONNX file's own float type).")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", "-s", metavar="NAME=VALUE",
     help="Override a spec variable: --set width=0.5 (repeatable).")]
@@ -90,8 +92,8 @@ EngineOpt = Annotated[str | None, typer.Option(
 ModeOpt = Annotated[Mode, typer.Option("--mode", help="inference: one forward pass; train: one "
     "training step (forward, backward per gradient, optimizer update, memory; torch engine).")]
 ModelArg = Annotated[str, typer.Argument(
-    metavar="MODEL", help="Spec file, bundled name (see `cnncost list`), pkg.module:factory "
-    "or torchvision:NAME.")]
+    metavar="MODEL", help="Spec file, bundled name (see `cnncost list`), pkg.module:factory, "
+    "torchvision:NAME or an .onnx file.")]
 SpecArg = Annotated[str, typer.Argument(help="Spec file or bundled name.")]
 
 

@@ -42,8 +42,8 @@ def plot(
         metavar="auto|linear|log", help="Value axes of layers/compare: log where a linear "
         "axis would hide most bars (auto), or always linear / log.")] = "auto",
     input: InputOpt = None,
-    batch: BatchOpt = 1,
-    dtype: DtypeOpt = "float32",
+    batch: BatchOpt = None,
+    dtype: DtypeOpt = None,
     set_: SetOpt = None,
     policy: PolicyOpt = "all",
     strict: StrictOpt = False,

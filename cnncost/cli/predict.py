@@ -57,7 +57,7 @@ def calibrate(
     from cnncost.render.predict import rich_calibration
     from cnncost.render.terminal import progress
 
-    options = CalibrateOptions(device=_device(device), dtype=dtype, threads=threads,
+    options = CalibrateOptions(device=_device(device), dtype=dtype or "float32", threads=threads,
                                max_time=max_time, seed=seed)
     with progress() as bar:
         cal, path = calibrate_here(options, bar)
@@ -86,7 +86,8 @@ def predict(
     from cnncost.api import predict_target
     from cnncost.render import predict as view
 
-    p = predict_target(model, parse_input(input), batch, dtype, parse_sets(set_),
+    p = predict_target(model, parse_input(input), batch or 1, dtype or "float32",
+                       parse_sets(set_),
                        _device(device), threads, calibration)
     if fmt is Format.TABLE:
         show(view.rich_prediction(p, top), output)

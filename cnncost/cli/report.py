@@ -51,8 +51,8 @@ def report(
         help="Folder for NAME.json, NAME.md and NAME.html per model, and index.html."
     )] = Path("reports"),
     input: InputOpt = None,
-    batch: BatchOpt = 1,
-    dtype: DtypeOpt = "float32",
+    batch: BatchOpt = None,
+    dtype: DtypeOpt = None,
     set_: SetOpt = None,
     policy: PolicyOpt = "all",
     strict: StrictOpt = False,

@@ -40,7 +40,7 @@ def sweep(
     batch: Annotated[str | None, typer.Option(
         "--batch", "-b", metavar="VALUES", help="Batch sizes: 1, 1,8,32 or 1..64:8.")] = None,
     input: InputOpt = None,
-    dtype: DtypeOpt = "float32",
+    dtype: DtypeOpt = None,
     policy: PolicyOpt = "all",
     strict: StrictOpt = False,
     jobs: Annotated[int, typer.Option(

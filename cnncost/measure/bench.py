@@ -298,6 +298,7 @@ class BenchRun:
     layer_pass: Timing | None = None  # instrumented passes (--per-layer)
     layer_whole: Timing | None = None  # eager whole-model calls interleaved with those passes
     cuda_peak_bytes: int | None = None
+    runtime: str = "torch"  # or "onnxruntime" (cnncost.measure.ort)
 
     @property
     def images_per_s(self) -> float:
@@ -328,6 +329,7 @@ class BenchRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "runtime": self.runtime,
             "batch": self.batch, "input": list(self.input), "macs": self.macs,
             "flops": self.flops, "bytes": self.bytes, "timing": self.timing.to_dict(),
             "latency_ms": self.timing.median_s * 1e3, "iqr_ms": self.timing.iqr_s * 1e3,
@@ -375,10 +377,12 @@ class BenchReport(BenchSetting):
     compiled: bool
     runs: tuple[BenchRun, ...]
     notes: tuple[str, ...] = field(default=())
+    ort_version: str = ""  # where runs are on onnxruntime
 
-    def run(self, batch: int) -> BenchRun:
+    def run(self, batch: int, runtime: str | None = None) -> BenchRun:
+        """The run at ``batch`` (on ``runtime``: the first one's by default)."""
         for r in self.runs:
-            if r.batch == batch:
+            if r.batch == batch and runtime in (None, r.runtime):
                 return r
         raise KeyError(f"no run at batch {batch}")
 
@@ -399,6 +403,7 @@ def bench_document(report: Any, schema: str, own: Mapping[str, Any]) -> dict[str
         "device": report.device, "device_name": report.device_name, "dtype": report.dtype,
         "threads": report.threads, "channels_last": report.channels_last, **own,
         "torch": report.torch_version,
+        **({"onnxruntime": report.ort_version} if getattr(report, "ort_version", "") else {}),
         "roofline": {**roofline.to_dict(), "ridge": roofline.ridge,
                      "from_cache": roofline.from_cache},
         "notes": list(report.notes), "runs": [r.to_dict() for r in report.runs],

@@ -59,10 +59,10 @@ def folded(nodes: Sequence[Node], constants: Iterable[str]) -> frozenset[int]:
 
 
 def evaluate(nodes: Sequence[Node], fold: frozenset[int], known: dict[str, np.ndarray],
-             values: Mapping[str, Value]) -> dict[str, np.ndarray]:
-    """The small values the folded nodes compute, from ``known`` (small initializers'
-    values) and the static ``values``' shapes and types; the nodes' outputs that could be
-    computed, by name."""
+             values: Mapping[str, Value], limit: int = SMALL) -> dict[str, np.ndarray]:
+    """The small values (at most ``limit`` elements) the folded nodes compute, from
+    ``known`` (small initializers' values) and the static ``values``' shapes and types; the
+    nodes' outputs that could be computed, by name."""
     import numpy as np
     from onnx import helper
 
@@ -71,17 +71,17 @@ def evaluate(nodes: Sequence[Node], fold: frozenset[int], known: dict[str, np.nd
     for node in nodes:
         if node.index not in fold:
             continue
-        outs = _run(node, have, values, np, helper)
+        outs = _run(node, have, values, np, helper, limit)
         if outs is None:
             continue
         for name, value in zip(node.outputs, outs, strict=False):
-            if name and value.size <= SMALL:
+            if name and value.size <= limit:
                 have[name] = computed[name] = value
     return computed
 
 
 def _run(node: Node, have: Mapping[str, Any], values: Mapping[str, Value], np: Any,
-         helper: Any) -> list[Any] | None:
+         helper: Any, limit: int) -> list[Any] | None:
     skip = TYPE_ONLY.get(node.op, frozenset())
     if node.op in ("Shape", "Size"):
         value = values.get(node.inputs[0])
@@ -93,7 +93,7 @@ def _run(node: Node, have: Mapping[str, Any], values: Mapping[str, Value], np: A
         start, end = node.attrs.get("start", 0), node.attrs.get("end")
         return [shape[start:end]]
     if node.op == "Constant":
-        return _constant(node, np)
+        return _constant(node, np, limit)
     if node.op not in _EVALUATED and node.op not in _EXPANDING:
         return None
     feeds: dict[str, Any] = {}
@@ -110,22 +110,22 @@ def _run(node: Node, have: Mapping[str, Any], values: Mapping[str, Value], np: A
             feeds[name] = have[name]
         else:
             return None
-    if node.op in _EXPANDING and _made_size(node, feeds, np) > SMALL:
+    if node.op in _EXPANDING and _made_size(node, feeds, np) > limit:
         return None
     return _evaluate(node, feeds, helper)
 
 
-def _constant(node: Node, np: Any) -> list[Any] | None:
+def _constant(node: Node, np: Any, limit: int) -> list[Any] | None:
     from onnx import numpy_helper
 
     attrs = node.attrs
-    if "value" in attrs and math.prod(attrs["value"].dims) <= SMALL:
+    if "value" in attrs and math.prod(attrs["value"].dims) <= limit:
         return [numpy_helper.to_array(attrs["value"])]
     for key, dtype in (("value_int", np.int64), ("value_float", np.float32)):
         if key in attrs:
             return [np.array(attrs[key], dtype=dtype)]
     for key, dtype in (("value_ints", np.int64), ("value_floats", np.float32)):
-        if key in attrs and len(attrs[key]) <= SMALL:
+        if key in attrs and len(attrs[key]) <= limit:
             return [np.array(attrs[key], dtype=dtype)]
     return None
 

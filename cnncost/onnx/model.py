@@ -17,39 +17,93 @@ from __future__ import annotations
 
 import heapq
 import math
-import os
-import stat
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnncost.errors import OnnxError
 from cnncost.io import read_bytes
 from cnncost.onnx.fold import evaluate, folded
-from cnncost.onnx.graph import (
-    FLOAT_TYPES,
-    OTHER_TYPES,
-    Graph,
-    Node,
-    Shape,
-    Value,
-)
+from cnncost.onnx.graph import Graph, Node, Shape, Value
+from cnncost.onnx.sizes import declared, input_sizes
+from cnncost.onnx.tensors import check_size, initializers
 
 if TYPE_CHECKING:
     import onnx
 
 MAX_FILE_BYTES = (2 << 30) - 1  # protobuf cannot parse a message of 2 GiB or more
 MAX_NODES = 200_000
-MAX_DIM = 1 << 31
-MAX_ELEMENTS = 1 << 40  # in one tensor
 MIN_OPSET = 7  # the oldest opset ONNX Runtime runs
 SMALL_ELEMENTS = 1024  # initializers this small keep their values for shape inference
-_BITS = {21: 4, 22: 4, 23: 4, 25: 2, 26: 2, 27: 6, 28: 6}  # stored packed
 
-def load(path: str | Path, batch: int | None = None, input: Shape | None = None) -> Graph:
-    """Read, check and shape-infer the ONNX file at ``path``: the first input's leading
-    dim is ``batch`` where symbolic (default 1), its other dims ``input`` (one sample)."""
-    onnx = import_onnx()
+@dataclass(frozen=True)
+class Source:
+    """An ONNX file read and checked, before its sizes are set (:meth:`sized` infers its
+    shapes at some sizes; a sweep reads the file once and sizes it at every point)."""
+
+    file: str
+    model: Any  # the onnx.ModelProto, functions inlined
+    opsets: Mapping[str, int]
+    feeds: tuple[Any, ...]  # the inputs' ValueInfoProtos
+    initializers: Mapping[str, Value]
+    nodes: tuple[Node, ...]  # every value made before it is read
+    folded: frozenset[int]
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The names of the inputs' symbolic dims (the first input's leading one, the
+        batch, apart), in order: what ``dims`` may set."""
+        first = self.feeds[0].name
+        found: list[str] = []
+        for feed in self.feeds:
+            for i, d in enumerate(declared(self.file, feed)):
+                if isinstance(d, str) and d and d not in found and (feed.name, i) != (first, 0):
+                    found.append(d)
+        head = declared(self.file, self.feeds[0])
+        return tuple(d for d in found if not (head and d == head[0]))
+
+    def sized(self, batch: int | None = None, input: Shape | None = None,
+              dims: Mapping[str, int] | None = None) -> Graph:
+        """The graph with every value's static type: the first input's leading dim is
+        ``batch`` where symbolic (default 1), its other dims ``input`` (one sample); ``dims``
+        sets symbolic dims by name (a sweep's variables)."""
+        import onnx
+
+        file, model = self.file, self.model
+        shapes, fixed_batch = input_sizes(file, self.feeds, batch, input, dims or {})
+        elem = {f.name: f.type.tensor_type.elem_type for f in self.feeds}
+        inputs = {name: Value(shape, elem[name]) for name, shape in shapes.items()}
+        order, fold, initializers = self.nodes, self.folded, self.initializers
+        inferred = _infer(file, onnx, model, inputs, initializers, {})
+        if any(o and o not in inferred for n in order for o in n.outputs):
+            # a shape inference could not follow, maybe through shape arithmetic (axes or a
+            # shape computed from constants): compute what is small and constant, infer again
+            computed = evaluate(order, fold, _small_values(model.graph),
+                                {**inferred, **inputs, **initializers})
+            if computed:
+                inferred = _infer(file, onnx, model, inputs, initializers, computed)
+        values = {**inferred, **initializers, **inputs}
+        for value in values.values():
+            check_size(file, value.shape, "a value")
+        return Graph(file=file, name=model.graph.name, producer=_producer(model),
+                     opsets=self.opsets, inputs=tuple(shapes),
+                     outputs=tuple(o.name for o in model.graph.output), nodes=order,
+                     values=values, initializers=initializers, folded=fold,
+                     fixed_batch=fixed_batch)
+
+
+def load(path: str | Path, batch: int | None = None, input: Shape | None = None,
+         dims: Mapping[str, int] | None = None) -> Graph:
+    """Read, check and shape-infer the ONNX file at ``path`` (:func:`read`, then
+    :meth:`Source.sized`)."""
+    return read(path).sized(batch, input, dims)
+
+
+def read(path: str | Path) -> Source:
+    """Read and check the ONNX file at ``path`` (its structure, opsets, operators,
+    initializers and external data), before any size is set."""
+    import_onnx()
     file = str(path)
     model = parse(file, read_bytes(path, MAX_FILE_BYTES, "ONNX file"))
     if model.functions:  # exporters write functions (onnxscript's); count their bodies
@@ -62,30 +116,16 @@ def load(path: str | Path, batch: int | None = None, input: Shape | None = None)
         raise OnnxError(f"{file}: {len(graph.node):,} nodes, more than {MAX_NODES:,}")
     if not graph.node:
         raise OnnxError(f"{file}: the graph has no nodes; nothing to count")
-    initializers = _initializers(file, graph)
-    feeds = [i for i in graph.input if i.name not in initializers]
+    inits = initializers(file, graph)
+    feeds = tuple(i for i in graph.input if i.name not in inits)
     if not feeds:
         raise OnnxError(f"{file}: the graph has no inputs (every value is a constant)")
-    shapes, fixed_batch = input_sizes(file, feeds, batch, input)
+    for feed in feeds:
+        declared(file, feed)
     nodes = _nodes(file, graph, opsets)
-    order = [nodes[i] for i in topological(file, nodes, [*shapes, *initializers])]
-    fold = folded(order, initializers)
-    elem = {f.name: f.type.tensor_type.elem_type for f in feeds}
-    inputs = {name: Value(shape, elem[name]) for name, shape in shapes.items()}
-    inferred = _infer(file, onnx, model, inputs, initializers, {})
-    if any(o and o not in inferred for n in order if n.index in fold for o in n.outputs):
-        # shape arithmetic inference could not follow: compute it, and infer again
-        computed = evaluate(order, fold, _small_values(graph), {**inferred, **inputs,
-                                                                **initializers})
-        if computed:
-            inferred = _infer(file, onnx, model, inputs, initializers, computed)
-    values = {**inferred, **initializers, **inputs}
-    for value in values.values():
-        _check_size(file, value.shape, "a value")
-    return Graph(file=file, name=graph.name, producer=_producer(model), opsets=opsets,
-                 inputs=tuple(shapes), outputs=tuple(o.name for o in graph.output),
-                 nodes=tuple(order), values=values, initializers=initializers,
-                 folded=fold, fixed_batch=fixed_batch)
+    order = tuple(nodes[i] for i in topological(file, nodes, [*(f.name for f in feeds),
+                                                              *inits]))
+    return Source(file, model, opsets, feeds, inits, order, folded(order, inits))
 
 
 def import_onnx() -> Any:
@@ -144,186 +184,6 @@ def _opsets(file: str, model: onnx.ModelProto) -> dict[str, int]:
                         f"{MIN_OPSET} to {newest} (the installed onnx "
                         f"{onnx.__version__} knows up to {newest})")
     return opsets
-
-
-# --------------------------------------------------------------------------- initializers
-
-
-def _initializers(file: str, graph: onnx.GraphProto) -> dict[str, Value]:
-    """Every initializer's type, its stored data checked against its dims (external data:
-    the file is there, inside the model's folder, and long enough)."""
-    found: dict[str, Value] = {}
-    folder = Path(file).resolve().parent
-    tensors = [*graph.initializer, *(s.values for s in graph.sparse_initializer)]
-    dims_of = {s.values.name: tuple(s.dims) for s in graph.sparse_initializer}
-    for t in tensors:
-        name = t.name
-        if not name:
-            raise OnnxError(f"{file}: an initializer has no name")
-        if name in found:
-            raise OnnxError(f"{file}: initializer {name!r} is defined twice")
-        shape = dims_of.get(name, tuple(t.dims))
-        _check_size(file, shape, f"initializer {name!r}")
-        if t.data_type not in FLOAT_TYPES and t.data_type not in OTHER_TYPES:
-            raise OnnxError(f"{file}: initializer {name!r} has unknown data type "
-                            f"{t.data_type}")
-        if name not in dims_of:
-            if t.data_location == 1 or t.external_data:  # TensorProto.EXTERNAL
-                _check_external(file, folder, t, shape)
-            else:
-                _check_stored(file, t, shape)
-        found[name] = Value(shape, t.data_type)
-    return found
-
-
-def _check_size(file: str, shape: Sequence[int], what: str) -> None:
-    if any(d < 0 or d > MAX_DIM for d in shape):
-        raise OnnxError(f"{file}: {what} has dims {_fmt(shape)}; expected each from 0 to "
-                        f"{MAX_DIM:,}")
-    if math.prod(shape) > MAX_ELEMENTS:
-        raise OnnxError(f"{file}: {what} has {math.prod(shape):,} elements, more than "
-                        f"{MAX_ELEMENTS:,}")
-
-
-def _element_bytes(data_type: int) -> int:
-    return FLOAT_TYPES.get(data_type) or OTHER_TYPES[data_type]
-
-
-def _check_stored(file: str, t: onnx.TensorProto, shape: Shape) -> None:
-    """The values stored in the file match the declared dims."""
-    n = math.prod(shape)
-    bits = _BITS.get(t.data_type, 8 * _element_bytes(t.data_type))
-    if t.raw_data:
-        stored, expected, unit = len(t.raw_data), -(-n * bits // 8), "bytes"
-    elif t.data_type in _BITS or t.data_type == 8:  # packed in ints, or strings
-        return
-    else:
-        stored = (len(t.float_data) + len(t.int32_data) + len(t.int64_data)
-                  + len(t.double_data) + len(t.uint64_data))
-        expected = 2 * n if t.data_type in (14, 15) else n  # complex: two values each
-        unit = "values"
-    if stored != expected:
-        raise OnnxError(f"{file}: initializer {t.name!r} declares {_fmt(shape)} "
-                        f"({expected:,} {unit}) but stores {stored:,}")
-
-
-def _check_external(file: str, folder: Path, t: onnx.TensorProto, shape: Shape) -> None:
-    """External data: a relative location inside the model's folder, a regular file, long
-    enough for the tensor at its offset."""
-    info = {e.key: e.value for e in t.external_data}
-    location = info.get("location", "")
-    where = f"{file}: initializer {t.name!r} (external data {location!r})"
-    if not location or os.path.isabs(location):
-        raise OnnxError(f"{where}: expected a location relative to the model's folder")
-    path = (folder / location).resolve()
-    if folder not in path.parents:
-        raise OnnxError(f"{where}: the location leaves the model's folder")
-    try:
-        st = os.stat(path)
-    except OSError:
-        raise OnnxError(f"{where}: {path.name} is missing; keep the external data "
-                        "files beside the model") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise OnnxError(f"{where}: {path.name} is not a regular file")
-    try:
-        offset = int(info.get("offset", 0))
-        length = int(info["length"]) if "length" in info else None
-    except ValueError:
-        raise OnnxError(f"{where}: offset and length must be whole numbers") from None
-    need = math.prod(shape) * _element_bytes(t.data_type)
-    if length is not None and length < need:
-        raise OnnxError(f"{where}: length {length:,} is shorter than its {_fmt(shape)} "
-                        f"values ({need:,} bytes)")
-    if offset < 0 or offset + (length if length is not None else need) > st.st_size:
-        raise OnnxError(f"{where}: {path.name} holds {st.st_size:,} bytes, too few for "
-                        f"offset {offset:,} + {need:,}; the file is truncated")
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def input_sizes(file: str, feeds: Sequence[onnx.ValueInfoProto], batch: int | None,
-                input: Shape | None) -> tuple[dict[str, Shape], bool]:
-    """Each input's concrete shape: the first input's leading dim is ``batch`` (1 where
-    symbolic and not given), its other dims ``input``; a symbolic dim shared by name takes
-    the same value everywhere. Also: whether the file fixes the first input's batch."""
-    dims = {f.name: _declared(file, f) for f in feeds}
-    first = feeds[0].name
-    known: dict[str, int] = {}  # symbolic name -> value
-    wanted: dict[tuple[str, int], int] = {}
-    for name, declared in dims.items():
-        if declared and not isinstance(declared[0], int):
-            value = batch if batch is not None else 1
-            wanted[(name, 0)] = value
-            if declared[0]:
-                known.setdefault(str(declared[0]), value)
-    head = dims[first]
-    fixed_batch = bool(head) and isinstance(head[0], int)
-    if batch is not None and fixed_batch and head[0] != batch:
-        raise OnnxError(f"{file}: input {first!r} has a fixed batch of {head[0]} "
-                        f"({_shown(head)}); --batch {batch} needs a model exported with a "
-                        "dynamic batch")
-    if input is not None:
-        if len(input) != len(head) - 1:
-            raise OnnxError(f"{file}: input {first!r} is {_shown(head)}: --input needs "
-                            f"{len(head) - 1} sizes (one sample, no batch), got "
-                            f"{'x'.join(map(str, input))}")
-        for i, (d, v) in enumerate(zip(head[1:], input, strict=True), start=1):
-            if isinstance(d, int) and d != v:
-                raise OnnxError(f"{file}: input {first!r} is fixed at {_shown(head)}; "
-                                f"--input {'x'.join(map(str, input))} needs a model "
-                                f"exported with dim {i} dynamic")
-            wanted[(first, i)] = v
-            if d:
-                known.setdefault(str(d), v)
-    shapes: dict[str, Shape] = {}
-    for name, declared in dims.items():
-        shapes[name] = tuple(_resolve(file, name, i, d, known, wanted, name == first)
-                             for i, d in enumerate(declared))
-        _check_size(file, shapes[name], f"input {name!r}")
-        if 0 in shapes[name]:
-            raise OnnxError(f"{file}: input {name!r} is {_fmt(shapes[name])}: empty")
-    return shapes, fixed_batch
-
-
-def _declared(file: str, feed: onnx.ValueInfoProto) -> list[int | str]:
-    """An input's dims as declared: a size, a symbolic name, or '' (unknown)."""
-    tensor = feed.type.tensor_type if feed.type.HasField("tensor_type") else None
-    if tensor is None:
-        raise OnnxError(f"{file}: input {feed.name!r} is not a tensor (sequences, maps and "
-                        "optionals are not counted)")
-    if tensor.elem_type not in FLOAT_TYPES and tensor.elem_type not in OTHER_TYPES:
-        raise OnnxError(f"{file}: input {feed.name!r} has unknown element type "
-                        f"{tensor.elem_type}")
-    if not tensor.HasField("shape"):
-        raise OnnxError(f"{file}: input {feed.name!r} declares no shape, so its rank is "
-                        "unknown; export the model with its input shapes")
-    return [d.dim_value if d.HasField("dim_value") else d.dim_param
-            for d in tensor.shape.dim]
-
-
-def _resolve(file: str, name: str, i: int, d: int | str, known: Mapping[str, int],
-             wanted: Mapping[tuple[str, int], int], first: bool) -> int:
-    if (name, i) in wanted:
-        return wanted[(name, i)]
-    if isinstance(d, int):
-        return d
-    if d and d in known:
-        return known[d]
-    label = f" {d!r}" if d else ""
-    hint = "give --input" if first else "--input sets the first input's sizes only"
-    raise OnnxError(f"{file}: input {name!r} has a symbolic dim{label} (dim {i}); {hint}")
-
-
-def _shown(dims: Sequence[int | str]) -> str:
-    return "x".join(str(d) if isinstance(d, int) else (d or "?") for d in dims)
-
-
-def _fmt(shape: Iterable[int]) -> str:
-    return "x".join(map(str, shape)) or "a scalar"
-
-
-# --------------------------------------------------------------------------- nodes
 
 
 def _nodes(file: str, graph: onnx.GraphProto, opsets: Mapping[str, int]) -> list[Node]:

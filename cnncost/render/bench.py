@@ -40,12 +40,30 @@ def header_lines(report: BenchReport) -> list[str]:
     flags = [f for f, on in (("channels-last", report.channels_last),
                              ("torch.compile", report.compiled)) if on]
     threads = f", {report.threads} threads" if report.device == "cpu" else ""
+    ort = getattr(report, "ort_version", "")
     return [
         f"{report.model} ({report.source}) on {report.device} [{report.device_name}]"
         f"{threads}, {report.dtype}{', ' + ', '.join(flags) if flags else ''}, "
-        f"torch {report.torch_version}",
+        f"torch {report.torch_version}" + (f", onnxruntime {ort}" if ort else ""),
         roofline_line(report.roofline),
     ]
+
+
+def _runtimes(report: BenchReport) -> bool:
+    """Whether the runs name their runtime (any is not torch's)."""
+    return any(r.runtime != "torch" for r in report.runs)
+
+
+def _roofline_runs(report: BenchReport) -> list[BenchRun]:
+    """The runs whose layers are shown: one per batch (the layers' roofline figures are the
+    same on every runtime; only torch measures them per layer)."""
+    seen: set[int] = set()
+    out = []
+    for r in report.runs:
+        if r.batch not in seen:
+            seen.add(r.batch)
+            out.append(r)
+    return out
 
 
 def _sorted_layers(run: BenchRun, top: int | None) -> list[LayerResult]:
@@ -80,7 +98,7 @@ def rich_report(report: BenchReport, top: int | None = None) -> Any:
 
     parts: list[Any] = [Text("\n".join(header_lines(report)), style="bold"),
                         _summary_table(report)]
-    for r in report.runs:
+    for r in _roofline_runs(report):
         parts.append(_layers_table(r, top))
         if r.layer_pass is not None and r.layer_sum_s:
             parts.append(Text(_layer_sum_note(r), style="dim"))
@@ -96,12 +114,16 @@ def _summary_table(report: BenchReport) -> Any:
     from rich.table import Table
 
     summary = Table(box=box.SIMPLE_HEAVY, title="whole model", title_justify="left")
+    named = _runtimes(report)
+    if named:
+        summary.add_column("runtime")
     for col in ("batch", "median ms", "IQR ms", "IQR/med", "min ms", "CPU ms", "samples",
                 "images/s",
                 "GFLOP/s", "% peak", "roofline ms", "MACs-only ms", "MACs", "memory est."):
         summary.add_column(col, justify="right")
     for r in report.runs:
-        summary.add_row(str(r.batch), ms(r.timing.median_s), ms(r.timing.iqr_s),
+        summary.add_row(*([r.runtime] if named else []), str(r.batch), ms(r.timing.median_s),
+                        ms(r.timing.iqr_s),
                         percent(r.timing.rel_iqr), ms(r.timing.min_s), ms(r.timing.cpu_median_s),
                         f"{len(r.timing.samples_s)}x{r.timing.number}",
                         f"{r.images_per_s:.1f}", f"{r.achieved_flops / 1e9:.1f}",
@@ -147,14 +169,16 @@ def _layers_table(r: BenchRun, top: int | None) -> Any:
 
 CSV_FIELDS = ("batch", "layer", "kind", "macs", "flops", "bytes", "intensity", "bound",
               "roofline_ms", "measured_ms", "efficiency", "iqr_ms", "images_per_s",
-              "achieved_gflops", "cpu_ms")
+              "achieved_gflops", "cpu_ms", "runtime")
 
 
 def to_csv(report: BenchReport) -> str:
-    """One row per batch and layer, plus a '(model)' row per batch with the whole-model time."""
+    """One row per batch and layer, plus a '(model)' row per batch (and runtime) with the
+    whole-model time; the layers' rows once per batch."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
+    shown = {id(r) for r in _roofline_runs(report)}
     for r in report.runs:
         w.writerow([r.batch, "(model)", "total", r.macs, r.flops, r.bytes,
                     f"{r.flops / r.bytes:.4g}" if r.bytes else "", "",
@@ -162,28 +186,41 @@ def to_csv(report: BenchReport) -> str:
                     f"{r.predicted_s / r.timing.median_s:.4g}",
                     f"{r.timing.iqr_s * 1e3:.6g}", f"{r.images_per_s:.6g}",
                     f"{r.achieved_flops / 1e9:.6g}",
-                    "" if r.timing.cpu_median_s is None else f"{r.timing.cpu_median_s * 1e3:.6g}"])
+                    "" if r.timing.cpu_median_s is None else f"{r.timing.cpu_median_s * 1e3:.6g}",
+                    r.runtime])
+        if id(r) not in shown:
+            continue
         for lr in r.layers:
             f = lr.roof
             w.writerow([r.batch, f.name, f.kind, f.macs, f.flops, f.bytes,
                         "" if math.isinf(f.intensity) else f"{f.intensity:.4g}", f.bound.value,
                         f"{f.predicted_s * 1e3:.6g}",
                         "" if lr.measured_s is None else f"{lr.measured_s * 1e3:.6g}",
-                        "" if lr.efficiency is None else f"{lr.efficiency:.4g}", "", "", "", ""])
+                        "" if lr.efficiency is None else f"{lr.efficiency:.4g}", "", "", "", "",
+                        r.runtime])
     return buf.getvalue()
+
+
+def _md_summary(report: BenchReport) -> list[str]:
+    """The whole-model rows in Markdown (a runtime column where a run is not torch's)."""
+    named = _runtimes(report)
+    lines = [("| runtime " if named else "") + "| batch | median ms | IQR ms | IQR/median | "
+             "images/s | GFLOP/s | roofline ms | MACs |",
+             ("|---" if named else "") + "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in report.runs:
+        lines.append((f"| {r.runtime} " if named else "")
+                     + f"| {r.batch} | {ms(r.timing.median_s)} | {ms(r.timing.iqr_s)} | "
+                     f"{percent(r.timing.rel_iqr)} | {r.images_per_s:.1f} | "
+                     f"{r.achieved_flops / 1e9:.1f} | {ms(r.predicted_s)} | {r.macs:,} |")
+    return lines
 
 
 def to_markdown(report: BenchReport, top: int | None = None) -> str:
     """The summary and per-layer tables in Markdown."""
     lines = [f"# bench: {report.model}", "", *[f"- {h}" for h in header_lines(report)],
              *[f"- {n}" for n in report.notes], "",
-             "| batch | median ms | IQR ms | IQR/median | images/s | GFLOP/s | roofline ms |"
-             " MACs |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in report.runs:
-        lines.append(f"| {r.batch} | {ms(r.timing.median_s)} | {ms(r.timing.iqr_s)} | "
-                     f"{percent(r.timing.rel_iqr)} | {r.images_per_s:.1f} | "
-                     f"{r.achieved_flops / 1e9:.1f} | {ms(r.predicted_s)} | {r.macs:,} |")
-    for r in report.runs:
+             *_md_summary(report)]
+    for r in _roofline_runs(report):
         per = r.layer_pass is not None
         lines += ["", f"## batch {r.batch}", "",
                   "| layer | kind | FLOPs | bytes | FLOP/B | bound | roofline ms |"

@@ -361,7 +361,8 @@ def sweep_chart(sweep: Sweep) -> SweepChart:
 def sweep_recipe(sweep: Sweep) -> str:
     """'input: the spec's, float32, FLOPs policy all, set width=1.0; 1 MAC = ...'."""
     job = sweep.job
-    parts = [f"input {shape(job.input)}" if job.input is not None else "the spec's input",
+    own = "the file's input" if job.onnx else "the spec's input"
+    parts = [f"input {shape(job.input)}" if job.input is not None else own,
              job.dtype, f"FLOPs policy {job.policy}"]
     if job.fixed:
         parts.append("set " + ", ".join(f"{k}={v}" for k, v in sorted(job.fixed.items())))

@@ -53,7 +53,7 @@ from cnncost.sweep.run import (
 __all__ = ["BATCH", "DEFAULT_MAX_POINTS", "METRICS", "TRAIN_METRICS", "Axis", "Exponent",
            "Job", "Plan", "Point", "PointResult", "Prepared", "Progress", "Sweep", "Value",
            "check_plan", "evaluate", "fit_exponents", "fit_loglog", "parse_values", "plan_sweep",
-           "prepare_sweep", "run_sweep"]
+           "prepare_onnx", "prepare_sweep", "run_sweep"]
 
 
 @dataclass(frozen=True)
@@ -121,12 +121,13 @@ class Prepared:
 
 def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
                   batch: str | None = None, *, input: tuple[int, ...] | None = None,
-                  dtype: str = "float32", policy: str = "all", strict: bool = False,
+                  dtype: str | None = None, policy: str = "all", strict: bool = False,
                   engine: str | None = None, mode: str = "inference",
                   max_points: int = DEFAULT_MAX_POINTS, latency: bool = False) -> Prepared:
     """Plan a sweep of a spec (file or bundled name) and check it against the spec, which
     is loaded once with the fixed ``--set`` values; any bad input raises here. ``latency``:
-    each point's latency is predicted too, from this machine's calibration."""
+    each point's latency is predicted too, from this machine's calibration. An ONNX file is
+    swept over its batch and its inputs' symbolic dims (:func:`prepare_onnx`)."""
     from cnncost.count.engines import engine_for
     from cnncost.sources import resolve
     from cnncost.spec import MAX_FILE_BYTES, parse_spec
@@ -134,12 +135,18 @@ def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
     if mode not in ("inference", "train"):
         raise UsageError(f"--mode {mode!r}: expected 'inference' or 'train'")
     plan = plan_sweep(sets, zips, batch, max_points)
+    target = resolve(model)
+    if target.onnx_path is not None:
+        if latency:
+            raise UsageError(f"{model}: sweep --latency predicts a spec's latency from the "
+                             "calibration; not for ONNX files")
+        return prepare_onnx(str(target.onnx_path), plan, input=input, dtype=dtype,
+                            policy=policy, strict=strict, engine=engine, mode=mode)
     # A bad engine name, or the analytic engine for a training step, fails before any point.
     engine_for(engine, True, model, mode)
-    target = resolve(model)
     if target.spec_path is None:
-        raise UsageError(f"{model}: sweep takes a spec (file or bundled name), not a module "
-                         "factory: only a spec has variables to sweep")
+        raise UsageError(f"{model}: sweep takes a spec (file or bundled name) or an ONNX file, "
+                         "not a module factory: only those have sizes or variables to sweep")
     path: Path = target.spec_path
     text = read_text(path, MAX_FILE_BYTES, "spec")
     spec = parse_spec(text, str(path), plan.fixed, input)
@@ -152,15 +159,56 @@ def prepare_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
                              "calibrated")
         from cnncost.predict.calibration import find
 
-        calibration = find(dtype)
-    job = Job(text, target.display, dict(plan.fixed), input, dtype, policy, strict, engine, mode,
-              calibration)
+        calibration = find(dtype or "float32")
+    job = Job(text, target.display, dict(plan.fixed), input, dtype or "float32", policy, strict,
+              engine, mode, calibration)
     return Prepared(spec.name, target.display, plan, job)
+
+
+def prepare_onnx(file: str, plan: Plan, *, input: tuple[int, ...] | None = None,
+                 dtype: str | None = None, policy: str = "all", strict: bool = False,
+                 engine: str | None = None, mode: str = "inference") -> Prepared:
+    """A sweep of an ONNX file: ``--batch`` and the inputs' symbolic dims by name (``--set
+    height=224..640:32 --zip height,width``), checked against the file's inputs."""
+    from cnncost.onnx.graph import TYPE_NAMES
+    from cnncost.onnx.model import read
+    from cnncost.onnx.sizes import input_sizes
+
+    if engine == "torch":
+        raise UsageError(f"{file}: an ONNX file is counted from its graph (the analytic "
+                         "engine); --engine torch counts specs and modules")
+    if mode != "inference":
+        raise UsageError(f"{file}: --mode {mode} is not for ONNX files")
+    source = read(file)
+    symbols = source.symbols
+    fixed: dict[str, int] = {}
+    for name, text in plan.fixed.items():
+        if not text.isdigit() or int(text) < 1:
+            raise UsageError(f"--set {name}={text}: a dim's size is a positive whole number")
+        fixed[name] = int(text)
+    for name in [*fixed, *(n for n in plan.names if n != BATCH)]:
+        if name not in symbols:
+            raise UsageError(f"--set {name}: {file} has no symbolic input dim {name!r}; its "
+                             f"inputs' symbolic dims: {', '.join(symbols) or '(none)'}")
+    for axis in plan.axes:
+        for step in axis.values:
+            for name, value in zip(axis.names, step, strict=True):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise UsageError(f"--set {name}: {value!r} is not a positive whole "
+                                     "number (a dim's size)")
+    first = next(plan.points())
+    input_sizes(file, source.feeds, first.batch, input,
+                {**fixed, **{k: int(v) for k, v in first.vars.items()}})
+    own = next((f.type.tensor_type.elem_type for f in source.feeds
+                if f.type.tensor_type.elem_type in TYPE_NAMES), 1)
+    job = Job("", file, {k: str(v) for k, v in fixed.items()}, input,
+              dtype or TYPE_NAMES[own], policy, strict, None, mode, onnx=True)
+    return Prepared(Path(file).stem, file, plan, job)
 
 
 def run_sweep(model: str, sets: Sequence[str], zips: Sequence[str] = (),
               batch: str | None = None, *, input: tuple[int, ...] | None = None,
-              dtype: str = "float32", policy: str = "all", strict: bool = False,
+              dtype: str | None = None, policy: str = "all", strict: bool = False,
               engine: str | None = None, mode: str = "inference", jobs: int = 1,
               dask: str | None = None, max_points: int = DEFAULT_MAX_POINTS,
               progress: Progress | None = None) -> Sweep:

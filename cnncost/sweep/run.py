@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from cnncost.errors import ModelRunError, SpecError, UnsupportedOpError, UsageError
+from cnncost.errors import ModelRunError, OnnxError, SpecError, UnsupportedOpError, UsageError
 from cnncost.sweep.plan import Point
 
 if TYPE_CHECKING:
+    from cnncost.onnx.model import Source
     from cnncost.spec.reuse import Recompiler
 
 Progress = Callable[[int, int], None]
@@ -34,11 +35,12 @@ MAX_CHUNK = 64
 # What one point may fail with while the others go on: the spec does not compile at those
 # values (a shape that no longer fits), or an op has no formula under --strict. Anything
 # else (a bad --dtype, say) is the same for every point and stops the sweep with its error.
-POINT_ERRORS = (SpecError, UnsupportedOpError, ModelRunError)
+POINT_ERRORS = (SpecError, UnsupportedOpError, ModelRunError, OnnxError)
 # Dask workers run tasks in threads, and building a torch.fx graph patches module-level
 # state while it traces: one count at a time per process (counting holds the GIL anyway).
 _ONE_AT_A_TIME = threading.Lock()
 _RECOMPILERS: dict[tuple[str, str, tuple[int, ...] | None], Recompiler] = {}
+_SOURCES: dict[str, Source] = {}  # an ONNX file read once per process
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Job:
     mode: str = "inference"  # or "train": each point counts a training step
     # --latency: each point's latency predicted from this calibration (cnncost.predict)
     calibration: Any = None
+    onnx: bool = False  # ``file`` is an ONNX file (``text`` empty), swept over its dims
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -91,6 +94,8 @@ def evaluate(job: Job, point: Point) -> PointResult:
     """Count one point; a POINT_ERRORS error (a shape that no longer fits) is its result."""
     from cnncost.count.engines import count_loaded, totals_loaded
 
+    if job.onnx:
+        return _evaluate_onnx(job, point)
     engine: dict[str, Any] = {} if job.engine is None else {"engine": job.engine}
     latency = 0.0
     try:
@@ -116,6 +121,25 @@ def evaluate(job: Job, point: Point) -> PointResult:
                    training_memory_bytes=t.training_memory_bytes[TRAIN_OPTIMIZER])
 
 
+def _evaluate_onnx(job: Job, point: Point) -> PointResult:
+    """One point of an ONNX file: the file read once per process, sized at the point."""
+    from cnncost.onnx.engine import count_graph
+    from cnncost.onnx.model import read
+
+    dims = {k: int(v) for k, v in {**job.fixed, **point.vars}.items()}
+    try:
+        source = _SOURCES.get(job.file)
+        if source is None:
+            _SOURCES.clear()  # one file at a time
+            source = _SOURCES[job.file] = read(job.file)
+        t = count_graph(source.sized(point.batch, job.input, dims), job.dtype, job.policy,
+                        job.strict).totals
+    except POINT_ERRORS as exc:
+        return PointResult(point, error=" ".join(str(exc).split()))
+    return PointResult(point, t.params, t.macs, t.flops, t.activation_bytes,
+                       t.peak_memory_bytes)
+
+
 def _recompiler(job: Job) -> Recompiler:
     """The process's Recompiler of the job's spec: the same spec, however many points and
     chunks this process counts, is compiled once and reshaped (cnncost.spec.reuse)."""
@@ -136,6 +160,7 @@ def clear_caches() -> None:
     from cnncost.spec.reuse import clear_caches as compiled
 
     _RECOMPILERS.clear()
+    _SOURCES.clear()
     compiled()
     lowered()
 
