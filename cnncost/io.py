@@ -14,8 +14,8 @@
   spec is refused, unless the caller says replacing it is the point (``check --update``).
 - ``cache_dir``: ``$XDG_CACHE_HOME/cnncost`` when ``XDG_CACHE_HOME`` is set to an absolute
   path (the XDG Base Directory rule: an empty or relative value is ignored), else
-  ``~/.cache/cnncost``. It holds ``roofline.json`` (bench) and ``list-totals.json`` (list);
-  deleting it only costs time.
+  ``~/.cache/cnncost``. It holds ``roofline.json`` (bench), ``list-totals.json`` (list) and
+  ``calibration/`` (calibrate); deleting it only costs time.
 - ``config_file``: the user's own ``$XDG_CONFIG_HOME/cnncost/config.toml`` (else
   ``~/.config/cnncost/config.toml``); ``check-factories = ["pkg.models:*"]`` there lets
   ``check`` replay reports of those module factories.

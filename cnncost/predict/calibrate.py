@@ -4,9 +4,9 @@ Method (after nn-Meter's adaptive data sampling, Zhang et al., MobiSys 2021):
 
 1. **Prior round** (about half the budget): kernels drawn from each class's ranges
    (``cnncost.predict.kernels``), the time spent on a class in proportion to its share;
-2. **Adaptive rounds**: each class is fitted, every sample predicted by a fit that did not see
-   it (k-fold), and the time left is spent where the held-out error is high: on the classes
-   with the largest error, on new kernels drawn near (in log-feature space) their
+2. **Adaptive rounds**: each class's baseline is fitted, every sample predicted by a fit that
+   did not see it (k-fold), and the time left is spent where the held-out error is high: on
+   the classes with the largest error, on new kernels drawn near (in log-feature space) their
    worst-predicted samples;
 3. **Fit**: each class's predictor on all its samples (``cnncost.predict.fit``), and the cost
    of one whole-model call beyond its layers (a compiled spec of one identity layer, against
@@ -16,7 +16,9 @@ Every kernel is a one-layer spec counted by the analytic engine (its features co
 same code as a predicted layer's), built by the same layer factories a benchmark builds, and
 timed with the bench's method (``cnncost.measure.timing.time_fn``: warm-up, blocks of >= 1 ms,
 median; CUDA events on a GPU) under the bench's CPU settings (threads pinned, subnormals
-flushed), in ``torch.inference_mode`` as bench runs models.
+flushed), in ``torch.inference_mode`` as bench runs models. With one CPU thread a kernel's
+time is its process CPU time where that is shorter than the wall clock (the roofline's rule):
+a calibration on a shared machine then measures the work, not the other processes.
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ DEFAULT_MAX_TIME = 180.0
 MIN_MAX_TIME = 5.0
 # One kernel's timing: short, as each sample is one of hundreds (the bench's own default is
 # for one model).
-KERNEL_BUDGET = Budget(min_samples=5, min_time=0.03, max_time=0.15, warmup_time=0.01,
+KERNEL_BUDGET = Budget(min_samples=5, min_time=0.02, max_time=0.1, warmup_time=0.01,
                        max_samples=200)
 PRIOR_SHARE = 0.5  # of the budget, before the adaptive rounds
 FIT_SHARE = 0.1  # kept for the final fit
 ADAPTIVE_ROUNDS = 3
-POOL = 40  # prior draws per new adaptive kernel, of which the nearest to a bad sample is kept
+POOL = 8  # prior draws per new adaptive kernel, of which the nearest to a bad sample is kept
+MAX_POOL = 400
+MAX_NEW = 200  # new kernels of one class in one adaptive round
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class _Timer:
     def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
         self.device, self.dtype = device, dtype
         self.elem = element_size(dtype_name(dtype))
+        self.single = device.type == "cpu" and torch.get_num_threads() == 1
 
     def prepare(self, op_class: str, kernel: Kernel) -> tuple[tuple[float, ...], LayerSpec,
                                                               ModelSpec]:
@@ -112,8 +117,18 @@ class _Timer:
         args = op_args(layer, inputs)
         return lambda: target(*args, **kwargs)
 
+    def median(self, fn: Callable[[], Any]) -> float:
+        """The median time of a call. With one CPU thread, its process CPU time when that is
+        shorter (as the roofline's): other processes holding the core stretch the wall
+        clock, not the work; with several threads CPU time sums their spin-waits too."""
+        t = time_fn(fn, self.device, KERNEL_BUDGET)
+        cpu = t.cpu_median_s
+        if self.single and cpu is not None and 0 < cpu < t.median_s:
+            return cpu
+        return t.median_s
+
     def seconds(self, layer: LayerSpec, batch: int) -> float:
-        return time_fn(self.call(layer, batch), self.device, KERNEL_BUDGET).median_s
+        return self.median(self.call(layer, batch))
 
     def overhead(self) -> float:
         """A compiled spec's call beyond its one layer's: what a whole model adds."""
@@ -121,8 +136,7 @@ class _Timer:
         gm = build_module(spec, device=self.device, dtype=self.dtype)
         x = torch.randn(1, 8, device=self.device).to(self.dtype)
         layer = self.call(spec.layers[0], 1)
-        whole = time_fn(lambda: gm(x), self.device, KERNEL_BUDGET).median_s
-        return max(0.0, whole - time_fn(layer, self.device, KERNEL_BUDGET).median_s)
+        return max(0.0, self.median(lambda: gm(x)) - self.median(layer))
 
 
 def _log_features(x: tuple[float, ...]) -> list[float]:
@@ -132,14 +146,14 @@ def _log_features(x: tuple[float, ...]) -> list[float]:
 def _nearest(pool: list[tuple[tuple[float, ...], Any]],
              targets: list[tuple[float, ...]]) -> list[Any]:
     """For each target, the pool entry nearest to it in log-feature space (each used once)."""
-    left = list(pool)
+    left = [(_log_features(x), item) for x, item in pool]
     chosen = []
     for t in targets:
         if not left:
             break
         lt = _log_features(t)
         best = min(range(len(left)), key=lambda i: sum(
-            (a - b) ** 2 for a, b in zip(_log_features(left[i][0]), lt, strict=True)))
+            (a - b) ** 2 for a, b in zip(left[i][0], lt, strict=True)))
         chosen.append(left.pop(best)[1])
     return chosen
 
@@ -187,13 +201,14 @@ class Calibrator:
             self.measure(name, OP_CLASSES[name].sample(self.rng))
 
     def adaptive_round(self, until: float) -> None:
-        """Time left until ``until``, spent on the classes with the highest held-out error,
-        near their worst-predicted samples."""
+        """Time left until ``until``, spent on the classes with the highest held-out error
+        (their baseline's: cheap to cross-validate, and high where a class's time is hard to
+        follow), near their worst-predicted samples."""
         priority = {}
         worst: dict[str, list[tuple[float, ...]]] = {}
         for name in OP_CLASSES:
             xs, ys = self.samples.xs[name], self.samples.ys[name]
-            errors = fit.held_out(xs, ys, self.use_trees and len(ys) >= fit.MIN_TREE_SAMPLES)
+            errors = fit.held_out(xs, ys, False)
             if not errors:
                 continue
             rms = math.sqrt(sum(e * e for e in errors) / len(errors))
@@ -201,24 +216,28 @@ class Calibrator:
             order = sorted(range(len(errors)), key=lambda i: -abs(errors[i]))
             worst[name] = [xs[i] for i in order[:max(2, len(order) // 5)]]
         total = sum(priority.values()) or 1.0
-        start = self.elapsed()
-        budget = max(0.0, until - start)
+        budget = max(0.0, until - self.elapsed())
         for name in sorted(priority, key=lambda n: -priority[n]):
-            stop = self.elapsed() + budget * priority[name] / total
-            for kernel in self._near(name, worst[name]):
+            share = budget * priority[name] / total
+            cost = self.samples.spent[name] / max(1, len(self.samples.ys[name]))
+            wanted = max(1, min(MAX_NEW, int(share / max(cost, 1e-3)) + 1))
+            stop = self.elapsed() + share
+            for kernel in self._near(name, worst[name], wanted):
                 if self.elapsed() >= min(stop, until):
                     break
                 self.measure(name, kernel)
 
-    def _near(self, name: str, targets: list[tuple[float, ...]]) -> list[Kernel]:
+    def _near(self, name: str, targets: list[tuple[float, ...]], wanted: int) -> list[Kernel]:
+        """``wanted`` new kernels of a class, each the nearest of a pool of prior draws to one
+        of ``targets`` in turn."""
         pool = []
-        for _ in range(POOL * min(len(targets), 8)):
+        for _ in range(min(POOL * wanted, MAX_POOL)):
             kernel = OP_CLASSES[name].sample(self.rng)
             try:
                 pool.append((self.timer.prepare(name, kernel)[0], kernel))
             except SpecError:
                 continue
-        return _nearest(pool, targets * 2)
+        return _nearest(pool, [targets[i % len(targets)] for i in range(wanted)])
 
     def fit_all(self) -> dict[str, dict[str, Any]]:
         classes = {}
@@ -243,8 +262,8 @@ def calibrate(options: CalibrateOptions = CalibrateOptions(),
     if threads < 1:
         raise UsageError(f"--threads {threads}: must be at least 1")
     load_before = load_average()
-    timer = _Timer(device, dt)
     with _cpu_settings(device, threads), torch.inference_mode():
+        timer = _Timer(device, dt)  # once the threads are set
         run = Calibrator(options, timer, progress)
         overhead = timer.overhead()
         budget = options.max_time
