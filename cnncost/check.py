@@ -9,27 +9,27 @@ its rendering ``cnncost.render.review``'s.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cnncost.errors import UsageError
-from cnncost.table import SCHEMA, CostRow, CostTable, Totals
+from cnncost.schema import SchemaError, drift_fields, shown, validate
+from cnncost.table import CostRow, CostTable, TrainCost, report_schema
 
 MODEL = "(model)"
 TOTALS = "(totals)"
-# What the model as a whole records: its recipe, where it was counted, the ops it could not
-# count (a change there is a change of what the figures mean).
-MODEL_FIELDS = ("input", "dtype", "policy", "mode", "counted_on", "uncounted")
-ROW_FIELDS = ("kind", "input_shape", "output_shape", "params", "frozen_params", "buffers",
-              "macs", "flops", "output_bytes", "receptive_field", "calls", "uncounted")
-# A training step's rows also hold their backward (cnncost.table.TrainCost).
-TRAIN_ROW_FIELDS = ("grad_input_macs", "grad_weight_macs", "backward_flops", "saved_bytes")
+# What is compared: the figures the dataclasses declare (cnncost.table; a field marked TEXT
+# is words about them). Layers and totals are compared row by row and key by key.
+MODEL_FIELDS = tuple(f for f in drift_fields(CostTable) if f not in ("layers", "totals"))
+ROW_FIELDS = drift_fields(CostRow)
+# A training step's rows also hold their backward.
+TRAIN_ROW_FIELDS = drift_fields(TrainCost)
 PRESENT, MISSING = "present", "missing"
 
 
@@ -176,7 +176,7 @@ def load_report(path: Path) -> CostTable:
     doc = parse_json(text, str(path))
     try:
         check_report(doc)
-    except _Bad as exc:
+    except SchemaError as exc:
         raise UsageError(f"{path}: not a cnncost report: {exc}") from None
     return CostTable.from_dict(doc)
 
@@ -240,125 +240,15 @@ def _json_constant(text: str) -> Any:
     raise _Bad(f"{text} is not a number JSON allows")
 
 
-def _shown(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _expect(ok: bool, where: str, what: str, value: Any) -> None:
-    if not ok:
-        raise _Bad(f"{where}: expected {what}, found {_shown(value)}")
-
-
-def _str(value: Any, where: str) -> None:
-    _expect(isinstance(value, str), where, "a string", value)
-
-
-def _count(value: Any, where: str) -> None:
-    _expect(type(value) is int and value >= 0, where, "a whole number >= 0", value)
-
-
-def _shape(value: Any, where: str) -> None:
-    _expect(isinstance(value, list) and all(type(d) is int and d >= 0 for d in value), where,
-            "a list of sizes like [1, 3, 224, 224]", value)
-
-
-def _shapes(value: Any, where: str) -> None:
-    _expect(isinstance(value, list), where, "a list of shapes", value)
-    for i, one in enumerate(value):
-        _shape(one, f"{where}[{i}]")
-
-
-def _mapping(value: Any, where: str, check: Any) -> None:
-    _expect(isinstance(value, dict), where, "a mapping", value)
-    for k, v in value.items():
-        check(v, f"{where}.{k}")
-
-
-def _set_value(value: Any, where: str) -> None:
-    """A --set value: a number, bool, string or a list of them."""
-    ok = isinstance(value, str | int | float | bool) or (
-        isinstance(value, list) and all(isinstance(v, str | int | float | bool) for v in value))
-    _expect(ok, where, "a number, bool, string or list of them", value)
-
-
-def _optional_count(value: Any, where: str) -> None:
-    if value is not None:
-        _count(value, where)
-
-
-DTYPES = ("float32", "float16", "bfloat16", "float64")
-POLICIES = ("all", "conv+linear")
-_TOP: dict[str, Any] = {
-    "model": _str, "description": _str, "source": _str, "input": _shape,
-    "dtype": lambda v, w: _expect(v in DTYPES, w, "one of " + ", ".join(DTYPES), v),
-    "policy": lambda v, w: _expect(v in POLICIES, w, "one of " + ", ".join(POLICIES), v),
-    "vars": lambda v, w: _mapping(v, w, _set_value),
-    "input_given": lambda v, w: _expect(isinstance(v, bool), w, "true or false", v),
-    "conventions": lambda v, w: _expect(isinstance(v, list) and all(
-        isinstance(c, str) for c in v), w, "a list of strings", v),
-    "uncounted": lambda v, w: _mapping(v, w, _count),
-    "counted_on": lambda v, w: _expect(v in ("meta", "cpu"), w, "meta or cpu", v),
-    "counted_on_reason": _str,
-    "mode": lambda v, w: _expect(v in ("inference", "train"), w, "inference or train", v),
-}
-_ROW: dict[str, Any] = {
-    "name": _str, "kind": _str, "formula": _str, "source": _str, "output_shape": _shape,
-    "input_shape": _shapes,
-    "receptive_field": _optional_count,
-    "uncounted": lambda v, w: _mapping(v, w, _count),
-    **{k: _count for k in ("params", "buffers", "macs", "flops", "output_bytes", "calls",
-                           "frozen_params")},
-    # a training step's rows (cnncost.table.TrainCost)
-    **{k: _count for k in ("backward_macs", "grad_input_macs", "grad_weight_macs",
-                           "backward_flops", "saved_bytes")},
-    "backward_formula": _str,
-}
-# A training step's totals (cnncost.table.TrainTotals): counts, or counts per optimizer.
-_TRAIN_TOTALS = ("forward_macs", "backward_macs", "grad_input_macs", "grad_weight_macs",
-                 "forward_flops", "backward_flops", "trainable_params", "grad_bytes",
-                 "saved_activation_bytes")
-_PER_OPTIMIZER = ("optimizer_state_bytes", "optimizer_flops", "step_flops",
-                  "training_memory_bytes")
-_REQUIRED = ("model", "source", "input", "dtype", "policy", "totals", "layers")
-
-
 def check_report(doc: Any) -> None:
-    """Raise _Bad naming the first field of a report document that has the wrong type."""
-    _expect(isinstance(doc, dict), "document", "a JSON object", doc)
-    _expect(doc.get("schema") == SCHEMA, "schema", repr(SCHEMA), doc.get("schema"))
-    for key in _REQUIRED:
-        _expect(key in doc, key, "this field", "nothing")
-    for key, check in _TOP.items():
-        if key in doc:
-            check(doc[key], key)
-    _expect(bool(doc["source"]), "source", "the spec or factory it was counted from", "''")
-    _expect(len(doc["input"]) >= 2 and doc["input"][0] >= 1, "input",
-            "[batch, channels, ...] with batch >= 1", doc["input"])
-    totals = doc["totals"]
-    _expect(isinstance(totals, dict), "totals", "a mapping", totals)
-    train = doc.get("mode") == "train"
-    for f in fields(Totals):
-        if f.name == "train" or (f.name not in totals and f.default is not dataclasses.MISSING):
-            continue  # written only where it says something (frozen_params, train mode's)
-        _expect(f.name in totals, f"totals.{f.name}", "this field", "nothing")
-        if f.name == "training_memory_bytes":
-            _mapping(totals[f.name], f"totals.{f.name}", _count)
-        else:
-            _count(totals[f.name], f"totals.{f.name}")
-    for name in _TRAIN_TOTALS + _PER_OPTIMIZER if train else ():
-        _expect(name in totals, f"totals.{name}", "this field", "nothing")
-        check = (lambda v, w: _mapping(v, w, _count)) if name in _PER_OPTIMIZER else _count
-        check(totals[name], f"totals.{name}")
-    layers = doc["layers"]
-    _expect(isinstance(layers, list), "layers", "a list of layers", layers)
-    for i, row in enumerate(layers):
-        _expect(isinstance(row, dict), f"layers[{i}]", "a mapping", row)
-        for key in ("name", "kind", "input_shape", "output_shape"):
-            _expect(key in row, f"layers[{i}].{key}", "this field", "nothing")
-        for key, check in _ROW.items():
-            if key in row:
-                check(row[key], f"layers[{i}].{key}")
+    """Raise SchemaError naming the first field of a report document that its schema (the
+    one ``cnncost.table`` writes it from) refuses."""
+    validate(doc, _report_schema())
+
+
+@functools.cache
+def _report_schema() -> dict[str, Any]:
+    return report_schema()
 
 
 @dataclass(frozen=True)
@@ -407,7 +297,7 @@ def _config_patterns(path: Path) -> list[str]:
     value = doc.get(CONFIG_KEY, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise UsageError(f"{path}: {CONFIG_KEY}: expected a list of factory names such as "
-                         f"[\"mypkg.models:build\"], found {_shown(value)}")
+                         f"[\"mypkg.models:build\"], found {shown(value)}")
     return value
 
 

@@ -1,34 +1,18 @@
 """Cost tables: frozen results and their JSON document (pure Python, no torch).
 
 The JSON document (schema ``cnncost.report/1``) is what ``--format json``, the files in
-``reports/`` and ``Report.to_dict()`` share:
+``reports/`` and ``Report.to_dict()`` share. The dataclasses below declare it: each field is
+a key (its annotation the key's type, ``field(metadata=...)`` where that is not enough; see
+cnncost.schema), so ``report_schema()`` (``cnncost schema report``), the document and what
+``cnncost check`` compares all follow from a field written once. ``layers`` holds one entry
+per leaf layer in execution order; its params, buffers, macs, flops and output_bytes sum
+exactly to the totals. All counts are exact integers.
 
-    {"schema": "cnncost.report/1", "model": str, "description": str, "source": str,
-     "input": [N, C, H, W], "dtype": str, "policy": "all" | "conv+linear",
-     "vars": {name: value}, "input_given": bool,
-     "conventions": [str, ...],
-     "totals": {"params", "buffers", "macs", "flops", "activation_bytes",
-                "param_bytes", "buffer_bytes", "input_bytes", "peak_activation_bytes",
-                "peak_memory_bytes", "training_memory_bytes": {"sgd", "sgd_momentum", "adam"}},
-     "uncounted": {"aten::op": calls},
-     "layers": [{"name", "kind", "input_shape": [[...], ...], "output_shape": [...],
-                 "params", "buffers", "macs", "flops", "output_bytes",
-                 "receptive_field", "formula", "uncounted", "calls", "source"}, ...]}
-
-``layers`` holds one entry per leaf layer in execution order; its params, buffers, macs,
-flops and output_bytes sum exactly to the totals. All counts are exact integers.
-
-A training step's document (``--mode train``) has the same shape plus ``"mode": "train"``
-after ``policy`` and these keys (never present in an inference document, whose bytes are
-unchanged): ``macs``/``flops`` are the forward's, in training behaviour; each layer adds
-``backward_macs`` (= ``grad_input_macs`` + ``grad_weight_macs``), ``backward_flops``,
-``saved_bytes`` (what autograd keeps for its backward, once per storage) and
-``backward_formula``; the totals add ``forward_macs``, ``backward_macs``,
-``grad_input_macs``, ``grad_weight_macs``, ``forward_flops``, ``backward_flops``,
-``trainable_params``, ``grad_bytes``, ``saved_activation_bytes``, and per optimizer
-(``sgd``, ``sgd_momentum``, ``adam``) ``optimizer_state_bytes``, ``optimizer_flops`` and
-``step_flops`` (forward + backward + update); ``training_memory_bytes`` is then the step's
-simulated peak (cnncost.count.train), ``peak_memory_bytes`` that peak without optimizer state.
+A training step's document (``--mode train``) adds ``"mode": "train"`` after ``policy``, the
+backward of each layer (TrainCost) and the step's totals (TrainTotals); ``macs``/``flops``
+are then the forward's, in training behaviour, ``training_memory_bytes`` the step's
+simulated peak (cnncost.count.train) and ``peak_memory_bytes`` that peak without optimizer
+state. An inference document never carries them, and its bytes are unchanged.
 
 ``source``, ``input``, ``dtype``, ``policy``, ``vars`` and ``input_given`` are the recipe
 ``cnncost check`` recomputes a committed report from: ``source`` is a spec file
@@ -37,17 +21,15 @@ are the ``--set`` overrides as given ({} = the spec's defaults); ``input_given``
 whether ``--input`` was given (false: the spec's own input, so a change of the spec's
 default input shows as drift); the batch size is ``input[0]``. A layer's ``source`` is
 ``file:line`` of the spec line it came from. Block-level aggregates (``--depth``) are a
-rendering and never stored. The text is deterministic: same table, same bytes (keys in a
-fixed order, lists of numbers on one line).
+rendering (``blocks``), never in a committed report. The text is deterministic: same table,
+same bytes (keys in a fixed order, lists of numbers on one line).
 
-Keys that only appear where they say something (absent, they take the value given here):
-``"frozen_params": 0`` in ``totals`` and in a layer, right after ``params`` - parameters with
-``requires_grad=False`` (``params`` counts the trainable ones; training memory has gradients
-and optimizer state for those only); ``"counted_on": "meta"`` - where the counted forward
-ran: ``"cpu"`` for a model whose forward needs real values (detection networks:
-``nonzero``, data-dependent shapes), with ``"counted_on_reason"`` saying which op needed
-them; such counts hold for the input the counter made (``torch.randn`` seeded with 0) and
-the model's own weights.
+Keys that only appear where they say something: ``frozen_params`` (in ``totals`` and in a
+layer, right after ``params``: parameters with ``requires_grad=False``; ``params`` counts the
+trainable ones), and ``counted_on``: ``"cpu"`` with ``counted_on_reason`` for a model whose
+forward needs real values (detection networks: ``nonzero``, data-dependent shapes; such
+counts hold for the input the counter made, ``torch.randn`` seeded with 0, and the model's
+own weights).
 """
 
 from __future__ import annotations
@@ -55,13 +37,58 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any, ClassVar, NamedTuple
+
+from cnncost.schema import (
+    DRIFT,
+    FLAT,
+    NODE,
+    SKIP,
+    default_of,
+    document_fields,
+    document_schema,
+    dumps,
+    object_schema,
+    ref,
+)
 
 SCHEMA = "cnncost.report/1"
 SUMMED = ("params", "buffers", "macs", "flops", "output_bytes")
 TRAIN_SUMMED = ("backward_macs", "grad_input_macs", "grad_weight_macs", "backward_flops",
                 "saved_bytes")
+
+
+class Policy(str, Enum):
+    """Which ops count toward FLOPs."""
+
+    ALL = "all"
+    CONV_LINEAR = "conv+linear"
+
+
+class Mode(str, Enum):
+    """What is counted: one forward pass, or one training step."""
+
+    INFERENCE = "inference"
+    TRAIN = "train"
+
+
+# The analysis dtypes, with their bytes per element.
+DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+# Field metadata (cnncost.schema): the document's declaration is the dataclass. TEXT: words
+# about the figures (a name, a formula, where it came from), which check does not compare.
+TEXT = {DRIFT: False}
+IN_MEMORY = {SKIP: True}  # not in the document
+
+
+def _one_of(values: Iterable[str]) -> dict[str, Any]:
+    return {NODE: {"enum": list(values)}}
+
+
+def _text(node: Mapping[str, Any]) -> dict[str, Any]:
+    return {DRIFT: False, NODE: dict(node)}
 
 
 Shape = tuple[int, ...]
@@ -136,35 +163,32 @@ class TrainCost:
     grad_weight_macs: int = 0
     backward_flops: int = 0
     saved_bytes: int = 0
-    backward_formula: str = ""
+    backward_formula: str = field(default="", metadata=TEXT)
     # The factors of its backward MACs, each with the gradient it computes ("input" or
     # "weight"). In memory only, as CostRow.factors.
-    factors: tuple[tuple[str, Factors], ...] = field(default=(), compare=False, repr=False)
+    factors: tuple[tuple[str, Factors], ...] = field(default=(), compare=False, repr=False,
+                                                     metadata=IN_MEMORY)
+    DERIVED: ClassVar[Mapping[str, Any]] = {"backward_macs": ref("count")}
 
     @property
     def backward_macs(self) -> int:
         return self.grad_input_macs + self.grad_weight_macs
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backward_macs": self.backward_macs, "grad_input_macs": self.grad_input_macs,
-                "grad_weight_macs": self.grad_weight_macs,
-                "backward_flops": self.backward_flops, "saved_bytes": self.saved_bytes,
-                "backward_formula": self.backward_formula}
+        return {"backward_macs": self.backward_macs, **_document(self)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainCost | None:
         if "backward_macs" not in d:
             return None
-        return cls(d.get("grad_input_macs", 0), d.get("grad_weight_macs", 0),
-                   d.get("backward_flops", 0), d.get("saved_bytes", 0),
-                   d.get("backward_formula", ""))
+        return cls(**_known(cls, d))
 
 
 @dataclass(frozen=True)
 class CostRow:
     """The cost of one layer (graph node, or leaf module of an arbitrary nn.Module)."""
 
-    name: str
+    name: str = field(metadata=TEXT)  # (check matches rows by it)
     kind: str
     input_shape: tuple[tuple[int, ...], ...]
     output_shape: tuple[int, ...]
@@ -174,24 +198,21 @@ class CostRow:
     flops: int = 0
     output_bytes: int = 0
     receptive_field: int | None = None
-    formula: str = ""
+    formula: str = field(default="", metadata=TEXT)
     uncounted: Mapping[str, int] = field(default_factory=dict)
     calls: int = 1
-    source: str = ""
+    source: str = field(default="", metadata=TEXT)
     # The factors of its ops' MACs as counted (``formula`` is their text). In memory only:
     # not in the JSON document, not compared.
-    factors: tuple[Factors, ...] = field(default=(), compare=False, repr=False)
+    factors: tuple[Factors, ...] = field(default=(), compare=False, repr=False,
+                                         metadata=IN_MEMORY)
     # Parameters that do not train (requires_grad=False); ``params`` counts the trainable.
     frozen_params: int = 0
-    train: TrainCost | None = None  # train mode: its backward
+    # train mode: its backward, whose keys the layer's document holds
+    train: TrainCost | None = field(default=None, metadata={FLAT: TrainCost})
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)
-             if f.name not in ("factors", "train")}
-        d["input_shape"] = [list(s) for s in self.input_shape]
-        d["output_shape"] = list(self.output_shape)
-        d["uncounted"] = dict(sorted(self.uncounted.items()))
-        d = _frozen_after_params(d)
+        d = _frozen_after_params(_document(self))
         if self.train is not None:
             d.update(self.train.to_dict())
         return d
@@ -204,8 +225,7 @@ class CostRow:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CostRow:
-        known = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known and k != "train"}
+        kw = _known(cls, d)
         kw["input_shape"] = tuple(tuple(s) for s in d.get("input_shape", ()))
         kw["output_shape"] = tuple(d.get("output_shape", ()))
         kw["uncounted"] = dict(d.get("uncounted", {}))
@@ -248,24 +268,25 @@ class TrainTotals:
     optimizer_state_bytes: Mapping[str, int]
     optimizer_flops: Mapping[str, int]
     step_flops: Mapping[str, int]
+    # The forward's figures (Totals.macs and .flops), each written before its backward's.
+    DERIVED: ClassVar[Mapping[str, Any]] = {"forward_macs": ref("count"),
+                                            "forward_flops": ref("count")}
 
     def to_dict(self, macs: int, flops: int) -> dict[str, Any]:
-        return {"forward_macs": macs, "backward_macs": self.backward_macs,
-                "grad_input_macs": self.grad_input_macs,
-                "grad_weight_macs": self.grad_weight_macs, "forward_flops": flops,
-                "backward_flops": self.backward_flops,
-                "trainable_params": self.trainable_params, "grad_bytes": self.grad_bytes,
-                "saved_activation_bytes": self.saved_activation_bytes,
-                "optimizer_state_bytes": dict(self.optimizer_state_bytes),
-                "optimizer_flops": dict(self.optimizer_flops),
-                "step_flops": dict(self.step_flops)}
+        forward = {"backward_macs": ("forward_macs", macs),
+                   "backward_flops": ("forward_flops", flops)}
+        d: dict[str, Any] = {}
+        for key, value in _document(self).items():
+            if key in forward:
+                d[forward[key][0]] = forward[key][1]
+            d[key] = value
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainTotals | None:
         if "backward_macs" not in d:
             return None
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**_known(cls, d))
 
 
 @dataclass(frozen=True)
@@ -284,21 +305,45 @@ class Totals:
     peak_memory_bytes: int
     training_memory_bytes: Mapping[str, int]
     frozen_params: int = 0  # requires_grad=False; ``params`` is the trainable ones
-    train: TrainTotals | None = None  # train mode: the step's figures
+    # train mode: the step's figures, whose keys the totals' document holds
+    train: TrainTotals | None = field(default=None, metadata={FLAT: TrainTotals})
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "train"}
-        d["training_memory_bytes"] = dict(self.training_memory_bytes)
-        d = _frozen_after_params(d)
+        d = _frozen_after_params(_document(self))
         if self.train is not None:
             d.update(self.train.to_dict(self.macs, self.flops))
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Totals:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known and k != "train"},
-                   train=TrainTotals.from_dict(d))
+        return cls(**_known(cls, d), train=TrainTotals.from_dict(d))
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as JSON holds it: tuples as lists, mappings as dicts."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _document(obj: object) -> dict[str, Any]:
+    """A dataclass's own document fields (not the FLAT ones), as JSON holds them; counts of
+    uncounted ops sorted by op."""
+    d = {}
+    cls: type = type(obj)
+    for f in document_fields(cls):
+        if FLAT not in f.metadata:
+            value = getattr(obj, f.name)
+            d[f.name] = _plain(dict(sorted(value.items())) if f.name == "uncounted" else value)
+    return d
+
+
+def _known(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:
+    """The values in ``d`` of the dataclass's own document fields, as given."""
+    return {f.name: d[f.name] for f in document_fields(cls)
+            if FLAT not in f.metadata and f.name in d}
 
 
 def _frozen_after_params(d: dict[str, Any]) -> dict[str, Any]:
@@ -319,21 +364,31 @@ def _frozen_after_params(d: dict[str, Any]) -> dict[str, Any]:
 class CostTable:
     """A model's cost report: its rows, totals and the conventions used to count them."""
 
-    model: str
-    source: str
-    input: tuple[int, ...]
-    dtype: str
-    policy: str
-    conventions: tuple[str, ...]
-    layers: tuple[CostRow, ...]
-    totals: Totals
-    uncounted: Mapping[str, int] = field(default_factory=dict)
-    description: str = ""
-    vars: Mapping[str, Any] = field(default_factory=dict)
-    input_given: bool = False
-    counted_on: str = "meta"  # or "cpu": real tensors (a forward that needs real values)
-    counted_on_reason: str = ""
-    mode: str = "inference"  # or "train": one training step (cnncost.count.train)
+    model: str = field(metadata=TEXT)
+    source: str = field(metadata=_text(
+        {"type": "string", "minLength": 1, "title": "the spec or factory it was counted from"}))
+    input: tuple[int, ...] = field(metadata={NODE: {
+        "type": "array", "minItems": 2, "prefixItems": [{"type": "integer", "minimum": 1}],
+        "items": ref("count"), "title": "[batch, channels, ...] with batch >= 1"}})
+    dtype: str = field(metadata=_one_of(DTYPE_BYTES))
+    policy: str = field(metadata=_one_of(p.value for p in Policy))
+    conventions: tuple[str, ...] = field(metadata=TEXT)
+    layers: tuple[CostRow, ...] = field(metadata=_text(
+        {"type": "array", "items": ref("layer"), "title": "a list of layers"}))
+    totals: Totals = field(metadata=_text(ref("totals")))
+    uncounted: Mapping[str, int] = field(default_factory=dict, metadata=TEXT)
+    description: str = field(default="", metadata=TEXT)
+    # --set values as given: a number, bool, string or a list of them
+    vars: Mapping[str, Any] = field(default_factory=dict, metadata=_text(
+        {"type": "object", "additionalProperties": ref("set_value")}))
+    input_given: bool = field(default=False, metadata=TEXT)
+    # or "cpu": real tensors (a forward that needs real values)
+    counted_on: str = field(default="meta", metadata={DRIFT: False,
+                                                      **_one_of(("meta", "cpu"))})
+    counted_on_reason: str = field(default="", metadata=TEXT)
+    # or "train": one training step (cnncost.count.train)
+    mode: str = field(default="inference", metadata=_one_of(m.value for m in Mode))
+    DERIVED: ClassVar[Mapping[str, Any]] = {"schema": {"const": SCHEMA}}
 
     @property
     def train(self) -> bool:
@@ -361,6 +416,11 @@ class CostTable:
         if self.counted_on != "meta":  # only where it is not the default: reports of
             doc["counted_on"] = self.counted_on  # meta counts keep their bytes
             doc["counted_on_reason"] = self.counted_on_reason
+        # Any other field (one added later) where it says something, after the rest.
+        for f in document_fields(CostTable):
+            value = getattr(self, f.name)
+            if f.name not in doc and value != default_of(f):
+                doc[f.name] = _plain(value)
         return doc
 
     def to_json(self) -> str:
@@ -369,25 +429,16 @@ class CostTable:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CostTable:
+        """The table of a report document (``cnncost.check.load_report`` validates one
+        against ``report_schema()`` first)."""
         if d.get("schema") != SCHEMA:
             raise ValueError(f"not a {SCHEMA} document (schema={d.get('schema')!r})")
-        return cls(
-            model=d["model"],
-            source=d.get("source", ""),
-            input=tuple(d["input"]),
-            dtype=d["dtype"],
-            policy=d["policy"],
-            conventions=tuple(d.get("conventions", ())),
-            layers=tuple(CostRow.from_dict(r) for r in d["layers"]),
-            totals=Totals.from_dict(d["totals"]),
-            uncounted=dict(d.get("uncounted", {})),
-            description=d.get("description", ""),
-            vars=dict(d.get("vars", {})),
-            input_given=bool(d.get("input_given", False)),
-            counted_on=str(d.get("counted_on", "meta")),
-            counted_on_reason=str(d.get("counted_on_reason", "")),
-            mode=d.get("mode", "inference"),
-        )
+        kw = _known(cls, d)
+        kw.update(input=tuple(d["input"]), conventions=tuple(d.get("conventions", ())),
+                  layers=tuple(CostRow.from_dict(r) for r in d["layers"]),
+                  totals=Totals.from_dict(d["totals"]), uncounted=dict(d.get("uncounted", {})),
+                  vars=dict(d.get("vars", {})))
+        return cls(**kw)
 
     @classmethod
     def from_json(cls, text: str) -> CostTable:
@@ -423,6 +474,24 @@ def final_receptive_field(table: CostTable) -> int:
     return int(table.layers[-1].receptive_field or 0) if table.layers else 0
 
 
+def report_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a ``cnncost.report/1`` document, from the
+    dataclasses above: what ``cnncost schema report`` prints and ``check`` validates with."""
+    train = [*TrainTotals.DERIVED, *(f.name for f in document_fields(TrainTotals))]
+    root = object_schema(CostTable)
+    root["allOf"] = [{  # a training step's totals hold the step's figures
+        "if": {"properties": {"mode": {"const": Mode.TRAIN.value}}, "required": ["mode"]},
+        "then": {"properties": {"totals": {"required": train}}}}]
+    # With --depth, the blocks' sums too (a rendering: never in a committed report).
+    root["properties"]["blocks"] = {"type": "array", "items": ref("block")}
+    return document_schema("report/1", f"a {SCHEMA} document: a model's cost table", root, {
+        "layer": object_schema(CostRow), "totals": object_schema(Totals),
+        "block": object_schema(BlockRow),
+        "set_value": {"type": ["string", "number", "boolean", "array"],
+                      "items": {"type": ["string", "number", "boolean"]},
+                      "title": "a number, bool, string or list of them"}})
+
+
 def relocated(where: str, file: str, source: str) -> str:
     """A ``FILE:LINE`` of a spec loaded from ``file`` and recorded as ``source``: ``file``
     becomes ``source``, and when ``source`` is the tail of ``file`` (a bundled ``specs/x.yaml``)
@@ -447,11 +516,16 @@ class BlockRow:
     flops: int
     output_bytes: int
     # Train mode: the sums of the rows' backward figures (TRAIN_SUMMED), else empty.
-    train: Mapping[str, int] = field(default_factory=dict)
+    train: Mapping[str, int] = field(default_factory=dict, metadata={
+        FLAT: {k: ref("count") for k in TRAIN_SUMMED}})
 
     def value(self, key: str) -> int:
         """A summed field (a backward one is 0 outside train mode)."""
         return self.train.get(key, 0) if key in TRAIN_SUMMED else int(getattr(self, key))
+
+    def to_dict(self) -> dict[str, Any]:
+        """An entry of a report document's ``blocks`` (``analyze --depth N --format json``)."""
+        return {**_document(self), **self.train}
 
 
 def collapse(rows: Sequence[CostRow], depth: int) -> list[BlockRow]:
@@ -506,28 +580,3 @@ def sum_rows(rows: Iterable[CostRow]) -> dict[str, int]:
         for f in totals:
             totals[f] += r.value(f)
     return totals
-
-
-def dumps(doc: Any) -> str:
-    """JSON text with one key per line and lists of numbers on one line (diff-friendly)."""
-    return _dumps(doc, "") + "\n"
-
-
-def _flat(value: Any) -> bool:
-    """Scalars, and lists (of lists) of numbers: written on one line."""
-    if isinstance(value, list):
-        return all(_flat(v) and not isinstance(v, str) for v in value)
-    return not isinstance(value, dict)
-
-
-def _dumps(value: Any, indent: str) -> str:
-    if _flat(value):
-        return json.dumps(value, ensure_ascii=False)
-    inner = indent + " "
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        items = [f"{inner}{json.dumps(str(k))}: {_dumps(v, inner)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
-    items = [inner + _dumps(v, inner) for v in value]
-    return "[\n" + ",\n".join(items) + "\n" + indent + "]"

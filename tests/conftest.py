@@ -3,11 +3,16 @@ test session's own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import captured
 import pytest
 from hypothesis import settings
 
@@ -126,3 +131,44 @@ def tv_models():
     if models is None:
         pytest.skip("torchvision is not installed")
     return models
+
+
+# --------------------------------------------------------------------------- documents
+
+
+@pytest.fixture(scope="session")
+def _capture_documents() -> Iterator[None]:
+    """Route every file cnncost writes (cnncost.io.write_atomic, also where a module imported
+    it by name) and everything the CLI prints under CliRunner to tests/captured.py."""
+    from typer.testing import CliRunner
+
+    import cnncost.io
+
+    write, invoke = cnncost.io.write_atomic, CliRunner.invoke
+
+    def write_atomic(path: Path | str, data: str | bytes, replace_input: bool = False) -> None:
+        write(path, data, replace_input)
+        captured.note(str(path), data)
+
+    def run(self: CliRunner, *args: Any, **kwargs: Any) -> Any:
+        result = invoke(self, *args, **kwargs)
+        with contextlib.suppress(ValueError):  # no stdout kept apart
+            captured.note("stdout", result.stdout)
+        return result
+
+    with pytest.MonkeyPatch.context() as mp:
+        for module in [m for name, m in sys.modules.items() if name.startswith("cnncost")]:
+            if getattr(module, "write_atomic", None) is write:
+                mp.setattr(module, "write_atomic", write_atomic)
+        mp.setattr(CliRunner, "invoke", run)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def documents_follow_their_schemas(_capture_documents: None) -> Iterator[None]:
+    """Every JSON document a test makes cnncost write validates against its kind's schema
+    (cnncost.documents; `cnncost schema KIND`)."""
+    captured.problems()  # forget what came before this test
+    yield
+    bad = captured.problems()
+    assert not bad, "a document cnncost wrote does not follow its schema:\n" + "\n".join(bad)

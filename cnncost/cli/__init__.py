@@ -3,11 +3,11 @@
 This module makes the typer app, turns CnnCostError into one line and an exit code (the only
 place that catches it), and registers the commands, which live one group per module:
 ``analyze`` (analyze, compare, explain), ``catalog`` (list, validate), ``advise``, ``report``
-(report, check, diff), ``bench``, ``predict`` (calibrate, predict), ``sweep``, ``plot``, ``export``.
-Each command parses its options (the shared ones from ``cnncost.cli.options``), calls cnncost.api
-(or a domain module's entry point) and hands the result to cnncost.render. A new command is a
-function in its group's module (or a new module) and one line in ``COMMANDS`` below; no
-command module imports another.
+(report, check, diff), ``bench``, ``predict`` (calibrate, predict), ``sweep``, ``plot``,
+``export``, ``schema``. Each command parses its options (the shared ones from
+``cnncost.cli.options``), calls cnncost.api (or a domain module's entry point) and hands the
+result to cnncost.render. A new command is a function in its group's module (or a new
+module) and one line in ``COMMANDS`` below; no command module imports another.
 
 torch and rich are imported inside the commands that need them, so ``cnncost --help`` is
 instant. Exit codes: 1 drift (check), 2 bad input.
@@ -23,7 +23,18 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from cnncost.cli import advise, analyze, bench, catalog, export, plot, predict, report, sweep
+from cnncost.cli import (
+    advise,
+    analyze,
+    bench,
+    catalog,
+    export,
+    plot,
+    predict,
+    report,
+    schema,
+    sweep,
+)
 from cnncost.cli_coerce import install as _lazy_coercion
 from cnncost.errors import CnnCostError
 from cnncost.io import guard_inputs
@@ -89,6 +100,7 @@ COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("sweep", sweep.sweep),
     ("plot", plot.plot),
     ("export", export.export),
+    ("schema", schema.schema),
 )
 for _name, _command_fn in COMMANDS:
     app.command(_name)(handle_errors(_command_fn))

@@ -7,28 +7,17 @@ costs behind them are the formulas in cnncost.count.formulas. No torch at import
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING
 
 from cnncost.errors import UsageError
 
+# What a report may hold (its schema's values), re-exported where counting conventions live.
+from cnncost.table import DTYPE_BYTES as DTYPE_BYTES
+from cnncost.table import Mode as Mode
+from cnncost.table import Policy as Policy
+
 if TYPE_CHECKING:
     import torch
-
-
-class Policy(str, Enum):
-    """Which ops count toward FLOPs."""
-
-    ALL = "all"
-    CONV_LINEAR = "conv+linear"
-
-
-class Mode(str, Enum):
-    """What is counted: one forward pass, or one training step."""
-
-    INFERENCE = "inference"
-    TRAIN = "train"
-
 
 @dataclass(frozen=True)
 class Optimizer:
@@ -50,9 +39,6 @@ OPTIMIZERS: dict[str, Optimizer] = {o.name: o for o in (
               "m = m + (1 - b1)(g - m) (3); v = b2 x v + (1 - b2) x g x g (4); "
               "d = sqrt(v) / sqrt(1 - b2^t) + eps (3); w -= lr / (1 - b1^t) x m / d (3)"),
 )}
-
-# The analysis dtypes, with their bytes per element.
-DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 MAC_DEFINITION = "1 MAC = 1 multiply + 1 add"
 MACS_FROM = f"{MAC_DEFINITION}; MACs come from conv, linear and matrix products only"

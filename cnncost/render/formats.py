@@ -136,12 +136,7 @@ def to_json(table: CostTable, depth: int | None = None) -> str:
     if depth is None:
         return table.to_json()
     doc = table.to_dict()
-    doc["blocks"] = [
-        {"name": b.name, "layers": b.layers, "output_shape": list(b.output_shape),
-         "params": b.params, "buffers": b.buffers, "macs": b.macs, "flops": b.flops,
-         "output_bytes": b.output_bytes, **b.train}
-        for b in collapse(table.layers, depth)
-    ]
+    doc["blocks"] = [b.to_dict() for b in collapse(table.layers, depth)]
     return dumps(doc)
 
 
