@@ -122,17 +122,19 @@ def advice_schema() -> dict[str, Any]:
     """``cnncost advise --format json`` (cnncost.advise.engine.Advice.to_dict)."""
     change = obj(before=COUNT, after=COUNT, ratio=FIGURE)
     changes = {"type": "object", "additionalProperties": ref("change")}
+    # The model's receptive field and the one right after the rewritten layers, apart.
+    receptive = obj(model=ref("change"), layers=ref("change"), layers_at=STR)
     finding = obj(rule=STR, goal=STR, guideline=STR, lecture=STR, layers=array(STR),
                   source=STR, shared=TEXT_OR_NULL, found=STR, rewrite=STR,
                   expected=TEXT_OR_NULL, changes_function=BOOL, note=STR, saving=NUMBER,
-                  effect=changes, layer_effect=nullable(changes),
-                  receptive_field=nullable(ref("change")), spec_file=STR)
+                  effect=changes, layer_effect=changes, receptive_field=receptive,
+                  spec_file=STR)
     rule = obj(name=STR, goal=STR, guideline=STR, threshold=STR)
-    root = obj(schema={"const": "cnncost.advice/1"}, model=STR, source=STR, input=SHAPE,
+    root = obj(schema={"const": "cnncost.advice/2"}, model=STR, source=STR, input=SHAPE,
                vars=VARS, min_saving=NUMBER,
-               totals={"type": "object", "additionalProperties": nullable(COUNT)},
+               totals={"type": "object", "additionalProperties": COUNT},
                rules=array(rule), findings=array(finding))
-    return whole("advice/1", "a cnncost.advice/1 document: the design guidelines, priced",
+    return whole("advice/2", "a cnncost.advice/2 document: the design guidelines, priced",
                  root, change=change)
 
 
@@ -210,7 +212,7 @@ _KINDS = (
                  sweep_schema,
                  (("sweep", "lenet5", "--set", "res=8,32", *_JSON),  # res=8 fails
                   ("sweep", "lenet5", "--mode", "train", "--batch", "1,2", *_JSON))),
-    DocumentKind("advice", "cnncost.advice/1", "the design guidelines, priced: advise",
+    DocumentKind("advice", "cnncost.advice/2", "the design guidelines, priced: advise",
                  advice_schema, (("advise", "lenet5", *_JSON),)),
     DocumentKind("bench", "cnncost.bench/1", "measured inference: bench", bench_schema,
                  ((*_BENCH, "--per-layer"),)),
