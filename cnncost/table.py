@@ -376,15 +376,14 @@ class CostTable:
     layers: tuple[CostRow, ...] = field(metadata=_text(
         {"type": "array", "items": ref("layer"), "title": "a list of layers"}))
     totals: Totals = field(metadata=_text(ref("totals")))
-    uncounted: Mapping[str, int] = field(default_factory=dict, metadata=TEXT)
+    uncounted: Mapping[str, int] = field(default_factory=dict)
     description: str = field(default="", metadata=TEXT)
     # --set values as given: a number, bool, string or a list of them
     vars: Mapping[str, Any] = field(default_factory=dict, metadata=_text(
         {"type": "object", "additionalProperties": ref("set_value")}))
     input_given: bool = field(default=False, metadata=TEXT)
     # or "cpu": real tensors (a forward that needs real values)
-    counted_on: str = field(default="meta", metadata={DRIFT: False,
-                                                      **_one_of(("meta", "cpu"))})
+    counted_on: str = field(default="meta", metadata=_one_of(("meta", "cpu")))
     counted_on_reason: str = field(default="", metadata=TEXT)
     # or "train": one training step (cnncost.count.train)
     mode: str = field(default="inference", metadata=_one_of(m.value for m in Mode))
