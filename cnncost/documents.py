@@ -19,6 +19,7 @@ from typing import Any
 
 from cnncost import table
 from cnncost.count.conventions import OPTIMIZERS
+from cnncost.review import ADDED, CHANGED, REMOVED, STATUSES
 from cnncost.schema import document_schema, ref
 
 
@@ -195,7 +196,76 @@ def roofline_schema() -> dict[str, Any]:
                  "(a cache)", root)
 
 
+def _review(command: str, where: Mapping[str, Any], title: str) -> dict[str, Any]:
+    """``check``'s and ``diff``'s document (cnncost.review.Review.to_dict)."""
+    any_value: dict[str, Any] = {}  # a figure, a shape, a list of shapes, present/missing
+    change = obj(field=STR, old=any_value, new=any_value, change=FIGURE, ratio=FIGURE)
+    changes = array(ref("change"))
+    layer = obj(name=STR, status={"enum": [ADDED, CHANGED, REMOVED]}, changes=changes)
+    breach = obj(field=STR, ceiling=NUMBER, ceiling_text=STR, value=NUMBER, over=NUMBER,
+                 ratio=FIGURE, where=STR)
+    model = obj(path=STR, model=STR, source=STR, status={"enum": list(STATUSES)},
+                differences=COUNT, updated=BOOL,
+                figures={"type": "object", "additionalProperties": obj(old=any_value,
+                                                                       new=any_value)},
+                recipe=changes, totals=changes, layers=array(layer), budget=array(breach),
+                error=TEXT_OR_NULL)
+    root = obj(schema={"const": f"cnncost.{command}/1"}, command={"const": command}, **where,
+               tolerance=NUMBER, budgets=TEXT_OR_NULL, updated=BOOL,
+               status={"enum": ["ok", "drift", "over_budget", "error"]},
+               exit_code={"enum": [0, 1, 2]},
+               summary=obj(reports=COUNT, **dict.fromkeys(STATUSES, COUNT)),
+               unreported=array(STR), models=array(model))
+    return whole(f"{command}/1", f"a cnncost.{command}/1 document: {title}", root,
+                 change=change)
+
+
+def check_schema() -> dict[str, Any]:
+    """``cnncost check --format json``."""
+    return _review("check", {"reports": STR}, "committed reports against a recount")
+
+
+def diff_schema() -> dict[str, Any]:
+    """``cnncost diff --format json``."""
+    return _review("diff", {"base": STR, "head": STR}, "two folders (or files) of reports")
+
+
+def predict_schema() -> dict[str, Any]:
+    """``cnncost predict --format json`` (cnncost.predict.model.Prediction.to_dict)."""
+    calibration = obj(key=STR, device=STR, device_name=STR, threads=COUNT, torch=STR,
+                      measured_at=STR, load_avg=FIGURE, samples=COUNT, path=STR)
+    totals = obj(latency_ms=NUMBER, layers_ms=NUMBER, overhead_ms=NUMBER, uncertainty=NUMBER,
+                 images_per_s=FIGURE, macs=COUNT, layers_outside_range=COUNT)
+    layer = obj(name=STR, kind=STR, op_class=STR, latency_ms=NUMBER, share=FIGURE,
+                uncertainty=NUMBER, in_range=BOOL, note=STR)
+    root = obj(schema={"const": "cnncost.predict/1"}, model=STR, source=STR, input=SHAPE,
+               dtype=DTYPE, calibration=calibration, totals=totals, layers=array(layer))
+    return whole("predict/1", "a cnncost.predict/1 document: predicted latency per layer",
+                 root)
+
+
+def calibration_schema() -> dict[str, Any]:
+    """A calibration (``cnncost calibrate``'s cache file; cnncost.predict.calibration), whose
+    fitted predictors ``cnncost.predict.calibration.load`` checks number by number."""
+    error = obj(median=FIGURE, p90=FIGURE, rms=FIGURE)
+    fitted = obj(optional=("baseline_error",), extra=True, baseline=array(NUMBER),
+                 trees={}, method=STR, samples=COUNT, ranges=array(array(NUMBER)),
+                 error=error, baseline_error=error)
+    root = obj(schema={"const": "cnncost.calibration/1"}, key=STR, device=STR,
+               device_name=STR, dtype=DTYPE, threads=COUNT, torch_version=STR,
+               measured_at=STR, budget_s=NUMBER, elapsed_s=NUMBER, load_avg=FIGURE,
+               load_avg_after=FIGURE, trees=TEXT_OR_NULL, overhead_s=NUMBER,
+               features=array(STR),
+               classes={"type": "object", "additionalProperties": fitted},
+               samples={"type": "object", "additionalProperties": array(array(NUMBER))})
+    return whole("calibration/1", "a cnncost.calibration/1 document: a machine's latency "
+                 "predictors (cnncost calibrate's cache)", root)
+
+
 _JSON = ("--format", "json")
+# One calibration (the shortest, on one thread), then a prediction with it.
+_PREDICT = (("calibrate", "--device", "cpu", "--threads", "1", "--max-time", "5"),
+            ("predict", "lenet5", "--device", "cpu", "--threads", "1", *_JSON))
 _BENCH = ("bench", "lenet5", "--device", "cpu", "--max-time", "0.01", "--min-samples", "1",
           *_JSON)
 _KINDS = (
@@ -221,6 +291,18 @@ _KINDS = (
                  ((*_BENCH, "--train"),)),
     DocumentKind("roofline", "cnncost.roofline/1",
                  "the machine's measured roofs (bench's cache)", roofline_schema, (_BENCH,)),
+    DocumentKind("check", "cnncost.check/1", "committed reports against a recount: check",
+                 check_schema, (("report", "lenet5", "--out", "reports"),
+                                ("check", "reports", *_JSON))),
+    DocumentKind("diff", "cnncost.diff/1", "two folders (or files) of reports: diff",
+                 diff_schema, (("report", "lenet5", "alexnet", "--out", "base"),
+                               ("report", "lenet5", "--set", "classes=9", "--out", "head"),
+                               ("diff", "base", "head", *_JSON))),
+    DocumentKind("predict", "cnncost.predict/1", "predicted latency per layer: predict",
+                 predict_schema, _PREDICT),
+    DocumentKind("calibration", "cnncost.calibration/1",
+                 "a machine's latency predictors (calibrate's cache)", calibration_schema,
+                 _PREDICT),
 )
 DOCUMENTS: dict[str, DocumentKind] = {}
 for _kind in _KINDS:

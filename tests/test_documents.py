@@ -33,8 +33,8 @@ REPORT = json.loads((ROOT / "reports" / "lenet5.json").read_text())
 
 
 def _slow_if_measured(kind: DocumentKind) -> Any:
-    """bench's examples measure (torch, a calibration, timing): the slow tier."""
-    measured = any(argv[0] == "bench" for argv in kind.examples)
+    """Examples that measure this machine (torch, timing, a calibration): the slow tier."""
+    measured = any(argv[0] in ("bench", "calibrate") for argv in kind.examples)
     return pytest.param(kind, id=kind.name, marks=[pytest.mark.slow] if measured else [])
 
 
@@ -62,25 +62,41 @@ def test_schema_is_valid_and_printed(kind: DocumentKind) -> None:
         assert json.loads(result.stdout) == schema
 
 
-def _documents(folder: Path, stdout: str) -> list[Any]:
-    texts = [stdout, *(p.read_text() for p in sorted(folder.rglob("*.json")))]
-    return [json.loads(t) for t in texts if t.lstrip().startswith("{")]
+_RUNS: dict[tuple[tuple[str, ...], ...], list[Any]] = {}
+
+
+@pytest.fixture
+def run_examples(tmp_path_factory: pytest.TempPathFactory):
+    """The documents a kind's example commands write (stdout, and files in the folder they
+    run in or the cache folder), run once per session for each sequence of examples."""
+
+    def run(examples: tuple[tuple[str, ...], ...]) -> list[Any]:
+        if examples not in _RUNS:
+            folder = tmp_path_factory.mktemp("examples")
+            texts = []
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("XDG_CACHE_HOME", str(folder / "cache"))
+                mp.chdir(folder)
+                for argv in examples:
+                    result = CliRunner().invoke(app, list(argv))
+                    assert result.exit_code == 0, (argv, result.output)
+                    texts.append(result.stdout)
+            texts += [p.read_text() for p in sorted(folder.rglob("*.json"))]
+            _RUNS[examples] = [json.loads(t) for t in texts if t.lstrip().startswith("{")]
+        return _RUNS[examples]
+
+    return run
 
 
 @pytest.mark.parametrize("kind", [_slow_if_measured(k) for k in KINDS])
-def test_examples_write_documents_that_follow_the_schema(
-        kind: DocumentKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
+def test_examples_write_documents_that_follow_the_schema(kind: DocumentKind,
+                                                         run_examples: Any) -> None:
+    docs = [d for d in run_examples(kind.examples) if d.get("schema") == kind.id]
+    assert docs, f"{kind.name}: its examples wrote no {kind.id} document"
     schema = kind.schema()
-    for argv in kind.examples:
-        result = CliRunner().invoke(app, list(argv))
-        assert result.exit_code == 0, (argv, result.output)
-        docs = [d for d in _documents(tmp_path, result.stdout) if d.get("schema") == kind.id]
-        assert docs, f"`cnncost {' '.join(argv)}` wrote no {kind.id} document"
-        for doc in docs:
-            assert captured.document_problems(doc, " ".join(argv)) == []
-            validate(doc, schema)  # cnncost's own validator agrees
+    for doc in docs:
+        assert captured.document_problems(doc, kind.name) == []
+        validate(doc, schema)  # cnncost's own validator agrees
 
 
 def test_the_kinds_are_listed_and_an_unknown_kind_is_one_line() -> None:
