@@ -13,7 +13,7 @@ from its dataclasses in a module this one may import: ``table``, ``schema``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,10 @@ def obj(optional: tuple[str, ...] = (), extra: Any = False, **props: Any) -> dic
     if extra is not True:
         out["additionalProperties"] = extra
     return out
+
+
+def _counts(keys: Iterable[str]) -> dict[str, Any]:
+    return dict.fromkeys(keys, COUNT)
 
 
 def array(items: Any) -> dict[str, Any]:
@@ -214,7 +218,7 @@ def _review(command: str, where: Mapping[str, Any], title: str) -> dict[str, Any
                tolerance=NUMBER, budgets=TEXT_OR_NULL, updated=BOOL,
                status={"enum": ["ok", "drift", "over_budget", "error"]},
                exit_code={"enum": [0, 1, 2]},
-               summary=obj(reports=COUNT, **dict.fromkeys(STATUSES, COUNT)),
+               summary=obj(reports=COUNT, **_counts(STATUSES)),
                unreported=array(STR), models=array(model))
     return whole(f"{command}/1", f"a cnncost.{command}/1 document: {title}", root,
                  change=change)

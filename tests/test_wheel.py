@@ -190,6 +190,7 @@ RUNS: dict[str, Callable[[Path], list[list[str]]]] = {
     "explain": lambda w: [["explain", "textbook/dwsep_6x6x3"]],
     "sweep": lambda w: [["sweep", "resnet50", "--set", "res=128..256:64"]],
     "plot": lambda w: [["plot", "alexnet", "vgg16", "--output", str(w / "cmp.png")]],
+    "schema": lambda w: [["schema", "report"]],
 }
 WRITES: dict[str, Callable[[Path], list[Path]]] = {
     "advise": lambda w: [w / "advice"],
