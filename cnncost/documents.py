@@ -109,8 +109,9 @@ def sweep_schema() -> dict[str, Any]:
     value = {"type": ["number", "boolean"]}
     axis = obj(vars=array(STR), values=array(array(value)))
     # Each metric is a key of the point (count or null where the point failed).
-    point = obj(extra=nullable(COUNT), index=COUNT, ok=BOOL,
+    point = obj(optional=("latency_ms",), extra=nullable(COUNT), index=COUNT, ok=BOOL,
                 vars={"type": "object", "additionalProperties": value},
+                latency_ms=FIGURE,  # --latency: predicted (cnncost predict)
                 ratios={"type": "object", "additionalProperties": FIGURE},
                 error=TEXT_OR_NULL)
     exponent = obj(var=STR, metric=STR, exponent=FIGURE, r2=FIGURE, points=COUNT,
@@ -129,10 +130,12 @@ def advice_schema() -> dict[str, Any]:
     changes = {"type": "object", "additionalProperties": ref("change")}
     # The model's receptive field and the one right after the rewritten layers, apart.
     receptive = obj(model=ref("change"), layers=ref("change"), layers_at=STR)
-    finding = obj(rule=STR, goal=STR, guideline=STR, lecture=STR, layers=array(STR),
-                  source=STR, shared=TEXT_OR_NULL, found=STR, rewrite=STR,
+    finding = obj(optional=("latency_ms",), rule=STR, goal=STR, guideline=STR, lecture=STR,
+                  layers=array(STR), source=STR, shared=TEXT_OR_NULL, found=STR, rewrite=STR,
                   expected=TEXT_OR_NULL, changes_function=BOOL, note=STR, saving=NUMBER,
                   effect=changes, layer_effect=changes, receptive_field=receptive,
+                  # --latency: the model's predicted milliseconds before and after
+                  latency_ms=obj(before=NUMBER, after=NUMBER, ratio=FIGURE),
                   spec_file=STR)
     rule = obj(name=STR, goal=STR, guideline=STR, threshold=STR)
     root = obj(schema={"const": "cnncost.advice/2"}, model=STR, source=STR, input=SHAPE,
@@ -152,27 +155,38 @@ ROOFLINE: dict[str, Any] = dict(key=STR, device=STR, device_name=STR, dtype=STR,
                 torch_version=STR, measured_at=STR, load_avg=FIGURE)
 
 
+# The calibration a prediction used (cnncost predict; bench --predict).
+CALIBRATION = obj(key=STR, device=STR, device_name=STR, threads=COUNT, torch=STR,
+                  measured_at=STR, load_avg=FIGURE, samples=COUNT, path=STR)
+
+
 def _bench(kind: str, title: str, own: Mapping[str, Any], run: Mapping[str, Any],
            **defs: Any) -> dict[str, Any]:
     """A benchmark's document (cnncost.measure.bench.bench_document): the model, the
-    machine's settings, ``own``, torch's version, the roofline, notes and ``run``s."""
-    root = obj(schema={"const": f"cnncost.{kind}"}, model=STR, source=STR, device=STR,
-               device_name=STR, dtype=DTYPE, threads=COUNT, channels_last=BOOL, **own,
-               torch=STR, roofline=obj(**ROOFLINE, ridge=NUMBER, from_cache=BOOL),
-               notes=array(STR), runs=array(run))
+    machine's settings, ``own``, torch's version, the roofline, notes and ``run``s; with
+    ``bench --predict`` the calibration its predictions used (cnncost.predict.versus)."""
+    root = obj(optional=("calibration",), schema={"const": f"cnncost.{kind}"}, model=STR,
+               source=STR, device=STR, device_name=STR, dtype=DTYPE, threads=COUNT,
+               channels_last=BOOL, **own, torch=STR,
+               roofline=obj(**ROOFLINE, ridge=NUMBER, from_cache=BOOL), notes=array(STR),
+               runs=array(run), calibration=CALIBRATION)
     return whole(kind, title, root, timing=TIMING, **defs)
 
 
 def bench_schema() -> dict[str, Any]:
     """``cnncost bench --format json`` (cnncost.measure.bench.BenchReport.to_dict)."""
-    layer = obj(name=STR, kind=STR, macs=COUNT, flops=COUNT, bytes=COUNT, intensity=FIGURE,
-                bound={"enum": ["compute", "memory"]}, predicted_s=NUMBER,
-                measured_s=FIGURE, measured_cpu_s=FIGURE, efficiency=FIGURE)
+    layer = obj(optional=("predicted_ms",), name=STR, kind=STR, macs=COUNT, flops=COUNT,
+                bytes=COUNT, intensity=FIGURE, bound={"enum": ["compute", "memory"]},
+                predicted_s=NUMBER, measured_s=FIGURE, measured_cpu_s=FIGURE,
+                efficiency=FIGURE, predicted_ms=FIGURE)  # predicted_ms: bench --predict
     memory = obj(param_bytes=COUNT, input_bytes=COUNT, peak_activation_bytes=COUNT,
                  workspace_bytes=COUNT, required_bytes=COUNT, free_bytes=nullable(COUNT),
                  limit=TEXT_OR_NULL)
-    run = obj(batch=COUNT, input=SHAPE, macs=COUNT, flops=COUNT, bytes=COUNT,
-              timing=ref("timing"), latency_ms=NUMBER, iqr_ms=NUMBER, images_per_s=FIGURE,
+    predicted = obj(latency_ms=NUMBER, uncertainty=NUMBER, ratio=FIGURE,
+                    layers_outside_range=COUNT)  # bench --predict
+    run = obj(optional=("predicted",), batch=COUNT, input=SHAPE, macs=COUNT, flops=COUNT,
+              bytes=COUNT, predicted=predicted, timing=ref("timing"), latency_ms=NUMBER,
+              iqr_ms=NUMBER, images_per_s=FIGURE,
               achieved_gflops=FIGURE, predicted_s=NUMBER, compute_only_s=NUMBER,
               memory=memory, cuda_peak_bytes=nullable(COUNT), layer_sum_s=FIGURE,
               layer_cpu_sum_s=FIGURE, layer_pass=nullable(ref("timing")),
@@ -236,14 +250,12 @@ def diff_schema() -> dict[str, Any]:
 
 def predict_schema() -> dict[str, Any]:
     """``cnncost predict --format json`` (cnncost.predict.model.Prediction.to_dict)."""
-    calibration = obj(key=STR, device=STR, device_name=STR, threads=COUNT, torch=STR,
-                      measured_at=STR, load_avg=FIGURE, samples=COUNT, path=STR)
     totals = obj(latency_ms=NUMBER, layers_ms=NUMBER, overhead_ms=NUMBER, uncertainty=NUMBER,
                  images_per_s=FIGURE, macs=COUNT, layers_outside_range=COUNT)
     layer = obj(name=STR, kind=STR, op_class=STR, latency_ms=NUMBER, share=FIGURE,
                 uncertainty=NUMBER, in_range=BOOL, note=STR)
     root = obj(schema={"const": "cnncost.predict/1"}, model=STR, source=STR, input=SHAPE,
-               dtype=DTYPE, calibration=calibration, totals=totals, layers=array(layer))
+               dtype=DTYPE, calibration=CALIBRATION, totals=totals, layers=array(layer))
     return whole("predict/1", "a cnncost.predict/1 document: predicted latency per layer",
                  root)
 
