@@ -184,7 +184,8 @@ def bench_schema() -> dict[str, Any]:
                  limit=TEXT_OR_NULL)
     predicted = obj(latency_ms=NUMBER, uncertainty=NUMBER, ratio=FIGURE,
                     layers_outside_range=COUNT)  # bench --predict
-    run = obj(optional=("predicted",), batch=COUNT, input=SHAPE, macs=COUNT, flops=COUNT,
+    run = obj(optional=("predicted",), runtime={"enum": ["torch", "onnxruntime"]},
+              batch=COUNT, input=SHAPE, macs=COUNT, flops=COUNT,
               bytes=COUNT, predicted=predicted, timing=ref("timing"), latency_ms=NUMBER,
               iqr_ms=NUMBER, images_per_s=FIGURE,
               achieved_gflops=FIGURE, predicted_s=NUMBER, compute_only_s=NUMBER,
