@@ -93,6 +93,38 @@ FORMULA_SAMPLES: dict[str, list[Call]] = {
     "bmm": [c("default", t(2, 3, 4), t(2, 4, 5), macs=2 * 3 * 5 * 4)],
     "baddbmm": [c("default", t(2, 3, 5), t(2, 3, 4), t(2, 4, 5), macs=2 * 3 * 5 * 4,
                   elem=2 * 3 * 5)],
+    "addmm_": [c("default", t(3, 5), t(3, 4), t(4, 5), macs=3 * 5 * 4, elem=3 * 5)],
+    "baddbmm_": [c("default", t(2, 3, 5), t(2, 3, 4), t(2, 4, 5), macs=2 * 3 * 5 * 4,
+                   elem=2 * 3 * 5)],
+    # addbmm sums the B products into one M x N: B x M x N x K MACs + M x N adds
+    "addbmm": [c("default", t(3, 5), t(2, 3, 4), t(2, 4, 5), macs=2 * 3 * 5 * 4,
+                 elem=3 * 5)],
+    "addbmm_": [c("default", t(3, 5), t(2, 3, 4), t(2, 4, 5), macs=2 * 3 * 5 * 4,
+                  elem=3 * 5)],
+    # (M x K) @ (K): M x K MACs; addmv adds M values; a dot of two K-vectors: K MACs
+    "mv": [c("default", t(3, 4), t(4), macs=3 * 4)],
+    "addmv": [c("default", t(3), t(3, 4), t(4), macs=3 * 4, elem=3)],
+    "addmv_": [c("default", t(3), t(3, 4), t(4), macs=3 * 4, elem=3)],
+    "dot": [c("default", t(5), t(5), macs=5)],
+    "vdot": [c("default", t(5), t(5), macs=5)],
+    # M + u v^T: (M x 1) @ (1 x N), M x N MACs, + M x N adds (as addmm's bias)
+    "addr": [c("default", t(3, 4), t(3), t(4), macs=3 * 4, elem=3 * 4)],
+    "addr_": [c("default", t(3, 4), t(3), t(4), macs=3 * 4, elem=3 * 4)],
+    # F.bilinear's call: x1 (N=2, in1=3), W (out=5, in1=3, in2=4), x2 (2, 4); x1 with W over
+    # in1: N x out x in1 x in2 = 120, then with x2 over in2: N x out x in2 = 40
+    "_trilinear": [c("default", t(2, 3), t(5, 3, 4), t(2, 4), [1, 3], [0], [1, 2], [2, 3],
+                     macs=2 * 5 * 3 * 4 + 2 * 5 * 4)],
+    # 2 batches of 3 x 5 pairs of 4-coordinate rows: a MAC per coordinate, a subtraction
+    # per coordinate and a root per pair
+    "_cdist_forward": [c("default", t(2, 3, 4), t(2, 5, 4), 2.0, None, macs=2 * 3 * 5 * 4,
+                         elem=2 * 3 * 5 * (4 + 1)),
+                       c("default", t(3, 4), t(5, 4), 1.0, None, macs=3 * 5 * 4,
+                         elem=3 * 5 * (4 + 1))],
+    # by matrix product, per batch of 2: norms (3 + 5) x 4, product 3 x 5 x (4 + 2) MACs;
+    # x1 x -2 (3 x 4), clamp and root per pair (2 x 3 x 5)
+    "_euclidean_dist": [c("default", t(2, 3, 4), t(2, 5, 4),
+                          macs=2 * (3 * 5 * (4 + 2) + (3 + 5) * 4),
+                          elem=2 * (3 * 4 + 2 * 3 * 5))],
     # batch norm: 2 per element at inference, 5 in training
     "native_batch_norm": [c("default", *BN, False, 0.1, 1e-5, elem=2 * 96),
                           c("default", *BN, True, 0.1, 1e-5, elem=5 * 96)],
@@ -311,6 +343,13 @@ ZERO_SAMPLES: dict[str, list[Call]] = {
     "gather": [c("default", t(4, 3), 1, t(4, 2, dtype=torch.int64))],
     "embedding": [c("default", t(10, 3), t(2, 4, dtype=torch.int64))],
     "repeat": [c("default", t(2, 3), [2, 2])], "arange": [c("default", 5, device=DEV)],
+    "index": [c("Tensor", t(4, 3), [t(2, dtype=torch.int64)])],
+    "_unsafe_index": [c("Tensor", t(4, 3), [t(2, dtype=torch.int64)])],
+    # F.unfold's patches as columns: 2x2 windows of a 1x2x3x3 input, (1, 2 x 4, 4)
+    "im2col": [c("default", t(1, 2, 3, 3), [2, 2], [1, 1], [0, 0], [1, 1])],
+    "complex": [c("default", t(2, 3), t(2, 3))],
+    "roll": [c("default", t(2, 3), [1])], "flip": [c("default", t(2, 3), [0])],
+    "tril": [c("default", t(3, 3))], "triu": [c("default", t(3, 3), 1)],
     # a training step's: gradients of a slice or select (zeros, the slice copied in),
     # dropout's random mask
     "new_empty_strided": [c("default", X, [4, 5], [5, 1])],

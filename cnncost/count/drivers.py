@@ -11,10 +11,12 @@ backward (cnncost.count.train).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -207,14 +209,54 @@ def _counter(train: bool) -> CostCounterMode:
 
 def _execute(counter: CostCounterMode, forward: Callable[[], Any], label: str,
              weights: Iterable[torch.Tensor] = ()) -> StepRecord | None:
-    """Run ``forward`` under the counter: without autograd, or as a whole training step
-    (``weights``: the input, parameters and buffers, whose storages are not activations)."""
-    if isinstance(counter, TrainCounterMode):
-        counter.exclude(weights)
-        return run_step(counter, forward, label)
-    with torch.no_grad(), counter:
-        forward()
+    """Run ``forward`` under the counter (on the plain kernels): without autograd, or as a
+    whole training step (``weights``: the input, parameters and buffers, whose storages are
+    not activations)."""
+    with plain_kernels():
+        if isinstance(counter, TrainCounterMode):
+            counter.exclude(weights)
+            return run_step(counter, forward, label)
+        with torch.no_grad(), counter:
+            forward()
     return None
+
+
+@contextmanager
+def plain_kernels() -> Iterator[None]:
+    """Attention and recurrent layers on their plain paths, and compiled functions eager,
+    while a count runs.
+
+    On real CPU tensors PyTorch picks fused kernels the meta device never takes: one op for
+    a whole scaled-dot-product attention (``_scaled_dot_product_flash_attention_for_cpu``),
+    for nn.MultiheadAttention's inference fast path (``_native_multi_head_attention``,
+    projections included) and for each LSTM layer (``mkldnn_rnn_layer``). Each would reach
+    the counter as a single op of its own, where meta shows the matrix products, softmax
+    and gates it is made of. With the math attention backend, the attention fast path off
+    and oneDNN off, a count on CPU runs the same ATen ops as one on meta: the same formulas
+    count them, and the two agree. (oneDNN off changes which kernel computes a convolution
+    on CPU, not the ``aten.convolution`` call the counter sees.)
+
+    A ``torch.compile``'d function called by the forward runs eagerly (the compiler's
+    "force_eager" stance), so the counter sees its ATen ops as any other's, with nothing
+    compiled; where torch._dynamo is not loaded yet nothing is compiled so far, and the
+    counter keeps itself out of sight of a compile that starts mid-count
+    (cnncost.count.mode). Process-wide flags, put back afterwards.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    mkldnn = torch._C._get_mkldnn_enabled()  # torch.backends.mkldnn.enabled's own calls
+    eager: Any = contextlib.nullcontext()
+    if "torch._dynamo" in sys.modules:  # importing it costs seconds: only when it is there
+        eager = torch.compiler.set_stance("force_eager")
+    try:
+        torch.backends.mha.set_fastpath_enabled(False)
+        torch._C._set_mkldnn_enabled(False)
+        with sdpa_kernel(SDPBackend.MATH), eager:
+            yield
+    finally:
+        torch._C._set_mkldnn_enabled(mkldnn)
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 def _trainable(modules: Iterable[nn.Module], elem: int) -> Trainable:

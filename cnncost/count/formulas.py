@@ -95,6 +95,9 @@ SAME: ShapeRule = _same_rule
 REDUCE: ShapeRule = _reduce_rule
 
 # Ops that move, view or allocate data but compute nothing: counted as 0 without a warning.
+# (The torch engine also counts as 0 any other view, in-place view or factory, by its
+# schema: cnncost.count.mode._computes_nothing.) im2col copies patches into columns
+# (F.unfold); complex interleaves two tensors; index is advanced indexing, x[mask].
 _ZERO_COST_NAMES = """
 view _unsafe_view reshape alias t transpose permute expand squeeze
 unsqueeze flatten unflatten slice narrow select split split_with_sizes chunk
@@ -109,6 +112,7 @@ expand_as view_as sym_size lift _local_scalar_dense item
 new_empty_strided slice_backward select_backward bernoulli bernoulli_
 unsafe_split unsafe_split_with_sizes unsafe_chunk
 index_select gather embedding repeat arange
+index _unsafe_index im2col complex roll flip tril triu
 """
 ZERO_COST_OPS: frozenset[str] = frozenset(f"aten::{n}" for n in _ZERO_COST_NAMES.split())
 
@@ -192,7 +196,7 @@ def _linear_factors(m: int, n: int, k: int) -> Factors:
     return Factors((m, n), (k,), None, (k, n))
 
 
-@register_formula("addmm", shape=lambda bias, a, b, *_, **__: (a[0], b[1]))
+@register_formula("addmm", "addmm_", shape=lambda bias, a, b, *_, **__: (a[0], b[1]))
 def addmm_macs(bias: Shape, a: Shape, b: Shape, *_: Any, out_shape: Shape,
                **__: Any) -> OpCost:
     """Linear with bias: (M x K) @ (K x N) = M x N x K MACs, plus M x N bias adds."""
@@ -214,12 +218,133 @@ def bmm_macs(a: Shape, b: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCost
     return OpCost(factors.macs, 0, factors)
 
 
-@register_formula("baddbmm", shape=lambda bias, a, b, *_, **__: (a[0], a[1], b[2]))
+@register_formula("baddbmm", "baddbmm_", shape=lambda bias, a, b, *_, **__: (a[0], a[1], b[2]))
 def baddbmm_macs(bias: Shape, a: Shape, b: Shape, *_: Any, out_shape: Shape,
                  **__: Any) -> OpCost:
     """Batched matrix product with an added tensor: B x M x N x K MACs + B x M x N adds."""
     cost = bmm_macs(a, b, out_shape=out_shape)
     return OpCost(cost.macs, _n(out_shape), cost.factors)
+
+
+@register_formula("addbmm", "addbmm_", shape=lambda bias, a, b, *_, **__: (a[1], b[2]))
+def addbmm_macs(bias: Shape, a: Shape, b: Shape, *_: Any, out_shape: Shape,
+                **__: Any) -> OpCost:
+    """A batch of products summed into one (B x M x K) @ (B x K x N) -> M x N, plus a tensor:
+    B x M x N x K MACs (every output accumulates B x K products) + M x N adds."""
+    factors = Factors((a[1], b[2]), (a[0], a[2]))
+    return OpCost(factors.macs, _n(out_shape), factors)
+
+
+@register_formula("mv", shape=lambda a, v, *_, **__: (a[0],))
+def mv_macs(a: Shape, v: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCost:
+    """Matrix-vector product (M x K) @ (K) = M x K MACs."""
+    factors = Factors((a[0],), (a[1],))
+    return OpCost(factors.macs, 0, factors)
+
+
+@register_formula("addmv", "addmv_", shape=lambda bias, a, v, *_, **__: (a[0],))
+def addmv_macs(bias: Shape, a: Shape, v: Shape, *_: Any, out_shape: Shape,
+               **__: Any) -> OpCost:
+    """Matrix-vector product plus a vector: (M x K) @ (K) = M x K MACs, + M adds."""
+    factors = Factors((a[0],), (a[1],))
+    return OpCost(factors.macs, a[0], factors)
+
+
+@register_formula("dot", "vdot", shape=lambda a, b, *_, **__: ())
+def dot_macs(a: Shape, b: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCost:
+    """Dot product of two K-vectors: K MACs."""
+    if len(a) != 1 or a != b:
+        raise ValueError(f"dot of {a} and {b}")
+    factors = Factors((1,), (a[0],))
+    return OpCost(factors.macs, 0, factors)
+
+
+@register_formula("addr", "addr_", shape=lambda m, u, v, *_, **__: (u[0], v[0]))
+def addr_macs(m: Shape, u: Shape, v: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCost:
+    """Outer product added to a matrix, M + u v^T: a product of (M x 1) @ (1 x N), so
+    M x N MACs (K = 1), + M x N adds, as addmm counts its bias."""
+    factors = Factors((u[0], v[0]), (1,))
+    return OpCost(factors.macs, u[0] * v[0], factors)
+
+
+def _trilinear_dims(i1: Shape, i2: Shape, i3: Shape, expand1: Sequence[int],
+                    expand2: Sequence[int], expand3: Sequence[int],
+                    sumdim: Sequence[int]) -> tuple[list[int], list[set[int]], set[int]]:
+    """``_trilinear``'s dims: each one's size, the dims each input has (the others are
+    inserted, size 1), and the summed ones."""
+    total = len(i1) + len(expand1)
+    if len(i2) + len(expand2) != total or len(i3) + len(expand3) != total:
+        raise ValueError("_trilinear inputs of different ranks")
+    sizes, own = [1] * total, []
+    for shape, expand in ((i1, expand1), (i2, expand2), (i3, expand3)):
+        dims = [d for d in range(total) if d not in expand]
+        for d, n in zip(dims, shape, strict=True):
+            sizes[d] = n
+        own.append(set(dims))
+    return sizes, own, set(sumdim)
+
+
+def _trilinear_shape(i1: Shape, i2: Shape, i3: Shape, expand1: Sequence[int],
+                     expand2: Sequence[int], expand3: Sequence[int], sumdim: Sequence[int],
+                     *_: Any, **__: Any) -> Shape:
+    """``_trilinear``: the product's dims, less the summed ones."""
+    sizes, _own, summed = _trilinear_dims(i1, i2, i3, expand1, expand2, expand3, sumdim)
+    return tuple(n for d, n in enumerate(sizes) if d not in summed)
+
+
+@register_formula("_trilinear", shape=_trilinear_shape)
+def trilinear_macs(i1: Shape, i2: Shape, i3: Shape, expand1: Sequence[int],
+                   expand2: Sequence[int], expand3: Sequence[int], sumdim: Sequence[int],
+                   *_: Any, out_shape: Shape, **__: Any) -> OpCost:
+    """``_trilinear`` (nn.Bilinear, F.bilinear) as ATen computes it: two contractions.
+
+    First i1 with i2, summed over the summed dims i3 lacks: one MAC per point of the dims
+    i1 or i2 has; then that with i3, summed over the rest: one MAC per point of the dims
+    left or i3 has. nn.Bilinear(in1, in2, out) on N rows: N x out x in1 x in2 + N x out x
+    in2 MACs (= N x out x in2 x (in1 + 1)); its bias is a separate add.
+    """
+    sizes, (d1, d2, d3), summed = _trilinear_dims(i1, i2, i3, expand1, expand2, expand3,
+                                                   sumdim)
+    first = d1 | d2
+    left = {d for d in first if d not in summed or d in d3}
+    macs = math.prod(sizes[d] for d in first) + math.prod(sizes[d] for d in left | d3)
+    return OpCost(macs)
+
+
+def _pairwise_shape(x1: Shape, x2: Shape, *_: Any, **__: Any) -> Shape:
+    """Pairwise distances of (..., P, M) and (..., R, M) rows: (..., P, R), broadcast."""
+    lead = shapes.broadcast(x1[:-2], x2[:-2])
+    if lead is None:
+        raise ValueError(f"pairwise distances of {x1} and {x2}")
+    return (*lead, x1[-2], x2[-2])
+
+
+@register_formula("_cdist_forward", shape=_pairwise_shape)
+def cdist_macs(x1: Shape, x2: Shape, *_: Any, out_shape: Shape, **__: Any) -> OpCost:
+    """p-norm distances between the P rows of x1 and the R rows of x2 (M coordinates each):
+    per pair and coordinate a subtraction and a multiply-accumulate (|d|^p summed; a
+    square for p = 2), then one root per pair: B x P x R x M MACs + B x P x R x (M + 1)
+    FLOPs. NB: |d|^p for p other than 2 is counted as one multiply like the square."""
+    factors = Factors(out_shape[-2:], (x1[-1],), _lead(out_shape))
+    return OpCost(factors.macs, _n(out_shape) * (x1[-1] + 1), factors)
+
+
+@register_formula("_euclidean_dist", shape=_pairwise_shape)
+def euclidean_dist_macs(x1: Shape, x2: Shape, *_: Any, out_shape: Shape,
+                        **__: Any) -> OpCost:
+    """Euclidean distances by matrix product (torch.cdist on more than 25 rows): as ATen
+    computes it, the squared norms of every row (P x M + R x M MACs), the product of the
+    rows padded with their norms and ones ((P x (M + 2)) @ ((M + 2) x R): P x R x (M + 2)
+    MACs), x1 scaled by -2 (P x M), then a clamp and a root per pair (2 x P x R), per batch."""
+    batch = math.prod(out_shape[:-2])
+    p, r, m = x1[-2], x2[-2], x1[-1]
+    factors = Factors((p, r), (m + 2,), _lead(out_shape))
+    return OpCost(factors.macs + batch * (p + r) * m, batch * (p * m + 2 * p * r), factors)
+
+
+def _lead(out_shape: Shape) -> int | None:
+    """The batch of a pairwise op's (..., P, R) output as a leading factor (None: none)."""
+    return math.prod(out_shape[:-2]) if len(out_shape) > 2 else None
 
 
 # --------------------------------------------------------------------------- normalisation

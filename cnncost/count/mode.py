@@ -103,10 +103,30 @@ def _op_info(func: Any) -> _OpInfo:
         elementwise = SHAPE_RULES.get(name) is BROADCAST
         inplace = (elementwise and name.endswith("_") and len(aliases) == 1
                    and aliases[0] and first is not None and first.is_write)
-        info = _OpInfo(name, FORMULAS.get(name), name in ZERO_COST_OPS, aliases,
+        info = _OpInfo(name, FORMULAS.get(name),
+                       name in ZERO_COST_OPS or _computes_nothing(func, schema), aliases,
                        not any(aliases), inplace, elementwise)
         _OP_INFO[func] = info
     return info
+
+
+def _computes_nothing(func: Any, schema: Any) -> bool:
+    """Ops zero-cost by their schema, beyond the ones ZERO_COST_OPS names (an op with a
+    formula is counted by it all the same):
+
+    - views: every output aliases an input it does not write (``view_as_real``,
+      ``diagonal``, ``unfold``), and the in-place views, which only rewrite an input's
+      sizes and strides (``transpose_``, ``squeeze_``: ATen tags them ``inplace_view``);
+    - factories: no tensor among the arguments, the values made from nothing (``arange``,
+      ``linspace``, ``eye``, ``scalar_tensor``).
+    """
+    returns = schema.returns
+    if returns and all(r.alias_info is not None and not r.alias_info.is_write
+                       for r in returns):
+        return True
+    if torch.Tag.inplace_view in func.tags:
+        return True
+    return bool(returns) and not any("Tensor" in str(a.type) for a in schema.arguments)
 
 
 # The caches (see the module docstring): per op and argument metadata.
@@ -179,7 +199,7 @@ class CostCounterMode(TorchDispatchMode):
     def _should_skip_dynamo(cls) -> bool:
         # TorchDispatchMode wraps __torch_dispatch__ in torch._dynamo.disable by default:
         # that imports torch._dynamo on the first op (seconds) and adds a wrapper to every
-        # op. Counting never compiles anything, so the wrapper buys nothing here.
+        # op. The handler is kept out of dynamo's sight another way (_invisible_to_dynamo).
         return False
 
     def __init__(self) -> None:
@@ -198,6 +218,7 @@ class CostCounterMode(TorchDispatchMode):
         # while counting, every run frees tensors at the same points: the same peak.
         self._gc_was_enabled = gc.isenabled()
         gc.disable()
+        _invisible_to_dynamo(type(self).__torch_dispatch__)
         super().__enter__()
         return self
 
@@ -304,6 +325,38 @@ class CostCounterMode(TorchDispatchMode):
 
     def _release(self, nbytes: int) -> None:
         self.live -= nbytes
+
+
+def _invisible_to_dynamo(handler: Any) -> None:
+    """Keep torch.compile out of the counter's handler and of everything it calls.
+
+    A ``torch.compile``'d function called inside a forward (torchvision's Python
+    ``roi_align``, a user's own) runs eagerly while a dispatch mode is on the stack, so the
+    counter sees its ATen ops as any other. But the mode leaves the stack while its handler
+    runs, and dynamo, still active for the compiled call, then traces the handler itself
+    (the counter's caches and weakref bookkeeping) and fails on its own guards. Marking the
+    handler's code "skip, and skip everything it calls" (what ``torch._dynamo.disable`` does,
+    without importing torch._dynamo: seconds, and a wrapper on every op) hides it. Marked
+    at every count: ``torch._dynamo.reset()`` forgets such marks.
+    """
+    if _SKIP is not None:
+        with suppress(Exception):
+            _SKIP[0](handler.__code__, _SKIP[1])
+
+
+def _skip_strategy() -> tuple[Any, Any] | None:
+    """torch's C hook that marks a code object for dynamo, and the "skip recursively" mark
+    (None where this torch has neither: nothing to hide from then)."""
+    try:
+        from torch._C._dynamo import eval_frame
+
+        skip = eval_frame._FrameAction.SKIP
+        return eval_frame.set_code_exec_strategy, eval_frame._FrameExecStrategy(skip, skip)
+    except (ImportError, AttributeError):
+        return None
+
+
+_SKIP = _skip_strategy()
 
 
 def tensors(tree: Any) -> list[torch.Tensor]:
