@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -251,6 +252,9 @@ BAD = {
         0, len(FEATURES)),
     "short sample": lambda d: d["samples"]["bn"].append([1.0]),
     "other features": lambda d: d.update(features=["macs"]),
+    "zero scale": lambda d: d["context"].update(scale=0.0),
+    "short network": lambda d: d["context"]["networks"].append([1.0, 2.0]),
+    "bad context error": lambda d: d["context"].update(error={"median": -1}),
 }
 
 
@@ -284,7 +288,7 @@ def test_an_unreadable_calibration_is_refused_by_name(text: str, tmp_path: Path)
 
 
 def test_schema_is_named() -> None:
-    assert _calibration().to_dict()["schema"] == SCHEMA == "cnncost.calibration/1"
+    assert _calibration().to_dict()["schema"] == SCHEMA == "cnncost.calibration/2"
 
 
 # --------------------------------------------------------------------------- predictions
@@ -324,6 +328,39 @@ def test_a_layer_outside_the_calibrated_range_says_so() -> None:
     assert p.layers[0].note == "outside the calibrated range: cin 3 < 8"
     assert not p.layers[0].in_range and p.layers[1].in_range
     assert p.outside == (p.layers[0],)
+
+
+def test_a_layer_in_context_is_scaled_and_pays_its_share_of_the_model() -> None:
+    a, b, c = 2e-6, 1e-11, 1e-10
+    cal = _calibration({n: _fitted([a, b, c]) for n in class_names()})
+    context = {"scale": 1.25, "per_layer_s": 4e-6, "networks": [],
+               "error": {"median": 0.03, "p90": 0.07, "rms": 0.05}, "isolated_error": None}
+    cal = replace(cal, context=context)
+    p = predict_table(count_spec(parse_spec(SMALL, "<t>"), 1, "float32"), cal)
+    conv = a + b * 221184 + c * (3 * 1024 + 8 * 1024 + 8 * 3 * 9) * 4  # as above
+    assert p.layers[0].latency_ms == pytest.approx((1.25 * conv + 4e-6) * 1e3)
+    assert p.uncertainty == pytest.approx(0.07)  # the networks' held-out p90
+
+
+def test_context_fit_recovers_scale_per_layer_and_call() -> None:
+    rng = random.Random(2)
+    sums = [rng.uniform(1e-4, 1e-1) for _ in range(20)]
+    layers = [float(rng.randint(10, 300)) for _ in range(20)]
+    ys = [1.2 * s + 5e-6 * n + 3e-5 for s, n in zip(sums, layers, strict=True)]
+    assert fit.fit_context(sums, layers, ys) == pytest.approx((1.2, 5e-6, 3e-5), rel=1e-6)
+    assert all(e == pytest.approx(0, abs=1e-9) for e in fit.context_held_out(sums, layers, ys))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_networks_compile_within_their_bound(seed: int) -> None:
+    from cnncost.count.analytic import count_totals
+    from cnncost.predict.kernels import MAX_NETWORK_MACS, network
+
+    kernel = network(random.Random(seed))
+    spec = parse_spec(kernel.spec, "<network>")
+    assert count_totals(spec, kernel.batch).macs <= MAX_NETWORK_MACS
+    rows = count_spec(spec, kernel.batch, "float32").layers
+    assert all(not layer_features(r, 4).stand_in for r in rows)
 
 
 def test_a_dtype_not_calibrated_is_refused() -> None:

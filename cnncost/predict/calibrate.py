@@ -8,9 +8,13 @@ Method (after nn-Meter's adaptive data sampling, Zhang et al., MobiSys 2021):
    did not see it (k-fold), and the time left is spent where the held-out error is high: on
    the classes with the largest error, on new kernels drawn near (in log-feature space) their
    worst-predicted samples;
-3. **Fit**: each class's predictor on all its samples (``cnncost.predict.fit``), and the cost
-   of one whole-model call beyond its layers (a compiled spec of one identity layer, against
-   that layer's call).
+3. **Networks** (a sixth of the budget): random whole CNNs made of the same families of layers
+   (``kernels.network``), each timed as ``bench`` times a model;
+4. **Fit**: each class's predictor on all its samples (``cnncost.predict.fit``); then, on the
+   networks, what a layer costs inside a model beyond its isolated prediction (a scale and a
+   time per layer: the caches it shares, the graph's own calls) and the cost of the
+   whole-model call, each network predicted by a fit without it for the held-out error. With
+   too few networks the call is a compiled spec of one identity layer against that layer.
 
 Every kernel is a one-layer spec counted by the analytic engine (its features come from the
 same code as a predicted layer's), built by the same layer factories a benchmark builds, and
@@ -23,6 +27,7 @@ a calibration on a shared machine then measures the work, not the other processe
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -44,7 +49,7 @@ from cnncost.measure.timing import Budget, Progress, time_fn
 from cnncost.predict import fit
 from cnncost.predict.calibration import Calibration, calibration_key
 from cnncost.predict.features import FEATURES, layer_features
-from cnncost.predict.kernels import OP_CLASSES, Kernel
+from cnncost.predict.kernels import OP_CLASSES, Kernel, network
 from cnncost.spec import LayerSpec, ModelSpec, parse_spec
 
 DEFAULT_MAX_TIME = 180.0
@@ -54,6 +59,8 @@ MIN_MAX_TIME = 5.0
 KERNEL_BUDGET = Budget(min_samples=5, min_time=0.02, max_time=0.1, warmup_time=0.01,
                        max_samples=200)
 PRIOR_SHARE = 0.5  # of the budget, before the adaptive rounds
+NETWORK_SHARE = 0.15  # random whole networks, for what a layer costs in context
+MIN_NETWORKS = 8  # fewer: no context fit (a layer is its isolated prediction)
 FIT_SHARE = 0.1  # kept for the final fit
 ADAPTIVE_ROUNDS = 3
 POOL = 8  # prior draws per new adaptive kernel, of which the nearest to a bad sample is kept
@@ -168,6 +175,8 @@ class Calibrator:
         self.samples = _Samples.empty()
         self.t0 = time.perf_counter()
         self.use_trees = options.trees and fit.sklearn_version() is not None
+        # random networks: each layer's (class, features, calls), and the measured seconds
+        self.networks: list[tuple[list[tuple[str, tuple[float, ...], int]], float]] = []
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -239,6 +248,44 @@ class Calibrator:
                 continue
         return _nearest(pool, [targets[i % len(targets)] for i in range(wanted)])
 
+    def network_round(self, until: float) -> None:
+        """Random whole networks (``kernels.network``), each compiled and timed as ``bench``
+        times a model, until ``until``."""
+        timer = self.timer
+        while self.elapsed() < until:
+            kernel = network(self.rng)
+            spec = parse_spec(kernel.spec, "<network>")
+            table = count_spec(spec, kernel.batch, timer.dtype)
+            layers = [(f.op_class, f.values, f.calls)
+                      for f in (layer_features(r, timer.elem) for r in table.layers)]
+            gm = build_module(spec, device=timer.device, dtype=timer.dtype)
+            x = torch.randn((kernel.batch, *spec.input_shape), device=timer.device).to(
+                timer.dtype)
+            self.networks.append((layers, timer.median(functools.partial(gm, x))))
+            self._tick("calibrating: networks")
+
+    def fit_context(self, classes: dict[str, dict[str, Any]],
+                    overhead: float) -> tuple[dict[str, Any], float]:
+        """What the layers' isolated predictions miss inside the networks (a scale, a time per
+        layer, a time per call), and its held-out error; the call's time."""
+        sums, counts, ys = [], [], []
+        for layers, seconds in self.networks:
+            sums.append(sum(fit.predict_seconds(classes[c], x) * calls
+                            for c, x, calls in layers if c in classes))
+            counts.append(float(sum(calls for _, _, calls in layers)))
+            ys.append(seconds)
+        context: dict[str, Any] = {**fit.NO_CONTEXT, "networks": [
+            list(v) for v in zip(sums, counts, ys, strict=True)], "error": None,
+            "isolated_error": fit.error_summary(
+                [math.log((s + overhead) / y) for s, y in zip(sums, ys, strict=True)])
+            if ys else None}
+        if len(ys) < MIN_NETWORKS:
+            return context, overhead
+        scale, per_layer, call = fit.fit_context(sums, counts, ys)
+        context.update(scale=scale, per_layer_s=per_layer,
+                       error=fit.error_summary(fit.context_held_out(sums, counts, ys)))
+        return context, call
+
     def fit_all(self) -> dict[str, dict[str, Any]]:
         classes = {}
         for name in OP_CLASSES:
@@ -268,11 +315,13 @@ def calibrate(options: CalibrateOptions = CalibrateOptions(),
         overhead = timer.overhead()
         budget = options.max_time
         run.prior_round(budget * PRIOR_SHARE)
+        run.network_round(budget * (PRIOR_SHARE + NETWORK_SHARE))
         span = budget * (1 - FIT_SHARE) - run.elapsed()
         for r in range(ADAPTIVE_ROUNDS):
             run.adaptive_round(run.elapsed() + span / ADAPTIVE_ROUNDS if r < ADAPTIVE_ROUNDS - 1
                                else budget * (1 - FIT_SHARE))
         classes = run.fit_all()
+        context, overhead = run.fit_context(classes, overhead)
     name = device_name(device)
     threads_key = threads if device.type == "cpu" else 0
     key = calibration_key(machine_key(device.type, name, dtype_name(dt), threads_key),
@@ -282,7 +331,7 @@ def calibrate(options: CalibrateOptions = CalibrateOptions(),
         key=key, device=device.type, device_name=name, dtype=dtype_name(dt),
         threads=threads_key, torch_version=torch.__version__,
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        overhead_s=overhead, classes=classes,
+        overhead_s=overhead, classes=classes, context=context,
         samples={n: [[*x, y] for x, y in zip(run.samples.xs[n], run.samples.ys[n],
                                              strict=True)]
                  for n in OP_CLASSES if run.samples.ys[n]},

@@ -24,7 +24,7 @@ from cnncost.errors import CnnCostError
 from cnncost.io import cache_dir, read_text, write_atomic
 from cnncost.predict.features import FEATURES, class_names
 
-SCHEMA = "cnncost.calibration/1"
+SCHEMA = "cnncost.calibration/2"
 FOLDER = "calibration"
 SIZE_LIMIT = 32 << 20
 MAX_TREES = 2000
@@ -65,6 +65,12 @@ class Calibration:
     overhead_s: float  # one whole-model call beyond its layers' calls
     classes: dict[str, dict[str, Any]]
     samples: dict[str, list[list[float]]] = field(repr=False)
+    # What a layer costs inside a whole model beyond its isolated prediction, fitted on random
+    # networks: {"scale", "per_layer_s", "networks": [[isolated sum s, layers, measured s]],
+    # "error": held-out on the networks (None with fewer than MIN_NETWORKS), "isolated_error"}
+    context: dict[str, Any] = field(default_factory=lambda: {
+        "scale": 1.0, "per_layer_s": 0.0, "networks": [], "error": None,
+        "isolated_error": None})
     budget_s: float = 0.0
     elapsed_s: float = 0.0
     load_avg: float | None = None  # 1-minute load average before and after
@@ -79,7 +85,8 @@ class Calibration:
                 "budget_s": self.budget_s, "elapsed_s": self.elapsed_s,
                 "load_avg": self.load_avg, "load_avg_after": self.load_avg_after,
                 "trees": self.trees, "overhead_s": self.overhead_s,
-                "features": list(FEATURES), "classes": self.classes, "samples": self.samples}
+                "features": list(FEATURES), "context": self.context, "classes": self.classes,
+                "samples": self.samples}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False) + "\n"
@@ -197,7 +204,7 @@ def from_dict(doc: dict[str, Any], path: str = "") -> Calibration:
         measured_at=doc["measured_at"], overhead_s=doc["overhead_s"], classes=doc["classes"],
         samples=doc["samples"], budget_s=doc["budget_s"], elapsed_s=doc["elapsed_s"],
         load_avg=doc["load_avg"], load_avg_after=doc["load_avg_after"], trees=doc["trees"],
-        path=path)
+        context=doc["context"], path=path)
 
 
 # --------------------------------------------------------------------------- checks
@@ -236,7 +243,27 @@ def problem(doc: Any, key: str) -> str | None:
         return "trees is not text"
     if doc.get("features") != list(FEATURES):
         return "its features are not this version's"
-    return _classes_problem(doc.get("classes")) or _samples_problem(doc.get("samples"))
+    return (_context_problem(doc.get("context")) or _classes_problem(doc.get("classes"))
+            or _samples_problem(doc.get("samples")))
+
+
+def _error_problem(e: Any) -> bool:
+    return not isinstance(e, dict) or not all(_number(e.get(k), 0) for k in ("median", "p90",
+                                                                             "rms"))
+
+
+def _context_problem(ctx: Any) -> str | None:
+    if not isinstance(ctx, dict) or not _number(ctx.get("scale"), 1e-3, 1e3) or \
+            not _number(ctx.get("per_layer_s"), 0, 1.0):
+        return "context is not a scale and a time per layer"
+    nets = ctx.get("networks")
+    if not isinstance(nets, list) or len(nets) > MAX_SAMPLES or \
+            not all(_numbers(n, 3, 0) for n in nets):
+        return "context networks are not [sum, layers, seconds]"
+    for err in ("error", "isolated_error"):
+        if ctx.get(err) is not None and _error_problem(ctx[err]):
+            return f"context {err} is not median, p90 and rms >= 0"
+    return None
 
 
 def _classes_problem(classes: Any) -> str | None:
@@ -268,9 +295,7 @@ def _class_problem(fitted: Any) -> str | None:
             _numbers(r, 2) and r[0] <= r[1] for r in rng):
         return "ranges are not [low, high] per feature"
     for err in ("error", "baseline_error"):
-        e = fitted.get(err)
-        if not isinstance(e, dict) or not all(_number(e.get(k), 0) for k in ("median", "p90",
-                                                                               "rms")):
+        if _error_problem(fitted.get(err)):
             return f"{err} is not median, p90 and rms >= 0"
     return None if fitted["trees"] is None else _trees_problem(fitted["trees"])
 

@@ -48,27 +48,7 @@ def baseline_terms(x: Sequence[float]) -> tuple[float, float, float]:
 
 def fit_baseline(xs: Sequence[Sequence[float]], ys: Sequence[float]) -> list[float]:
     """Non-negative (a, b, c) of ``a + b*MACs + c*bytes`` by least squares on relative error."""
-    import numpy as np
-
-    terms = np.array([baseline_terms(x) for x in xs], dtype=float)
-    y = np.asarray(ys, dtype=float)
-    scaled = terms / y[:, None]  # relative error: (A theta) / y - 1
-    best, best_cost = [0.0, 0.0, 0.0], math.inf
-    for k in (1, 2, 3):
-        for cols in itertools.combinations(range(3), k):
-            sub = scaled[:, cols]
-            if not np.any(sub):
-                continue
-            theta, *_ = np.linalg.lstsq(sub, np.ones(len(y)), rcond=None)
-            if np.any(theta < 0) or not np.all(np.isfinite(theta)):
-                continue
-            cost = float(np.sum((sub @ theta - 1.0) ** 2))
-            if cost < best_cost:
-                best_cost = cost
-                best = [0.0, 0.0, 0.0]
-                for c, v in zip(cols, theta, strict=True):
-                    best[c] = float(v)
-    return best
+    return _nonnegative([baseline_terms(x) for x in xs], ys)
 
 
 def baseline_time(coef: Sequence[float], x: Sequence[float]) -> float:
@@ -186,3 +166,62 @@ def fit_class(xs: Sequence[Sequence[float]], ys: Sequence[float],
 
 def _rms(errors: Sequence[float]) -> float:
     return math.sqrt(sum(e * e for e in errors) / len(errors)) if errors else math.inf
+
+
+# --------------------------------------------------------------------------- in context
+
+NO_CONTEXT = {"scale": 1.0, "per_layer_s": 0.0}
+
+
+def fit_context(sums: Sequence[float], layers: Sequence[float],
+                ys: Sequence[float]) -> tuple[float, float, float]:
+    """(scale, per-layer seconds, per-call seconds) of ``y = scale x sum + per_layer x L +
+    call``, each >= 0 and the scale > 0, by least squares on relative error: what the
+    layers' isolated predictions (``sums``, over ``layers`` layers) miss inside a whole
+    model (``ys``: measured)."""
+    rows = [(s, n, 1.0) for s, n in zip(sums, layers, strict=True)]
+    coef = _nonnegative(rows, ys, required=0)
+    return coef[0], coef[1], coef[2]
+
+
+def _nonnegative(rows: Sequence[Sequence[float]], ys: Sequence[float],
+                 required: int | None = None) -> list[float]:
+    """Non-negative least squares on relative error by trying every subset of columns (a
+    few columns only); ``required``: a column every subset keeps."""
+    import numpy as np
+
+    a = np.asarray(rows, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    scaled = a / y[:, None]
+    k = a.shape[1]
+    best, best_cost = [0.0] * k, math.inf
+    for size in range(1, k + 1):
+        for cols in itertools.combinations(range(k), size):
+            if required is not None and required not in cols:
+                continue
+            sub = scaled[:, cols]
+            if not np.any(sub):
+                continue
+            theta, *_ = np.linalg.lstsq(sub, np.ones(len(y)), rcond=None)
+            if np.any(theta < 0) or not np.all(np.isfinite(theta)):
+                continue
+            cost = float(np.sum((sub @ theta - 1.0) ** 2))
+            if cost < best_cost:
+                best_cost, best = cost, [0.0] * k
+                for c, v in zip(cols, theta, strict=True):
+                    best[c] = float(v)
+    return best
+
+
+def context_held_out(sums: Sequence[float], layers: Sequence[float],
+                     ys: Sequence[float]) -> list[float]:
+    """log(predicted / measured) of each network, by a context fit without it."""
+    errors = []
+    for i in range(len(ys)):
+        keep = [j for j in range(len(ys)) if j != i]
+        if not keep:
+            return []
+        m, per, call = fit_context([sums[j] for j in keep], [layers[j] for j in keep],
+                                   [ys[j] for j in keep])
+        errors.append(math.log(max(MIN_TIME_S, m * sums[i] + per * layers[i] + call) / ys[i]))
+    return errors

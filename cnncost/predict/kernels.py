@@ -321,3 +321,92 @@ register_class("channel_shuffle", ("channel_shuffle",), "ShuffleNet's channel sh
 register_class("view", ("flatten", "dropout", "identity"),
                "layers that compute nothing at inference (a module call's overhead)", 0.01)(
     _elementwise(_view))
+
+
+# --------------------------------------------------------------------------- networks
+#
+# Whole networks made of the same families of layers, at random: what a layer costs inside a
+# model (its input just written by the layer before, the model's weights in the caches, the
+# graph's own calls) is fitted on these, timed as whole models (never on the bundled models,
+# which are what a prediction is checked against).
+
+MAX_NETWORK_MACS = 3e9  # per batch: one call well under a second
+
+
+def _act(rng: random.Random) -> str:
+    return rng.choice(("relu", "relu", "relu6", "silu", "hardswish"))
+
+
+def _conv_bn(c: int, k: int, s: int = 1, groups: int = 1) -> str:
+    return (f"{{conv: {{out: {c}, kernel: {k}, stride: {s}, padding: {k // 2}, "
+            f"groups: {groups}, bias: false}}}}, bn")
+
+
+def _net_plain(rng: random.Random, c: int, n: int) -> list[str]:
+    return [f"{{seq: [{_conv_bn(c, rng.choice((3, 3, 5)))}, {_act(rng)}]}}"]
+
+
+def _net_separable(rng: random.Random, c: int, n: int) -> list[str]:
+    k = rng.choice((3, 3, 5))
+    return [f"{{seq: [{_conv_bn(c, k, groups=c)}, {_act(rng)}, {_conv_bn(c, 1)}, "
+            f"{_act(rng)}]}}"]
+
+
+def _net_bottleneck(rng: random.Random, c: int, n: int) -> list[str]:
+    mid = max(8, 8 * round(c / rng.choice((2, 4)) / 8))
+    return [f"{{residual: [{_conv_bn(mid, 1)}, relu, {_conv_bn(mid, 3)}, relu, "
+            f"{_conv_bn(c, 1)}]}}", "relu"]
+
+
+def _net_inverted(rng: random.Random, c: int, n: int) -> list[str]:
+    e = c * rng.choice((3, 4, 6))
+    gate = rng.choice(("hardsigmoid", "sigmoid"))
+    se = (f"{{scale: [global_avg_pool, {{conv: {{out: {max(8, e // 4)}, kernel: 1}}}}, relu, "
+          f"{{conv: {{out: {e}, kernel: 1}}}}, {gate}]}}, " if rng.random() < 0.5 else "")
+    return [f"{{residual: [{_conv_bn(e, 1)}, relu6, {_conv_bn(e, 3, groups=e)}, relu6, {se}"
+            f"{_conv_bn(c, 1)}]}}"]
+
+
+def _net_dense(rng: random.Random, c: int, n: int) -> list[str]:
+    g = rng.choice((16, 32))
+    return [f"{{concat: [[], [bn, relu, {_conv_bn(g, 3)}]], name: dense{n}}}"]
+
+
+BLOCKS = (_net_plain, _net_separable, _net_bottleneck, _net_inverted, _net_dense)
+
+
+def network(rng: random.Random) -> Kernel:
+    """A random CNN: a stem, two to four stages of blocks of one family (plain, separable,
+    bottleneck, inverted residual with or without squeeze-excite, dense), each stage opened
+    by a strided conv, then a classifier."""
+    for _ in range(1000):
+        res = rng.choice((32, 48, 64, 96, 112, 128, 160, 192, 224))
+        c = channels(rng, 8, 64)
+        layers = [f"{{seq: [{_conv_bn(c, 3, 2)}, {_act(rng)}]}}"]
+        if rng.random() < 0.3:
+            layers.append("max_pool: {kernel: 3, stride: 2, padding: 1}")
+        family = rng.choice(BLOCKS)
+        for stage in range(rng.randint(2, 4)):
+            c = min(1024, c * rng.choice((1, 2, 2)))
+            layers.append(f"{{seq: [{_conv_bn(c, 3, 2 if stage else 1)}, {_act(rng)}]}}")
+            for _ in range(rng.randint(1, 3)):
+                layers += family(rng, c, len(layers))
+                if family is _net_dense:  # a dense block adds its growth; back to c channels
+                    layers.append(f"{{seq: [{_conv_bn(c, 1)}]}}")
+        layers += ["global_avg_pool", "flatten", f"linear: {{out: {rng.choice((10, 1000))}}}"]
+        kernel = Kernel(spec_text((3, res, res), layers), rng.choice((1, 1, 2, 4, 8)))
+        if _network_fits(kernel):
+            return kernel
+    raise RuntimeError("no network within bounds after 1000 draws")
+
+
+def _network_fits(kernel: Kernel) -> bool:
+    from cnncost.count.analytic import count_totals
+    from cnncost.errors import SpecError
+    from cnncost.spec import parse_spec
+
+    try:
+        totals = count_totals(parse_spec(kernel.spec, "<network>"), kernel.batch)
+    except SpecError:
+        return False
+    return totals.macs <= MAX_NETWORK_MACS

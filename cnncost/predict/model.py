@@ -67,7 +67,12 @@ class Prediction:
 
     @property
     def uncertainty(self) -> float:
-        """The layers' held-out errors weighted by their predicted times."""
+        """The whole model's: the held-out error of the calibration's random networks (their
+        90th percentile), else the layers' held-out errors weighted by their predicted
+        times."""
+        error = self.calibration.context.get("error")
+        if error is not None:
+            return float(error["p90"])
         total = self.layers_ms
         return sum(p.latency_ms * p.uncertainty for p in self.layers) / total if total else 0.0
 
@@ -126,7 +131,9 @@ def predict_layer(cal: Calibration, feats: LayerFeatures) -> LayerPrediction:
         raise UsageError(f"the calibration {cal.path or cal.key} has no fit for op class "
                          f"{feats.op_class!r} (layer {feats.name}); run `cnncost calibrate` "
                          "again")
-    seconds = predict_seconds(fitted, feats.values) * feats.calls
+    context = cal.context
+    seconds = (context["scale"] * predict_seconds(fitted, feats.values)
+               + context["per_layer_s"]) * feats.calls
     note = feats.stand_in or outside_range(fitted["ranges"], feats.values)
     return LayerPrediction(feats.name, feats.kind, feats.op_class, seconds * 1e3,
                            fitted["error"]["p90"], note)

@@ -35,9 +35,12 @@ def total_line(p: Prediction) -> str:
     out = len(p.outside)
     outside = (f"; {out} of {len(p.layers)} layers outside the calibrated range (marked *)"
                if out else "")
-    return (f"predicted {_ms(p.latency_ms)} ms ± {percent(p.uncertainty)} (held-out kernel "
-            f"error, time-weighted) = layers {_ms(p.layers_ms)} ms + model call "
-            f"{_ms(p.overhead_ms)} ms; {human(p.macs)}MACs{outside}")
+    basis = ("held-out error on the calibration's networks"
+             if p.calibration.context.get("error") is not None
+             else "held-out kernel error, time-weighted")
+    return (f"predicted {_ms(p.latency_ms)} ms ± {percent(p.uncertainty)} ({basis}) = layers "
+            f"{_ms(p.layers_ms)} ms + model call {_ms(p.overhead_ms)} ms; "
+            f"{human(p.macs)}MACs{outside}")
 
 
 def header_lines(p: Prediction) -> list[str]:
@@ -133,7 +136,22 @@ def rich_calibration(cal: Calibration, path: str) -> RenderableType:
                  Text(f"{cal.elapsed_s:.0f} s of a {cal.budget_s:.0f} s budget{load}; fit: "
                       f"baseline a + b x MACs + c x bytes per class, {trees}; model call "
                       f"{cal.overhead_s * 1e6:.1f} us"),
-                 t, Text(f"saved {path}"))
+                 t, Text(context_line(cal)), Text(f"saved {path}"))
+
+
+def context_line(cal: Calibration) -> str:
+    """What the random networks say: a layer in context, and the held-out error."""
+    ctx = cal.context
+    n = len(ctx["networks"])
+    if ctx.get("error") is None:
+        return (f"{n} random networks timed: too few to fit a layer in context; a layer is "
+                "its isolated prediction")
+    iso = ctx.get("isolated_error") or {}
+    return (f"{n} random networks: a layer in a model = {ctx['scale']:.3f} x its isolated "
+            f"time + {ctx['per_layer_s'] * 1e6:.2f} us; whole-network held-out error median "
+            f"{percent(ctx['error']['median'])}, p90 {percent(ctx['error']['p90'])} "
+            f"(isolated sums: median {percent(iso.get('median'))}, p90 "
+            f"{percent(iso.get('p90'))})")
 
 
 # --------------------------------------------------------------------------- bench --predict
