@@ -178,7 +178,8 @@ def write_atomic(path: Path | str, data: str | bytes, replace_input: bool = Fals
             raise IsADirectoryError(21, "is a folder")
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         if isinstance(data, str):
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            # backslashreplace: a lone surrogate (a spec's "\ud800") is written as that escape
+            with os.fdopen(fd, "w", encoding="utf-8", newline="", errors="backslashreplace") as fh:
                 fh.write(data)
         else:
             with os.fdopen(fd, "wb") as fh:

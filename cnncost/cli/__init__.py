@@ -28,6 +28,7 @@ from cnncost.cli import (
     analyze,
     bench,
     catalog,
+    conventions,
     export,
     plot,
     predict,
@@ -42,6 +43,8 @@ from cnncost.render.console import err_console, print_error
 
 _lazy_coercion()  # pydantic only when an option's text needs converting
 app = typer.Typer(
+    cls=conventions.CnnCostGroup,  # global options anywhere, usage errors in one line
+    context_settings=conventions.CONTEXT,  # -h is --help
     name="cnncost",
     help="What a convolutional network costs: MACs, FLOPs, parameters and memory, layer by "
     "layer, from a YAML spec, a bundled model name, any PyTorch module "
@@ -78,8 +81,9 @@ def handle_errors(fn: F) -> F:
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False
-          ) -> None:
+def _main(debug: Annotated[bool, typer.Option(
+              "--debug", help="Show tracebacks (here or after the command).")] = False,
+          version: Annotated[bool, conventions.version_option()] = False) -> None:
     _debug["on"] = debug
 
 
@@ -119,7 +123,7 @@ def main() -> None:
             and os.getcwd() not in sys.path):
         # As `python -m cnncost` would: a pkg.module:factory in the current folder imports.
         sys.path.insert(0, os.getcwd())
-    app()
+    conventions.run(app)
 
 
 if __name__ == "__main__":

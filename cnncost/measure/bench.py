@@ -38,6 +38,7 @@ from cnncost.count.drivers import count_module, count_spec
 from cnncost.errors import UsageError
 from cnncost.graph.build import META_KEY, build_module
 from cnncost.graph.walk import Step, graph_walk
+from cnncost.measure.machine import check_threads
 from cnncost.measure.memory import MemoryEstimate, check_memory
 from cnncost.measure.roofline import (
     Bound,
@@ -501,9 +502,7 @@ def bench(model_or_spec: nn.Module | str | Path | Target, batches: Sequence[int]
         raise UsageError("no batch sizes given")
     device = resolve_device(options.device)
     dt = parse_dtype(options.dtype)
-    threads = options.threads or torch.get_num_threads()
-    if threads < 1:
-        raise UsageError(f"--threads {threads}: must be at least 1")
+    threads = check_threads(options.threads or torch.get_num_threads())
     notes: list[str] = []
     load, cpus = load_average(), os.cpu_count() or 1
     if device.type == "cpu" and load is not None and load > 0.5 * cpus:

@@ -48,6 +48,7 @@ from cnncost.measure.bench import (
     finite_json,
     resolve_device,
 )
+from cnncost.measure.machine import check_threads
 from cnncost.measure.memory import InsufficientMemoryError, free_limit, workspace_bytes
 from cnncost.measure.roofline import Roofline, get_roofline, load_average
 from cnncost.measure.timing import Progress, Timing, time_fn
@@ -255,7 +256,7 @@ def bench_train(model_or_spec: nn.Module | str | Path | Target, batches: Sequenc
         raise UsageError("no batch sizes given")
     device = resolve_device(options.device)
     dt = parse_dtype(options.dtype)
-    threads = options.threads or torch.get_num_threads()
+    threads = check_threads(options.threads or torch.get_num_threads())
     if isinstance(model_or_spec, nn.Module):
         loaded: ModelSpec | nn.Module = model_or_spec
         label = source = type(model_or_spec).__name__

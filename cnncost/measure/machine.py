@@ -9,6 +9,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from cnncost.errors import UsageError
+
 
 def cpu_name() -> str:
     """The CPU model ("model name" in /proc/cpuinfo), else what the platform says."""
@@ -47,6 +49,20 @@ def default_threads() -> int:
         if text.isdigit() and int(text) > 0:
             return int(text)
     return _physical_cores() or os.cpu_count() or 1
+
+
+def check_threads(threads: int) -> int:
+    """``--threads N`` checked before torch is asked for it: at least 1 and at most the logical
+    CPUs this process may run on (more threads than CPUs wait on each other, and asking
+    OpenMP for tens of thousands ends the process), else a UsageError."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # (not Linux)
+        cpus = os.cpu_count() or 1
+    if not 1 <= threads <= cpus:
+        raise UsageError(f"--threads {threads}: expected 1 to {cpus} (the CPUs this process "
+                         "may run on)")
+    return threads
 
 
 def _physical_cores() -> int | None:

@@ -43,7 +43,7 @@ from cnncost.count.conventions import dtype_name, parse_dtype
 from cnncost.errors import SpecError, UsageError
 from cnncost.graph.build import build_module, op_args, op_target
 from cnncost.measure.bench import _cpu_settings, resolve_device
-from cnncost.measure.machine import load_average, machine_key
+from cnncost.measure.machine import check_threads, load_average, machine_key
 from cnncost.measure.roofline import device_name, element_size
 from cnncost.measure.timing import Budget, Progress, time_fn
 from cnncost.predict import fit
@@ -305,9 +305,7 @@ def calibrate(options: CalibrateOptions = CalibrateOptions(),
                          f"{MIN_MAX_TIME:g} seconds (default {DEFAULT_MAX_TIME:g})")
     device = resolve_device(options.device)
     dt = parse_dtype(options.dtype)
-    threads = options.threads or torch.get_num_threads()
-    if threads < 1:
-        raise UsageError(f"--threads {threads}: must be at least 1")
+    threads = check_threads(options.threads or torch.get_num_threads())
     load_before = load_average()
     with _cpu_settings(device, threads), torch.inference_mode():
         timer = _Timer(device, dt)  # once the threads are set

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 # C0 controls but newline and tab, DEL, C1 controls, and the bidirectional overrides and
-# isolates that reorder what a terminal shows (U+202A-U+202E, U+2066-U+2069).
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# isolates that reorder what a terminal shows (U+202A-U+202E, U+2066-U+2069); and lone
+# surrogates (U+D800-U+DFFF, from a YAML "\ud800"), which no encoding can write.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def _escaped(match: re.Match[str]) -> str:

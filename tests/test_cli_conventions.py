@@ -1,0 +1,265 @@
+"""What every command line shares (cnncost/cli/conventions.py): --version, -h, global options
+where users type them, every usage error in one `error:` line with exit 2, and output that
+cannot be written or encoded answered in one line (exit 2), never a traceback."""
+
+from __future__ import annotations
+
+import enum
+import importlib.metadata
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from cnncost.cli import app
+from cnncost.errors import CnnCostError
+
+ROOT = Path(__file__).resolve().parent.parent
+GROUP: Any = typer.main.get_command(app)
+COMMANDS = sorted(GROUP.commands)
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+def one_error_line(result: Any, *words: str) -> str:
+    """The result is exit 2 with one `error:` line on stderr (holding ``words``), no stdout."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert result.stdout == ""
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return str(lines[0])
+
+
+# --------------------------------------------------------------------------- --version, -h
+
+
+def test_version_is_the_installed_distributions() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"cnncost {importlib.metadata.version('cnncost')}\n"
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert result.stdout == f"cnncost {pyproject['project']['version']}\n"
+
+
+@pytest.mark.parametrize("args", [["--version", "analyze"], ["analyze", "resnet50", "--version"],
+                                  ["--debug", "--version"], ["--version", "--version"]])
+def test_version_with_anything_else_is_one_line(args: list[str]) -> None:
+    one_error_line(invoke(*args), "--version takes no other arguments")
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_h_is_help_everywhere(command: str | None) -> None:
+    words = [command] if command else []
+    short, long = invoke(*words, "-h"), invoke(*words, "--help")
+    assert short.exit_code == long.exit_code == 0, short.output
+    assert short.stdout == long.stdout and "-h, --help" in short.stdout
+
+
+@pytest.mark.parametrize("args", [["--debug", "analyze", "no_such_model_xyz"],
+                                  ["analyze", "no_such_model_xyz", "--debug"],
+                                  ["analyze", "--debug", "no_such_model_xyz"]])
+def test_debug_is_taken_before_or_after_the_command(args: list[str]) -> None:
+    result = invoke(*args)  # --debug: the error is raised (a traceback), not one line
+    assert isinstance(result.exception, CnnCostError), result.output
+    one_error_line(invoke(*[a for a in args if a != "--debug"]), "no_such_model_xyz")
+
+
+def test_words_after_a_double_dash_are_not_options() -> None:
+    # `--` ends the options: a --debug after it is an argument (here: a model's name)
+    one_error_line(invoke("analyze", "--", "--debug"), "--debug")
+
+
+# --------------------------------------------------------------------------- usage errors
+
+
+def _arguments(command: Any, tmp: Path) -> list[str]:
+    """A plausible value for each of a command's arguments (so that only the option is wrong)."""
+    words = []
+    for param in command.params:
+        if param.param_type_name == "argument":
+            annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+            words.append(str(tmp) if annotation is Path else "resnet50")
+    return words
+
+
+def _bad_values(param: Any) -> list[tuple[str, str]]:
+    """(value, why) pairs an option must refuse, read from its declaration: below its
+    minimum, above its maximum, not a number (a float), not one of its choices."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    bad = []
+    if low is not None:
+        bad.append((str(low - 1), "below-min"))
+        if isinstance(low, float) or annotation is float:
+            bad.append(("nan", "nan"))
+    if high is not None:
+        bad.append((str(high + 1), "above-max"))
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        bad.append(("xml", "not-a-choice"))
+    return bad
+
+
+def _option_cases() -> list[Any]:
+    cases = []
+    for name in COMMANDS:
+        command = GROUP.commands[name]
+        for param in command.params:
+            if param.param_type_name != "option" or param.is_flag:
+                continue
+            for value, why in _bad_values(param):
+                cases.append(pytest.param(name, param.opts[0], value,
+                                          id=f"{name}-{param.opts[0]}-{why}"))
+    return cases
+
+
+CASES = _option_cases()
+
+
+def test_the_option_cases_cover_the_ones_users_met() -> None:
+    # the classes issue 26 names, found by reading the commands' declarations
+    ids = {c.id for c in CASES}
+    for case in ["analyze---batch-below-min", "analyze---top-below-min",
+                 "analyze---depth-below-min", "sweep---jobs-below-min",
+                 "analyze---format-not-a-choice", "analyze---units-not-a-choice",
+                 "analyze---mode-not-a-choice", "bench---max-time-nan"]:
+        assert case in ids, case
+
+
+@pytest.mark.parametrize(("command", "option", "value"), CASES)
+def test_a_bad_option_value_is_one_error_line(command: str, option: str, value: str,
+                                              tmp_path: Path) -> None:
+    args = [command, *_arguments(GROUP.commands[command], tmp_path), option, value]
+    one_error_line(invoke(*args), option)
+
+
+@pytest.mark.parametrize("args", [
+    ["check", "reports", "--tolerance", "nan"], ["check", "reports", "--tolerance", "-1"],
+    ["check", "reports", "--limit", "0"], ["bench", "lenet5", "--max-time", "nan"],
+    ["bench", "lenet5", "--threads", "65536"], ["bench", "lenet5", "--threads", "2147483648"],
+    ["bench", "lenet5", "--threads", "0"], ["analyze", "resnet50", "--nosuch"],
+    ["analyze"], ["nosuch"], ["compare", "resnet50", "--batch", "x"],
+], ids=lambda a: " ".join(a))
+def test_usage_errors_users_met_are_one_line(args: list[str]) -> None:
+    one_error_line(invoke(*args))
+
+
+def test_threads_beyond_the_cpus_are_refused_before_torch_is_asked() -> None:
+    # `bench --threads 65536` ended in a segfault (OpenMP could not make the threads)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    line = one_error_line(invoke("bench", "lenet5", "--threads", str((cpus or 1) + 1)))
+    assert f"expected 1 to {cpus}" in line
+
+
+# --------------------------------------------------------------------------- the output
+
+
+def script(args: list[str], stdout: Any = subprocess.PIPE, shell_tail: str = "",
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m cnncost ARGS` as the console script runs (cnncost.cli.main)."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    if shell_tail:  # a redirection the shell makes: `... >&-`
+        command = " ".join(["exec", sys.executable, "-m", "cnncost", *args, shell_tail])
+        return subprocess.run(["sh", "-c", command], stdout=stdout, stderr=subprocess.PIPE,
+                              text=True, env=full_env, timeout=300, check=False)
+    return subprocess.run([sys.executable, "-m", "cnncost", *args], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, env=full_env, timeout=300,
+                          check=False)
+
+
+def assert_output_error(done: subprocess.CompletedProcess[str], why: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [f"error: cannot write the output to stdout: {why}"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+@pytest.mark.parametrize("args", [["analyze", "resnet50"], ["explain", "textbook/conv5x5"],
+                                  ["analyze", "resnet50", "-f", "json"], ["--version"],
+                                  ["--help"], ["list", "--no-totals"]])
+def test_stdout_on_a_full_device_is_one_line_exit_2(args: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        assert_output_error(script(args, stdout=full), "No space left on device")
+
+
+def test_a_closed_stdout_is_one_line_exit_2(tmp_path: Path) -> None:
+    assert_output_error(script(["analyze", "resnet50"], stdout=None, shell_tail=">&-"),
+                        "it is closed")
+    # a command that prints nothing on stdout needs none
+    done = script(["report", "lenet5", "--out", str(tmp_path)], stdout=None, shell_tail=">&-")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "lenet5.json").exists()
+
+
+def test_a_reader_gone_is_one_line_exit_2() -> None:
+    # `cnncost analyze resnet50 | true`: the reader exits before anything is written
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "cnncost", "analyze", "resnet50"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 2, err
+    assert err.splitlines() == ["error: cannot write the output to stdout: Broken pipe"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_check_with_drift_and_a_full_stdout_is_2_not_1(tmp_path: Path) -> None:
+    # exit 1 means drift; a check that could not say what drifted is exit 2
+    spec = tmp_path / "net.yaml"
+    spec.write_text("name: net\ninput: [3, 8, 8]\nvars: {c: 4}\n"
+                    "layers:\n  - conv: {out: c, kernel: 3}\n")
+    assert invoke("report", str(spec), "--out", str(tmp_path / "reports")).exit_code == 0
+    spec.write_text(spec.read_text().replace("c: 4", "c: 8"))
+    assert invoke("check", str(tmp_path / "reports")).exit_code == 1  # it drifted
+    with open("/dev/full", "w") as full:
+        assert_output_error(script(["check", str(tmp_path / "reports")], stdout=full),
+                            "No space left on device")
+
+
+def test_an_ascii_terminal_gets_escapes_not_a_traceback(tmp_path: Path) -> None:
+    spec = tmp_path / "cafe.yaml"
+    spec.write_text('name: "caf\\u00e9"\ninput: [3, 8, 8]\nlayers:\n'
+                    '  - conv: {out: 4, kernel: 3}\n', encoding="utf-8")
+    for args in (["analyze", str(spec)], ["validate", str(spec)], ["explain", str(spec)],
+                 ["analyze", str(spec), "-f", "md"], ["list", "--no-totals"]):
+        done = script(args, env={"PYTHONIOENCODING": "ascii"})
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+        if args[0] != "list":
+            assert "caf\\xe9" in done.stdout, args
+    assert "Ko\\xe7 University" in script(["list", "--no-totals"],
+                                           env={"PYTHONIOENCODING": "ascii"}).stdout
+
+
+SURROGATE_SPEC = ('name: "net\\ud800"\ndescription: "a lone \\udc00 surrogate"\n'
+                  "input: [3, 8, 8]\nlayers:\n  - conv: {out: 4, kernel: 3}\n")
+
+
+@pytest.mark.parametrize("args", [["analyze", "{spec}"], ["analyze", "{spec}", "-f", "json"],
+                                  ["analyze", "{spec}", "-f", "md"],
+                                  ["analyze", "{spec}", "-f", "html"], ["validate", "{spec}"],
+                                  ["explain", "{spec}"], ["compare", "{spec}", "{spec}"]],
+                         ids=lambda a: " ".join(a))
+def test_a_lone_surrogate_prints_escaped(args: list[str], tmp_path: Path) -> None:
+    spec = tmp_path / "net.yaml"
+    spec.write_text(SURROGATE_SPEC, encoding="utf-8")
+    words = [a.format(spec=spec) for a in args]
+    result = invoke(*words)  # in-process: the printing layer itself
+    assert result.exit_code == 0, result.output
+    assert "net\\ud800" in result.stdout
+    done = script(words)  # and as the script prints to a pipe
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "net\\ud800" in done.stdout
+    if args[0] in ("analyze", "compare"):  # and to a file (--output)
+        out = tmp_path / "out.txt"
+        assert invoke(*words, "--output", str(out)).exit_code == 0
+        assert "net\\ud800" in out.read_text(encoding="utf-8")
