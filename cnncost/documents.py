@@ -268,14 +268,17 @@ def calibration_schema() -> dict[str, Any]:
     fitted = obj(optional=("baseline_error",), extra=True, baseline=array(NUMBER),
                  trees={}, method=STR, samples=COUNT, ranges=array(array(NUMBER)),
                  error=error, baseline_error=error)
-    root = obj(schema={"const": "cnncost.calibration/1"}, key=STR, device=STR,
+    # What a layer costs inside a whole model beyond its isolated prediction (random networks)
+    context = obj(scale=NUMBER, per_layer_s=NUMBER, networks=array(array(NUMBER)),
+                  error=nullable(error), isolated_error=nullable(error))
+    root = obj(schema={"const": "cnncost.calibration/2"}, key=STR, device=STR,
                device_name=STR, dtype=DTYPE, threads=COUNT, torch_version=STR,
                measured_at=STR, budget_s=NUMBER, elapsed_s=NUMBER, load_avg=FIGURE,
                load_avg_after=FIGURE, trees=TEXT_OR_NULL, overhead_s=NUMBER,
-               features=array(STR),
+               features=array(STR), context=context,
                classes={"type": "object", "additionalProperties": fitted},
                samples={"type": "object", "additionalProperties": array(array(NUMBER))})
-    return whole("calibration/1", "a cnncost.calibration/1 document: a machine's latency "
+    return whole("calibration/2", "a cnncost.calibration/2 document: a machine's latency "
                  "predictors (cnncost calibrate's cache)", root)
 
 
@@ -317,7 +320,7 @@ _KINDS = (
                                ("diff", "base", "head", *_JSON))),
     DocumentKind("predict", "cnncost.predict/1", "predicted latency per layer: predict",
                  predict_schema, _PREDICT),
-    DocumentKind("calibration", "cnncost.calibration/1",
+    DocumentKind("calibration", "cnncost.calibration/2",
                  "a machine's latency predictors (calibrate's cache)", calibration_schema,
                  _PREDICT),
 )
