@@ -425,24 +425,30 @@ def test_a_changed_picture_is_caught(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- options
 
 
-def _options(command: str) -> set[str]:
-    """The long options of ``cnncost COMMAND`` (and the global ones)."""
+def _options(command: str | None) -> set[str]:
+    """The long options of ``cnncost COMMAND`` (and the global ones; only those for None)."""
     import typer.main
 
     group = typer.main.get_command(app)
-    names = {n for p in group.params for n in getattr(p, "opts", [])}
+    names = {n for p in group.params for n in getattr(p, "opts", [])} | {"--help"}
+    if command is None:
+        return names
     sub = group.commands[command]  # type: ignore[attr-defined]
     return names | {n for p in sub.params for n in getattr(p, "opts", [])}
 
 
 def _listed() -> list[tuple[int, str]]:
     """Every ``cnncost ...`` line of a plain fenced block (the command lists), as written,
-    comment included, split at ``&&``."""
+    comment included, split at ``&&``; in a block of ``$ `` examples, only the commands (not
+    an output line such as ``cnncost 0.1.0``)."""
     found = []
     for first, info, body in _fenced_blocks(TEXT):
         if info:
             continue
+        shell = any(line.startswith("$ ") for line in body)
         for offset, line in enumerate(body):
+            if shell and not line.startswith("$ "):
+                continue
             for part in line.lstrip("$ ").split("&&"):
                 if part.strip().startswith("cnncost "):
                     found.append((first + offset, part.strip()))
@@ -452,8 +458,8 @@ def _listed() -> list[tuple[int, str]]:
 @pytest.mark.parametrize("line,text", _listed(), ids=[f"L{n}" for n, _ in _listed()])
 def test_every_option_the_readme_names_exists(line: int, text: str) -> None:
     # the option a comment attributes to the command counts too ("--format html: a page")
-    command = text.split()[1]
-    known = _options(command)
+    command = next((w for w in text.split()[1:] if not w.startswith("-")), None)
+    known = _options(command if command and not command.startswith("#") else None)
     named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", text))
     assert named <= known, f"README.md:{line}: cnncost {command} has no " \
         f"{', '.join(sorted(named - known))}"
