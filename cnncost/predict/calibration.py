@@ -2,7 +2,7 @@
 
 One file per machine, device, threads, dtype and torch version, in the cache folder
 (``cnncost.io.cache_dir()/calibration/``), named after its key. The file is JSON (schema
-``cnncost.calibration/1``): the key and what it is made of, when and how it was measured,
+``cnncost.calibration/2``): the key and what it is made of, when and how it was measured,
 the whole-model call overhead, and per op class the fitted predictor (plain numbers: the
 baseline's coefficients, the trees' node lists), its calibrated ranges, its held-out error
 and the samples it was fitted on. Nothing in it is executed: a file that is not what
