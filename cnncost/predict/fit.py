@@ -57,12 +57,17 @@ def baseline_time(coef: Sequence[float], x: Sequence[float]) -> float:
 
 
 def sklearn_version() -> str | None:
-    """scikit-learn's version, None when it is not installed (trees are then not fitted)."""
-    try:
-        import sklearn
-    except ImportError:
+    """scikit-learn's version, None when it is not installed (trees are then not fitted);
+    read from its metadata: importing it costs seconds, paid only when trees are fitted."""
+    from importlib import metadata
+    from importlib.util import find_spec
+
+    if find_spec("sklearn") is None:
         return None
-    return str(sklearn.__version__)
+    try:
+        return metadata.version("scikit-learn")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def fit_trees(xs: Sequence[Sequence[float]], residuals: Sequence[float]) -> dict[str, Any]:
