@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--no-variants", action="store_true")
+    ap.add_argument("--calibration", type=Path, default=None,
+                    help="a calibration file instead of this machine's cached one")
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
     ap.add_argument("--plot", type=Path, default=None, help="draw predicted vs measured")
     args = ap.parse_args()
@@ -116,7 +118,7 @@ def main() -> None:
         print(f"calibration: {took:.0f} s at a {budget:.0f} s budget (target <= 300 s: "
               f"{'met' if took <= 300 else 'not met'}); {cal.sample_count} kernels; {path}")
     else:
-        cal = api.find_calibration("float32", "cpu", threads)
+        cal = api.find_calibration("float32", "cpu", threads, args.calibration)
         print(f"calibration: {cal.path} ({cal.sample_count} kernels, {cal.measured_at}, "
               f"load {cal.load_avg})")
     for name, fitted in cal.classes.items():
@@ -143,44 +145,57 @@ def main() -> None:
                 pairs.append({"model": label(name, sets), "batch": b, "macs": p.macs,
                               "predicted_ms": p.latency_ms, "uncertainty": p.uncertainty,
                               "outside": len(p.outside), "module": module, "x": x,
-                              "rounds": []})
+                              "rounds": [], "cpu_rounds": []})
         budget = Budget(min_samples=3, min_time=0.1, max_time=2.0, warmup_time=0.05)
         for r in range(args.rounds):
             for pair in pairs:
                 m, x = pair["module"], pair["x"]
-                pair["rounds"].append(time_fn(lambda m=m, x=x: m(x), device, budget).median_s)
+                t = time_fn(lambda m=m, x=x: m(x), device, budget)
+                pair["rounds"].append(t.median_s)
+                pair["cpu_rounds"].append(t.cpu_median_s)
             print(f"round {r + 1}/{args.rounds} done; load {load_average()}", flush=True)
-    report(pairs, cal, args, load_average())
+    report(pairs, args, load_average(), threads == 1)
 
 
-def report(pairs: list[dict], cal: object, args: argparse.Namespace,
-           load_after: float | None) -> None:
-    rows = []
-    print(f"\n{'model':<28} {'batch':>5} {'MACs':>9} {'measured':>10} {'predicted':>10} "
-          f"{'pred/meas':>9}  {'±':>4} out")
-    for p in pairs:
-        measured = statistics.median(p["rounds"]) * 1e3
-        ratio = p["predicted_ms"] / measured
-        rows.append({k: v for k, v in p.items() if k not in ("module", "x")}
-                    | {"measured_ms": measured, "ratio": ratio})
-        print(f"{p['model']:<28} {p['batch']:>5} {p['macs'] / 1e9:>8.2f}G {measured:>10.2f} "
-              f"{p['predicted_ms']:>10.2f} {ratio:>9.3f}  {p['uncertainty']:>4.0%} "
-              f"{p['outside']}")
-    ratios = [r["ratio"] for r in rows]
+def summary(rows: list[dict], key: str, what: str) -> None:
+    """The share within ±10% and ±20% and the rank correlations, against ``key``."""
+    ratios = [r["predicted_ms"] / r[key] for r in rows]
     within = {t: sum(abs(x - 1) <= t for x in ratios) / len(ratios) for t in (0.1, 0.2)}
-    measured = [r["measured_ms"] for r in rows]
+    measured = [r[key] for r in rows]
     rho_pred = spearman([r["predicted_ms"] for r in rows], measured)
     rho_macs = spearman([float(r["macs"]) for r in rows], measured)
-    print(f"\n{len(rows)} (model, batch) pairs: within ±10%: {within[0.1]:.0%} (target >= 90%: "
-          f"{'met' if within[0.1] >= 0.9 else 'not met'}), within ±20%: {within[0.2]:.0%}; "
-          f"median |pred/meas - 1| {statistics.median(abs(x - 1) for x in ratios):.1%}")
-    print(f"rank correlation with measured (Spearman): predicted {rho_pred:.3f} (target >= "
-          f"0.95: {'met' if rho_pred >= 0.95 else 'not met'}), MACs {rho_macs:.3f}")
+    print(f"\nagainst the {what}: {len(rows)} (model, batch) pairs within ±10%: "
+          f"{within[0.1]:.0%} (target >= 90%: {'met' if within[0.1] >= 0.9 else 'not met'}), "
+          f"within ±20%: {within[0.2]:.0%}; median |pred/meas - 1| "
+          f"{statistics.median(abs(x - 1) for x in ratios):.1%}")
+    print(f"rank correlation with the measurements (Spearman): predicted {rho_pred:.3f} "
+          f"(target >= 0.95: {'met' if rho_pred >= 0.95 else 'not met'}), MACs {rho_macs:.3f}")
+
+
+def report(pairs: list[dict], args: argparse.Namespace, load_after: float | None,
+           cpu: bool) -> None:
+    """One line per pair, then the summaries (with one thread also against CPU time)."""
+    rows = []
+    print(f"\n{'model':<28} {'batch':>5} {'MACs':>9} {'measured':>10} {'predicted':>10} "
+          f"{'pred/meas':>9}  {'±':>4} out" + ("   cpu ms  pred/cpu" if cpu else ""))
+    for p in pairs:
+        measured = statistics.median(p["rounds"]) * 1e3
+        row = {k: v for k, v in p.items() if k not in ("module", "x")}
+        row |= {"measured_ms": measured, "ratio": p["predicted_ms"] / measured}
+        line = (f"{p['model']:<28} {p['batch']:>5} {p['macs'] / 1e9:>8.2f}G {measured:>10.2f} "
+                f"{p['predicted_ms']:>10.2f} {row['ratio']:>9.3f}  {p['uncertainty']:>4.0%} "
+                f"{p['outside']:>3}")
+        if cpu:
+            row["cpu_ms"] = statistics.median(p["cpu_rounds"]) * 1e3
+            line += f" {row['cpu_ms']:>8.2f} {p['predicted_ms'] / row['cpu_ms']:>9.3f}"
+        rows.append(row)
+        print(line)
+    summary(rows, "measured_ms", "wall-clock median (what bench reports)")
+    if cpu:
+        summary(rows, "cpu_ms", "CPU-time median (one thread: the run without preemption)")
     print(f"load average after: {load_after}")
     if args.json:
-        args.json.write_text(json.dumps({"pairs": rows, "within_10": within[0.1],
-                                         "within_20": within[0.2], "spearman_predicted":
-                                         rho_pred, "spearman_macs": rho_macs}, indent=1))
+        args.json.write_text(json.dumps({"pairs": rows, "load_after": load_after}, indent=1))
     if args.plot:
         plot(rows, args.plot)
 
@@ -211,4 +226,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from cnncost.errors import CnnCostError
+
+    try:
+        main()
+    except CnnCostError as exc:
+        sys.exit(f"error: {exc}")
