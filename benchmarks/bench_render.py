@@ -42,8 +42,9 @@ from rich.table import Table  # noqa: E402
 from cnncost.api import analyze_target  # noqa: E402
 from cnncost.render import fasttable  # noqa: E402
 from cnncost.render.console import console  # noqa: E402
+from cnncost.render.cost import rich_table  # noqa: E402
 from cnncost.render.sweep import rich_sweep  # noqa: E402
-from cnncost.render.terminal import fit_width, rich_table  # noqa: E402
+from cnncost.render.terminal import fit_width  # noqa: E402
 from cnncost.sweep import run_sweep  # noqa: E402
 
 FAST_TABLE = fasttable.FastTable

@@ -53,7 +53,7 @@ def report_targets(names: Sequence[str], all_bundled: bool,
 def save_report(table: CostTable, path: Path, replace_input: bool = False) -> Path:
     """Write a report: ``path`` (the JSON baseline) and its Markdown table beside it;
     ``replace_input``: ``path`` is the report being updated (cnncost.io.guard_inputs)."""
-    from cnncost.render.formats import to_markdown
+    from cnncost.render.cost import to_markdown
 
     write_atomic(path, table.to_json(), replace_input)
     md = path.with_suffix(".md")
@@ -66,7 +66,7 @@ def save_page(table: CostTable, path: Path, folder: Path) -> Path:
     ``folder/index.html``; returns the page's path."""
     import os
 
-    from cnncost.render.html import table_page
+    from cnncost.render.cost import table_page
 
     page = path.with_suffix(".html")
     back = Path(os.path.relpath(folder / "index.html", page.parent)).as_posix()
@@ -77,7 +77,7 @@ def save_page(table: CostTable, path: Path, folder: Path) -> Path:
 def save_index(folder: Path) -> Path:
     """Write ``folder/index.html`` linking every report in the folder to its page (a report
     without a page, e.g. from an older cnncost, gets one made from its JSON)."""
-    from cnncost.render.html import index_page
+    from cnncost.render.cost import index_page
 
     entries = []
     for path, table in load_reports(folder):

@@ -278,7 +278,8 @@ def test_help_imports_neither_torch_nor_rich(args: list[str]) -> None:
 @pytest.mark.parametrize("depth", [None, 1], ids=["layers", "depth1"])
 def test_golden_analyze_table(depth: int | None, update_golden: bool) -> None:
     from cnncost.api import analyze_target
-    from cnncost.render.terminal import rich_table, to_text
+    from cnncost.render.cost import rich_table
+    from cnncost.render.terminal import to_text
 
     table = analyze_target(GOLDEN / "small_resnet.yaml")
     text = to_text(rich_table(table, depth=depth), width=120)

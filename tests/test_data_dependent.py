@@ -91,8 +91,7 @@ def test_models_without_such_ops_stay_on_meta_and_their_json_keeps_its_keys() ->
 
 def test_the_table_header_says_where_it_was_counted() -> None:
     report = cnncost.analyze(KeepPositive(), input=(3, 6, 6))
-    from cnncost.render.formats import to_markdown
-    from cnncost.render.terminal import header
+    from cnncost.render.cost import header, to_markdown
 
     assert "counted on cpu with real tensors (aten::nonzero" in header(report)
     assert "counted on cpu with real tensors" in to_markdown(report)

@@ -126,7 +126,7 @@ def _full_table() -> CostTable:
 
 
 def test_the_report_schema_declares_exactly_what_reports_hold() -> None:
-    from cnncost.render.formats import to_json
+    from cnncost.render.cost import to_json
 
     doc = json.loads(to_json(_full_table(), depth=1))  # with the --depth blocks
     schema = report_schema()

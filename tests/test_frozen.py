@@ -15,9 +15,9 @@ from torch import nn
 
 import cnncost
 from cnncost.compare import compare_tables
-from cnncost.render.compare import render_compare
-from cnncost.render.formats import Format, to_csv, to_markdown
-from cnncost.render.terminal import rich_table
+from cnncost.render.compare import render_text
+from cnncost.render.cost import rich_table, to_csv, to_markdown
+from cnncost.render.formats import Format
 from cnncost.render.terminal import to_text as text_of
 from cnncost.table import CostTable
 
@@ -74,7 +74,7 @@ def test_table_csv_markdown_and_compare_show_frozen_apart() -> None:
     assert f"{CONV:,} frozen" in to_markdown(frozen)
     plain = cnncost.analyze(net(False), input=(3, 8, 8))
     assert "frozen" not in text_of(rich_table(plain), width=140)
-    cmp = json.loads(render_compare(compare_tables([plain, frozen]), Format.JSON))
+    cmp = json.loads(render_text(compare_tables([plain, frozen]), Format.JSON))
     assert [c["key"] for c in cmp["columns"]][:2] == ["params", "frozen_params"]
     assert [m["frozen_params"] for m in cmp["models"]] == [0, CONV]
     assert [m["params"] for m in cmp["models"]] == [CONV + BN + FC, BN + FC]

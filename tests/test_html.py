@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 import cnncost
 from cnncost.cli import app
 from cnncost.compare import compare_tables
-from cnncost.render import html
+from cnncost.render import compare, cost, html, sweep
 from cnncost.table import CostTable
 
 runner = CliRunner()
@@ -123,7 +123,7 @@ def small(write_spec: Callable[..., Path]) -> Path:
 
 def test_table_page_has_every_layer_sortable(small: Path) -> None:
     table = cnncost.analyze(small)
-    text = html.table_page(table)
+    text = cost.table_page(table)
     assert_self_contained(text)
     page = Page(text)
     costs = page.table("cost-table")
@@ -143,11 +143,11 @@ def test_table_page_has_every_layer_sortable(small: Path) -> None:
 
 def test_depth_sort_and_top_shape_the_table_like_the_text_table(small: Path) -> None:
     table = cnncost.analyze(small)
-    page = Page(html.table_page(table, sort="params", top=2))
+    page = Page(cost.table_page(table, sort="params", top=2))
     rows = page.table("cost-table").rows
     assert [r[1][0] for r in rows] == ["conv1", "linear1"]
     assert [r[0][0] for r in rows] == ["1", "4"]  # the # column keeps execution order
-    blocks = Page(html.table_page(table, depth=1)).table("cost-table")
+    blocks = Page(cost.table_page(table, depth=1)).table("cost-table")
     assert blocks.head[1:3] == ["block", "layers"]
 
 
@@ -178,7 +178,7 @@ def test_cli_analyze_compare_format_html(small: Path, tmp_path: Path) -> None:
 def test_compare_page_has_charts() -> None:
     tables = [CostTable.from_json((REPORTS / f"{n}.json").read_text())
               for n in ("alexnet", "vgg16")]
-    page = Page(html.compare_page(compare_tables(tables)))
+    page = Page(compare.compare_page(compare_tables(tables)))
     assert page.tags.count("svg") == 2
     assert page.tags.count("circle") == 2  # one bubble per model
 
@@ -189,7 +189,7 @@ def test_every_committed_report_makes_a_small_complete_page(report: Path) -> Non
     """From the committed JSON (no counting): every layer's row is on the page, and the
     page stays under 2 MB however many layers the model has."""
     table = CostTable.from_json(report.read_text())
-    text = html.table_page(table)
+    text = cost.table_page(table)
     assert len(text.encode()) < 2_000_000
     rows = Page(text).table("cost-table").rows
     assert [r[1][0] for r in rows] == [layer.name for layer in table.layers]
@@ -244,7 +244,7 @@ def test_check_update_refreshes_the_page(tmp_path: Path) -> None:
 def test_sweep_page(small: Path) -> None:
     from cnncost.sweep import run_sweep
 
-    text = html.sweep_page(run_sweep(str(small), ["width=2,4,8"], batch="1,2"))
+    text = sweep.sweep_page(run_sweep(str(small), ["width=2,4,8"], batch="1,2"))
     assert_self_contained(text)
     page = Page(text)
     points = page.table("sweep-table")

@@ -18,9 +18,11 @@ import pytest
 from cnncost import fmt
 from cnncost.compare import COMPARE_SCHEMA, Column, compare_tables
 from cnncost.fmt import ratio
-from cnncost.render.compare import compare_rich, render_compare
-from cnncost.render.formats import Format, render_text
-from cnncost.render.terminal import natural_width, rich_table, to_text
+from cnncost.render import compare, cost
+from cnncost.render.compare import compare_rich
+from cnncost.render.cost import rich_table
+from cnncost.render.formats import Format
+from cnncost.render.terminal import natural_width, to_text
 from cnncost.table import SCHEMA, CostRow, CostTable, Totals, dumps, table_rows
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -56,7 +58,7 @@ def test_compare_ratios_against_first_model() -> None:
 
 
 def test_compare_json_document() -> None:
-    doc = json.loads(render_compare(compare_tables([A, B]), Format.JSON))
+    doc = json.loads(compare.render_text(compare_tables([A, B]), Format.JSON))
     assert doc["schema"] == COMPARE_SCHEMA
     assert doc["baseline"] == "a"
     assert [m["model"] for m in doc["models"]] == ["a", "b"]
@@ -71,13 +73,13 @@ def test_compare_zero_baseline_gives_no_ratio() -> None:
     zero = make_table("z", [("x", 0, 0, 0)])
     cmp = compare_tables([zero, A])
     assert cmp.ratio(1, "macs") is None
-    assert "-" in render_compare(cmp, Format.MD)
+    assert "-" in compare.render_text(cmp, Format.MD)
 
 
 def test_compare_with_column_is_the_bench_extension_point() -> None:
     cmp = compare_tables([A, B]).with_column(Column("latency_ms", "latency", "ms"), [2.0, 5.0])
     assert cmp.ratio(1, "latency_ms") == 2.5
-    rows = list(csv.DictReader(io.StringIO(render_compare(cmp, Format.CSV))))
+    rows = list(csv.DictReader(io.StringIO(compare.render_text(cmp, Format.CSV))))
     assert rows[1]["latency_ms"] == "5.0"
     assert rows[1]["latency_ms_ratio"] == "2.5"
     with pytest.raises(ValueError, match="2 models"):
@@ -86,10 +88,10 @@ def test_compare_with_column_is_the_bench_extension_point() -> None:
 
 def test_compare_csv_and_markdown_hold_exact_values() -> None:
     cmp = compare_tables([A, B])
-    rows = list(csv.DictReader(io.StringIO(render_compare(cmp, Format.CSV))))
+    rows = list(csv.DictReader(io.StringIO(compare.render_text(cmp, Format.CSV))))
     assert rows[0]["macs"] == "1500" and rows[1]["macs"] == "4000"
     assert rows[1]["macs_ratio"] == f"{4000 / 1500:.6g}"
-    md = render_compare(cmp, Format.MD)
+    md = compare.render_text(cmp, Format.MD)
     assert "| `b` | 1x3x8x8 | 300 (2.00x) | 4,000 (2.67x) |" in md
 
 
@@ -119,16 +121,16 @@ def test_depth_blocks_sum_layers() -> None:
     t = make_table("m", [("s1.a", 1, 10, 4), ("s1.b", 2, 20, 4), ("s2.a", 4, 40, 8)])
     blocks = table_rows(t, depth=1)
     assert [(b.name, b.params, b.macs) for b in blocks] == [("s1", 3, 30), ("s2", 4, 40)]
-    doc = json.loads(render_text(t, Format.JSON, depth=1))
+    doc = json.loads(cost.render_text(t, Format.JSON, depth=1))
     assert len(doc["layers"]) == 3  # json keeps every layer; blocks come apart
     assert [b["macs"] for b in doc["blocks"]] == [30, 40]
 
 
 def test_sort_and_top_in_csv_and_markdown() -> None:
     t = make_table("m", [("small", 1, 10, 4), ("big", 2, 30, 4), ("mid", 4, 20, 8)])
-    rows = list(csv.DictReader(io.StringIO(render_text(t, Format.CSV, sort="macs", top=2))))
+    rows = list(csv.DictReader(io.StringIO(cost.render_text(t, Format.CSV, sort="macs", top=2))))
     assert [r["name"] for r in rows] == ["big", "mid"]
-    md = render_text(t, Format.MD, sort="params", top=1)
+    md = cost.render_text(t, Format.MD, sort="params", top=1)
     assert "| `mid` |" in md and "| `big` |" not in md
     assert "Showing 1 of 3 rows" in md
     assert "| **total** | | | **7** | **60** |" in md  # the total stays the model's
@@ -196,7 +198,7 @@ def test_committed_report_is_what_report_writes_today(path: Path) -> None:
     lines, or any change of the document, shows here and is regenerated on purpose."""
     from cnncost.api import recheck
     from cnncost.check import load_report
-    from cnncost.render.formats import to_markdown
+    from cnncost.render.cost import to_markdown
 
     (checked,) = recheck([(path, load_report(path))])
     assert checked.current is not None, checked.error

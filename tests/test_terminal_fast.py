@@ -23,12 +23,12 @@ import cnncost
 from cnncost.api import analyze_target
 from cnncost.render import fasttable
 from cnncost.render.console import console
+from cnncost.render.cost import rich_table
+from cnncost.render.formats import Units
 from cnncost.render.terminal import (
-    Units,
     _tables,
     fit_width,
     natural_width,
-    rich_table,
     tables_width,
     to_text,
 )

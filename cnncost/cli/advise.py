@@ -39,7 +39,7 @@ def advise(
     """The lectures' design guidelines, each suggestion counted on the rewritten spec."""
     from cnncost.advise.engine import parse_saving
     from cnncost.api import advise_target
-    from cnncost.render.advice import advice_rich, render_advice
+    from cnncost.render.advice import advice_rich, render_text
     from cnncost.render.terminal import print_whole, to_text
 
     advice = advise_target(spec, parse_sets(set_), parse_saving(min_saving), latency)
@@ -47,7 +47,7 @@ def advise(
         print_whole(advice_rich(advice))
     else:
         text = to_text(advice_rich(advice)) if fmt is AdviceFormat.TABLE else (
-            render_advice(advice, fmt))
+            render_text(advice, fmt))
         write_output(text, output)
     if emit is not None:
         for finding in advice.findings:

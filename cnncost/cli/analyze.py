@@ -33,8 +33,7 @@ from cnncost.cli.options import (
 from cnncost.count.conventions import Mode
 from cnncost.errors import UsageError
 from cnncost.render.console import err_console, write_stdout
-from cnncost.render.formats import Format
-from cnncost.render.terminal import Units
+from cnncost.render.formats import Format, Units
 from cnncost.table import SORT_FIELDS
 
 
@@ -72,11 +71,11 @@ def analyze(
                            policy=parse_policy(policy), strict=strict, overrides=sets,
                            engine=engine, mode=mode.value)
     if fmt is Format.TABLE:
-        from cnncost.render.terminal import rich_table
+        from cnncost.render.cost import rich_table
 
         show(rich_table(table, units, depth, sort, top), output)
     else:
-        from cnncost.render.formats import render_text
+        from cnncost.render.cost import render_text
 
         write_output(render_text(table, fmt, depth, sort, top), output)
     if crosscheck is not None:
@@ -136,9 +135,9 @@ def compare(
 
         show(compare_rich(comparison), output)
     else:
-        from cnncost.render.compare import render_compare
+        from cnncost.render.compare import render_text
 
-        write_output(render_compare(comparison, fmt), output)
+        write_output(render_text(comparison, fmt), output)
 
 
 def explain(

@@ -93,12 +93,7 @@ def bench(
         else:
             write_output(wide_text(rendered), output)
         return
-    from cnncost.render.html import bench_page
-
-    text = {Format.JSON: result.to_json, Format.CSV: lambda: view.to_csv(result),
-            Format.MD: lambda: view.to_markdown(result, top),
-            Format.HTML: lambda: bench_page(result, top)}[fmt]()
-    write_output(text, output)
+    write_output(view.render_text(result, fmt, top), output)
 
 
 def _bench_predicted(model: str, batch: str, options: Any, input: str | None,

@@ -160,7 +160,7 @@ def advice_markdown(advice: Advice) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_advice(advice: Advice, fmt: AdviceFormat) -> str:
+def render_text(advice: Advice, fmt: AdviceFormat) -> str:
     """Text renderings (json, md); the table goes through advice_rich."""
     if fmt is AdviceFormat.JSON:
         return dumps(advice.to_dict())

@@ -1,4 +1,5 @@
-"""Renderings of a benchmark (cnncost.measure.bench): rich tables, CSV and Markdown.
+"""A benchmark (cnncost.measure.bench) in every format: rich tables, CSV, Markdown and its
+HTML page (each batch's layers on the roofline).
 
 The JSON document is ``BenchReport.to_json()`` (a result, not a rendering). No torch.
 """
@@ -8,9 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+from html import escape
 from typing import TYPE_CHECKING, Any
 
 from cnncost.fmt import human, human_bytes, ms, percent
+from cnncost.render import charts, svg
+from cnncost.render.formats import Format
+from cnncost.render.html import Col, bytes_cell, cell, chart_box, num_cell, page, sortable_table
 
 if TYPE_CHECKING:
     from cnncost.measure.bench import BenchReport, BenchRun, LayerResult
@@ -235,3 +240,87 @@ def to_markdown(report: BenchReport, top: int | None = None) -> str:
         if per and r.layer_sum_s:
             lines += ["", _layer_sum_note(r)]
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def bench_page(report: BenchReport, top: int | None = None) -> str:
+    """Measured times per batch, and each batch's layers on the machine's roofline."""
+    roof = report.roofline
+    body = [f"<h1>bench: {escape(report.model)}</h1>"]
+    body += [f'<p class="recipe">{escape(line)}</p>' for line in header_lines(report)]
+    cols = [Col("batch", True), Col("median ms", True), Col("IQR ms", True),
+            Col("images/s", True), Col("GFLOP/s", True), Col("% of peak", True),
+            Col("roofline ms", True), Col("MACs", True)]
+    rows = [[num_cell(r.batch), num_cell(r.timing.median_s * 1e3), num_cell(r.timing.iqr_s * 1e3),
+             num_cell(r.images_per_s), num_cell(r.achieved_flops / 1e9),
+             num_cell(100 * r.achieved_flops / roof.peak_flops), num_cell(r.predicted_s * 1e3),
+             num_cell(r.macs)] for r in report.runs]
+    body.append(sortable_table(cols, rows, table_id="bench-table"))
+    for run in report.runs:
+        points = [svg.Point(p.intensity, p.flops_per_s, "", "#c44e52" if p.bound == "memory"
+                            else "#4c72b0", 4.0,
+                            f"{p.name}: {p.intensity:.3g} FLOP/byte, "
+                            f"{p.flops_per_s / 1e9:.3g} GFLOP/s ({p.bound}-bound)")
+                  for p in charts.roofline_points(run)]
+        busiest = sorted(points, key=lambda p: -p.y)[:6]
+        points = [svg.Point(p.x, p.y, p.tip.split(":")[0] if p in busiest else "", p.color,
+                            p.radius, p.tip) for p in points]
+        measured = run.layer_pass is not None
+        body += [f"<h2>batch {run.batch}: layers on the roofline</h2>",
+                 chart_box(svg.loglog_chart(
+                     points, charts.Metric("intensity", "FLOP/byte", "count"),
+                     charts.Metric("flops", "FLOP/s", "count"),
+                     "measured FLOP/s per layer" if measured else
+                     "FLOP/s the roofline allows (no --per-layer timing)",
+                     roof=(roof.peak_flops, roof.bandwidth), width=760, height=460),
+                     "red: memory-bound, blue: compute-bound; 1 MAC = 2 FLOPs")]
+        body.append(_bench_layers(run, top))
+    body += [f'<p class="note">{escape(n)}</p>' for n in report.notes]
+    body.append('<p class="note">efficiency = roofline time / measured time; bytes = inputs + '
+                "weights + outputs, each touched once (a lower bound on traffic)</p>")
+    return page(f"bench: {report.model}", body)
+
+
+def _bench_layers(run: BenchRun, top: int | None) -> str:
+    per = run.layer_pass is not None
+    cols = [Col("layer"), Col("kind"), Col("FLOPs", True), Col("bytes", True),
+            Col("FLOP/byte", True), Col("bound"), Col("roofline ms", True)]
+    if per:
+        cols += [Col("measured ms", True), Col("efficiency", True)]
+    layers = list(run.layers)
+    if top:
+        layers = sorted(layers, key=lambda r: r.measured_s or r.roof.predicted_s,
+                        reverse=True)[:top]
+    rows = []
+    for lr in layers:
+        f = lr.roof
+        finite = f.intensity != float("inf")
+        cells = [cell(f.name), cell(f.kind), num_cell(f.flops), bytes_cell(f.bytes),
+                 cell(f"{f.intensity:.3g}" if finite else "inf",
+                       f.intensity if finite else None, "n"),
+                 cell(f.bound.value), num_cell(f.predicted_s * 1e3)]
+        if per:
+            cells += [cell("" if lr.measured_s is None else f"{lr.measured_s * 1e3:.4g}",
+                            None if lr.measured_s is None else lr.measured_s * 1e3, "n"),
+                      cell("" if lr.efficiency is None else f"{lr.efficiency:.0%}",
+                            lr.efficiency, "n")]
+        rows.append(cells)
+    return sortable_table(cols, rows)
+
+
+# --------------------------------------------------------------------------- every format
+
+
+def render_text(report: BenchReport, fmt: Format, top: int | None = None) -> str:
+    """Every text format of a benchmark: json (every layer), csv, md and the html page."""
+    if fmt is Format.JSON:
+        return report.to_json()
+    if fmt is Format.CSV:
+        return to_csv(report)
+    if fmt is Format.MD:
+        return to_markdown(report, top)
+    if fmt is Format.HTML:
+        return bench_page(report, top)
+    raise ValueError(f"{fmt} is not a text format")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cnncost.count.conventions import OPTIMIZERS
 from cnncost.errors import UsageError
 from cnncost.fmt import human, human_bytes, ms, percent
+from cnncost.render.formats import Format
 
 if TYPE_CHECKING:
     from cnncost.measure.bench_train import TrainBenchReport, TrainRun
@@ -114,3 +115,15 @@ def to_csv(report: TrainBenchReport) -> str:
                     "" if r.measured_peak_bytes is None else r.measured_peak_bytes,
                     "" if r.memory_ratio is None else f"{r.memory_ratio:.4g}"])
     return buf.getvalue()
+
+
+def render_text(report: TrainBenchReport, fmt: Format, top: int | None = None) -> str:
+    """Every text format of a training-step benchmark: json, csv and md (no html page)."""
+    if fmt is Format.JSON:
+        return report.to_json()
+    if fmt is Format.CSV:
+        return to_csv(report)
+    if fmt is Format.MD:
+        return to_markdown(report, top)
+    raise UsageError(f"bench --train: --format {fmt.value} is not offered (table, json, csv "
+                     "or md)")

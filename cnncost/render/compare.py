@@ -1,15 +1,19 @@
-"""Renderings of a model comparison (cnncost.compare): rich table, CSV, Markdown, JSON."""
+"""A model comparison (cnncost.compare) in every format: rich table, CSV, Markdown, JSON and
+its HTML page (a sortable table, bars side by side, MACs against parameters)."""
 
 from __future__ import annotations
 
 import csv
 import io
+from html import escape
 from typing import TYPE_CHECKING
 
 from cnncost.compare import CompareRow, Comparison
 from cnncost.fmt import human, human_bytes, ratio, shape
+from cnncost.render import charts, svg
 from cnncost.render.console import literal
 from cnncost.render.formats import Format, md_cell
+from cnncost.render.html import Col, cell, chart_box, page, scatter_points, sortable_table
 from cnncost.table import dumps
 
 if TYPE_CHECKING:
@@ -101,7 +105,7 @@ def compare_markdown(cmp: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_compare(cmp: Comparison, fmt: Format) -> str:
+def render_text(cmp: Comparison, fmt: Format) -> str:
     """Machine-readable renderings of a comparison (json, csv, md) and the html page."""
     if fmt is Format.JSON:
         return dumps(cmp.to_dict())
@@ -110,7 +114,42 @@ def render_compare(cmp: Comparison, fmt: Format) -> str:
     if fmt is Format.MD:
         return compare_markdown(cmp)
     if fmt is Format.HTML:
-        from cnncost.render.html import compare_page
-
         return compare_page(cmp)
     raise ValueError(f"{fmt} is not a text format")
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def compare_page(cmp: Comparison) -> str:
+    """Models side by side: a sortable table with ratios, bar charts and a scatter."""
+    labels = [charts.model_label(cmp, i) for i in range(len(cmp.rows))]
+    cols = [Col("model"), Col("input")]
+    for c in cmp.columns:
+        cols += [Col(c.label, True), Col("x", True)]
+    rows = []
+    for i, r in enumerate(cmp.rows):
+        cells = [cell(labels[i]), cell(shape(r.input))]
+        for c in cmp.columns:
+            v = r.values.get(c.key)
+            metric = charts.Metric(c.key, c.label, c.unit)
+            tip = "" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v:.6g}")
+            cells += [cell(metric.text(v), v, "n", tip),
+                      cell(ratio(cmp.ratio(i, c.key)), cmp.ratio(i, c.key), "n")]
+        rows.append(cells)
+    first = cmp.rows[0].model
+    macs = [r.values.get("macs") for r in cmp.rows]
+    points = scatter_points(labels, macs, [r.values.get("params") for r in cmp.rows],
+                             [r.values.get("activation_bytes") for r in cmp.rows], labels)
+    count = charts.Metric("macs", "MACs", "count")
+    body = [f"<h1>{escape(' vs '.join(r.model for r in cmp.rows))}</h1>",
+            f'<p class="recipe">x = ratio to {escape(first)}; '
+            f"{escape(charts.comparison_recipe(cmp))}</p>",
+            sortable_table(cols, rows, table_id="compare-table"),
+            "<h2>Totals side by side</h2>", chart_box(svg.compare_chart(cmp)),
+            "<h2>MACs against parameters</h2>",
+            chart_box(svg.loglog_chart(points, count, charts.Metric("params", "parameters",
+                                                                 "count"),
+                                    "MACs vs parameters"),
+                   "bubble area = activation memory")]
+    return page(f"compare: {', '.join(r.model for r in cmp.rows)}", body)

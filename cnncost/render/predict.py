@@ -221,15 +221,15 @@ def prediction_page(p: Prediction) -> str:
     """One self-contained page: the prediction's header and its layers (sortable)."""
     from html import escape
 
-    from cnncost.render.html import Col, _cell, _num, page, sortable_table
+    from cnncost.render.html import Col, cell, num_cell, page, sortable_table
 
     body = [f"<h1>predict: {escape(p.model)}</h1>"]
     body += [f'<p class="recipe">{escape(line)}</p>' for line in header_lines(p)]
     cols = [Col("layer"), Col("kind"), Col("op class"), Col("predicted ms", True),
             Col("share", True), Col("±", True), Col("note")]
-    rows = [[_cell(r.name), _cell(r.kind), _cell(r.op_class), _num(r.latency_ms),
-             _cell(percent(p.share(r)), p.share(r), "n"),
-             _cell(percent(r.uncertainty), r.uncertainty, "n"), _cell(r.note)]
+    rows = [[cell(r.name), cell(r.kind), cell(r.op_class), num_cell(r.latency_ms),
+             cell(percent(p.share(r)), p.share(r), "n"),
+             cell(percent(r.uncertainty), r.uncertainty, "n"), cell(r.note)]
             for r in p.layers]
     body.append(sortable_table(cols, rows, table_id="predict-table"))
     return page(f"predict: {p.model}", body)
@@ -243,7 +243,7 @@ def versus_page(v: Versus) -> str:
 
     from cnncost.render import charts, svg
     from cnncost.render.bench import header_lines as bench_header
-    from cnncost.render.html import Col, _cell, _chart, _num, page, sortable_table
+    from cnncost.render.html import Col, cell, chart_box, num_cell, page, sortable_table
 
     body = [f"<h1>bench --predict: {escape(v.report.model)}</h1>"]
     body += [f'<p class="recipe">{escape(line)}</p>' for line in bench_header(v.report)]
@@ -260,14 +260,14 @@ def versus_page(v: Versus) -> str:
         diagonal = [(min(span) / 2, min(span) / 2), (max(span) * 2, max(span) * 2)]
         ms = charts.Metric("ms", "measured ms", "ms")
         body += [f"<h2>batch {run.batch}: each layer, predicted against measured</h2>",
-                 _chart(svg.loglog_chart(points, ms, charts.Metric("ms", "predicted ms", "ms"),
+                 chart_box(svg.loglog_chart(points, ms, charts.Metric("ms", "predicted ms", "ms"),
                                          "predicted vs measured per layer", width=640,
                                          height=460, lines=[("#999", diagonal)]),
                         "on the grey diagonal the prediction equals the measurement")]
         cols = [Col("layer"), Col("kind"), Col("measured ms", True), Col("predicted ms", True),
                 Col("pred/meas", True)]
         body.append(sortable_table(cols, [
-            [_cell(name), _cell(kind), _num(meas), _num(pred),
-             _cell(f"{pred / meas:.2f}" if meas else "-", pred / meas if meas else None, "n")]
+            [cell(name), cell(kind), num_cell(meas), num_cell(pred),
+             cell(f"{pred / meas:.2f}" if meas else "-", pred / meas if meas else None, "n")]
             for name, kind, meas, pred in rows]))
     return page(f"bench --predict: {v.report.model}", body)

@@ -1,4 +1,5 @@
-"""Render a sweep: a rich table for the terminal, JSON, CSV and Markdown (computes nothing).
+"""A sweep in every format: a rich table for the terminal, JSON, CSV, Markdown and its HTML
+page (each metric against the swept variable; computes nothing).
 
 The JSON document (schema ``cnncost.sweep/1``; deterministic: same sweep, same bytes)::
 
@@ -28,11 +29,14 @@ from __future__ import annotations
 
 import csv
 import io
+from html import escape
 from typing import TYPE_CHECKING, Any
 
 from cnncost.fmt import human, human_bytes
 from cnncost.fmt import ratio as ratio_text
+from cnncost.render import charts, svg
 from cnncost.render.formats import Format
+from cnncost.render.html import Col, cell, chart_box, num_cell, page, sortable_table
 from cnncost.sweep import Exponent, PointResult, Sweep
 from cnncost.table import dumps
 
@@ -263,8 +267,60 @@ def render_text(sweep: Sweep, fmt: Format) -> str:
     if fmt is Format.MD:
         return to_markdown(sweep)
     if fmt is Format.HTML:
-        from cnncost.render.html import sweep_page
-
         return sweep_page(sweep)
     raise ValueError(f"{fmt} is not a text format")
 
+
+# --------------------------------------------------------------------------- HTML
+
+
+def sweep_page(sweep: Sweep) -> str:
+    """A sweep: each metric against the swept variable (log-log), the fitted exponents and
+    every point in a sortable table."""
+    chart = charts.sweep_chart(sweep)
+    body = [f"<h1>sweep: {escape(sweep.model)}</h1>",
+            f'<p class="recipe">{escape(header(sweep))}</p>',
+            f'<p class="recipe">{escape(charts.sweep_recipe(sweep))}</p>',
+            f"<h2>How cost scales with {escape(chart.x_label)}</h2>"]
+    x_metric = charts.Metric(chart.var, chart.x_label, "count")
+    panels = []
+    for metric in charts.SWEEP_METRICS:
+        colors = [f"hsl({(i * 137) % 360}, 45%, 45%)" for i in range(len(chart.series))]
+        points = [svg.Point(x, float(y), "", colors[i], 3.0,
+                            f"{chart.var}={x:g}{', ' + s.label if s.label else ''}: "
+                            f"{metric.text(y)}")
+                  for i, s in enumerate(chart.series)
+                  for x, y in zip(s.xs, s.ys[metric.key], strict=True)]
+        lines = [(colors[i], list(zip(s.xs, s.ys[metric.key], strict=True)))
+                 for i, s in enumerate(chart.series)]
+        title = f"{metric.label} {chart.fit_text(metric.key)}".strip()
+        panels.append(svg.loglog_chart(points, x_metric, metric, title, width=420,
+                                       height=300, lines=lines))
+    legend = "; ".join(f"line {i + 1}: {s.label}" for i, s in enumerate(chart.series)
+                       if s.label)
+    body.append(chart_box("".join(panels), legend or "log-log axes: a power law is a line"))
+    names = shown_vars(sweep)
+    cols = [Col("#", True), *[Col(n, True) for n in names]]
+    cols += [Col(m.label, True) for m in charts.SWEEP_METRICS]
+    rows = []
+    for r in sweep.results:
+        values = dict(r.point.values)
+        cells = [num_cell(r.point.index)]
+        cells += [cell(str(values[n]), values[n] if not isinstance(values[n], str) else None,
+                        "n") for n in names]
+        for m in charts.SWEEP_METRICS:
+            v = getattr(r, m.key) if r.ok else None
+            cells.append(cell(m.text(v) if r.ok else "failed", v, "n",
+                               f"{v:,}" if v is not None else (r.error or "")))
+        rows.append(cells)
+    fits = [[cell(var), *[cell(c, css="n") for c in cells]]
+            for var, cells in exponent_rows(sweep)]
+    body += ["<h2>Scaling exponents k in metric ∝ var^k</h2>",
+             sortable_table([Col("variable"), *[Col(LABELS[m], True) for m in sweep.metrics]],
+                            fits),
+             f"<h2>{len(sweep.results)} points</h2>",
+             sortable_table(cols, rows, table_id="sweep-table")]
+    if sweep.failed:
+        body.append('<p class="warn">' + "<br>".join(escape(line) for line in
+                                                    failure_lines(sweep)) + "</p>")
+    return page(f"sweep: {sweep.model}", body)

@@ -1,7 +1,9 @@
-"""The terminal: the rich per-layer cost table, plain-text export, and printing that never cuts.
+"""The terminal: printing that never cuts (a table wider than the terminal widens it),
+plain-text export of any rich renderable, and progress bars.
 
-Computes no cost: everything here reads finished CostTables. rich is imported where a
-table is drawn, so importing this module (as the CLI does for its option types) is cheap.
+What belongs here: how any result's rich renderable reaches a terminal, a pipe or a file;
+the renderables themselves are each result's renderer's (render.cost, render.compare, ...).
+rich is imported where something is drawn, so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -10,119 +12,13 @@ import contextlib
 import io
 import sys
 from collections.abc import Callable, Iterator
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from cnncost.fmt import counted_on_text, human, human_bytes, params_text, shape
-from cnncost.render.console import console, literal, write_stdout
-from cnncost.table import BlockRow, CostRow, CostTable, row_count, table_rows
+from cnncost.render.console import console, write_stdout
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
-
-
-class Units(str, Enum):
-    """Which compute column a table shows."""
-
-    MACS = "macs"
-    FLOPS = "flops"
-
-
-def _compute(row: CostRow | BlockRow, units: Units) -> int:
-    return row.macs if units is Units.MACS else row.flops
-
-
-def header(table: CostTable) -> str:
-    """The three lines above a cost table: recipe, exact totals, memory."""
-    if table.train:
-        from cnncost.render import train
-
-        return train.header(table)
-    t = table.totals
-    lines = [
-        f"{table.model}  input {shape(table.input)}  {table.dtype}  policy {table.policy}",
-        f"params {params_text(t.params, t.frozen_params)}  MACs {t.macs:,}  FLOPs {t.flops:,}",
-        f"activations {human_bytes(t.activation_bytes)}  peak inference memory "
-        f"{human_bytes(t.peak_memory_bytes)}  training (Adam) "
-        f"~{human_bytes(t.training_memory_bytes['adam'])}",
-    ]
-    if table.counted_on != "meta":
-        lines.append(counted_on_text(table.counted_on, table.counted_on_reason))
-    return "\n".join(lines)
-
-
-def rich_table(table: CostTable, units: Units = Units.MACS, depth: int | None = None,
-               sort: str | None = None, top: int | None = None) -> RenderableType:
-    """The per-layer table (or per-block with ``depth``) with a totals row and conventions.
-
-    Names and kinds fold onto a second line when the terminal is narrow: never truncated.
-    """
-    if table.train:
-        from cnncost.render import train
-
-        return train.rich_table(table, units, depth, sort, top)
-    from rich.console import Group
-    from rich.text import Text
-
-    rows = table_rows(table, depth, sort, top)
-    out = _cost_table(table, rows, units, depth)
-    notes: list[RenderableType] = [Text(header(table), style="bold"), out]
-    count = row_count(table, depth)
-    if len(rows) < count:
-        what = "layers" if depth is None else "blocks"
-        notes.append(Text(f"showing {len(rows)} of {count} {what}"
-                          + (f", largest {sort} first" if sort else "")
-                          + "; the total is the whole model's", style="dim"))
-    if table.uncounted:
-        ops = ", ".join(f"{op} x{n}" for op, n in sorted(table.uncounted.items()))
-        notes.append(Text(f"uncounted ops (no formula, shown as 0): {ops}", style="yellow"))
-    notes.append(Text("conventions:\n" + "\n".join(f"  - {c}" for c in table.conventions),
-                      style="dim"))
-    return Group(*notes)
-
-
-def _cost_table(table: CostTable, rows: list[CostRow] | list[BlockRow], units: Units,
-                depth: int | None) -> Table:
-    from rich import box
-    from rich.text import Text
-
-    from cnncost.render import fasttable
-
-    label = "MACs" if units is Units.MACS else "FLOPs"
-    total = _compute(table.totals, units) or 1  # type: ignore[arg-type]
-    # laid out by cnncost (the same bytes as rich's Table, several times faster)
-    out = fasttable.FastTable(box=box.SIMPLE_HEAVY, show_footer=True, title_justify="left")
-    # Names fold rather than truncate; the other columns give way first.
-    widest = min(max((len(r.name) for r in rows), default=5), 16)
-    if depth is not None:
-        out.add_column("block", footer="total", overflow="fold", min_width=widest)
-        out.add_column("layers", justify="right", footer=str(len(table.layers)), no_wrap=True)
-    else:
-        kinds = min(max((len(r.kind) for r in rows if isinstance(r, CostRow)), default=4), 6)
-        out.add_column("layer", footer="total", overflow="fold", min_width=widest)
-        out.add_column("kind", footer="", no_wrap=True, min_width=kinds)
-    out.add_column("output", footer=shape(table.input) + " in", no_wrap=True)
-    out.add_column("params", justify="right", footer=f"{table.totals.params:,}", no_wrap=True)
-    frozen = depth is None and table.totals.frozen_params > 0  # a column only where some are
-    if frozen:
-        out.add_column("frozen", justify="right", footer=f"{table.totals.frozen_params:,}",
-                       no_wrap=True)
-    out.add_column(label, justify="right", footer=human(_compute(table.totals, units)),  # type: ignore[arg-type]
-                   no_wrap=True)
-    out.add_column("share", justify="right", footer="100%", no_wrap=True)
-    out.add_column("memory", justify="right", footer=human_bytes(table.totals.activation_bytes),
-                   no_wrap=True)
-    for r in rows:
-        second = r.kind if isinstance(r, CostRow) else str(r.layers)
-        if isinstance(r, CostRow) and r.uncounted:
-            second += " [uncounted: " + ", ".join(sorted(r.uncounted)) + "]"
-        value = _compute(r, units)
-        cells = [f"{r.params:,}"] + ([f"{r.frozen_params:,}"] if isinstance(r, CostRow)
-                                     and frozen else [])
-        out.add_row(Text(literal(r.name)), Text(literal(second)), shape(r.output_shape), *cells,
-                    human(value), f"{100 * value / total:.1f}%", human_bytes(r.output_bytes))
-    return out
 
 
 # --------------------------------------------------------------------------- widths and text

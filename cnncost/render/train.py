@@ -1,7 +1,7 @@
 """Render a training step's cost table (``--mode train``): terminal, Markdown and CSV.
 
 Computes no cost: every figure is read off the table (cnncost.table.TrainCost per row,
-TrainTotals for the model). The layout follows the inference table's (render.report), with
+TrainTotals for the model). The layout follows the inference table's (render.cost), with
 the backward beside the forward: MACs of the gradient of each layer's input (dL/dx) and of
 its weights (dL/dW), and the bytes autograd saved for it.
 """
@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnncost.count.conventions import OPTIMIZERS
 from cnncost.fmt import human, human_bytes, params_text, shape
-from cnncost.render.formats import CSV_FIELDS, markdown_head, md_cell
-from cnncost.render.terminal import Units
+from cnncost.render.formats import CSV_FIELDS, Units, markdown_head, md_cell
 from cnncost.table import BlockRow, CostRow, CostTable, row_count, table_rows
 
 if TYPE_CHECKING:
@@ -154,7 +153,7 @@ def to_markdown(table: CostTable, depth: int | None = None, sort: str | None = N
 
 def write_layers(w: Any, rows: list[CostRow] | list[BlockRow]) -> None:
     """A training step's CSV rows, one per layer, with its backward's exact figures
-    (formats.to_csv writes the rest)."""
+    (cost.to_csv writes the rest)."""
     w.writerow(TRAIN_CSV_FIELDS)
     for r in rows:
         assert isinstance(r, CostRow) and r.train is not None
