@@ -92,7 +92,4 @@ def predict(
     if fmt is Format.TABLE:
         show(view.rich_prediction(p, top), output)
         return
-    text = {Format.JSON: lambda: view.to_json(p), Format.CSV: lambda: view.to_csv(p, top),
-            Format.MD: lambda: view.to_markdown(p, top),
-            Format.HTML: lambda: view.prediction_page(p)}[fmt]()
-    write_output(text, output)
+    write_output(view.render_text(p, fmt, top), output)

@@ -9,6 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from cnncost.fmt import human, percent, shape
+from cnncost.render.formats import Format
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -112,6 +113,19 @@ def to_markdown(p: Prediction, top: int | None = None) -> str:
 
 def to_json(p: Prediction) -> str:
     return json.dumps(p.to_dict(), indent=1, allow_nan=False) + "\n"
+
+
+def render_text(p: Prediction, fmt: Format, top: int | None = None) -> str:
+    """Every text format of a prediction: json (every layer), csv, md and the html page."""
+    if fmt is Format.JSON:
+        return to_json(p)
+    if fmt is Format.CSV:
+        return to_csv(p, top)
+    if fmt is Format.MD:
+        return to_markdown(p, top)
+    if fmt is Format.HTML:
+        return prediction_page(p)
+    raise ValueError(f"{fmt} is not a text format")
 
 
 def rich_calibration(cal: Calibration, path: str) -> RenderableType:
