@@ -21,8 +21,8 @@ from cnncost.errors import SpecError
 from cnncost.sources import bundled_specs
 from cnncost.spec import ModelSpec, compile_spec, load_yaml, parse_spec, resolve_extends
 from cnncost.spec.compiler import compile_top
-from cnncost.spec.context import Recording
-from cnncost.spec.reuse import Recompiler, reshaped
+from cnncost.spec.reshape import Compilation
+from cnncost.spec.reuse import Recompiler
 
 BUNDLED = bundled_specs()
 # Resolutions around the usual ones, odd ones, and ones too small for some networks.
@@ -166,19 +166,18 @@ def test_reshaped_equals_compiled_on_generated_specs(text: str, grow: int) -> No
     """Specs from every layer kind and composite (tests/test_analytic.py's generator) at
     another input size: where the reshaping is taken, it is what compiling gives."""
     doc = resolve_extends(load_yaml(text, "gen.yaml"), "gen.yaml")
-    record = Recording()
-    base = compile_spec(doc, "gen.yaml", {}, None, record)
-    c, *sizes = base.input_shape
+    spec, base = Compilation.of(doc, "gen.yaml", {})
+    c, *sizes = spec.input_shape
     other = (c, *(max(1, n + grow) for n in sizes))
     try:
         full: ModelSpec | str = compile_spec(doc, "gen.yaml", {}, other)
     except SpecError as exc:
         full = f"error: {exc}"
     try:  # the input as the Recompiler checks it, before reshaping
-        scope, in_shape, _ = compile_top(doc, "gen.yaml", {}, other)
+        top = compile_top(doc, "gen.yaml", {}, other)
     except SpecError:
         assert isinstance(full, str)
         return
-    fast = None if record.spatial_fields else reshaped(base, scope, in_shape, "gen.yaml")
+    fast = None if base is None else base.at(top)
     if fast is not None:
         _same(fast, full)

@@ -15,6 +15,8 @@ import math
 import re
 from collections import ChainMap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +86,7 @@ def compile_spec(doc: Any, file: str, overrides: Mapping[str, Any],
                  record: Recording | None = None) -> ModelSpec:
     """Compile a loaded spec document (see load_document) into a ModelSpec.
 
-    With ``record``, what the compilation depended on is noted there (cnncost.spec.reuse):
+    With ``record``, what the compilation depended on is noted there (cnncost.spec.reshape):
     the names the expressions of everything but ``vars`` and ``input`` looked up, the work
     they did, and whether fields were derived from spatial sizes.
     """
@@ -135,16 +137,32 @@ def compile_spec(doc: Any, file: str, overrides: Mapping[str, Any],
     )
 
 
+@dataclass(frozen=True)
+class Top:
+    """What a spec's top level gives at some variable values: every variable (``scope``),
+    the input shape, and the work evaluating them took."""
+
+    scope: dict[str, Any]
+    input_shape: Shape
+    work: int
+
+    @cached_property
+    def values(self) -> dict[str, str]:
+        """Each variable's value as its repr: equal reprs, equal values of the same type (1,
+        1.0 and True differ; so do -0.0 and 0.0)."""
+        return {k: repr(v) for k, v in self.scope.items()}
+
+
 def compile_top(doc: YMap, file: str, overrides: Mapping[str, Any],
-                input_shape: Sequence[int] | None = None) -> tuple[dict[str, Any], Shape, int]:
+                input_shape: Sequence[int] | None = None) -> Top:
     """The variables and the input shape compile_spec finds for ``overrides`` (a document
-    it compiled before), and the work evaluating them took; errors as compile_spec's."""
+    it compiled before); errors as compile_spec's."""
     build = Build(file, items)
     top = Ctx(build, file, "", 1, Names(""), {})
     scope = _vars(top, doc, overrides)
     build.vars = scope
     in_shape = _input(top, doc, scope, input_shape)
-    return scope, in_shape, build.budget.limit - build.budget.left
+    return Top(scope, in_shape, build.budget.limit - build.budget.left)
 
 
 def _at_key(top: Ctx, doc: YMap, key: Any) -> Ctx:

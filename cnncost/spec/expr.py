@@ -48,7 +48,7 @@ class Budget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.left = limit
-        # The names expressions looked up while this is a set (cnncost.spec.reuse records
+        # The names expressions looked up while this is a set (cnncost.spec.reshape records
         # what a compilation read, to know which variables its layers depend on).
         self.reads: set[str] | None = None
 

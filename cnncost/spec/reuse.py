@@ -1,69 +1,24 @@
 """One spec compiled at many variable values: its layers once, their shapes at each point.
 
-A sweep over the input resolution compiles the same spec a thousand times, and every time
-the expansion (which layers, their names, fields and wiring) comes out the same: only the
-shapes move. :class:`Recompiler` compiles a point in full once, recording what the layers
-depended on (``compile_spec(record=...)``): every name their expressions looked up, and
-whether a field was derived from spatial sizes (a cropping join). For the next point it
-evaluates only ``vars`` and ``input`` and reuses that compilation when it is provably the
-one compile_spec would make:
-
-- every variable the layers' expressions read has the same value (same type, same repr),
-  so every expression, condition, repeat count and name template gives the same result;
-- no field was derived from spatial sizes (crop), and the shapes are inferred again layer
-  by layer with the compiler's own functions and checks (``build_layer``,
-  ``receptive_field``, ``joined_shape``); every value's channel count (what ``in``
-  reads) comes out as before;
-- the work stays within the compilation's budget.
-
-Anything else, or any error on the way, compiles the point in full, so a failing point
-gets compile_spec's own error. The result equals ``compile_spec`` at that point field for
-field (tests/test_sweep.py holds them equal).
+:class:`Recompiler` keeps a spec's text loaded and its last few full compilations
+(:class:`~cnncost.spec.reshape.Compilation`, the compiler's reshaping phase). A point is
+evaluated at the top level only (``compile_top``: ``vars`` and ``input``) and taken from
+the first compilation that can be reshaped to it; any other point is compiled in full and
+kept. The result equals ``compile_spec`` at that point field for field (tests/test_reuse.py
+holds them equal).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from cnncost.layers import LAYERS, Built, Shape
-from cnncost.spec.compiler import (
-    build_layer,
-    compile_spec,
-    compile_top,
-    items,
-    receptive_field,
-)
-from cnncost.spec.composites import joined_shape
-from cnncost.spec.context import Build, Ctx, Names, Recording, Value
+from cnncost.spec.compiler import compile_top
 from cnncost.spec.loader import load_yaml, resolve_extends
-from cnncost.spec.model import MAX_WORK, LayerSpec, ModelSpec
+from cnncost.spec.model import ModelSpec
+from cnncost.spec.reshape import Compilation
 
 MAX_BASES = 8  # compilations kept per spec (a width x resolution sweep: one per width)
-# Layers inferred on inputs (shape, receptive field, jump each): the later stages of a
-# network see the same sizes at neighbouring resolutions. Keyed on the identity of a base's
-# layer (kept alive in the entry, so the identity is never reused) and the inputs.
-_INFERRED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-_BUILT: dict[Any, Built] = {}  # see _built
-MAX_INFERRED = 50_000
-_set = object.__setattr__
-
-
-@dataclass(frozen=True)
-class _Base:
-    """A full compilation and what it depended on."""
-
-    spec: ModelSpec
-    reads: frozenset[str]  # names the layers' expressions looked up
-    values: Mapping[str, str]  # repr of every variable's value
-    work: int  # evaluation work beyond vars and input
-
-
-def clear_caches() -> None:
-    """Forget the layers inferred so far (as in a fresh process)."""
-    _INFERRED.clear()
-    _BUILT.clear()
 
 
 class Recompiler:
@@ -73,7 +28,7 @@ class Recompiler:
         self.text, self.file = text, file
         self.input = None if input_shape is None else tuple(input_shape)
         self.doc: Any = None
-        self.bases: list[_Base] = []
+        self.bases: list[Compilation] = []
         self.reused = 0  # points whose layers came from an earlier compilation
 
     def compile(self, overrides: Mapping[str, Any]) -> ModelSpec:
@@ -84,12 +39,9 @@ class Recompiler:
         if spec is not None:
             self.reused += 1
             return spec
-        record = Recording()
-        spec = compile_spec(self.doc, self.file, dict(overrides), self.input, record)
-        if not record.spatial_fields:
-            scope = compile_top(self.doc, self.file, dict(overrides), self.input)[0]
-            self.bases.insert(0, _Base(spec, frozenset(record.names), _values(scope),
-                                       record.work))
+        spec, base = Compilation.of(self.doc, self.file, overrides, self.input)
+        if base is not None:
+            self.bases.insert(0, base)
             del self.bases[MAX_BASES:]
         return spec
 
@@ -97,122 +49,12 @@ class Recompiler:
         if not self.bases:
             return None
         try:
-            scope, in_shape, work = compile_top(self.doc, self.file, dict(overrides),
-                                                self.input)
+            top = compile_top(self.doc, self.file, dict(overrides), self.input)
         except Exception:
             return None  # compile_spec says why
-        values = _values(scope)
         for k, base in enumerate(self.bases):
-            if work + base.work > MAX_WORK or values.keys() != base.values.keys():
-                continue
-            if any(values.get(n) != base.values.get(n) for n in base.reads):
-                continue
-            spec = reshaped(base.spec, scope, in_shape, self.file)
+            spec = base.at(top)
             if spec is not None:
                 self.bases.insert(0, self.bases.pop(k))
                 return spec
         return None
-
-
-def _values(scope: Mapping[str, Any]) -> dict[str, str]:
-    """Each variable's value as its repr: equal reprs, equal values of the same type (1, 1.0
-    and True differ; so do -0.0 and 0.0, which only costs a compilation)."""
-    return {k: repr(v) for k, v in scope.items()}
-
-
-def reshaped(spec: ModelSpec, scope: Mapping[str, Any], in_shape: Shape,
-             file: str) -> ModelSpec | None:
-    """``spec``'s layers with their shapes inferred again from ``in_shape`` (None where
-    anything differs from what compiling would check or give: see the module docstring)."""
-    if len(in_shape) != len(spec.input_shape) or in_shape[0] != spec.input_shape[0]:
-        return None
-    ctx = Ctx(Build(file, items), file, "", 1, Names(""), {})
-    # value id -> (shape, receptive field, jump), as the compiler's Values hold them
-    env: dict[str, tuple[Shape, int, float]] = {"input": (in_shape, 1, 1.0)}
-    layers = []
-    if len(_INFERRED) >= MAX_INFERRED:  # a long sweep: keep what the next points are near
-        _INFERRED.clear()
-    known = _INFERRED
-    try:
-        for layer in spec.layers:
-            values = [env[k] for k in layer.inputs]
-            # A layer's step is a function of its own fields and what flows in: the same
-            # inputs as at an earlier point, the same LayerSpec (neighbouring resolutions
-            # meet the same sizes in a network's later stages).
-            key = (id(layer), *values)
-            found = known.get(key)
-            if found is None or found[0] is not layer:
-                found = known[key] = (layer, *_step(ctx, layer, values))
-            if found[1] is None:
-                return None
-            layers.append(found[1])
-            env[layer.path] = found[2]
-    except Exception:  # any failure: compiling the point in full says what
-        return None
-    return ModelSpec(
-        name=spec.name,
-        description=spec.description,
-        source=spec.source,
-        file=spec.file,
-        input_shape=in_shape,
-        vars={k: v for k, v in scope.items() if not k.startswith("_")},
-        layers=tuple(layers),
-        output=spec.output,
-        explain=spec.explain,
-        reference=spec.reference,
-    )
-
-
-def _step(ctx: Ctx, layer: LayerSpec, values: list[tuple[Shape, int, float]]
-          ) -> tuple[LayerSpec | None, tuple[Shape, int, float] | None]:
-    """``layer`` on ``values`` as compiling infers it; (None, None) where it cannot be
-    reused (an error: compiling says what it is)."""
-    if layer.built is not None:
-        shape, rf, jump = values[0]
-        built = _built(ctx, layer, shape)
-        rf, jump = receptive_field(ctx, built, Value(layer.inputs[0], shape, rf, jump))
-        out = built.out_shape
-    else:
-        op_shape = _op_shape(layer, [v[0] for v in values])
-        if op_shape is None:
-            return None, None
-        ctx.check_shape(op_shape)
-        built, out = None, op_shape
-        rf, jump = max(v[1] for v in values), max(v[2] for v in values)
-    if len(out) != len(layer.out_shape) or out[0] != layer.out_shape[0]:
-        return None, None  # a channel count moved: an expression reading `in` may differ
-    # LayerSpec(...) without the frozen dataclass's __init__ (a field at a time)
-    new = object.__new__(LayerSpec)
-    _set(new, "__dict__", {"path": layer.path, "kind": layer.kind, "params": layer.params,
-                           "inputs": layer.inputs,
-                           "in_shapes": tuple([v[0] for v in values]), "out_shape": out,
-                           "loc": layer.loc, "receptive_field": rf, "built": built})
-    return new, (out, rf, jump)
-
-
-def _built(ctx: Ctx, layer: LayerSpec, shape: Shape) -> Built:
-    """build_layer, remembered by kind, fields (their values) and input shape: the same
-    conv in every block of a stage is built once per input size."""
-    # Keyed on each field's type too: 1, 1.0 and True are equal keys, not equal fields.
-    key = (layer.kind, tuple([(k, _typed(v)) for k, v in layer.params.items()]), shape)
-    found = _BUILT.get(key)
-    if found is None:
-        if len(_BUILT) >= MAX_INFERRED:
-            _BUILT.clear()
-        found = _BUILT[key] = build_layer(ctx, LAYERS[layer.kind], layer.params, shape)
-    return found
-
-
-def _typed(value: Any) -> Any:
-    if type(value) is list:
-        return tuple([(type(v), v) for v in value])
-    return type(value), value
-
-
-def _op_shape(layer: LayerSpec, shapes: Sequence[Shape]) -> Shape | None:
-    if layer.kind == "slice":  # a split's equal channel chunks (crops never get here)
-        x, p = shapes[0], layer.params
-        return (p["length"], *x[1:]) if p.get("dim") == 0 else None
-    if layer.kind in ("add", "mul", "concat"):
-        return joined_shape(layer.kind, shapes)
-    return None

@@ -157,7 +157,7 @@ def clear_caches() -> None:
     """Forget every spec compiled and layer lowered so far in this process (as a fresh
     process: benchmarks/bench_sweep.py times sweeps from here)."""
     from cnncost.count.analytic import clear_caches as lowered
-    from cnncost.spec.reuse import clear_caches as compiled
+    from cnncost.spec.reshape import clear_caches as compiled
 
     _RECOMPILERS.clear()
     _SOURCES.clear()
