@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -25,6 +26,22 @@ if os.environ.get("CI"):
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
+# The fast tier (`pytest -m "not slow"`) leaves out the bundled nets that repeat what a
+# smaller one of their family exercises (resnet18/50 for the deeper ResNets and ResNeXt,
+# alexnet and the VGG stages for VGG, googlenet for its paper's table, mobilenetv2 and
+# mobilenetv3_small for v1 and v3_large, squeezenet1_1 for 1_0, googlenet's and squeezenet's
+# concatenations for DenseNet's): a test case parametrized over specs whose id names one of
+# these is slow.
+BIG_SPECS = frozenset({"resnet34", "resnet101", "resnet152", "resnext50_32x4d", "vgg11",
+                       "vgg16", "vgg19", "densenet121", "googlenet_paper", "mobilenetv1",
+                       "mobilenetv3_large", "squeezenet1_0"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and BIG_SPECS & set(re.split(r"[-/ .\[\]]", callspec.id)):
+            item.add_marker(pytest.mark.slow)
 
 
 # The tests never touch the user's home. Before anything is collected (test modules import

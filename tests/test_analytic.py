@@ -51,6 +51,7 @@ def test_bundled_spec_identical(name: str) -> None:
     assert_same(load_spec(BUNDLED[name]))
 
 
+@pytest.mark.slow  # oracle: the torch engine
 @pytest.mark.parametrize("name", list(BUNDLED))
 def test_bundled_spec_identical_at_other_batch_dtype_and_policy(name: str) -> None:
     spec = load_spec(BUNDLED[name])
@@ -73,6 +74,7 @@ def _other_inputs(shape: Shape) -> list[Shape]:
     return [(c, *(n + d for n in sizes)) for d in (32, 16, 8, 1, -8)]
 
 
+@pytest.mark.slow  # oracle: the torch engine
 @pytest.mark.parametrize("name", list(BUNDLED))
 def test_bundled_spec_identical_at_other_vars_and_inputs(name: str) -> None:
     """Every variable moved on its own (--set), then another input (--input)."""
@@ -371,6 +373,7 @@ def test_generators_cover_every_composite() -> None:
     assert set(COMPOSITE_ITEMS) == set(COMPOSITES)
 
 
+@pytest.mark.slow  # oracle: the torch engine
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(text=generated_specs(), batch=st.integers(1, 3),
@@ -420,6 +423,7 @@ def single_layers(draw: st.DrawFn, kind: str) -> tuple[Shape, dict[str, Any]]:
     raise AssertionError  # unreachable
 
 
+@pytest.mark.slow  # oracle: the torch engine
 @pytest.mark.parametrize("kind", sorted(LAYERS))
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), batch=st.integers(1, 3))
@@ -440,6 +444,7 @@ def test_lowering_makes_the_calls_its_module_dispatches(kind: str, data: st.Data
                                        sum(b.numel() for b in module.buffers()))
 
 
+@pytest.mark.slow  # oracle: the torch engine
 def test_first_torch_count_in_a_process_has_the_peak_of_the_next() -> None:
     """A kernel's first call in a process leaves garbage cycles holding its tensors; the
     counter collects them, so its peak is the one the analytic engine replays."""
@@ -514,7 +519,9 @@ SPEC_COMMANDS = {
 }
 
 
-@pytest.mark.parametrize("args", SPEC_COMMANDS.values(), ids=SPEC_COMMANDS.keys())
+@pytest.mark.parametrize("args", [  # a fresh interpreter each: analyze in the fast tier
+    pytest.param(args, id=name, marks=[] if name == "analyze" else [pytest.mark.slow])
+    for name, args in SPEC_COMMANDS.items()])
 def test_commands_on_specs_do_not_import_torch(args: list[str], tmp_path: Any) -> None:
     import shutil
     from pathlib import Path
@@ -530,6 +537,7 @@ def test_commands_on_specs_do_not_import_torch(args: list[str], tmp_path: Any) -
     assert not imported
 
 
+@pytest.mark.slow  # oracle: the torch engine
 def test_engine_torch_on_the_command_line_imports_torch_and_gives_the_same_json(
         tmp_path: Any) -> None:
     import os

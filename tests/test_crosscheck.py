@@ -50,6 +50,7 @@ def smallest_input(path: Path) -> tuple[int, ...] | None:
     return None
 
 
+@pytest.mark.slow  # oracle: fvcore on every bundled spec
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_every_bundled_spec_agrees_with_fvcore(name: str) -> None:
     cc = crosscheck_fvcore(SPECS[name], input=smallest_input(SPECS[name]))

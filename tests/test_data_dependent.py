@@ -135,6 +135,7 @@ def test_cli_json_of_a_cpu_count(tmp_path: Any) -> None:
     assert doc["totals"]["macs"] == positives * 3 * 5
 
 
+@pytest.mark.slow  # oracle: a real detection model
 def test_faster_rcnn_matches_flop_counter_mode_on_the_same_real_tensors(
         tv_models: Any) -> None:
     # At a small input (the transform resizes to 64 x 64): the count depends on how many

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from torch import nn
 
 import cnncost
@@ -80,6 +81,7 @@ def test_table_csv_markdown_and_compare_show_frozen_apart() -> None:
     assert [m["params"] for m in cmp["models"]] == [CONV + BN + FC, BN + FC]
 
 
+@pytest.mark.slow  # a real torchvision model
 def test_torchvision_backbone_frozen_for_fine_tuning(tv_models: Any) -> None:
     model = tv_models.get_model("mobilenet_v3_small", weights=None)
     model.features.requires_grad_(False)  # train the classifier only

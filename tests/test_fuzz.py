@@ -154,6 +154,7 @@ def mutated_text(draw: st.DrawFn, text: str) -> str:
 # --------------------------------------------------------------------------- specs
 
 
+@pytest.mark.slow  # fuzzing: hundreds of cases
 @settings_
 @given(data=st.data(), spec=st.sampled_from(SMALL_SPECS))
 def test_mutated_specs(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject,
@@ -171,6 +172,7 @@ def test_mutated_specs(tmp_path_factory: pytest.TempPathFactory, data: st.DataOb
         assert_documented(*cli("analyze", path, "-f", "json"), (0, 2))
 
 
+@pytest.mark.slow  # fuzzing: hundreds of cases
 @settings_
 @given(name=st.sampled_from(["width", "res", "depth", "classes", "in", "x[/y]"]),
        value=st.sampled_from([str(v) for v in HOSTILE] + ["2**100", "-3", "1e999", "()"]),
@@ -186,6 +188,7 @@ def test_mutated_options(name: str, value: str, shape: str | None) -> None:
 # --------------------------------------------------------------------------- reports
 
 
+@pytest.mark.slow  # fuzzing: hundreds of cases
 @settings_
 @given(data=st.data())
 def test_mutated_reports(tmp_path_factory: pytest.TempPathFactory,
@@ -218,6 +221,7 @@ def list_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     return home, json.loads((home / "cnncost" / "list-totals.json").read_text()), fresh
 
 
+@pytest.mark.slow  # fuzzing: hundreds of cases
 @settings_
 @given(data=st.data())
 def test_mutated_list_cache(list_cache: tuple[Path, dict[str, Any], Any],
@@ -294,6 +298,7 @@ def test_mutated_roofline_cache(roof_cache: tuple[dict[str, Any], Any], data: st
 # --------------------------------------------------------------------------- determinism
 
 
+@pytest.mark.slow  # fuzzing: hundreds of cases
 def test_json_is_byte_identical_across_hash_seeds_folders_and_locales(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -231,6 +231,7 @@ _size = st.integers(1, 12)
 _small = st.integers(1, 4)
 
 
+@pytest.mark.slow  # oracle: torch on drawn shapes
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(size=_size, cin=st.sampled_from([1, 2, 4, 6]), out=st.sampled_from([2, 3, 4, 6]),
        kernel=st.integers(1, 5), stride=_small, padding=st.integers(0, 3),
@@ -245,6 +246,7 @@ def test_conv_rule_agrees_with_torch(size: int, cin: int, out: int, kernel: int,
                                           "groups": groups})
 
 
+@pytest.mark.slow  # oracle: torch on drawn shapes
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(size=_size, kernel=st.integers(1, 4), stride=_small, padding=st.integers(0, 2),
        output_padding=st.integers(0, 2), dilation=st.integers(1, 3),
@@ -257,6 +259,7 @@ def test_conv_transpose_rule_agrees_with_torch(size: int, kernel: int, stride: i
              "output_padding": output_padding, "dilation": dilation, "groups": groups})
 
 
+@pytest.mark.slow  # oracle: torch on drawn shapes
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(["max_pool", "avg_pool"]), size=_size, kernel=st.integers(1, 5),
        stride=_small, padding=st.integers(0, 2), dilation=st.integers(1, 2),

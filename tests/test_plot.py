@@ -176,6 +176,7 @@ def assert_png(data: bytes, fig_size: tuple[float, float], tmp_path: Path,
     assert_not_blank(img, colors)
 
 
+@pytest.mark.slow  # matplotlib images
 def test_layers_png(alexnet: cnncost.CostTable, tmp_path: Path) -> None:
     fig = plot.layers_figure(alexnet)
     size = tuple(fig.get_size_inches())
@@ -186,6 +187,7 @@ def test_layers_png(alexnet: cnncost.CostTable, tmp_path: Path) -> None:
                 charts.COLORS[charts.OTHER]))
 
 
+@pytest.mark.slow  # matplotlib images
 def test_compare_png(specs: tuple[Path, Path], tmp_path: Path) -> None:
     from cnncost.compare import compare_tables
 
@@ -196,6 +198,7 @@ def test_compare_png(specs: tuple[Path, Path], tmp_path: Path) -> None:
     assert_png(plot.to_bytes(fig, "png"), tuple(fig.get_size_inches()), tmp_path)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # matplotlib images
 def test_scatter_png_with_top1(specs: tuple[Path, Path], tmp_path: Path) -> None:
     from cnncost.api import plot_data
 
@@ -209,6 +212,7 @@ def test_scatter_png_with_top1(specs: tuple[Path, Path], tmp_path: Path) -> None
     assert plot_data(PlotKind.SCATTER, [str(s) for s in specs], overrides={"width": 2}).top1 == {}
 
 
+@pytest.mark.slow  # matplotlib images
 def test_roofline_png(specs: tuple[Path, Path], tmp_path: Path,
                       monkeypatch: pytest.MonkeyPatch) -> None:
     from cnncost.api import plot_data
@@ -229,6 +233,7 @@ def test_roofline_png(specs: tuple[Path, Path], tmp_path: Path,
                ("#222222",))
 
 
+@pytest.mark.slow  # matplotlib images
 def test_sweep_chart_and_png(specs: tuple[Path, Path], tmp_path: Path) -> None:
     from cnncost.api import plot_data
 
@@ -256,6 +261,7 @@ def test_sweep_chart_draws_a_line_per_other_value(specs: tuple[Path, Path]) -> N
     assert only_batch.var == "batch" and only_batch.fit_text("params") == "∝ batch^0.00"
 
 
+@pytest.mark.slow  # matplotlib images
 def test_cli_sweep_kind(specs: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "sweep.png"
     code, _, err = run("plot", specs[0], "--kind", "sweep", "--set", "width=2..8:2", "-o", out)
@@ -266,6 +272,7 @@ def test_cli_sweep_kind(specs: tuple[Path, Path], tmp_path: Path) -> None:
     assert "--zip goes with --kind sweep" in err
 
 
+@pytest.mark.slow  # matplotlib images
 def test_scatter_with_bench_adds_the_latency_panel(specs: tuple[Path, Path], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from cnncost.api import plot_data
@@ -283,6 +290,7 @@ def test_scatter_with_bench_adds_the_latency_panel(specs: tuple[Path, Path], tmp
                                                        "measured latency (log scale)"]
 
 
+@pytest.mark.slow  # matplotlib images
 def test_svg_is_the_same_bytes_each_time(specs: tuple[Path, Path]) -> None:
     table = cnncost.analyze(specs[0])
     svg1 = plot.to_bytes(plot.layers_figure(table), "svg")
@@ -305,6 +313,7 @@ def test_kinds_take_the_right_number_of_models() -> None:
     assert set(MODELS) == set(PlotKind)  # every kind says how many models it draws
 
 
+@pytest.mark.slow  # matplotlib images
 @pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])
 def test_cli_writes_each_format(specs: tuple[Path, Path], tmp_path: Path, suffix: str) -> None:
     out = tmp_path / "out" / f"chart{suffix}"
@@ -316,6 +325,7 @@ def test_cli_writes_each_format(specs: tuple[Path, Path], tmp_path: Path, suffix
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
 
 
+@pytest.mark.slow  # matplotlib images
 def test_cli_layers_with_depth_and_scale(specs: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "a.png"
     code, _, err = run("plot", specs[0], "--depth", "1", "--scale", "log", "-o", out)

@@ -318,6 +318,8 @@ def test_the_readme_has_examples() -> None:
 def _param(cmd: Command) -> object:
     why = skip_reason(cmd.text)
     marks = [pytest.mark.skip(reason=why)] if why else []
+    if cmd.text.startswith("cnncost plot") and "--format html" not in cmd.text:
+        marks.append(pytest.mark.slow)  # matplotlib images: the slow tier
     return pytest.param(cmd, id=cmd.id if not why else f"{cmd.id} [skipped: {why}]",
                         marks=marks)
 

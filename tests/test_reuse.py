@@ -159,6 +159,7 @@ def test_fast_sweep_equals_the_torch_engine() -> None:
     assert fast.results == oracle.results
 
 
+@pytest.mark.slow  # hypothesis: 150 generated specs
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(text=generated_specs(), grow=st.integers(-3, 6))

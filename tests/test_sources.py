@@ -202,6 +202,7 @@ def test_torchvision_that_fails_to_import_is_one_line(monkeypatch: pytest.Monkey
         load_factory("torchvision:resnet18")
 
 
+@pytest.mark.slow  # a fresh interpreter importing torchvision
 def test_installed_torchvision_without_its_ops_exits_2_in_one_line() -> None:
     # The real thing, where it happens (PyPI's CUDA torchvision beside a CPU torch).
     if importlib.util.find_spec("torchvision") is None:

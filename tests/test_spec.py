@@ -1445,8 +1445,14 @@ BAD: list[tuple[str, str, int | None, str | None, str | None, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("text", "line", "where", "context", "reason"),
-                         [case[1:] for case in BAD], ids=[case[0] for case in BAD])
+# Bombs that take a second each to be refused: the slow tier.
+BIG_CASES = {"nested-repeat-bomb", "empty-repeat-bomb", "deep-nesting"}
+
+
+@pytest.mark.parametrize(("text", "line", "where", "context", "reason"), [
+    pytest.param(*case[1:], id=case[0],
+                 marks=[pytest.mark.slow] if case[0] in BIG_CASES else [])
+    for case in BAD])
 def test_bad_input_gives_one_located_line(write_spec, text: str, line: int | None,
                                           where: str | None, context: str | None,
                                           reason: str) -> None:

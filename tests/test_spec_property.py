@@ -181,6 +181,7 @@ def test_generators_cover_every_composite() -> None:
     assert set(COMPOSITE_ITEMS) == set(COMPOSITES)
 
 
+@pytest.mark.slow  # oracle: a real forward pass per drawn spec
 @settings(max_examples=250, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.filter_too_much])
@@ -223,6 +224,7 @@ def single_layer_specs(draw: st.DrawFn, kind: str) -> str:
                                                       "relu"]}, sort_keys=False)
 
 
+@pytest.mark.slow  # oracle: a real forward pass per drawn spec
 @pytest.mark.parametrize("kind", sorted(LAYERS))
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

@@ -46,6 +46,7 @@ def no_download(monkeypatch: pytest.MonkeyPatch, tv_models: Any) -> None:
     monkeypatch.setattr(api, "load_state_dict_from_url", refuse)
 
 
+@pytest.mark.slow  # real torchvision models
 @pytest.mark.parametrize(("name", "family"), FAMILY_CASES, ids=[c[0] for c in FAMILY_CASES])
 def test_every_family_is_built_without_weights(tv_models: Any, no_download: None, name: str,
                                                family: str) -> None:
@@ -61,6 +62,7 @@ def test_every_family_is_built_without_weights(tv_models: Any, no_download: None
     assert params == published(tv_models, name)["num_params"]
 
 
+@pytest.mark.slow  # real torchvision models
 def test_every_registered_builder_takes_the_no_weights_config(tv_models: Any) -> None:
     # Over the whole registry, without building anything: the arguments bind to the builder
     # and ask for no weights, nor backbone weights wherever the builder would load them.
@@ -83,6 +85,7 @@ OPS_CASES = [
 ]
 
 
+@pytest.mark.slow  # real torchvision models
 @pytest.mark.parametrize(("name", "shape"), OPS_CASES, ids=[c[0] for c in OPS_CASES])
 def test_counts_match_torchvision_published_figures(tv_models: Any, name: str,
                                                     shape: tuple[int, ...] | None) -> None:
@@ -97,6 +100,7 @@ def test_unknown_torchvision_name_suggests_close_ones(tv_models: Any) -> None:
         load_factory("torchvision:r3d18")
 
 
+@pytest.mark.slow  # real torchvision models
 def test_optical_flow_models_get_two_frames(tv_models: Any) -> None:
     # RAFT's forward(image1, image2): the same frame twice; its cost does not depend on the
     # values (a fixed number of flow updates), so FlopCounterMode on a real run is the oracle.

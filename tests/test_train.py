@@ -125,6 +125,7 @@ def test_train_macs_equal_flop_counter_mode(make: Any, shape: tuple[int, ...]) -
     assert flop_counter_macs(module, shape) == ours + grouped_weight_overcount(module, shape)
 
 
+@pytest.mark.slow  # oracle: FlopCounterMode on whole networks
 @pytest.mark.parametrize(("name", "frozen"), [("resnet18", ()), ("mobilenet_v2", ()),
                                              ("resnet18", ("conv1", "bn1", "layer1")),
                                              ("mobilenet_v2", ("features",))])
@@ -441,6 +442,7 @@ SPEC_INPUTS = {"resnet18": (3, 64, 64), "mobilenetv2": (3, 64, 64),
                "textbook/grouped_conv": None, "unet": (1, 188, 188)}
 
 
+@pytest.mark.slow  # oracle: FlopCounterMode on whole networks
 @pytest.mark.parametrize("name", sorted(SPEC_INPUTS))
 def test_spec_train_macs_equal_flop_counter_mode(name: str) -> None:
     spec = load_spec(bundled_specs()[name], input_shape=SPEC_INPUTS[name])

@@ -154,6 +154,7 @@ def test_a_lazily_cached_table_is_not_left_on_meta() -> None:
     model(torch.randn(1, 3, 8, 8))
 
 
+@pytest.mark.slow  # a real detection model
 def test_torchvision_detection_model_runs_after_a_count(tv_models: Any) -> None:
     # Faster R-CNN moves its anchors to the input's device in a plain list attribute.
     torch.manual_seed(0)

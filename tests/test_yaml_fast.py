@@ -77,6 +77,7 @@ def test_tricky_yaml_reads_or_fails_as_the_pure_loader(text: str,
         assert fast[1] == pure[1]
 
 
+@pytest.mark.slow  # big hostile input
 def test_deep_nesting_is_refused_without_crashing() -> None:
     # libyaml composes nodes recursively in C: this depth would overflow its stack.
     text = "[" * 200_000 + "]" * 200_000

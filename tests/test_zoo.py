@@ -27,9 +27,6 @@ from cnncost.table import CostRow, CostTable
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 SPEC_FILES = sorted(SPECS.glob("*.yaml"))  # the zoo; specs/textbook/ is tested elsewhere
-# Nets whose fvcore cross-check takes several seconds on 2 cores (big FC layers to
-# initialise, or many graph nodes for the JIT tracer); still run in CI.
-SLOW = {"vgg11", "vgg16", "vgg19", "resnet101", "resnet152", "densenet121"}
 # The smallest `res` a spec accepts when it is not 64 (U-Net: valid sizes are 188 + 16k).
 SMALL_RES = {"vgg11": 32, "vgg16": 32, "vgg19": 32, "unet": 188}
 # fvcore's by_operator() names of the matrix-product ops; it counts 1 MAC as 1 "flop".
@@ -38,12 +35,12 @@ MIB = 1 << 20
 
 
 def _param(path: Path, slow: bool = False) -> Any:
-    marks = [pytest.mark.slow] if slow and path.stem in SLOW else []
+    marks = [pytest.mark.slow] if slow else []
     return pytest.param(path, id=path.stem, marks=marks)
 
 
 ALL = [_param(p) for p in SPEC_FILES]
-ALL_FVCORE = [_param(p, slow=True) for p in SPEC_FILES]
+ALL_FVCORE = [_param(p, slow=True) for p in SPEC_FILES]  # an oracle: the slow tier
 
 
 def _count(spec: ModelSpec, batch: int = 1) -> CostTable:
