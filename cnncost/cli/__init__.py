@@ -36,12 +36,10 @@ from cnncost.cli import (
     schema,
     sweep,
 )
-from cnncost.cli_coerce import install as _lazy_coercion
 from cnncost.errors import CnnCostError
 from cnncost.io import guard_inputs
 from cnncost.render.console import err_console, print_error
 
-_lazy_coercion()  # pydantic only when an option's text needs converting
 app = typer.Typer(
     cls=conventions.CnnCostGroup,  # global options anywhere, usage errors in one line
     context_settings=conventions.CONTEXT,  # -h is --help

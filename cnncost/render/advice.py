@@ -113,13 +113,12 @@ def advice_rich(advice: Advice) -> Group:
     """The summary table, then every finding in detail."""
     from rich import box
     from rich.console import Group
+    from rich.table import Table
     from rich.text import Text
-
-    from cnncost.render import fasttable
 
     parts: list[Any] = [Text(header(advice), style="bold")]
     if advice.findings:
-        out = fasttable.FastTable(box=box.SIMPLE_HEAVY, padding=(0, 1), pad_edge=False)
+        out = Table(box=box.SIMPLE_HEAVY, padding=(0, 1), pad_edge=False)
         out.add_column("#", justify="right", no_wrap=True)
         out.add_column("rule", no_wrap=True)
         out.add_column("layer", overflow="fold",

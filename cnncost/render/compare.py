@@ -40,11 +40,10 @@ def compare_rich(cmp: Comparison) -> Group:
     """The comparison as a rich table: each figure followed by its ratio to the first model."""
     from rich import box
     from rich.console import Group
+    from rich.table import Table
     from rich.text import Text
 
-    from cnncost.render import fasttable
-
-    out = fasttable.FastTable(box=box.SIMPLE_HEAVY, padding=(0, 1), pad_edge=False)
+    out = Table(box=box.SIMPLE_HEAVY, padding=(0, 1), pad_edge=False)
     inputs = sorted({shape(r.input) for r in cmp.rows})
     out.add_column("model", no_wrap=True)
     if len(inputs) > 1:

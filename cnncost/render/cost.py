@@ -101,14 +101,12 @@ def rich_table(table: CostTable, units: Units = Units.MACS, depth: int | None = 
 def _cost_table(table: CostTable, rows: list[CostRow] | list[BlockRow], units: Units,
                 depth: int | None) -> Table:
     from rich import box
+    from rich.table import Table
     from rich.text import Text
-
-    from cnncost.render import fasttable
 
     label = "MACs" if units is Units.MACS else "FLOPs"
     total = _compute(table.totals, units) or 1  # type: ignore[arg-type]
-    # laid out by cnncost (the same bytes as rich's Table, several times faster)
-    out = fasttable.FastTable(box=box.SIMPLE_HEAVY, show_footer=True, title_justify="left")
+    out = Table(box=box.SIMPLE_HEAVY, show_footer=True, title_justify="left")
     # Names fold rather than truncate; the other columns give way first.
     widest = min(max((len(r.name) for r in rows), default=5), 16)
     if depth is not None:

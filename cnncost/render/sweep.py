@@ -170,11 +170,10 @@ def rich_sweep(sweep: Sweep) -> Group:
     """The sweep for the terminal: one row per point, then the exponents and the failures."""
     from rich import box
     from rich.console import Group
+    from rich.table import Table
     from rich.text import Text
 
-    from cnncost.render import fasttable
-
-    table = fasttable.FastTable(box=box.SIMPLE_HEAVY, padding=(0, 1), pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAVY, padding=(0, 1), pad_edge=False)
     names = shown_vars(sweep)
     table.add_column("#", justify="right", style="dim", no_wrap=True)
     for n in names:

@@ -61,9 +61,8 @@ def rich_table(table: CostTable, units: Units = Units.MACS, depth: int | None = 
     """The per-layer (or per-block) table of a training step, with totals and conventions."""
     from rich import box
     from rich.console import Group
+    from rich.table import Table
     from rich.text import Text
-
-    from cnncost.render import fasttable
 
     rows = table_rows(table, depth, sort, top)
     t, tr = table.totals, table.totals.train
@@ -72,8 +71,7 @@ def rich_table(table: CostTable, units: Units = Units.MACS, depth: int | None = 
               else (t.flops, tr.backward_flops))
     labels = (("MACs fwd", "dL/dx MACs", "dL/dW MACs") if units is Units.MACS
               else ("FLOPs fwd", "FLOPs bwd"))
-    # laid out by cnncost (the same bytes as rich's Table, several times faster)
-    out = fasttable.FastTable(box=box.SIMPLE_HEAVY, show_footer=True, title_justify="left")
+    out = Table(box=box.SIMPLE_HEAVY, show_footer=True, title_justify="left")
     # names fold rather than truncate, but never narrower than the header
     widest = max(5, min(max((len(r.name) for r in rows), default=5), 16))
     if depth is not None:
