@@ -308,8 +308,8 @@ class Recipes:
         (``None``: its own input)."""
         from cnncost.spec.compiler import compile_top
 
-        scope, in_shape, _ = compile_top(self.doc(path), path, dict(sets), shape)
-        return scope, tuple(in_shape)
+        top = compile_top(self.doc(path), path, dict(sets), shape)
+        return top.scope, tuple(top.input_shape)
 
     def key(self, path: str, sets: Mapping[str, Any], shape: tuple[int, ...] | None
             ) -> tuple[str, tuple[int, ...], str]:
