@@ -159,6 +159,7 @@ ORACLE_MODULES = [
 ]
 
 
+@pytest.mark.slow  # oracle: FlopCounterMode
 @pytest.mark.parametrize(("make", "shape"), [c[1:] for c in ORACLE_MODULES],
                          ids=[c[0] for c in ORACLE_MODULES])
 def test_macs_times_two_equal_flop_counter_mode(make, shape) -> None:

@@ -135,12 +135,14 @@ def test_sweep_batch_and_named_dims(cnn: Path) -> None:
     one_line_error(code, out, err, "give --input")
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_counting_a_file_imports_no_torch(cnn: Path, tmp_path: Path) -> None:
     code, err, imported = run_cli(["analyze", str(cnn), "--input", "3x8x8"], tmp_path, "torch")
     assert code == 0, err
     assert not imported
 
 
+@pytest.mark.slow  # measures on ONNX Runtime
 def test_bench_on_onnxruntime(cnn: Path) -> None:
     pytest.importorskip("onnxruntime")
     code, out, err = run("bench", cnn, "--input", "3x8x8", "--batch", "1,2", "--max-time",
@@ -152,6 +154,7 @@ def test_bench_on_onnxruntime(cnn: Path) -> None:
     assert doc["onnxruntime"] and all(r["latency_ms"] > 0 for r in doc["runs"])
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_plot_layers_and_roofline_refused(cnn: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     picture = tmp_path / "layers.svg"

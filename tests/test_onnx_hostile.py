@@ -211,6 +211,7 @@ def test_not_a_file(tmp_path: Path) -> None:
         count_file(tmp_path / "absent.onnx")
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_counting_imports_no_torch(tmp_path: Path) -> None:
     path = write(tmp_path, build([RELU]))
     code = ("import sys\nfrom cnncost.onnx.engine import count_file\n"

@@ -159,6 +159,7 @@ def test_baseline_coefficients_are_never_negative() -> None:
     assert all(v >= 0 for v in fit.fit_baseline(xs, ys))
 
 
+@pytest.mark.slow  # oracle: scikit-learn's trees
 def test_exported_trees_predict_what_scikit_learn_predicts() -> None:
     ensemble = pytest.importorskip("sklearn.ensemble")
     xs, _ = _synthetic(80, seed=3)
@@ -172,6 +173,7 @@ def test_exported_trees_predict_what_scikit_learn_predicts() -> None:
                                                                         abs=1e-9)
 
 
+@pytest.mark.slow  # oracle: scikit-learn's trees
 def test_trees_are_kept_only_where_they_lower_the_held_out_error() -> None:
     pytest.importorskip("sklearn")
     xs, _ = _synthetic(60, seed=5)
@@ -372,6 +374,7 @@ def test_a_dtype_not_calibrated_is_refused() -> None:
 # --------------------------------------------------------------------------- calibrating
 
 
+@pytest.mark.slow  # a calibration measures kernels
 def test_a_short_calibration_fits_every_class_and_passes_its_own_checks(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     pytest.importorskip("torch")

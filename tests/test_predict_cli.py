@@ -150,6 +150,7 @@ def test_a_spec_is_predicted_without_importing_torch(home: Path, spec: Path) -> 
     assert not imported
 
 
+@pytest.mark.slow  # bench measures the model
 def test_bench_predict_puts_the_prediction_beside_the_measurement(home: Path,
                                                                   spec: Path) -> None:
     pytest.importorskip("torch")
@@ -168,6 +169,7 @@ def test_bench_predict_puts_the_prediction_beside_the_measurement(home: Path,
     assert doc["calibration"]["threads"] == 1
 
 
+@pytest.mark.slow  # bench measures the model
 def test_bench_predict_page_charts_every_layer(home: Path, spec: Path) -> None:
     pytest.importorskip("torch")
     _calibrate_by_hand()

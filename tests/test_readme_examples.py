@@ -407,6 +407,7 @@ def test_every_committed_picture_is_drawn_by_a_readme_command(picture: str) -> N
         pytest.skip(f"{picture} is not drawn again: {why}")
 
 
+@pytest.mark.slow  # matplotlib images
 def test_a_changed_picture_is_caught(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -144,6 +144,7 @@ def test_recompiled_equals_compiled_where_layers_depend_on_the_resolution(name: 
         _same(_reused(rc, point), _compiled(text, f"{name}.yaml", point))
 
 
+@pytest.mark.slow  # oracle: each point counted alone
 def test_fast_sweep_equals_each_point_counted_alone() -> None:
     sweep = sw.run_sweep("resnet50", ["res=32..320:24"], batch="1,3")
     for r in sweep.results:

@@ -66,6 +66,7 @@ def commit(work: Path, env: dict[str, str], message: str) -> subprocess.Complete
 # --------------------------------------------------------------------------- pre-commit
 
 
+@pytest.mark.slow  # the real pre-commit and the action's steps, in a git repository
 def test_the_pre_commit_hook(repo: tuple[Path, dict[str, str]]) -> None:
     work, env = repo
     hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
@@ -156,6 +157,7 @@ def pull_request(repo: tuple[Path, dict[str, str]]) -> tuple[Path, dict[str, str
     return work, env
 
 
+@pytest.mark.slow  # the real pre-commit and the action's steps, in a git repository
 def test_the_action_fails_on_drift_and_says_why(pull_request: tuple[Path, dict[str, str]]
                                                 ) -> None:
     work, env = pull_request
@@ -177,6 +179,7 @@ def test_the_action_fails_on_drift_and_says_why(pull_request: tuple[Path, dict[s
     assert kept["code"] == 0 and kept["outputs"]["status"] == "drift"
 
 
+@pytest.mark.slow  # the real pre-commit and the action's steps, in a git repository
 def test_the_action_shows_a_change_made_on_purpose(pull_request: tuple[Path, dict[str, str]]
                                                    ) -> None:
     work, env = pull_request
@@ -192,6 +195,7 @@ def test_the_action_shows_a_change_made_on_purpose(pull_request: tuple[Path, dic
     assert "| **small** | drift | 158 → 195 (1.234x) |" in summary
 
 
+@pytest.mark.slow  # the real pre-commit and the action's steps, in a git repository
 def test_the_action_enforces_budgets(pull_request: tuple[Path, dict[str, str]]) -> None:
     work, env = pull_request
     (work / "ceilings.yaml").write_text("small:\n  params: 150\n")  # 158 > 150
@@ -201,6 +205,7 @@ def test_the_action_enforces_budgets(pull_request: tuple[Path, dict[str, str]]) 
     assert run_action(work, env, budgets="ceilings.yaml")["code"] == 1
 
 
+@pytest.mark.slow  # the real pre-commit and the action's steps, in a git repository
 @pytest.mark.parametrize("case,why", [
     ("base-ref", "error: base ref nosuchbranch: no such commit, branch or tag"),
     ("reports", "error: nowhere: no such directory"),

@@ -95,6 +95,7 @@ def test_counts_match_torchvision_published_figures(tv_models: Any, name: str,
     assert round(report.totals.macs / 1e9, 3) == meta["_ops"]
 
 
+@pytest.mark.slow  # imports torchvision
 def test_unknown_torchvision_name_suggests_close_ones(tv_models: Any) -> None:
     with pytest.raises(UsageError, match=r"no model 'r3d18'; did you mean r3d_18"):
         load_factory("torchvision:r3d18")

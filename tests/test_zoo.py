@@ -116,6 +116,7 @@ def test_macs_equal_published_reference(path: Path) -> None:
     assert abs(table.totals.macs / 1e9 - published) <= 0.0005
 
 
+@pytest.mark.slow  # torchvision's weight tables
 @pytest.mark.parametrize("path", ALL)
 def test_top1_equals_the_weights_it_cites(path: Path, tv_models: Any) -> None:
     """`reference.top1` is the ImageNet-1K acc@1 that torchvision's own weight metadata states
