@@ -42,7 +42,7 @@ NEVER = [(low, high) for low in ("advise", "sweep", "measure", "count", "graph",
 # renderer may import the kit, never the other way round).
 RENDER_KIT = frozenset({"cnncost.render.formats", "cnncost.render.terminal",
                         "cnncost.render.console", "cnncost.render.html", "cnncost.render.svg",
-                        "cnncost.render.charts", "cnncost.render.fasttable"})
+                        "cnncost.render.charts"})
 
 
 @dataclass(frozen=True)
