@@ -411,3 +411,25 @@ def test_a_short_cuda_calibration_times_with_cuda_events(monkeypatch: pytest.Mon
     assert problem(cal.to_dict(), cal.key) is None
     p = predict_table(count_spec(parse_spec(SMALL, "<t>"), 1, "float32"), cal)
     assert p.latency_ms > 0
+
+
+def test_a_module_is_predicted_from_its_meta_count_as_its_spec_is() -> None:
+    torch = pytest.importorskip("torch")
+    from cnncost import api
+
+    cal = _calibration({n: _fitted([2e-6, 1e-11, 1e-10]) for n in class_names()})
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False),
+                                 torch.nn.BatchNorm2d(8), torch.nn.ReLU())
+    from_module = api.predict_target(module, input=(3, 32, 32), calibration=cal)
+    from_spec = predict_table(count_spec(parse_spec(SMALL, "<t>"), 1, "float32"), cal)
+    assert [lp.op_class for lp in from_module.layers] == ["conv", "bn", "relu"]
+    assert [lp.latency_ms for lp in from_module.layers] == pytest.approx(
+        [lp.latency_ms for lp in from_spec.layers])
+    assert all(p.device.type != "meta" for p in module.parameters())  # left as it came
+
+
+def test_a_baseline_keeps_only_its_classes_terms() -> None:
+    xs, _ = _synthetic(30, seed=9)
+    ys = [2e-6 + 1e-12 * x[FEATURES.index("in_bytes")] for x in xs]
+    assert fit.fit_baseline(xs, ys, terms=(0,))[1:] == [0.0, 0.0]
+    assert OP_CLASSES["view"].terms == (0,)  # a view's time does not grow with its bytes

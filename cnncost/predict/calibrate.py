@@ -217,7 +217,7 @@ class Calibrator:
         worst: dict[str, list[tuple[float, ...]]] = {}
         for name in OP_CLASSES:
             xs, ys = self.samples.xs[name], self.samples.ys[name]
-            errors = fit.held_out(xs, ys, False)
+            errors = fit.held_out(xs, ys, False, terms=OP_CLASSES[name].terms)
             if not errors:
                 continue
             rms = math.sqrt(sum(e * e for e in errors) / len(errors))
@@ -292,7 +292,7 @@ class Calibrator:
             xs, ys = self.samples.xs[name], self.samples.ys[name]
             if ys:
                 self._tick(f"fitting: {name}")
-                classes[name] = fit.fit_class(xs, ys, self.use_trees)
+                classes[name] = fit.fit_class(xs, ys, self.use_trees, OP_CLASSES[name].terms)
         return classes
 
 

@@ -46,9 +46,18 @@ def baseline_terms(x: Sequence[float]) -> tuple[float, float, float]:
     return 1.0, x[_MACS], x[_IN] + x[_OUT] + x[_W]
 
 
-def fit_baseline(xs: Sequence[Sequence[float]], ys: Sequence[float]) -> list[float]:
-    """Non-negative (a, b, c) of ``a + b*MACs + c*bytes`` by least squares on relative error."""
-    return _nonnegative([baseline_terms(x) for x in xs], ys)
+ALL_TERMS = (0, 1, 2)  # the baseline's terms: per call, per MAC, per byte
+
+
+def fit_baseline(xs: Sequence[Sequence[float]], ys: Sequence[float],
+                 terms: Sequence[int] = ALL_TERMS) -> list[float]:
+    """Non-negative (a, b, c) of ``a + b*MACs + c*bytes`` by least squares on relative error,
+    with only ``terms`` free (the others 0: a view's time does not grow with its bytes)."""
+    coef = _nonnegative([[baseline_terms(x)[t] for t in terms] for x in xs], ys)
+    full = [0.0, 0.0, 0.0]
+    for t, v in zip(terms, coef, strict=True):
+        full[t] = v
+    return full
 
 
 def baseline_time(coef: Sequence[float], x: Sequence[float]) -> float:
@@ -106,10 +115,10 @@ def predict_seconds(fitted: dict[str, Any], x: Sequence[float]) -> float:
     return t * math.exp(tree_sum(trees, x)) if trees else t
 
 
-def fit_model(xs: Sequence[Sequence[float]], ys: Sequence[float],
-              trees: bool) -> dict[str, Any]:
+def fit_model(xs: Sequence[Sequence[float]], ys: Sequence[float], trees: bool,
+              terms: Sequence[int] = ALL_TERMS) -> dict[str, Any]:
     """A baseline, and trees on its residual when asked."""
-    coef = fit_baseline(xs, ys)
+    coef = fit_baseline(xs, ys, terms)
     fitted: dict[str, Any] = {"baseline": coef, "trees": None}
     if trees:
         res = [math.log(y / baseline_time(coef, x)) for x, y in zip(xs, ys, strict=True)]
@@ -118,7 +127,7 @@ def fit_model(xs: Sequence[Sequence[float]], ys: Sequence[float],
 
 
 def held_out(xs: Sequence[Sequence[float]], ys: Sequence[float], trees: bool,
-             folds: int = FOLDS) -> list[float]:
+             folds: int = FOLDS, terms: Sequence[int] = ALL_TERMS) -> list[float]:
     """log(predicted / measured) of every sample, each predicted by a fit on the other folds."""
     n = len(ys)
     order = sorted(range(n), key=lambda i: (i * 7919) % n)  # deterministic, spread out
@@ -130,7 +139,7 @@ def held_out(xs: Sequence[Sequence[float]], ys: Sequence[float], trees: bool,
         train = [i for i in range(n) if i not in held]
         if not train:
             return []
-        fitted = fit_model([xs[i] for i in train], [ys[i] for i in train], trees)
+        fitted = fit_model([xs[i] for i in train], [ys[i] for i in train], trees, terms)
         for i in test:
             errors[i] = math.log(predict_seconds(fitted, xs[i]) / ys[i])
     return errors
@@ -153,18 +162,18 @@ def ranges(xs: Sequence[Sequence[float]]) -> list[list[float]]:
     return [[min(x[i] for x in xs), max(x[i] for x in xs)] for i in range(len(FEATURES))]
 
 
-def fit_class(xs: Sequence[Sequence[float]], ys: Sequence[float],
-              use_trees: bool) -> dict[str, Any]:
+def fit_class(xs: Sequence[Sequence[float]], ys: Sequence[float], use_trees: bool,
+              terms: Sequence[int] = ALL_TERMS) -> dict[str, Any]:
     """One class's predictor, fitted on all its samples: the baseline, trees where the
     held-out error says they help, the calibrated ranges and the held-out error."""
-    base_err = held_out(xs, ys, False)
+    base_err = held_out(xs, ys, False, terms=terms)
     method, errors = "baseline", base_err
     if use_trees and len(ys) >= MIN_TREE_SAMPLES:
-        tree_err = held_out(xs, ys, True)
+        tree_err = held_out(xs, ys, True, terms=terms)
         gain = _rms(base_err) - _rms(tree_err)
         if gain > (1 - TREE_GAIN) * _rms(base_err) and gain > MIN_GAIN:
             method, errors = "trees", tree_err
-    fitted = fit_model(xs, ys, method == "trees")
+    fitted = fit_model(xs, ys, method == "trees", terms)
     return {**fitted, "method": method, "samples": len(ys), "ranges": ranges(xs),
             "error": error_summary(errors), "baseline_error": error_summary(base_err)}
 

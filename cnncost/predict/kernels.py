@@ -54,6 +54,8 @@ class OpClass:
     doc: str
     share: float  # its part of a calibration's first round of samples
     sample: Sampler
+    # the baseline's free terms (cnncost.predict.fit): per call, per MAC, per byte
+    terms: tuple[int, ...] = (0, 1, 2)
 
     @property
     def timed_kinds(self) -> tuple[str, ...]:
@@ -64,8 +66,8 @@ class OpClass:
 OP_CLASSES: dict[str, OpClass] = {}
 
 
-def register_class(name: str, kinds: tuple[str, ...], doc: str,
-                   share: float) -> Callable[[Sampler], Sampler]:
+def register_class(name: str, kinds: tuple[str, ...], doc: str, share: float,
+                   terms: tuple[int, ...] = (0, 1, 2)) -> Callable[[Sampler], Sampler]:
     """Register an op class; a duplicate name, or a kind in two classes, raises at import."""
 
     def deco(sample: Sampler) -> Sampler:
@@ -74,7 +76,7 @@ def register_class(name: str, kinds: tuple[str, ...], doc: str,
         taken = {k for c in OP_CLASSES.values() if c.name not in CONV_CLASSES for k in c.kinds}
         if name not in CONV_CLASSES and set(kinds) & taken:
             raise RuntimeError(f"op class {name!r}: kinds {set(kinds) & taken} already taken")
-        OP_CLASSES[name] = OpClass(name, kinds, doc, share, sample)
+        OP_CLASSES[name] = OpClass(name, kinds, doc, share, sample, terms)
         return sample
 
     return deco
@@ -319,7 +321,8 @@ register_class("slice", ("slice",), "a channel slice (a split's halves)", 0.01)(
 register_class("channel_shuffle", ("channel_shuffle",), "ShuffleNet's channel shuffle",
                0.01)(_elementwise(_shuffle))
 register_class("view", ("flatten", "dropout", "identity"),
-               "layers that compute nothing at inference (a module call's overhead)", 0.01)(
+               "layers that compute nothing at inference (a module call's overhead)", 0.01,
+               terms=(0,))(
     _elementwise(_view))
 
 
