@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from cnncost.render.console import console, write_stdout
+from cnncost.render.console import console, literal, write_stdout
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -37,7 +37,20 @@ def _cell_width(cell: object) -> int:
     from rich.cells import cell_len
     from rich.text import Text
 
-    return cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
+    # (a string cell prints as written, control characters escaped: cnncost.render.console)
+    return cell.cell_len if isinstance(cell, Text) else cell_len(literal(str(cell)))
+
+
+def _naturals(table: Table) -> list[int]:
+    """Each column's natural width, the no-wrap ones' fixed at it: rich lays the table out
+    as it would by measuring them, without measuring every cell of theirs again."""
+    naturals = []
+    for col in table.columns:
+        natural = max(_cell_width(c) for c in (col.header, col.footer, *col.cells))
+        if col.no_wrap and col.width is None:
+            col.width = max(natural, col.min_width or 0)
+        naturals.append(natural)
+    return naturals
 
 
 def fit_width(renderable: RenderableType, width: int) -> int:
@@ -50,8 +63,7 @@ def fit_width(renderable: RenderableType, width: int) -> int:
     needed = width
     for table in _tables(renderable):
         cols = table.columns
-        natural = [max(_cell_width(c) for c in (col.header, col.footer, *col.cells))
-                   for col in cols]
+        natural = _naturals(table)
         edges = (2 if table.show_edge and table.box else 0) + (len(cols) - 1 if table.box else 0)
         padding = 2 * len(cols) - (0 if table.pad_edge else 2)
         fixed = edges + padding + sum(n for n, c in zip(natural, cols, strict=True)
@@ -78,13 +90,18 @@ def _probe() -> Console:
 
 def natural_width(renderable: RenderableType) -> int:
     """The width a renderable needs to print without folding anything."""
+    for table in _tables(renderable):
+        _naturals(table)
     return int(_probe().measure(renderable).maximum)
 
 
 def tables_width(renderable: RenderableType) -> int:
     """The width the tables in a renderable need to print without folding a column."""
     probe = _probe()
-    return max([0, *(int(probe.measure(t).maximum) for t in _tables(renderable))])
+    tables = _tables(renderable)
+    for table in tables:
+        _naturals(table)
+    return max([0, *(int(probe.measure(t).maximum) for t in tables)])
 
 
 def to_text(renderable: RenderableType, width: int | None = None) -> str:
