@@ -30,7 +30,8 @@ def human_bytes(n: float) -> str:
     """Bytes in binary units, three significant digits: 1536 -> '1.5 KiB', 512 -> '512 B'."""
     for factor, prefix in _BINARY:
         if abs(n) >= factor:
-            return f"{n / factor:.3g} {prefix}"
+            value = n / factor  # 1000-1023 of a unit: whole (three digits would be 1e+03)
+            return f"{value:.0f} {prefix}" if abs(value) >= 1000 else f"{value:.3g} {prefix}"
     return f"{int(n)} B"
 
 

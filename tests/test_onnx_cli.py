@@ -97,7 +97,7 @@ def test_compare_and_explain(cnn: Path, tmp_path: Path) -> None:
     (tmp_path / "f").mkdir()
     fixed = small_cnn(tmp_path / "f", (1, 3, 8, 8))
     code, out, err = run("compare", fixed, cnn, "--input", "3x16x16")
-    one_line_error(code, out, err, "is fixed at 1x3x8x8")
+    one_line_error(code, out, err, "is 1x3x8x8, its dim 2 fixed at 8")
     code, out, err = run("compare", fixed, cnn, "--input", "3x8x8", "-f", "json")
     assert code == 0, err
     assert [m["macs"] for m in json.loads(out)["models"]] == [macs(1, 8, 8)] * 2

@@ -190,7 +190,10 @@ def run_command(command: str, cwd: Path) -> Ran:
     return Ran(code, output)
 
 
-WRITES = re.compile(r"(--output|--out|--emit|>)\s")
+WRITES = re.compile(r"(--output|--out|--emit|--onnx|>)\s")
+# The files an earlier `cnncost export ... --onnx FILE` of a block wrote, by command: an export
+# runs torch's exporter (tens of seconds), so a block's later commands reuse its file.
+_EXPORTED: dict[str, tuple[str, bytes]] = {}
 
 
 def prepare(tmp: Path) -> None:
@@ -245,8 +248,16 @@ def setup_for(cmd: Command, tmp: Path) -> None:
     # earlier commands of the same block that write files the later ones read
     for earlier in cmd.block[:cmd.block.index(cmd)]:
         if WRITES.search(earlier.text + " ") and skip_reason(earlier.text) is None:
+            if earlier.text in _EXPORTED:
+                name, data = _EXPORTED[earlier.text]
+                (tmp / name).write_bytes(data)
+                continue
             ran = run_command(earlier.text, tmp)
             assert ran.code == 0, ran.output
+            args = _cnncost_args(earlier.text)
+            if args[0] == "export" and "--onnx" in args:
+                name = args[args.index("--onnx") + 1]
+                _EXPORTED[earlier.text] = (name, (tmp / name).read_bytes())
 
 
 # --------------------------------------------------------------------------- comparing

@@ -171,6 +171,7 @@ def test_golden_compare_table(update_golden: bool) -> None:
     (fmt.human_bytes, 1536, "1.5 KiB"),  # 1536 / 1024
     (fmt.human_bytes, 3 << 30, "3 GiB"),
     (fmt.human_bytes, 1 << 40, "1 TiB"),
+    (fmt.human_bytes, 1003 << 20, "1003 MiB"),  # not 1e+03 MiB
     (fmt.slides_int, 2160, "2160"),
     (fmt.slides_int, 10_000, "10,000"),
     (fmt.slides_int, 6_710_886_400, "6,710,886,400"),

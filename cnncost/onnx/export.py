@@ -1,5 +1,5 @@
 """A model written as ONNX through PyTorch's exporter: a compiled spec (or any nn.Module) that
-opens in Netron and runs in ONNX Runtime.
+opens in Netron and runs in ONNX Runtime. (It imports torch: it runs the model.)
 
 :func:`export_module` traces the module with ``torch.onnx.export(..., dynamo=True)`` (torch's
 current exporter; it needs onnxscript), with a dynamic batch named ``batch`` by default. The
@@ -8,8 +8,10 @@ into the conv before it (a deployment rewrite; ONNX Runtime makes the same one w
 the file), and then the file no longer has the spec's layers or parameters. What the
 unoptimised export leaves that the module does not compute is removed here: the all-zero
 bias a conv without one gets (an Expand of 0 to the weight's channels), and the nodes only
-it used. Counting the file then gives the spec's parameters and MACs layer by layer
-(tests/test_onnx_export.py holds that over every bundled spec).
+it used. A spec's graph ops (add, concat, ...) are called as modules at their layers' paths,
+so every node is scoped under its layer (``layer1.0.add.Add``). Counting the file then gives
+the spec's parameters and MACs layer by layer (tests/test_onnx_export.py holds that over every
+bundled spec).
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from torch import fx, nn
+
 from cnncost.errors import ModelRunError, UsageError
+from cnncost.graph.build import META_KEY
 
 if TYPE_CHECKING:
     import onnx
-    from torch import nn
 
 MAX_PROTO_BYTES = (2 << 30) - 1  # one protobuf message; larger models need external data
 BATCH_DIM = "batch"
@@ -67,6 +71,7 @@ def export_module(model: nn.Module, sample: tuple[int, ...], *, dynamic_batch: b
         kwargs["opset_version"] = opset
     if dynamic_batch:
         kwargs["dynamic_shapes"] = ({0: torch.export.Dim(BATCH_DIM)},)
+    model = scoped(model)
     was_training = model.training
     model.eval()
     try:
@@ -91,6 +96,37 @@ def export_module(model: nn.Module, sample: tuple[int, ...], *, dynamic_batch: b
     opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     return Exported(proto.SerializeToString(), len(proto.graph.node), opset_used, (n, *sample),
                     dynamic_batch)
+
+
+def scoped(model: nn.Module) -> nn.Module:
+    """A compiled spec with its graph ops (add, mul, concat, slice: functions in its graph)
+    called as modules at their layers' paths, so the exporter scopes each node under its
+    layer (``layer1.0.add``) as it does a module's; in place. Any other module as it is."""
+    if not isinstance(model, fx.GraphModule):
+        return model
+    ops = [n for n in model.graph.nodes if n.op == "call_function" and META_KEY in n.meta]
+    for node in ops:
+        path = node.meta[META_KEY].path
+        model.add_submodule(path, _GraphOp(node.target, node.kwargs))
+        with model.graph.inserting_before(node):
+            call = model.graph.call_module(path, node.args)
+        call.meta = dict(node.meta)
+        node.replace_all_uses_with(call)
+        model.graph.erase_node(node)
+    if ops:
+        model.recompile()
+    return model
+
+
+class _GraphOp(nn.Module):
+    """A spec's graph op as a module: its function, with its keyword arguments."""
+
+    def __init__(self, fn: Any, kwargs: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.fn, self.kwargs = fn, dict(kwargs)
+
+    def forward(self, *args: Any) -> Any:
+        return self.fn(*args, **self.kwargs)
 
 
 @contextlib.contextmanager

@@ -67,9 +67,9 @@ def _sample(file: str, first: str, head: Sequence[int | str], input: Shape,
                         f"{'x'.join(map(str, input))}")
     for i, (d, v) in enumerate(zip(head[1:], input, strict=True), start=1):
         if isinstance(d, int) and d != v:
-            raise OnnxError(f"{file}: input {first!r} is fixed at {_shown(head)}; --input "
-                            f"{'x'.join(map(str, input))} needs a model exported with dim "
-                            f"{i} dynamic")
+            raise OnnxError(f"{file}: input {first!r} is {_shown(head)}, its dim {i} fixed "
+                            f"at {d}; --input {'x'.join(map(str, input))} needs a model "
+                            "exported with that dim dynamic")
         wanted[(first, i)] = v
         if d:
             known.setdefault(str(d), v)
@@ -105,6 +105,8 @@ def _resolve(file: str, name: str, i: int, d: int | str, known: Mapping[str, int
 
 
 def _shown(dims: Sequence[int | str]) -> str:
-    return "x".join(str(d) if isinstance(d, int) else (d or "?") for d in dims)
+    """Declared dims: ``1x3x224x224``, with symbolic ones named: ``batch x 3 x 224 x 224``."""
+    sep = "x" if all(isinstance(d, int) for d in dims) else " x "
+    return sep.join(str(d) if isinstance(d, int) else (d or "?") for d in dims)
 
 
