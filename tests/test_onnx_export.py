@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 
-from cnncost.api import analyze_target  # noqa: E402
-from cnncost.cli import app  # noqa: E402
-from cnncost.sources import bundled_specs  # noqa: E402
+from cnncost.api import analyze_target
+from cnncost.cli import app
+from cnncost.sources import bundled_specs
 
 QUICK = ("lenet5", "textbook/resnet_bottleneck")
 

@@ -75,14 +75,22 @@ class Source:
         elem = {f.name: f.type.tensor_type.elem_type for f in self.feeds}
         inputs = {name: Value(shape, elem[name]) for name, shape in shapes.items()}
         order, fold, initializers = self.nodes, self.folded, self.initializers
-        inferred = _infer(file, onnx, model, inputs, initializers, {})
+        computed: dict[str, Any] = {}
+        declared: dict[str, Value] = {}
+        inferred = _infer(file, onnx, model, inputs, initializers, computed, declared)
         if any(o and o not in inferred for n in order for o in n.outputs):
             # a shape inference could not follow, maybe through shape arithmetic (axes or a
             # shape computed from constants): compute what is small and constant, infer again
             computed = evaluate(order, fold, _small_values(model.graph),
                                 {**inferred, **inputs, **initializers})
             if computed:
-                inferred = _infer(file, onnx, model, inputs, initializers, computed)
+                inferred = _infer(file, onnx, model, inputs, initializers, computed, declared)
+        for _ in range(MAX_PASSES):  # operators onnx infers no shape for (GroupNormalization)
+            found = _same_shapes(order, {**inferred, **inputs, **initializers})
+            if not found:
+                break
+            declared.update(found)
+            inferred = _infer(file, onnx, model, inputs, initializers, computed, declared)
         values = {**inferred, **initializers, **inputs}
         for value in values.values():
             check_size(file, value.shape, "a value")
@@ -290,11 +298,16 @@ def _kahn(file: str, nodes: Sequence[Node], waits: list[set[str]],
 
 
 def _infer(file: str, onnx: Any, model: onnx.ModelProto, inputs: Mapping[str, Value],
-           initializers: Mapping[str, Value], computed: Mapping[str, Any]
-           ) -> dict[str, Value]:
+           initializers: Mapping[str, Value], computed: Mapping[str, Any],
+           declared: Mapping[str, Value]) -> dict[str, Value]:
     """onnx's shape inference on a light copy of the model (see :func:`_light`), with the
-    inputs at their set sizes: every value's static type."""
+    inputs at their set sizes and the ``declared`` values' types given: every value's
+    static type."""
+    from onnx import helper
+
     light = _light(onnx, model, inputs, initializers, computed)
+    light.graph.value_info.extend(helper.make_tensor_value_info(name, v.elem_type, v.shape)
+                                  for name, v in declared.items())
     inferred = _guarded(file, "shape inference", onnx.shape_inference.infer_shapes, light,
                         True, True, True)
     values: dict[str, Value] = {}
@@ -340,6 +353,30 @@ def _light(onnx: Any, model: onnx.ModelProto, inputs: Mapping[str, Value],
         else:
             g.output.append(o)
     return light
+
+
+# Operators whose output is shaped like their first input (norms, activations): where onnx
+# infers no shape for one (a function-defined operator without an inference function), its
+# input's is its output's.
+SAME_SHAPE_OPS = frozenset((
+    "GroupNormalization", "LayerNormalization", "InstanceNormalization", "BatchNormalization",
+    "RMSNormalization", "LpNormalization", "MeanVarianceNormalization", "Relu", "LeakyRelu",
+    "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu", "Gelu",
+    "Mish", "Softplus", "Softsign", "ThresholdedRelu", "Swish", "Erf", "Clip", "Softmax",
+    "LogSoftmax", "Hardmax", "Dropout", "Identity", "Shrink"))
+MAX_PASSES = 8
+
+
+def _same_shapes(order: Sequence[Node], values: Mapping[str, Value]) -> dict[str, Value]:
+    """The first outputs of shape-preserving operators that have no inferred shape, where
+    their input has one."""
+    found = {}
+    for n in order:
+        out = n.outputs[0] if n.outputs else ""
+        if (n.op in SAME_SHAPE_OPS and out and out not in values and n.inputs
+                and n.inputs[0] in values):
+            found[out] = values[n.inputs[0]]
+    return found
 
 
 def _small_values(graph: onnx.GraphProto) -> dict[str, Any]:
