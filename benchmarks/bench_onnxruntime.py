@@ -4,8 +4,10 @@ Each model is timed by ``cnncost bench MODEL --runtime torch,onnxruntime``'s cod
 (cnncost.measure.ort.bench_runtimes): the spec built once, timed on torch eager, exported
 through cnncost.onnx.export (the same weights) and timed on an ONNX Runtime session, both
 with the bench's method (warm-up, adaptive repetitions, median and IQR) and the same
-threads. Prints one row per model and batch: each runtime's median and IQR, their ratio,
-and the achieved GFLOP/s (the counted FLOPs / median); the load average before and after.
+threads. Prints one row per model and batch: each runtime's median wall time and IQR, their
+ratio, the median process CPU time of each and its ratio (steadier than wall time when other
+work holds the cores), and the achieved GFLOP/s (the counted FLOPs / median); the load average
+before and after.
 
     python benchmarks/bench_onnxruntime.py [--models resnet18,mobilenetv2] [--batch 1,8]
                                            [--threads N] [--max-time S]
@@ -14,6 +16,7 @@ and the achieved GFLOP/s (the counted FLOPs / median); the load average before a
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
@@ -49,16 +52,19 @@ def main() -> None:
           f"provider), {threads} threads, float32, {platform.processor() or platform.machine()}"
           f" ({os.cpu_count()} CPUs); load average before: {before:.2f}" if before is not None
           else "")
-    print(f"{'model':<16}{'batch':>6}{'torch ms':>11}{'IQR':>8}{'ORT ms':>10}{'IQR':>8}"
-          f"{'ORT/torch':>11}{'torch GFLOP/s':>15}{'ORT GFLOP/s':>13}")
+    print(f"{'model':<16}{'batch':>6}{'torch ms':>10}{'IQR':>8}{'ORT ms':>9}{'IQR':>8}"
+          f"{'ratio':>7}{'torch CPU ms':>14}{'ORT CPU ms':>12}{'ratio':>7}"
+          f"{'torch GFLOP/s':>15}{'ORT GFLOP/s':>13}")
     for model in args.models.split(","):
         t0 = time.perf_counter()
         report = bench_runtimes(model, batches, options, ("torch", "onnxruntime"))
         for b in batches:
             t, o = report.run(b, "torch"), report.run(b, "onnxruntime")
-            print(f"{model:<16}{b:>6}{t.timing.median_s * 1e3:>11.2f}"
-                  f"{t.timing.iqr_s * 1e3:>8.2f}{o.timing.median_s * 1e3:>10.2f}"
-                  f"{o.timing.iqr_s * 1e3:>8.2f}{o.timing.median_s / t.timing.median_s:>11.2f}"
+            tc, oc = t.timing.cpu_median_s or math.nan, o.timing.cpu_median_s or math.nan
+            print(f"{model:<16}{b:>6}{t.timing.median_s * 1e3:>10.1f}"
+                  f"{t.timing.iqr_s * 1e3:>8.1f}{o.timing.median_s * 1e3:>9.1f}"
+                  f"{o.timing.iqr_s * 1e3:>8.1f}{o.timing.median_s / t.timing.median_s:>7.2f}"
+                  f"{tc * 1e3:>14.1f}{oc * 1e3:>12.1f}{oc / tc:>7.2f}"
                   f"{t.achieved_flops / 1e9:>15.1f}{o.achieved_flops / 1e9:>13.1f}"
                   f"   [{time.perf_counter() - t0:.0f} s]", flush=True)
     after = load_average()

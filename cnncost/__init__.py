@@ -38,13 +38,17 @@ __all__ = [
 
 
 def analyze(model_or_spec: nn.Module | str | Path, input: tuple[int, ...] | None = None,
-            batch: int = 1, dtype: str | torch.dtype = "float32", policy: str = "all",
+            batch: int | None = None, dtype: str | torch.dtype | None = None,
+            policy: str = "all",
             strict: bool = False, engine: str | None = None, mode: str = "inference",
             **vars: Any) -> CostTable:
-    """Count MACs, FLOPs, parameters and memory of a spec (path or bundled name) or module.
+    """Count MACs, FLOPs, parameters and memory of a spec (path or bundled name), a module
+    or an ONNX file (``model.onnx``, counted without torch).
 
     ``input`` is one sample's shape (C, H, W); for a spec it defaults to the spec's own
-    input, for a module to (3, 224, 224). ``vars`` override a spec's variables. ``engine``:
+    input, for a module to (3, 224, 224), for an ONNX file to its own sizes. ``batch``
+    defaults to 1 and ``dtype`` to float32 (an ONNX file's own fixed batch and float type).
+    ``vars`` override a spec's variables. ``engine``:
     "analytic" (a spec's default: its own shapes, no torch) or "torch" (runs the modules on
     the meta device; the only engine for an nn.Module). Both give the same table.
     ``mode="train"`` counts one training step: the forward in training behaviour, the

@@ -289,7 +289,8 @@ def load_spec_target(name: str, overrides: Mapping[str, Any] | None = None,
 
     target = resolve(name)
     if target.spec_path is None:
-        raise UsageError(f"{name}: validate takes a spec, not a module factory")
+        what = "an ONNX file (analyze checks one)" if target.onnx_path else "a module factory"
+        raise UsageError(f"{name}: validate takes a spec, not {what}")
     return load_spec(target.spec_path, overrides=overrides, input_shape=input)
 
 
