@@ -164,10 +164,12 @@ def _bench(kind: str, title: str, own: Mapping[str, Any], run: Mapping[str, Any]
            **defs: Any) -> dict[str, Any]:
     """A benchmark's document (cnncost.measure.bench.bench_document): the model, the
     machine's settings, ``own``, torch's version, the roofline, notes and ``run``s; with
-    ``bench --predict`` the calibration its predictions used (cnncost.predict.versus)."""
-    root = obj(optional=("calibration",), schema={"const": f"cnncost.{kind}"}, model=STR,
-               source=STR, device=STR, device_name=STR, dtype=DTYPE, threads=COUNT,
+    ``bench --predict`` the calibration its predictions used (cnncost.predict.versus); with
+    ``--runtime onnxruntime`` ONNX Runtime's version (cnncost.measure.ort)."""
+    root = obj(optional=("calibration", "onnxruntime"), schema={"const": f"cnncost.{kind}"},
+               model=STR, source=STR, device=STR, device_name=STR, dtype=DTYPE, threads=COUNT,
                channels_last=BOOL, **own, torch=STR,
+               onnxruntime=STR,  # its version, where runs are on ONNX Runtime
                roofline=obj(**ROOFLINE, ridge=NUMBER, from_cache=BOOL), notes=array(STR),
                runs=array(run), calibration=CALIBRATION)
     return whole(kind, title, root, timing=TIMING, **defs)

@@ -46,6 +46,7 @@ class Small(nn.Module):
         return self.fc(x)
 
 
+@pytest.mark.slow  # torch's exporter and FlopCounterMode as the oracle
 @pytest.mark.parametrize("opset", [9, 11, 13, 17, 18])
 def test_opsets_count_the_same(tmp_path: Path, opset: int) -> None:
     torch.manual_seed(0)
