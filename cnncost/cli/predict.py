@@ -51,7 +51,8 @@ def calibrate(
     depthwise and grouped; linear; pooling; batch norm, activations, add, concat, ...) and fit
     a latency predictor per class; cached per machine, device, threads, dtype and torch
     version, for `cnncost predict`. Sampling is adaptive: time goes where the held-out error
-    is high. Pin the load: run it on a quiet machine."""
+    is high. Run it on a quiet machine: other processes slow the kernels too (with --threads 1
+    a kernel's CPU time counts where it is shorter than the wall clock)."""
     from cnncost.api import calibrate_here
     from cnncost.predict.calibrate import CalibrateOptions
     from cnncost.render.predict import rich_calibration
