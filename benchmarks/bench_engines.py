@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import processes  # noqa: E402
 
-from cnncost.count import analytic, drivers, mode  # noqa: E402
+from cnncost.caches import clear_caches  # noqa: E402
+from cnncost.count import analytic, drivers  # noqa: E402
 from cnncost.sources import bundled_specs  # noqa: E402
 from cnncost.spec import ModelSpec, load_spec  # noqa: E402
 
@@ -50,13 +51,12 @@ def _timed(fn: Callable[[ModelSpec], object], spec: ModelSpec) -> float:
 
 
 def _analytic_cold(spec: ModelSpec) -> None:
-    analytic.clear_caches()
+    clear_caches("analytic:")
     analytic.count_spec(spec)
 
 
 def _torch_cold(spec: ModelSpec) -> None:
-    mode._CACHE.clear()
-    mode._VALID_INPLACE.clear()
+    clear_caches("torch: op costs", "torch: in-place op costs")
     drivers.count_spec(spec)
 
 

@@ -5,7 +5,7 @@
 A resolution sweep of the bundled ResNet-50 (``res=64..`` in steps of 8, ``--points``
 points, batch 1) is counted ``repeats`` times serially and ``repeats`` times with ``--jobs``
 processes, taking turns so background load hits both alike. Each time is the whole
-``Prepared.run`` as a user pays it, from nothing remembered (``sweep.run.clear_caches``
+``Prepared.run`` as a user pays it, from nothing remembered (``cnncost.caches.clear_caches``
 first: what earlier runs lowered and compiled is forgotten, as in a fresh process; for the
 pool: starting the worker processes, which import no torch for the analytic engine,
 included; each process compiles the spec once and reshapes it per point, see
@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cnncost.caches import clear_caches  # noqa: E402
 from cnncost.sweep import Prepared, prepare_sweep  # noqa: E402
-from cnncost.sweep.run import clear_caches  # noqa: E402
 
 
 def timed(prepared: Prepared, jobs: int) -> tuple[float, float]:

@@ -14,7 +14,6 @@ a process lowers every distinct layer; tests/test_direct.py holds the two paths 
 
 from __future__ import annotations
 
-import gc
 import inspect
 import math
 from collections import Counter
@@ -22,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from cnncost.caches import cache, gc_paused
 from cnncost.count.conventions import (
     DTYPE_BYTES,
     Policy,
@@ -31,7 +31,7 @@ from cnncost.count.conventions import (
 )
 from cnncost.count.direct import DIRECT, Parts
 from cnncost.count.formulas import FORMULAS, ZERO_COST_OPS, OpCost
-from cnncost.count.lowering import _QUALIFIED, LOWERINGS, Call, Lower
+from cnncost.count.lowering import LOWERINGS, Call, Lower
 from cnncost.count.memory import check_strict, totals_of
 from cnncost.errors import UnsupportedOpError, UsageError
 from cnncost.graph.walk import dying_after
@@ -134,15 +134,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 _DIRECT = {kind: (lower, _DEFAULTS.get(kind)) for kind, lower in DIRECT.items()}
 _MAX_CACHE = 100_000
 _T = TypeVar("_T")
-_PROGRAMS: dict[Any, Program] = {}
-
-
-def clear_caches() -> None:
-    """Forget every layer lowered and spec planned so far (and the op names qualified): the
-    engine as in a fresh process (benchmarks/bench_engines.py times counts "cold" after this)."""
-    _PROGRAMS.clear()
-    _PLANS.clear()
-    _QUALIFIED.clear()
+_PROGRAMS: dict[Any, Program] = cache("analytic: layers lowered")
 
 
 def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "float32",
@@ -158,8 +150,9 @@ def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "floa
                          "--engine torch)")
     name, pol = dtype_check(dtype), Policy(policy)
     rows: list[CostRow] = []
-    sums, uncounted, weights, peak = _paused(_walk, spec, batch, DTYPE_BYTES[name],
-                                             pol.value == "all", rows)
+    with gc_paused():  # as the torch engine counts: see cnncost.caches
+        sums, uncounted, weights, peak = _walk(spec, batch, DTYPE_BYTES[name],
+                                               pol.value == "all", rows)
     # count.memory.assemble_table's inference table, with the totals from the walk's sums
     # (summing the rows again would cost as much as making them)
     check_strict(strict, uncounted)
@@ -175,23 +168,12 @@ def count_totals(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "fl
                  policy: Policy | str = Policy.ALL, strict: bool = False) -> Totals:
     """``count_spec(...).totals`` without making the rows (what a sweep point needs)."""
     name, pol = dtype_check(dtype), Policy(policy)
-    sums, uncounted, weights, peak = _paused(_walk, spec, batch, DTYPE_BYTES[name],
-                                             pol.value == "all", None)
+    with gc_paused():
+        sums, uncounted, weights, peak = _walk(spec, batch, DTYPE_BYTES[name],
+                                               pol.value == "all", None)
     check_strict(strict, uncounted)
     input_bytes = math.prod((batch, *spec.input_shape)) * DTYPE_BYTES[name]
     return totals_of(sums, 0, weights, input_bytes, peak)
-
-
-def _paused(fn: Callable[..., _T], *args: Any) -> _T:
-    # Like the torch engine, count with the cyclic collector paused: nothing here makes a
-    # cycle, and a full collection of a big heap (torch imported) costs more than a count.
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        return fn(*args)
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[CostRow] | None
@@ -285,7 +267,7 @@ _SET_DICT = CostRow.__dict__["__dict__"].__set__
 # The spec's layers, the values that die after each, their programs and sources (in four
 # sequences: no tuple per layer).
 Plan = tuple[Sequence[LayerSpec], Sequence[tuple[Any, ...]], list[Program], list[str]]
-_PLANS: dict[tuple[int, int, int], tuple[ModelSpec, Plan]] = {}
+_PLANS: dict[tuple[int, int, int], tuple[ModelSpec, Plan]] = cache("analytic: specs planned")
 _MAX_PLANS = 16
 
 

@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from cnncost.caches import cache
 from cnncost.count.formulas import SHAPE_RULES
 
 Shape = tuple[int, ...]
@@ -141,7 +142,7 @@ class Lower:
 # Val(...) and Call(...) without the Python-level __new__ of a NamedTuple (the same tuples):
 # a lowering makes several of each per layer.
 _new = tuple.__new__
-_QUALIFIED: dict[str, str] = {}  # op -> aten::op (a name is qualified once per process)
+_QUALIFIED: dict[str, str] = cache("analytic: op names qualified")  # op -> aten::op
 
 
 def _qualified(op: str) -> str:

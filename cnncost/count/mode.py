@@ -23,6 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
+from cnncost.caches import cache, gc_paused
 from cnncost.count.formulas import (
     BROADCAST,
     FORMULAS,
@@ -86,7 +87,7 @@ class _OpInfo:
     elementwise: bool  # declared shape rule BROADCAST: one output, broadcast inputs
 
 
-_OP_INFO: dict[Any, _OpInfo] = {}
+_OP_INFO: dict[Any, _OpInfo] = cache("torch: op schemas")
 # Views whose schema does not say so (an LSTM splits its gates with them): no new memory.
 _UNSAFE_VIEWS = frozenset({"aten::unsafe_split", "aten::unsafe_split_with_sizes",
                            "aten::unsafe_chunk"})
@@ -133,8 +134,8 @@ def _computes_nothing(func: Any, schema: Any) -> bool:
 _MAX_CACHE = 100_000
 # An op's cost: one OpCost, one per output (backward ops), or None (no formula fits).
 Cost = OpCost | tuple[OpCost, ...] | None
-_CACHE: dict[Any, tuple[Any, Cost]] = {}
-_VALID_INPLACE: dict[Any, Cost] = {}
+_CACHE: dict[Any, tuple[Any, Cost]] = cache("torch: op costs")
+_VALID_INPLACE: dict[Any, Cost] = cache("torch: in-place op costs")
 _LEAF_TYPES = (bool, int, float, str, torch.dtype, torch.device, torch.memory_format,
                torch.layout)
 
@@ -209,23 +210,21 @@ class CostCounterMode(TorchDispatchMode):
         self.peak = 0
         self.ops = 0
         self.failed: str | None = None  # the op that raised, if one did
-        self._gc_was_enabled = False
+        self._paused = gc_paused()
 
     def __enter__(self) -> CostCounterMode:
         # Liveness is tracked by weakref finalizers: a tensor caught in a reference cycle
         # is released whenever the cyclic collector happens to run, which another thread
         # (a Dask worker, a progress bar) can trigger mid-count. With the collector paused
         # while counting, every run frees tensors at the same points: the same peak.
-        self._gc_was_enabled = gc.isenabled()
-        gc.disable()
+        self._paused.__enter__()  # cnncost.caches.gc_paused
         _invisible_to_dynamo(type(self).__torch_dispatch__)
         super().__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         super().__exit__(*exc)
-        if self._gc_was_enabled:
-            gc.enable()
+        self._paused.__exit__(*exc)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
                            kwargs: Any = None) -> Any:

@@ -24,6 +24,8 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from cnncost.caches import cache
+
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderableType
     from rich.segment import Segment
@@ -52,7 +54,7 @@ def write_stdout(text: str) -> None:
     sys.stdout.write(literal(text))
 
 
-_SAFE: dict[str, type] = {}
+_SAFE: dict[str, type] = cache("render: the safe console class")  # made on first use
 
 
 def _safe_class() -> type:

@@ -25,6 +25,8 @@ import tokenize
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cnncost.caches import register
+
 Number = int | float | bool
 
 # Results larger than this are absurd for any network and would only slow things down.
@@ -243,6 +245,9 @@ def _parse(text: str) -> ast.Expression:
         raise ExprError(f"cannot parse expression {text!r}: {exc}") from None
     except (RecursionError, MemoryError):
         raise ExprError(f"cannot parse expression {text[:40]!r}...: nested too deeply") from None
+
+
+register("expr: expressions parsed", _parse.cache_clear)
 
 
 def _rename_in(text: str) -> str:

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cnncost.caches import cache
 from cnncost.layers import LAYERS, Built, Shape
 from cnncost.spec.compiler import (
     Top,
@@ -45,16 +46,10 @@ from cnncost.spec.model import MAX_WORK, LayerSpec, ModelSpec
 # network see the same sizes at neighbouring resolutions. Keyed on the identity of a
 # compilation's layer (kept alive in the entry, so the identity is never reused) and the
 # inputs.
-_INFERRED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-_BUILT: dict[Any, Built] = {}  # see _built
+_INFERRED: dict[tuple[Any, ...], tuple[Any, ...]] = cache("reshape: layers inferred")
+_BUILT: dict[Any, Built] = cache("reshape: layers built")  # see _built
 MAX_INFERRED = 50_000
 _set = object.__setattr__
-
-
-def clear_caches() -> None:
-    """Forget the layers inferred so far (as in a fresh process)."""
-    _INFERRED.clear()
-    _BUILT.clear()
 
 
 @dataclass(frozen=True)

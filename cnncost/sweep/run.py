@@ -7,14 +7,13 @@ order whatever order the workers finish in.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from cnncost.caches import cache, gc_paused
 from cnncost.errors import ModelRunError, OnnxError, SpecError, UnsupportedOpError, UsageError
 from cnncost.sweep.plan import Point
 
@@ -39,8 +38,9 @@ POINT_ERRORS = (SpecError, UnsupportedOpError, ModelRunError, OnnxError)
 # Dask workers run tasks in threads, and building a torch.fx graph patches module-level
 # state while it traces: one count at a time per process (counting holds the GIL anyway).
 _ONE_AT_A_TIME = threading.Lock()
-_RECOMPILERS: dict[tuple[str, str, tuple[int, ...] | None], Recompiler] = {}
-_SOURCES: dict[str, Source] = {}  # an ONNX file read once per process
+_RECOMPILERS: dict[tuple[str, str, tuple[int, ...] | None], Recompiler] = cache(
+    "sweep: the spec compiled")
+_SOURCES: dict[str, Source] = cache("sweep: the ONNX file read")  # once per process
 
 
 @dataclass(frozen=True)
@@ -153,35 +153,10 @@ def _recompiler(job: Job) -> Recompiler:
     return found
 
 
-def clear_caches() -> None:
-    """Forget every spec compiled and layer lowered so far in this process (as a fresh
-    process: benchmarks/bench_sweep.py times sweeps from here)."""
-    from cnncost.count.analytic import clear_caches as lowered
-    from cnncost.spec.reshape import clear_caches as compiled
-
-    _RECOMPILERS.clear()
-    _SOURCES.clear()
-    compiled()
-    lowered()
-
-
 def evaluate_chunk(job: Job, points: Sequence[Point]) -> list[PointResult]:
     """Count several points (one task of a process pool or a Dask worker)."""
-    with _collector_paused():
+    with gc_paused():  # points make no reference cycles (cnncost.caches)
         return [evaluate(job, p) for p in points]
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Points make no reference cycles; full collections of a heap holding every point's
-    lowered layers would cost more than the points (as count_spec, counting pauses it)."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _chunks(points: Sequence[Point], workers: int) -> list[tuple[Point, ...]]:
@@ -193,7 +168,7 @@ def run_serial(job: Job, points: Sequence[Point],
                progress: Progress | None = None) -> list[PointResult]:
     """Every point in this process, in order."""
     out = []
-    with _collector_paused():
+    with gc_paused():  # points make no reference cycles (cnncost.caches)
         for p in points:
             out.append(evaluate(job, p))
             if progress:
