@@ -230,6 +230,16 @@ def test_the_render_kit_imports_no_renderer() -> None:
     assert not back, "the render kit imports a renderer:\n" + "\n".join(back)
 
 
+def test_no_command_module_imports_another() -> None:
+    # typer's own layout: each command group's module imports the shared options, and only
+    # the app (cnncost/cli/__init__.py) imports the command modules.
+    shared = {"cnncost.cli.options"}
+    crossing = [f"{i.source}:{i.line} -> {i.target}" for i in IMPORTS
+                if i.source.startswith("cnncost.cli.") and i.target.startswith("cnncost.cli")
+                and i.target not in shared]
+    assert not crossing, "a command module imports another:\n" + "\n".join(crossing)
+
+
 # --------------------------------------------------------------------------- the reader
 
 
