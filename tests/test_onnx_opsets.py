@@ -66,3 +66,32 @@ def test_opsets_count_the_same(tmp_path: Path, opset: int) -> None:
                  if t.data_type == onnx.TensorProto.FLOAT)
     assert table.totals.params + table.totals.buffers == floats
     assert f"opset {opset}" in table.description
+
+
+@pytest.mark.slow  # torch's exporters
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_transformer_attention_as_exported(tmp_path: Path, dynamo: bool) -> None:
+    """nn.TransformerEncoder (2 layers, d 32, 4 heads, feed-forward 64) after a 16 -> 32
+    linear layer, on 2 sequences of 10 tokens, as each exporter writes its attention (the
+    matmul, scale, softmax, matmul pattern). MACs by hand: the first linear 20 x 16 x 32;
+    per layer the fused q/k/v projection 20 x 32 x 96, Q K^T and P V each B x heads x S x S
+    x d_head = 2 x 4 x 10 x 10 x 8, the output projection 20 x 32 x 32 and the feed-forward
+    20 x 32 x 64 twice. (FlopCounterMode is no oracle here: in eval mode the layer runs a
+    fused kernel it does not know, and it counts that as zero.)"""
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64,
+                                       batch_first=True)
+    model = nn.Sequential(nn.Linear(16, 32),
+                          nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)).eval()
+    path = tmp_path / "encoder.onnx"
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(2, 10, 16),), str(path), dynamo=dynamo,
+                          **({} if dynamo else {"opset_version": 17}))
+    table = count_file(path)
+    per_layer = 20 * 32 * 96 + 2 * (2 * 4 * 10 * 10 * 8) + 20 * 32 * 32 + 2 * (20 * 32 * 64)
+    assert table.totals.macs == 20 * 16 * 32 + 2 * per_layer
+    assert not table.uncounted, table.uncounted
+    assert any(r.kind == "Softmax" for r in table.layers)
