@@ -220,3 +220,20 @@ def test_counting_imports_no_torch(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.split() == ["4", "False"]
+
+
+def test_constant_broadcast_is_not_made(tmp_path: Path) -> None:
+    """A Where of three 1024-value constants shaped to broadcast to 1024^3 values, beside a
+    node whose shape needs running: computing the small constants (which a shape inference
+    that cannot follow starts) must not make it (8 GiB); the file is refused for the
+    data-dependent node."""
+    i64 = TensorProto.INT64
+    consts = [helper.make_tensor("c", TensorProto.BOOL, [1024, 1, 1], [True] * 1024),
+              helper.make_tensor("a", i64, [1, 1024, 1], [1] * 1024),
+              helper.make_tensor("b", i64, [1, 1, 1024], [2] * 1024)]
+    nodes = [helper.make_node("Where", ["c", "a", "b"], ["w"]),
+             helper.make_node("NonZero", ["x"], ["nz"], name="nonzero"),
+             helper.make_node("Cast", ["nz"], ["y"], to=F)]
+    with pytest.raises(OnnxError, match=r"node 'nonzero' \(NonZero\): its output shape "
+                                        "cannot be inferred before running"):
+        count_file(write(tmp_path, build(nodes, inits=consts)))

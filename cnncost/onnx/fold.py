@@ -33,7 +33,8 @@ TYPE_ONLY: dict[str, frozenset[int]] = {
     "EyeLike": frozenset((0,))}
 SMALL = 1024  # elements: values this small are computed (shape arithmetic)
 # Shape arithmetic evaluated when its inputs are known: the output is at most as large as
-# an input, or (EXPANDING) its size is read from the input values before it runs.
+# the inputs together or their broadcast (both checked before it runs), or (EXPANDING) its
+# size is read from the input values before it runs.
 _EVALUATED = frozenset((
     "Gather", "Slice", "Concat", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Cast",
     "CastLike", "Add", "Sub", "Mul", "Div", "Mod", "Neg", "Abs", "Equal", "Less", "Greater",
@@ -82,20 +83,40 @@ def evaluate(nodes: Sequence[Node], fold: frozenset[int], known: dict[str, np.nd
 
 def _run(node: Node, have: Mapping[str, Any], values: Mapping[str, Value], np: Any,
          helper: Any, limit: int) -> list[Any] | None:
-    skip = TYPE_ONLY.get(node.op, frozenset())
     if node.op in ("Shape", "Size"):
-        value = values.get(node.inputs[0])
-        if value is None:
-            return None
-        shape = np.array(value.shape, dtype=np.int64)
-        if node.op == "Size":
-            return [np.array(math.prod(value.shape), dtype=np.int64)]
-        start, end = node.attrs.get("start", 0), node.attrs.get("end")
-        return [shape[start:end]]
+        return _shape_of(node, values, np)
     if node.op == "Constant":
         return _constant(node, np, limit)
     if node.op not in _EVALUATED and node.op not in _EXPANDING:
         return None
+    feeds = _feeds(node, have, values, np, helper)
+    if feeds is None:
+        return None
+    if node.op in _EXPANDING:
+        if _made_size(node, feeds, np) > limit:
+            return None
+    elif _broadcast_size(list(feeds.values()), np) > limit or sum(
+            int(a.size) for a in feeds.values()) > limit:
+        return None  # a broadcast or a concatenation larger than a shape's arithmetic
+    return _evaluate(node, feeds, helper)
+
+
+def _shape_of(node: Node, values: Mapping[str, Value], np: Any) -> list[Any] | None:
+    """Shape (with its start and end) or Size of a value of static shape."""
+    value = values.get(node.inputs[0])
+    if value is None:
+        return None
+    if node.op == "Size":
+        return [np.array(math.prod(value.shape), dtype=np.int64)]
+    shape = np.array(value.shape, dtype=np.int64)
+    return [shape[node.attrs.get("start", 0):node.attrs.get("end")]]
+
+
+def _feeds(node: Node, have: Mapping[str, Any], values: Mapping[str, Value], np: Any,
+           helper: Any) -> dict[str, Any] | None:
+    """The node's inputs as arrays (an input read for its type only: an empty array of its
+    type), or None where one is not known."""
+    skip = TYPE_ONLY.get(node.op, frozenset())
     feeds: dict[str, Any] = {}
     for i, name in enumerate(node.inputs):
         if not name:
@@ -110,9 +131,16 @@ def _run(node: Node, have: Mapping[str, Any], values: Mapping[str, Value], np: A
             feeds[name] = have[name]
         else:
             return None
-    if node.op in _EXPANDING and _made_size(node, feeds, np) > limit:
-        return None
-    return _evaluate(node, feeds, helper)
+    return feeds
+
+
+def _broadcast_size(arrays: list[Any], np: Any) -> int:
+    """The elements of the inputs broadcast together (elementwise ops make that many);
+    0 where they do not broadcast (the op's own error comes when it runs, or not at all)."""
+    try:
+        return math.prod(np.broadcast_shapes(*(a.shape for a in arrays)))
+    except ValueError:
+        return 0
 
 
 def _constant(node: Node, np: Any, limit: int) -> list[Any] | None:
