@@ -164,3 +164,27 @@ def test_plot_layers_and_roofline_refused(cnn: Path, tmp_path: Path) -> None:
     code, out, err = run("plot", cnn, "--kind", "roofline", "--output", tmp_path / "r.png")
     one_line_error(code, out, err, "--kind roofline times each layer with torch")
     assert not (tmp_path / "r.png").exists()
+
+
+@pytest.mark.slow  # exports and measures on both runtimes
+def test_bench_a_spec_and_a_module_on_both_runtimes(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    fast = ("--max-time", "0.05", "--min-samples", "3", "--threads", "1", "-f", "json")
+    code, out, err = run("bench", "lenet5", "--runtime", "torch,onnxruntime", *fast)
+    assert code == 0, err
+    doc = json.loads(out)
+    runs = [(r["runtime"], r["batch"]) for r in doc["runs"]]
+    assert runs == [("torch", 1), ("onnxruntime", 1)]
+    assert doc["runs"][0]["macs"] == doc["runs"][1]["macs"] > 0  # the same count
+    assert any("onnxruntime takes" in n for n in doc["notes"])
+    factory = tmp_path / "net.py"
+    factory.write_text("import torch\n\ndef build():\n"
+                       "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), "
+                       "torch.nn.ReLU())\n")
+    code, out, err = run("bench", f"{factory}:build", "--runtime", "onnxruntime",
+                         "--input", "3x16x16", *fast)
+    assert code == 0, err
+    run_ = json.loads(out)["runs"][0]
+    assert run_["runtime"] == "onnxruntime"
+    assert run_["macs"] == 4 * 14 * 14 * 3 * 3 * 3  # C_out x H x W x C_in x K x K
