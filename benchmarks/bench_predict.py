@@ -200,27 +200,28 @@ def report(pairs: list[dict], args: argparse.Namespace, load_after: float | None
     if args.json:
         args.json.write_text(json.dumps({"pairs": rows, "load_after": load_after}, indent=1))
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, args.plot, "cpu_ms" if cpu else "measured_ms",
+             "measured ms (CPU time, one thread)" if cpu else "measured ms (median)")
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    """Predicted against measured, log-log, with the ±10% band."""
+def plot(rows: list[dict], path: Path, key: str, label: str) -> None:
+    """Predicted against measured (``key``), log-log, with the ±10% band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
-    lo = min(min(r["measured_ms"], r["predicted_ms"]) for r in rows) / 1.5
-    hi = max(max(r["measured_ms"], r["predicted_ms"]) for r in rows) * 1.5
+    lo = min(min(r[key], r["predicted_ms"]) for r in rows) / 1.5
+    hi = max(max(r[key], r["predicted_ms"]) for r in rows) * 1.5
     ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.9",
                     label="±10%")
     ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8)
     for b, marker in ((1, "o"), (8, "s")):
         sel = [r for r in rows if r["batch"] == b]
-        ax.scatter([r["measured_ms"] for r in sel], [r["predicted_ms"] for r in sel],
+        ax.scatter([r[key] for r in sel], [r["predicted_ms"] for r in sel],
                    marker=marker, s=22, label=f"batch {b}")
-    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="measured ms",
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel=label,
            ylabel="predicted ms", title="cnncost predict: predicted vs measured latency")
     ax.legend()
     fig.tight_layout()
