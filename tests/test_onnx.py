@@ -230,6 +230,7 @@ def test_shape_arithmetic_is_folded(tmp_path: Path) -> None:
              helper.make_tensor("half", F, [1], [0.5])]
     t = count_file(save(tmp_path, nodes, [x_input("N", 3, 4, 4)], ["y"], inits), batch=2)
     assert [r.kind for r in t.layers] == ["Reshape", "Add"]
+    assert t.layers[0].input_shape == ((2, 3, 4, 4),)  # the data, not its target shape
     assert t.layers[1].output_shape == (2, 48) and t.layers[1].flops == 96
     # the Expand's output is made from `half` (1 value); `bias` is read for its shape only
     assert t.totals.params == 1

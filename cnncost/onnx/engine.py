@@ -97,11 +97,12 @@ def count_graph(graph: Graph, dtype: str | None = None, policy: Policy | str = P
 
 
 def _weights(graph: Graph) -> dict[str, frozenset[str]]:
-    """For every constant value: the floating-point initializers it is made from (through
-    the values a folded node reads, not its shapes or types)."""
+    """For every constant value (initializers, folded nodes' outputs): the floating-point
+    initializers it is made from (through the values a folded node reads, not its shapes or
+    types)."""
     owners: dict[str, frozenset[str]] = {
-        name: frozenset((name,)) for name, v in graph.initializers.items()
-        if v.elem_type in FLOAT_TYPES}
+        name: frozenset((name,)) if v.elem_type in FLOAT_TYPES else frozenset()
+        for name, v in graph.initializers.items()}
     for node in graph.nodes:
         if node.index not in graph.folded:
             continue
@@ -142,7 +143,7 @@ def _row(graph: Graph, node: Node, name: str, elem: int, policy: Policy,
                 weights[0] += n * elem
     cost = _cost(graph, node, spec, xs, outs, elem)
     macs, elem_flops, factors, uncounted = cost
-    acts = tuple(x.shape for x, v in zip(xs, node.inputs, strict=True)
+    acts = tuple(x.shape for x, v in zip(xs, node.inputs, strict=True)  # not constants
                  if x is not None and v not in owners)
     where = f"{source or graph.file}#{node.index}" + (f" {node.name}" if node.name else "")
     return CostRow(name=name, kind=node.op_name, input_shape=acts,
