@@ -237,3 +237,16 @@ def test_constant_broadcast_is_not_made(tmp_path: Path) -> None:
     with pytest.raises(OnnxError, match=r"node 'nonzero' \(NonZero\): its output shape "
                                         "cannot be inferred before running"):
         count_file(write(tmp_path, build(nodes, inits=consts)))
+
+
+def test_long_constant_chain(tmp_path: Path) -> None:
+    """20,000 folded Adds, each of one more 1-value initializer, read by one node: every
+    initializer is found behind it once (the walk visits each value once, never the chain
+    again per node), so the params are 20,001."""
+    n = 20_000
+    inits = [helper.make_tensor(f"c{i}", F, [1], [1.0]) for i in range(n + 1)]
+    nodes = [helper.make_node("Add", [f"s{i}" if i else "c0", f"c{i + 1}"], [f"s{i + 1}"])
+             for i in range(n)]
+    nodes.append(helper.make_node("Add", ["x", f"s{n}"], ["y"]))
+    t = count_file(write(tmp_path, build(nodes, inits=inits)))
+    assert len(t.layers) == 1 and t.totals.params == n + 1

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +72,12 @@ def count_graph(graph: Graph, dtype: str | None = None, policy: Policy | str = P
     if not steps:
         raise OnnxError(f"{graph.file}: every node computes only from constants; nothing "
                         "runs on the inputs")
-    owners = _weights(graph)
+    claims = _Claims(graph)
     rows: list[CostRow] = []
     uncounted: Counter[str] = Counter()
-    claimed: set[str] = set()
     weights = [0, 0]  # parameter and buffer bytes
     for node, row_name in zip(steps, row_names(steps), strict=True):
-        row = _row(graph, node, row_name, elem, pol, owners, claimed, weights, source)
+        row = _row(graph, node, row_name, elem, pol, claims, weights, source)
         uncounted.update(row.uncounted)
         rows.append(row)
     check_strict(strict, uncounted)
@@ -96,29 +95,38 @@ def count_graph(graph: Graph, dtype: str | None = None, policy: Policy | str = P
                      description=about)
 
 
-def _weights(graph: Graph) -> dict[str, frozenset[str]]:
-    """For every constant value (initializers, folded nodes' outputs): the floating-point
-    initializers it is made from (through the values a folded node reads, not its shapes or
-    types)."""
-    owners: dict[str, frozenset[str]] = {
-        name: frozenset((name,)) if v.elem_type in FLOAT_TYPES else frozenset()
-        for name, v in graph.initializers.items()}
-    for node in graph.nodes:
-        if node.index not in graph.folded:
-            continue
-        skip = TYPE_ONLY.get(node.op, frozenset())
-        made: frozenset[str] = frozenset().union(*(owners.get(v, frozenset())
-                                                   for i, v in enumerate(node.inputs)
-                                                   if v and i not in skip))
-        for out in node.outputs:
-            if out:
-                owners[out] = made
-    return owners
+class _Claims:
+    """Which floating-point initializers a node reads, directly or through folded nodes,
+    that no node before it has read: each is counted once, at its first reader. A constant
+    value is walked back once (a later reader of it gets nothing new), so the walk costs
+    one visit per value whatever the graph."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.floats = {n for n, v in graph.initializers.items() if v.elem_type in FLOAT_TYPES}
+        self.producers = {out: node for node in graph.nodes if node.index in graph.folded
+                          for out in node.outputs if out}
+        self.constants = set(graph.initializers) | set(self.producers)
+        self.walked: set[str] = set()
+
+    def new(self, value: str) -> list[str]:
+        """The initializers behind ``value`` not claimed yet (sorted), now claimed."""
+        found, stack = [], [value]
+        while stack:
+            v = stack.pop()
+            if v in self.walked:
+                continue
+            self.walked.add(v)
+            if v in self.floats:
+                found.append(v)
+            node = self.producers.get(v)
+            if node is not None:  # its values, not what it reads the shape or type of
+                skip = TYPE_ONLY.get(node.op, frozenset())
+                stack.extend(x for i, x in enumerate(node.inputs) if x and i not in skip)
+        return sorted(found)
 
 
-def _row(graph: Graph, node: Node, name: str, elem: int, policy: Policy,
-         owners: Mapping[str, frozenset[str]], claimed: set[str], weights: list[int],
-         source: str | None) -> CostRow:
+def _row(graph: Graph, node: Node, name: str, elem: int, policy: Policy, claims: _Claims,
+         weights: list[int], source: str | None) -> CostRow:
     values = graph.values
     xs: list[Value | None] = []
     for v in node.inputs:
@@ -130,10 +138,7 @@ def _row(graph: Graph, node: Node, name: str, elem: int, policy: Policy,
     spec = ONNX_OPS.get(node.op_name)
     params = buffers = 0
     for i, v in enumerate(node.inputs):
-        for init in sorted(owners.get(v, ())) if v else ():
-            if init in claimed:
-                continue
-            claimed.add(init)
+        for init in claims.new(v) if v in claims.constants else ():
             n = math.prod(graph.initializers[init].shape)
             if spec is not None and i in spec.buffers:
                 buffers += n
@@ -144,7 +149,7 @@ def _row(graph: Graph, node: Node, name: str, elem: int, policy: Policy,
     cost = _cost(graph, node, spec, xs, outs, elem)
     macs, elem_flops, factors, uncounted = cost
     acts = tuple(x.shape for x, v in zip(xs, node.inputs, strict=True)  # not constants
-                 if x is not None and v not in owners)
+                 if x is not None and v not in claims.constants)
     where = f"{source or graph.file}#{node.index}" + (f" {node.name}" if node.name else "")
     return CostRow(name=name, kind=node.op_name, input_shape=acts,
                    output_shape=outs[0].shape, params=params, buffers=buffers, macs=macs,

@@ -204,8 +204,9 @@ def _nodes(file: str, graph: onnx.GraphProto, opsets: Mapping[str, int]) -> list
     known: dict[tuple[str, str], bool] = {}
     for i, n in enumerate(graph.node):
         domain = "" if n.domain == "ai.onnx" else n.domain
-        node = Node(i, n.name, n.op_type, domain, tuple(n.input), tuple(n.output), {},
-                    _scopes(n))
+        attrs: dict[str, Any] = {}  # filled below (the node names itself in errors first)
+        node = Node(i, n.name, n.op_type, domain, tuple(n.input), tuple(n.output), attrs,
+                    _scopes(n) if n.metadata_props else None)
         if domain not in opsets:
             raise OnnxError(f"{file}: {node.label} uses domain {domain or 'ai.onnx'!r}, "
                             "which the model imports no opset of")
@@ -217,11 +218,10 @@ def _nodes(file: str, graph: onnx.GraphProto, opsets: Mapping[str, int]) -> list
                 raise OnnxError(f"{file}: {node.label}: no operator {n.op_type!r} in "
                                 f"opset {opsets[domain]} of domain {domain or 'ai.onnx'!r}")
         try:
-            attrs = {a.name: get_attribute_value(a) for a in n.attribute}
+            attrs.update((a.name, get_attribute_value(a)) for a in n.attribute)
         except ValueError as exc:
             raise OnnxError(f"{file}: {node.label}: {_first_line(exc)}") from None
-        nodes.append(Node(i, n.name, n.op_type, domain, node.inputs, node.outputs, attrs,
-                          node.scopes))
+        nodes.append(node)
     return nodes
 
 
