@@ -433,3 +433,21 @@ def test_a_baseline_keeps_only_its_classes_terms() -> None:
     ys = [2e-6 + 1e-12 * x[FEATURES.index("in_bytes")] for x in xs]
     assert fit.fit_baseline(xs, ys, terms=(0,))[1:] == [0.0, 0.0]
     assert OP_CLASSES["view"].terms == (0,)  # a view's time does not grow with its bytes
+
+
+@pytest.mark.parametrize("env", [{}, {"OMP_NUM_THREADS": "1"}, {"OMP_NUM_THREADS": "3"}],
+                         ids=["default", "omp-1", "omp-3"])
+def test_default_threads_without_torch_is_what_torch_starts_with(env: dict) -> None:
+    pytest.importorskip("torch")
+    import os
+    import subprocess
+    import sys
+
+    code = ("from cnncost.measure.machine import default_threads, torch_version\n"
+            "a, v = default_threads(), torch_version()\n"
+            "import torch\nprint(a, torch.get_num_threads(), v == torch.__version__)")
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",
+                                                               "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**clean, **env}, check=True).stdout.split()
+    assert out[0] == out[1] and out[2] == "True"

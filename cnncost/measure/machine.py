@@ -42,13 +42,21 @@ def torch_version() -> str | None:
 
 def default_threads() -> int:
     """The intra-op thread count torch starts with, without importing it: OMP_NUM_THREADS
-    (else MKL_NUM_THREADS) when set to a positive number, else the physical cores this process
-    may run on (torch does not use the hyperthreads' second logical CPUs)."""
+    (else MKL_NUM_THREADS) when set to a positive number, at most the CPUs this process may
+    run on (torch caps it there), else the physical cores among them (torch does not use the
+    hyperthreads' second logical CPUs)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         text = os.environ.get(var, "").strip()
         if text.isdigit() and int(text) > 0:
-            return int(text)
+            return min(int(text), _usable_cpus())
     return _physical_cores() or os.cpu_count() or 1
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def check_threads(threads: int) -> int:
