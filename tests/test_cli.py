@@ -272,18 +272,6 @@ def test_help_imports_neither_torch_nor_rich(args: list[str]) -> None:
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
-def test_options_are_converted_without_pydantic(tmp_path: Path) -> None:
-    # typer 0.29 converts every option through pydantic (0.1-0.15 s per command); the typer
-    # pyproject.toml allows converts them with click's types (see the comment there)
-    import fresh
-
-    args = ["analyze", "lenet5", "--batch", "2", "-f", "json", "--top", "3",
-            "--set", "classes=7", "-o", "out.json"]
-    rc, err, imported = fresh.run_cli(args, tmp_path, "pydantic")
-    assert (rc, imported) == (0, False), err
-    assert json.loads((tmp_path / "out.json").read_text())["input"][0] == 2  # from "2"
-
-
 # --------------------------------------------------------------------------- golden tables
 
 
