@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from cnncost.predict.model import Prediction
     from cnncost.predict.versus import Versus
     from cnncost.spec import ModelSpec
+    from cnncost.sweep import Sweep
 
 
 def analyze_target(model_or_spec: nn.Module | ModelSpec | str | Path | Target,
@@ -429,6 +430,34 @@ def export_target(model: str, path: Path | str, input: tuple[int, ...] | None = 
                              opset=opset, batch=static_batch or 1, label=target.display)
     write_atomic(path, exported.data)
     return exported
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def sweep_grid(spec: str | Path, grid: Mapping[str, Any], zips: Sequence[Any] = (),
+               batch: Any = None, *, jobs: int = 1, dask: str | None = None,
+               **options: Any) -> Sweep:
+    """``cnncost sweep`` with the grid given in Python: variable -> values (a list, a range,
+    one value, or the command line's text such as ``"128..640:32"``), ``"batch"`` included;
+    ``zips`` are groups of variables that move together (``("width", "depth", "res")`` or
+    ``"width,depth,res"``). ``options`` are prepare_sweep's (input, dtype, policy, ...)."""
+    from cnncost.sweep import BATCH, prepare_sweep
+    from cnncost.sweep.plan import values_text
+
+    if not isinstance(grid, Mapping):
+        raise UsageError(f"sweep: the grid is a mapping of variable -> values, e.g. "
+                         f"{{'res': range(128, 641, 32)}}, not {type(grid).__name__}")
+    if BATCH in grid and batch is not None:
+        raise UsageError("sweep: the batch sizes given twice (in the grid and as batch=)")
+    sets = [f"{name}={values_text(name, values)}" for name, values in grid.items()
+            if name != BATCH]
+    batches = grid.get(BATCH, batch)
+    groups = [g if isinstance(g, str) else ",".join(g) for g in zips]
+    prepared = prepare_sweep(str(spec), sets, groups,
+                             None if batches is None else values_text(BATCH, batches),
+                             **options)
+    return prepared.run(jobs, dask)
 
 
 # --------------------------------------------------------------------------- advise

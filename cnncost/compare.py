@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from cnncost.display import repr_html
 from cnncost.table import CostTable
 
 COMPARE_SCHEMA = "cnncost.compare/1"
@@ -61,6 +62,8 @@ class CompareRow:
 @dataclass(frozen=True)
 class Comparison:
     """Models side by side; every column also as a ratio to the first model."""
+
+    _repr_html_ = repr_html  # in a notebook: its HTML page (cnncost.display)
 
     rows: tuple[CompareRow, ...]
     columns: tuple[Column, ...] = COMPARE_COLUMNS

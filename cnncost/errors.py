@@ -8,6 +8,11 @@ class CnnCostError(Exception):
 
     exit_code = 2
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython and Jupyter print for it (they ask an exception for this before
+        printing a traceback): its one line, as the command line prints it."""
+        return [f"error: {self}"]
+
 
 class SpecError(CnnCostError):
     """A spec is malformed or describes an impossible network.

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, ClassVar, NamedTuple
 
+from cnncost.display import repr_html
 from cnncost.schema import (
     DRIFT,
     FLAT,
@@ -363,6 +364,8 @@ def _frozen_after_params(d: dict[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class CostTable:
     """A model's cost report: its rows, totals and the conventions used to count them."""
+
+    _repr_html_ = repr_html  # in a notebook: its HTML page (cnncost.display)
 
     model: str = field(metadata=TEXT)
     source: str = field(metadata=_text(

@@ -49,9 +49,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # folder a run may fill point into one temporary folder of the session's: cnncost's own
 # (cnncost.io.cache_dir: XDG_CACHE_HOME, the roofline and `list` caches), matplotlib's
 # (MPLCONFIGDIR: its configuration and font cache), torch's (hub, compiled kernels,
-# extensions, Inductor and Triton caches), and, through XDG_CACHE_HOME, pip's and any other
-# tool's that follows the XDG rule; and the user's configuration (XDG_CONFIG_HOME). Tests
-# that need a cache of their own still set one.
+# extensions, Inductor and Triton caches), IPython's profile (IPYTHONDIR), and, through
+# XDG_CACHE_HOME, pip's and any other tool's that follows the XDG rule; and the user's
+# configuration (XDG_CONFIG_HOME). Tests that need a cache of their own still set one.
 # At the end the session's HOME must still be empty: anything written under "~" fails the run.
 REAL_HOME = Path.home()
 REAL_CONFIG_HOME = os.environ.get("XDG_CONFIG_HOME")
@@ -63,6 +63,7 @@ CACHE_VARIABLES = {
     "TORCH_EXTENSIONS_DIR": "torch-extensions",
     "TORCHINDUCTOR_CACHE_DIR": "torchinductor",
     "TRITON_CACHE_DIR": "triton",
+    "IPYTHONDIR": "ipython",  # IPython's profile (the notebook tests run a shell)
     "XDG_CONFIG_HOME": "config",  # (each test gets its own too: _no_user_config below)
 }
 _SESSION: dict[str, object] = {}

@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_analytic import generated_specs
 
-from cnncost import sweep as sw
 from cnncost.api import analyze_target
 from cnncost.errors import SpecError
 from cnncost.sources import bundled_specs
@@ -23,6 +22,7 @@ from cnncost.spec import ModelSpec, compile_spec, load_yaml, parse_spec, resolve
 from cnncost.spec.compiler import compile_top
 from cnncost.spec.reshape import Compilation
 from cnncost.spec.reuse import Recompiler
+from cnncost.sweep import run_sweep
 
 BUNDLED = bundled_specs()
 # Resolutions around the usual ones, odd ones, and ones too small for some networks.
@@ -146,7 +146,7 @@ def test_recompiled_equals_compiled_where_layers_depend_on_the_resolution(name: 
 
 @pytest.mark.slow  # oracle: each point counted alone
 def test_fast_sweep_equals_each_point_counted_alone() -> None:
-    sweep = sw.run_sweep("resnet50", ["res=32..320:24"], batch="1,3")
+    sweep = run_sweep("resnet50", ["res=32..320:24"], batch="1,3")
     for r in sweep.results:
         t = analyze_target("resnet50", overrides={"res": r.point.vars["res"]},
                            batch=r.point.batch).totals
@@ -155,8 +155,8 @@ def test_fast_sweep_equals_each_point_counted_alone() -> None:
 
 
 def test_fast_sweep_equals_the_torch_engine() -> None:
-    fast = sw.run_sweep("mobilenetv2", ["res=96..224:64"], engine="analytic")
-    oracle = sw.run_sweep("mobilenetv2", ["res=96..224:64"], engine="torch")
+    fast = run_sweep("mobilenetv2", ["res=96..224:64"], engine="analytic")
+    oracle = run_sweep("mobilenetv2", ["res=96..224:64"], engine="torch")
     assert fast.results == oracle.results
 
 

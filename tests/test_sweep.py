@@ -14,10 +14,18 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cnncost import sweep as sw
 from cnncost.cli import app
 from cnncost.errors import UsageError
 from cnncost.render import sweep as render
+from cnncost.sweep import (
+    Exponent,
+    PointResult,
+    Sweep,
+    fit_loglog,
+    parse_values,
+    plan_sweep,
+    run_sweep,
+)
 from cnncost.sweep import run as sweep_run
 
 # A VGG-style conv stack (3x3 'same' convs, a 2x2/2 pool between), no bias, on 3 x R x R:
@@ -61,7 +69,7 @@ def linear(write_spec) -> Path:
     return write_spec(LINEAR, "linear.yaml")
 
 
-def fit(result: sw.Sweep, var: str, metric: str) -> sw.Exponent:
+def fit(result: Sweep, var: str, metric: str) -> Exponent:
     return next(e for e in result.exponents if e.var == var and e.metric == metric)
 
 
@@ -81,7 +89,7 @@ def fit(result: sw.Sweep, var: str, metric: str) -> sw.Exponent:
     ("true,false", (True, False)),
 ], ids=lambda v: str(v))
 def test_values(text: str, values: tuple) -> None:
-    got = sw.parse_values("--set x", text)
+    got = parse_values("--set x", text)
     assert got == values
     assert [type(v) for v in got] == [type(v) for v in values]
 
@@ -103,14 +111,14 @@ def test_values(text: str, values: tuple) -> None:
 ], ids=lambda v: str(v))
 def test_bad_values(text: str, match: str) -> None:
     with pytest.raises(UsageError, match=match):
-        sw.parse_values("--set x", text, limit=100)
+        parse_values("--set x", text, limit=100)
 
 
 # --------------------------------------------------------------------------- product and zip
 
 
 def test_product_first_axis_slowest_batch_last() -> None:
-    plan = sw.plan_sweep(["a=1,2", "b=10..30:10", "c=5"], batch="1,8")
+    plan = plan_sweep(["a=1,2", "b=10..30:10", "c=5"], batch="1,8")
     assert plan.fixed == {"c": "5"}  # a single value is fixed, passed on as given
     assert plan.names == ("a", "b", "batch")
     assert plan.size == 2 * 3 * 2
@@ -121,7 +129,7 @@ def test_product_first_axis_slowest_batch_last() -> None:
 
 
 def test_zip_moves_variables_together() -> None:
-    plan = sw.plan_sweep(["w=1.0,1.1,1.2", "d=5,6", "r=224,240,260"], zips=["w,r"])
+    plan = plan_sweep(["w=1.0,1.1,1.2", "d=5,6", "r=224,240,260"], zips=["w,r"])
     assert [a.names for a in plan.axes] == [("w", "r"), ("d",), ("batch",)]
     assert [(p.vars["w"], p.vars["r"], p.vars["d"]) for p in plan.points()] == [
         (1.0, 224, 5), (1.0, 224, 6), (1.1, 240, 5), (1.1, 240, 6), (1.2, 260, 5),
@@ -129,7 +137,7 @@ def test_zip_moves_variables_together() -> None:
 
 
 def test_zip_with_batch() -> None:
-    plan = sw.plan_sweep(["r=64,128"], zips=["r,batch"], batch="1,4")
+    plan = plan_sweep(["r=64,128"], zips=["r,batch"], batch="1,4")
     assert [(p.vars["r"], p.batch) for p in plan.points()] == [(64, 1), (128, 4)]
 
 
@@ -148,13 +156,13 @@ def test_zip_with_batch() -> None:
 ], ids=lambda v: str(v))
 def test_bad_plans(sets: list[str], zips: list[str], batch: str | None, match: str) -> None:
     with pytest.raises(UsageError, match=match):
-        sw.plan_sweep(sets, zips, batch, max_points=999)
+        plan_sweep(sets, zips, batch, max_points=999)
 
 
 def test_default_max_points_is_100000() -> None:
-    assert sw.plan_sweep(["a=1..100000"]).size == 100_000
+    assert plan_sweep(["a=1..100000"]).size == 100_000
     with pytest.raises(UsageError, match="200,000 points, more than --max-points 100,000"):
-        sw.plan_sweep(["a=1..100000"], batch="1,2")
+        plan_sweep(["a=1..100000"], batch="1,2")
 
 
 @pytest.mark.parametrize(("sets", "match"), [
@@ -167,15 +175,15 @@ def test_plan_meets_spec(vggish: Path, sets: list[str], match: str,
                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sweep_run, "evaluate", _no_work)
     with pytest.raises(UsageError, match=match):
-        sw.run_sweep(str(vggish), sets)
+        run_sweep(str(vggish), sets)
 
 
 def test_float_variable_takes_whole_numbers(linear: Path) -> None:
-    result = sw.run_sweep(str(linear), ["width=1,2"])
+    result = run_sweep(str(linear), ["width=1,2"])
     assert [r.params for r in result.results] == [512, 512 * 4]  # 512 w^2
 
 
-def _no_work(*args: object) -> sw.PointResult:
+def _no_work(*args: object) -> PointResult:
     raise AssertionError("a point was counted although the input was bad")
 
 
@@ -187,7 +195,7 @@ def test_fit_by_hand() -> None:
     # mean x = L, mean y = 5L/3; Sxy = L*5L/3 + 0 + L*4L/3 = 3L^2; Sxx = 2L^2 -> k = 1.5.
     # Syy = (25 + 1 + 16)/9 L^2 = 14/3 L^2; SSR = Syy - k Sxy = L^2/6; r2 = 1 - 1/28 = 27/28.
     pts = [(math.log(x), math.log(y)) for x, y in ((1, 1), (2, 4), (4, 8))]
-    k, r2, n, groups = sw.fit_loglog([pts])
+    k, r2, n, groups = fit_loglog([pts])
     assert (k, n, groups) == (1.5, 3, 1)
     assert r2 == pytest.approx(27 / 28, abs=1e-6)
 
@@ -198,17 +206,17 @@ def test_fit_groups_share_the_slope() -> None:
     g1 = [(math.log(x), math.log(3 * x * x)) for x in (1, 2, 3)]
     g2 = [(math.log(x), math.log(50 * x * x)) for x in (2, 5)]
     lone = [(math.log(7.0), math.log(9.0))]
-    assert sw.fit_loglog([g1, g2, lone]) == (2.0, 1.0, 5, 2)
+    assert fit_loglog([g1, g2, lone]) == (2.0, 1.0, 5, 2)
 
 
 def test_fit_constant_and_degenerate() -> None:
     flat = [(math.log(x), math.log(0.1)) for x in (1, 2, 3)]
-    assert sw.fit_loglog([flat]) == (0.0, 1.0, 3, 1)
-    assert sw.fit_loglog([[(0.0, 1.0), (0.0, 2.0)]]) == (None, None, 0, 0)
+    assert fit_loglog([flat]) == (0.0, 1.0, 3, 1)
+    assert fit_loglog([[(0.0, 1.0), (0.0, 2.0)]]) == (None, None, 0, 0)
 
 
 def test_conv_stack_macs_scale_as_res_squared(vggish: Path) -> None:
-    result = sw.run_sweep(str(vggish), ["res=32..128:32"])
+    result = run_sweep(str(vggish), ["res=32..128:32"])
     assert [r.macs for r in result.results] == [504 * r * r for r in (32, 64, 96, 128)]
     assert [r.params for r in result.results] == [1368] * 4
     assert (fit(result, "res", "macs").exponent, fit(result, "res", "macs").r2) == (2.0, 1.0)
@@ -219,7 +227,7 @@ def test_conv_stack_macs_scale_as_res_squared(vggish: Path) -> None:
 
 def test_exponents_with_other_variables_fixed(vggish: Path) -> None:
     # MACs = 504 R^2 N: against res with batch fixed 2, against batch with res fixed 1.
-    result = sw.run_sweep(str(vggish), ["res=8,16,32"], batch="1,4")
+    result = run_sweep(str(vggish), ["res=8,16,32"], batch="1,4")
     assert (fit(result, "res", "macs").exponent, fit(result, "res", "macs").groups) == (2.0, 2)
     assert (fit(result, "batch", "macs").exponent, fit(result, "batch", "macs").groups) == (1.0, 3)
     assert fit(result, "batch", "params").exponent == 0.0
@@ -227,11 +235,11 @@ def test_exponents_with_other_variables_fixed(vggish: Path) -> None:
 
 
 def test_width_multiplier_on_linear_layers(linear: Path) -> None:
-    result = sw.run_sweep(str(linear), ["width=0.5,1,2"])
+    result = run_sweep(str(linear), ["width=0.5,1,2"])
     assert [r.params for r in result.results] == [128, 512, 2048]  # 512 w^2
     assert fit(result, "width", "params").exponent == 2.0
     assert fit(result, "width", "macs").exponent == 2.0
-    with_bias = sw.run_sweep(str(linear), ["width=1,2", "bias=True"])
+    with_bias = run_sweep(str(linear), ["width=1,2", "bias=True"])
     assert [r.params for r in with_bias.results] == [544, 2112]
     assert fit(with_bias, "width", "params").exponent == round(math.log2(66 / 17), 6)
 
@@ -239,7 +247,7 @@ def test_width_multiplier_on_linear_layers(linear: Path) -> None:
 def test_efficientnet_compound_scaling_zip() -> None:
     # torchvision's model docs (num_params) for EfficientNet-B0..B3; B1-B3 are B0 with
     # width/depth/resolution coefficients (1.0, 1.1, 240), (1.1, 1.2, 260), (1.2, 1.4, 300).
-    result = sw.run_sweep("efficientnet_b0", ["width=1.0,1.0,1.1,1.2", "depth=1.0,1.1,1.2,1.4",
+    result = run_sweep("efficientnet_b0", ["width=1.0,1.0,1.1,1.2", "depth=1.0,1.1,1.2,1.4",
                                               "res=224,240,260,300"], zips=["width,depth,res"])
     assert [r.params for r in result.results] == [5_288_548, 7_794_184, 9_109_994, 12_233_232]
 
@@ -249,7 +257,7 @@ def test_efficientnet_compound_scaling_zip() -> None:
 
 def test_failing_point_is_reported_not_fatal(vggish: Path) -> None:
     # res 1: the 2x2 pool is larger than its 1x1 input; res 2 and 4 fit (MACs 504 R^2).
-    result = sw.run_sweep(str(vggish), ["res=1,2,4"])
+    result = run_sweep(str(vggish), ["res=1,2,4"])
     first, second, third = result.results
     assert not first.ok and "max_pool" in (first.error or "") and "\n" not in (first.error or "")
     assert "vggish.yaml:7:" in (first.error or "")  # file and line of the pool
@@ -263,7 +271,7 @@ def test_failing_point_is_reported_not_fatal(vggish: Path) -> None:
 
 def test_progress_reports_every_point(vggish: Path) -> None:
     seen: list[tuple[int, int]] = []
-    sw.run_sweep(str(vggish), ["res=2,4,8"], progress=lambda d, t: seen.append((d, t)))
+    run_sweep(str(vggish), ["res=2,4,8"], progress=lambda d, t: seen.append((d, t)))
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
@@ -274,8 +282,8 @@ SCALE_SETS = ["res=1..8"]  # 8 points x 2 batches, point res=1 fails at both bat
 
 
 def test_jobs_equal_serial(vggish: Path) -> None:
-    serial = sw.run_sweep(str(vggish), SCALE_SETS, batch="1,3")
-    pooled = sw.run_sweep(str(vggish), SCALE_SETS, batch="1,3", jobs=2)
+    serial = run_sweep(str(vggish), SCALE_SETS, batch="1,3")
+    pooled = run_sweep(str(vggish), SCALE_SETS, batch="1,3", jobs=2)
     assert pooled.results == serial.results
     assert render.to_json(pooled) == render.to_json(serial)
     assert len(serial.failed) == 2
@@ -288,13 +296,13 @@ def test_jobs_fork_where_torch_is_not_imported(vggish: Path) -> None:
     import sys
 
     code = ("import json, sys\n"
-            "from cnncost import sweep as sw\n"
+            "from cnncost.sweep import run_sweep\n"
             "from cnncost.render import sweep as render\n"
             "from cnncost.sweep import run\n"
             f"args = ({str(vggish)!r}, {SCALE_SETS!r})\n"
             "method = run._start_method()\n"
-            "serial = render.to_json(sw.run_sweep(*args, batch='1,3'))\n"
-            "pooled = render.to_json(sw.run_sweep(*args, batch='1,3', jobs=2))\n"
+            "serial = render.to_json(run_sweep(*args, batch='1,3'))\n"
+            "pooled = render.to_json(run_sweep(*args, batch='1,3', jobs=2))\n"
             "print(json.dumps([method, 'torch' in sys.modules, serial == pooled]))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=Path(__file__).parents[1])
@@ -309,11 +317,11 @@ def test_dask_local_cluster_equals_serial(vggish: Path) -> None:
                                               "(pip install 'cnncost[dask]')")
     from distributed import LocalCluster
 
-    serial = sw.run_sweep(str(vggish), SCALE_SETS, batch="1,3")
+    serial = run_sweep(str(vggish), SCALE_SETS, batch="1,3")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                       dashboard_address=":0") as cluster:
         seen: list[int] = []
-        remote = sw.run_sweep(str(vggish), SCALE_SETS, batch="1,3",
+        remote = run_sweep(str(vggish), SCALE_SETS, batch="1,3",
                               dask=cluster.scheduler_address,
                               progress=lambda d, t: seen.append(d))
     assert remote.results == serial.results
@@ -324,7 +332,7 @@ def test_dask_local_cluster_equals_serial(vggish: Path) -> None:
 def test_dask_missing_is_a_usage_error(vggish: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "distributed", None)
     with pytest.raises(UsageError, match=r"pip install 'cnncost\[dask\]'"):
-        sw.run_sweep(str(vggish), ["res=2,4"], dask="tcp://127.0.0.1:8786")
+        run_sweep(str(vggish), ["res=2,4"], dask="tcp://127.0.0.1:8786")
 
 
 class FakeClient:
@@ -365,7 +373,7 @@ def test_dask_probe_is_the_protocol() -> None:
 
 def test_jobs_and_dask_exclusive(vggish: Path) -> None:
     with pytest.raises(UsageError, match="choose one"):
-        sw.run_sweep(str(vggish), ["res=2,4"], jobs=2, dask="tcp://127.0.0.1:8786")
+        run_sweep(str(vggish), ["res=2,4"], jobs=2, dask="tcp://127.0.0.1:8786")
 
 
 # --------------------------------------------------------------------------- command line
@@ -469,7 +477,7 @@ def test_a_narrow_terminal_widens_the_table_and_cuts_no_point_number(vggish: Pat
 
     from cnncost.render.terminal import fit_width
 
-    result = sw.run_sweep(str(vggish), ["res=2..13"])  # 12 points: #0 .. #11
+    result = run_sweep(str(vggish), ["res=2..13"])  # 12 points: #0 .. #11
     table = render.rich_sweep(result)
     out = Console(file=io.StringIO(), width=fit_width(table, 40), color_system=None)
     out.print(table)  # as print_whole prints to a 40-column terminal

@@ -21,6 +21,7 @@ from typing import Any
 from cnncost.advise import rules as _rules  # noqa: F401  (registers the rules)
 from cnncost.advise.registry import ADVICE_RULES, Context, Goal, Proposal, Rule
 from cnncost.advise.rewrite import dump, load_doc, with_vars
+from cnncost.display import repr_html
 from cnncost.errors import CnnCostError, UsageError
 from cnncost.io import read_text
 from cnncost.spec import MAX_FILE_BYTES, ModelSpec, parse_spec
@@ -113,6 +114,8 @@ class Finding:
 @dataclass(frozen=True)
 class Advice:
     """Every finding for one spec, largest saving first."""
+
+    _repr_html_ = repr_html  # in a notebook: its HTML page (cnncost.display)
 
     model: str
     source: str

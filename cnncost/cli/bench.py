@@ -81,7 +81,7 @@ def bench(
     if predict:
         _bench_predicted(model, batch, options, input, set_, fmt, output, top, train)
         return
-    view: Any = bench_view(train, fmt is Format.HTML)  # training steps: their own renderer
+    view: Any = bench_view(train)  # training steps: their own renderer
     with progress() as bar:
         result: Any = bench_target(model, parse_batches(batch), options, train,
                                    parse_input(input), parse_sets(set_), bar,

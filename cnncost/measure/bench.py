@@ -35,6 +35,7 @@ from torch import fx, nn
 
 from cnncost.count.conventions import dtype_name, parse_dtype
 from cnncost.count.drivers import count_module, count_spec
+from cnncost.display import repr_html
 from cnncost.errors import UsageError
 from cnncost.graph.build import META_KEY, build_module
 from cnncost.graph.walk import Step, graph_walk
@@ -348,6 +349,8 @@ class BenchRun:
 class BenchSetting:
     """What every benchmark records beside its runs: the model, the machine's settings,
     torch's version and the roofline (inference here, training steps in bench_train)."""
+
+    _repr_html_ = repr_html  # in a notebook: its HTML page (cnncost.display)
 
     model: str
     source: str

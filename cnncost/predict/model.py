@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from cnncost.display import repr_html
 from cnncost.errors import UsageError
 from cnncost.predict.calibration import Calibration
 from cnncost.predict.features import FEATURES, LayerFeatures, layer_features
@@ -47,6 +48,8 @@ class LayerPrediction:
 @dataclass(frozen=True)
 class Prediction:
     """A model's predicted latency on a calibrated machine, layer by layer."""
+
+    _repr_html_ = repr_html  # in a notebook: its HTML page (cnncost.display)
 
     model: str
     source: str

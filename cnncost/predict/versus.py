@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cnncost.display import repr_html
 from cnncost.predict.model import Prediction
 
 if TYPE_CHECKING:
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Versus:
     """A benchmark report and, for each of its runs (batch sizes), its prediction."""
+
+    _repr_html_ = repr_html  # in a notebook: its HTML page (cnncost.display)
 
     report: BenchReport
     predictions: tuple[Prediction, ...]

@@ -1,4 +1,4 @@
-"""Render `cnncost advise` results: a terminal summary with details, Markdown, JSON.
+"""Render `cnncost advise` results: a terminal summary with details, Markdown, JSON, HTML.
 
 Computes nothing: every figure is one an ``advise.Advice`` already holds (counted).
 """
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Group
 
     from cnncost.advise.engine import Advice, Change, Finding
+    from cnncost.render.html import Wrap
 
 
 class AdviceFormat(str, Enum):
@@ -24,6 +25,7 @@ class AdviceFormat(str, Enum):
     TABLE = "table"
     JSON = "json"
     MD = "md"
+    HTML = "html"
 
 
 def _pct(change: Change) -> str:
@@ -159,10 +161,39 @@ def advice_markdown(advice: Advice) -> str:
     return "\n".join(lines) + "\n"
 
 
+def advice_page(advice: Advice, wrap: Wrap | None = None) -> str:
+    """The header, the findings side by side (sortable) and each finding in detail (the
+    terminal's lines, folded under its title)."""
+    from html import escape
+
+    from cnncost.render.html import Col, cell, page, sortable_table
+
+    body = [f"<h1>advise: {escape(advice.model)}</h1>"]
+    body += [f'<p class="recipe">{escape(line)}</p>' for line in header(advice).splitlines()]
+    if advice.findings:
+        cols = [Col("#", True), Col("rule"), Col("layer"), Col("params", True),
+                Col("MACs", True), Col("saving", True)]
+        rows = [[cell(str(i), i, "n"), cell(f.rule.name), cell(_where(f)),
+                 cell(_short(f.effect["params"]), f.effect["params"].after, "n"),
+                 cell(_short(f.effect["macs"]), f.effect["macs"].after, "n"),
+                 cell(f"{100 * f.saving:.1f}%", f.saving, "n")]
+                for i, f in enumerate(advice.findings, 1)]
+        body.append(sortable_table(cols, rows, table_id="advice-table"))
+        for i, f in enumerate(advice.findings, 1):
+            lines = details(i, f)
+            body.append(f"<details><summary>{escape(lines[0])}</summary><pre>"
+                        + escape("\n".join(lines[1:])) + "</pre></details>")
+    body.append('<p class="note">saving = the larger relative drop of the model\'s params and '
+                "MACs; every figure counted on the rewritten spec</p>")
+    return (wrap or page)(f"advise: {advice.model}", body)
+
+
 def render_text(advice: Advice, fmt: AdviceFormat) -> str:
-    """Text renderings (json, md); the table goes through advice_rich."""
+    """Text renderings (json, md, html); the table goes through advice_rich."""
     if fmt is AdviceFormat.JSON:
         return dumps(advice.to_dict())
     if fmt is AdviceFormat.MD:
         return advice_markdown(advice)
+    if fmt is AdviceFormat.HTML:
+        return advice_page(advice)
     raise ValueError(f"{fmt} is not a text format")

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 from cnncost.fmt import human, human_bytes, ms, percent
 from cnncost.render import charts, svg
 from cnncost.render.formats import Format
-from cnncost.render.html import Col, bytes_cell, cell, chart_box, num_cell, page, sortable_table
+from cnncost.render.html import (
+    Col,
+    Wrap,
+    bytes_cell,
+    cell,
+    chart_box,
+    num_cell,
+    page,
+    sortable_table,
+)
 
 if TYPE_CHECKING:
     from cnncost.measure.bench import BenchReport, BenchRun, LayerResult
@@ -245,7 +254,7 @@ def to_markdown(report: BenchReport, top: int | None = None) -> str:
 # --------------------------------------------------------------------------- HTML
 
 
-def bench_page(report: BenchReport, top: int | None = None) -> str:
+def bench_page(report: BenchReport, top: int | None = None, wrap: Wrap = page) -> str:
     """Measured times per batch, and each batch's layers on the machine's roofline."""
     roof = report.roofline
     body = [f"<h1>bench: {escape(report.model)}</h1>"]
@@ -280,7 +289,7 @@ def bench_page(report: BenchReport, top: int | None = None) -> str:
     body += [f'<p class="note">{escape(n)}</p>' for n in report.notes]
     body.append('<p class="note">efficiency = roofline time / measured time; bytes = inputs + '
                 "weights + outputs, each touched once (a lower bound on traffic)</p>")
-    return page(f"bench: {report.model}", body)
+    return wrap(f"bench: {report.model}", body)
 
 
 def _bench_layers(run: BenchRun, top: int | None) -> str:

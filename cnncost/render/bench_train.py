@@ -1,4 +1,5 @@
-"""Render a training-step benchmark (``cnncost bench MODEL --train``): table, Markdown, CSV.
+"""Render a training-step benchmark (``cnncost bench MODEL --train``): table, Markdown, CSV,
+HTML.
 
 Computes nothing: every figure is a field or a ratio of fields of the TrainBenchReport
 (cnncost.measure.bench_train).
@@ -13,24 +14,21 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from cnncost.count.conventions import OPTIMIZERS
-from cnncost.errors import UsageError
 from cnncost.fmt import human, human_bytes, ms, percent
 from cnncost.render.formats import Format
 
 if TYPE_CHECKING:
     from cnncost.measure.bench_train import TrainBenchReport, TrainRun
+    from cnncost.render.html import Wrap
 
 
-def bench_view(train: bool, html: bool = False) -> ModuleType:
-    """The renderer of a benchmark's result, with the same rich_report, to_csv and
-    to_markdown: cnncost.render.bench for forward passes, this module for training steps,
-    which have no HTML page (``html``: a UsageError, before anything is measured)."""
+def bench_view(train: bool) -> ModuleType:
+    """The renderer of a benchmark's result, with the same rich_report and render_text:
+    cnncost.render.bench for forward passes, this module for training steps."""
     if not train:
         from cnncost.render import bench
 
         return bench
-    if html:
-        raise UsageError("bench --train: --format table, json, csv or md (no HTML page)")
     return sys.modules[__name__]
 
 
@@ -117,13 +115,34 @@ def to_csv(report: TrainBenchReport) -> str:
     return buf.getvalue()
 
 
+def train_page(report: TrainBenchReport, top: int | None = None,
+               wrap: Wrap | None = None) -> str:
+    """The header, the step timings and memory per batch (sortable) and the notes, as a
+    page (``top``: as in rich_report)."""
+    from html import escape
+
+    from cnncost.render.html import Col, cell, page, sortable_table
+
+    body = [f"<h1>bench --train: {escape(report.model)}</h1>"]
+    body += [f'<p class="recipe">{escape(line)}</p>' for line in header_lines(report)]
+    body.append(sortable_table([Col(c, True) for c in COLUMNS],
+                               [[cell(c, css="n") for c in _cells(r, report)]
+                                for r in report.runs], table_id="train-table"))
+    body += [f'<p class="note">{escape(n)}</p>' for n in report.notes]
+    body.append(f'<p class="note">step FLOPs = forward + backward + update, counted (policy '
+                f"all); peak memory measured with {escape(report.peak_method)}; estimated = "
+                "cnncost analyze --mode train</p>")
+    return (wrap or page)(f"bench --train: {report.model}", body)
+
+
 def render_text(report: TrainBenchReport, fmt: Format, top: int | None = None) -> str:
-    """Every text format of a training-step benchmark: json, csv and md (no html page)."""
+    """Every text format of a training-step benchmark: json, csv, md and html."""
     if fmt is Format.JSON:
         return report.to_json()
     if fmt is Format.CSV:
         return to_csv(report)
     if fmt is Format.MD:
         return to_markdown(report, top)
-    raise UsageError(f"bench --train: --format {fmt.value} is not offered (table, json, csv "
-                     "or md)")
+    if fmt is Format.HTML:
+        return train_page(report, top)
+    raise ValueError(f"{fmt} is not a text format")

@@ -13,7 +13,15 @@ from cnncost.fmt import human, human_bytes, ratio, shape
 from cnncost.render import charts, svg
 from cnncost.render.console import literal
 from cnncost.render.formats import Format, md_cell
-from cnncost.render.html import Col, cell, chart_box, page, scatter_points, sortable_table
+from cnncost.render.html import (
+    Col,
+    Wrap,
+    cell,
+    chart_box,
+    page,
+    scatter_points,
+    sortable_table,
+)
 from cnncost.table import dumps
 
 if TYPE_CHECKING:
@@ -120,7 +128,7 @@ def render_text(cmp: Comparison, fmt: Format) -> str:
 # --------------------------------------------------------------------------- HTML
 
 
-def compare_page(cmp: Comparison) -> str:
+def compare_page(cmp: Comparison, wrap: Wrap = page) -> str:
     """Models side by side: a sortable table with ratios, bar charts and a scatter."""
     labels = [charts.model_label(cmp, i) for i in range(len(cmp.rows))]
     cols = [Col("model"), Col("input")]
@@ -151,4 +159,4 @@ def compare_page(cmp: Comparison) -> str:
                                                                  "count"),
                                     "MACs vs parameters"),
                    "bubble area = activation memory")]
-    return page(f"compare: {', '.join(r.model for r in cmp.rows)}", body)
+    return wrap(f"compare: {', '.join(r.model for r in cmp.rows)}", body)

@@ -21,6 +21,7 @@ from cnncost.render.console import literal
 from cnncost.render.formats import CSV_FIELDS, Format, Units, markdown_head, md_cell
 from cnncost.render.html import (
     Col,
+    Wrap,
     bytes_cell,
     cards,
     cell,
@@ -303,7 +304,8 @@ def _layer_rows(table: CostTable, depth: int | None, sort: str | None,
 
 
 def table_page(table: CostTable, depth: int | None = None, sort: str | None = None,
-               top: int | None = None, links: Sequence[tuple[str, str]] = ()) -> str:
+               top: int | None = None, links: Sequence[tuple[str, str]] = (),
+               wrap: Wrap = page) -> str:
     """A model's page: totals, the per-layer chart, the sortable cost table, conventions.
 
     ``depth``, ``sort`` and ``top`` shape the table as they do the text table; the chart
@@ -332,7 +334,7 @@ def table_page(table: CostTable, depth: int | None = None, sort: str | None = No
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(table.uncounted.items()))
         body.append(f'<p class="warn">Uncounted ops (no formula, shown as 0): {escape(ops)}</p>')
     body.append(conventions_list(table.conventions))
-    return page(f"{table.model}: cost per layer", body)
+    return wrap(f"{table.model}: cost per layer", body)
 
 
 def index_page(entries: Sequence[tuple[str, CostTable]], folder: str = "") -> str:

@@ -12,7 +12,8 @@ renderer back.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -55,6 +56,8 @@ ul.conventions { color: #444; font-size: 13px; }
 JS = """
 (function () {
   document.querySelectorAll("table.sortable").forEach(function (table) {
+    if (table.getAttribute("data-sort-ready")) { return; }  // (several results on one page)
+    table.setAttribute("data-sort-ready", "1");
     var heads = table.tHead.rows[0].cells;
     Array.prototype.forEach.call(heads, function (th, col) {
       th.tabIndex = 0;
@@ -95,6 +98,37 @@ def page(title: str, body: Iterable[str]) -> str:
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
             + "\n".join(body) + f"\n<script>{JS}</script>\n</body>\n</html>\n")
+
+
+# How a page's parts are put together: a whole document (``page``), or a ``fragment``.
+Wrap = Callable[[str, Iterable[str]], str]
+SCOPE = "cnncost-result"
+
+
+def fragment(title: str, body: Iterable[str]) -> str:
+    """A page's parts as one ``<div>`` to put inside another page (a notebook's output): the
+    style scoped to the div (nothing around it changes) and the sorting script, which sets
+    up each table once however many results a page shows (where the host runs scripts:
+    Jupyter's classic notebook and VS Code do; elsewhere the tables are static). ``title`` is
+    the page's (a fragment has none of its own: its heading says it)."""
+    return (f'<div class="{SCOPE}">\n<style>{scoped_css()}</style>\n' + "\n".join(body)
+            + f"\n<script>{JS}</script>\n</div>\n")
+
+
+@functools.cache
+def scoped_css(scope: str = SCOPE) -> str:
+    """CSS with every rule under ``.scope`` (the page's ``body`` and ``:root`` become the
+    div itself, which keeps its host's margins)."""
+    rules = []
+    for rule in CSS.split("}"):
+        if "{" not in rule:
+            continue
+        selectors, declarations = rule.split("{", 1)
+        where = [f".{scope}" if s.strip() in (":root", "body") else f".{scope} {s.strip()}"
+                 for s in selectors.split(",")]
+        rules.append(f"{', '.join(where)} {{{declarations}}}")
+    rules.append(f".{scope} {{ margin: 0; padding: 4px 0; max-width: none; }}")
+    return "\n".join(rules) + "\n"
 
 
 # --------------------------------------------------------------------------- tables

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from cnncost.predict.calibration import Calibration
     from cnncost.predict.model import LayerPrediction, Prediction
     from cnncost.predict.versus import Versus
+    from cnncost.render.html import Wrap
 
 
 def _ms(x: float) -> str:
@@ -231,7 +232,7 @@ def versus_json(v: Versus) -> str:
 # --------------------------------------------------------------------------- HTML
 
 
-def prediction_page(p: Prediction) -> str:
+def prediction_page(p: Prediction, wrap: Wrap | None = None) -> str:
     """One self-contained page: the prediction's header and its layers (sortable)."""
     from html import escape
 
@@ -246,10 +247,10 @@ def prediction_page(p: Prediction) -> str:
              cell(percent(r.uncertainty), r.uncertainty, "n"), cell(r.note)]
             for r in p.layers]
     body.append(sortable_table(cols, rows, table_id="predict-table"))
-    return page(f"predict: {p.model}", body)
+    return (wrap or page)(f"predict: {p.model}", body)
 
 
-def versus_page(v: Versus) -> str:
+def versus_page(v: Versus, wrap: Wrap | None = None) -> str:
     """bench --predict as a page: per batch the whole model measured and predicted, a log-log
     chart of every layer's predicted against measured time (the diagonal is a perfect
     prediction), and the layers (sortable)."""
@@ -284,4 +285,4 @@ def versus_page(v: Versus) -> str:
             [cell(name), cell(kind), num_cell(meas), num_cell(pred),
              cell(f"{pred / meas:.2f}" if meas else "-", pred / meas if meas else None, "n")]
             for name, kind, meas, pred in rows]))
-    return page(f"bench --predict: {v.report.model}", body)
+    return (wrap or page)(f"bench --predict: {v.report.model}", body)

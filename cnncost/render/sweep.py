@@ -36,7 +36,7 @@ from cnncost.fmt import human, human_bytes
 from cnncost.fmt import ratio as ratio_text
 from cnncost.render import charts, svg
 from cnncost.render.formats import Format
-from cnncost.render.html import Col, cell, chart_box, num_cell, page, sortable_table
+from cnncost.render.html import Col, Wrap, cell, chart_box, num_cell, page, sortable_table
 from cnncost.sweep import Exponent, PointResult, Sweep
 from cnncost.table import dumps
 
@@ -273,7 +273,7 @@ def render_text(sweep: Sweep, fmt: Format) -> str:
 # --------------------------------------------------------------------------- HTML
 
 
-def sweep_page(sweep: Sweep) -> str:
+def sweep_page(sweep: Sweep, wrap: Wrap = page) -> str:
     """A sweep: each metric against the swept variable (log-log), the fitted exponents and
     every point in a sortable table."""
     chart = charts.sweep_chart(sweep)
@@ -322,4 +322,4 @@ def sweep_page(sweep: Sweep) -> str:
     if sweep.failed:
         body.append('<p class="warn">' + "<br>".join(escape(line) for line in
                                                     failure_lines(sweep)) + "</p>")
-    return page(f"sweep: {sweep.model}", body)
+    return wrap(f"sweep: {sweep.model}", body)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnncost.display import repr_html
 from cnncost.errors import UsageError
 from cnncost.io import read_text
 from cnncost.sweep.fit import Exponent, fit_exponents, fit_loglog
@@ -59,6 +60,8 @@ __all__ = ["BATCH", "DEFAULT_MAX_POINTS", "METRICS", "TRAIN_METRICS", "Axis", "E
 @dataclass(frozen=True)
 class Sweep:
     """A finished sweep: the plan, every point's result in order, the fitted exponents."""
+
+    _repr_html_ = repr_html  # in a notebook: its HTML page (cnncost.display)
 
     model: str
     source: str

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Mapping, Sequence
+import numbers
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
@@ -123,6 +124,35 @@ def plan_sweep(sets: Sequence[str], zips: Sequence[str] = (), batch: str | None 
         raise UsageError("nothing to sweep: give a variable several values, e.g. "
                          "--set res=128..640:32, or several batch sizes, e.g. --batch 1,8,32")
     return Plan(fixed, tuple(axes))
+
+
+def values_text(name: str, values: Any) -> str:
+    """Python values as the text ``--set`` takes (the Python API's grid, planned by the same
+    grammar): a text as is (``"128..640:32"``), a number or bool as written, a list, tuple or
+    range of them joined with commas; anything else is a UsageError naming the variable."""
+    if isinstance(values, str):
+        return values
+    if isinstance(values, bool | numbers.Real):
+        return _value_text(name, values)
+    if isinstance(values, Iterable) and not isinstance(values, Mapping | bytes):
+        items = [_value_text(name, v) for v in values]
+        if not items:
+            raise UsageError(f"{name}: no values; expected e.g. [128, 160, 192] or "
+                             "'128..640:32'")
+        return ",".join(items) if len(items) > 1 else items[0]
+    raise UsageError(f"{name}: {values!r} is not a value or a list of values; expected e.g. "
+                     "[0.5, 1.0], range(128, 641, 32) or '128..640:32'")
+
+
+def _value_text(name: str, value: Any) -> str:
+    """One value's text: an integer's digits, a float's shortest exact repr (numpy's too)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real) and math.isfinite(float(value)):
+        return repr(float(value))
+    raise UsageError(f"{name}: {value!r} is not a finite number or a bool (a swept value)")
 
 
 def parse_values(label: str, text: str, limit: int = DEFAULT_MAX_POINTS) -> tuple[Value, ...]:
