@@ -190,3 +190,13 @@ def documents_follow_their_schemas(_capture_documents: None) -> Iterator[None]:
     yield
     bad = captured.problems()
     assert not bad, "a document cnncost wrote does not follow its schema:\n" + "\n".join(bad)
+
+
+@pytest.fixture(scope="session")
+def ipython() -> Any:
+    """IPython's test shell (what Jupyter's kernel runs), started once for the session; skip
+    without IPython."""
+    pytest.importorskip("IPython")
+    from IPython.testing import globalipapp
+
+    return globalipapp.start_ipython() or globalipapp.get_ipython()

@@ -110,19 +110,15 @@ def test_bad_input_is_one_usage_error(call: Any, message: str) -> None:
     assert "\n" not in str(err.value)
 
 
-def test_an_error_in_ipython_is_its_one_line() -> None:
+def test_an_error_in_ipython_is_its_one_line(ipython: Any) -> None:
     """IPython (and Jupyter's kernel) print a cnncost error as the command line does, not as
     a traceback."""
-    pytest.importorskip("IPython")
     import contextlib
     import io
 
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython()
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        shell.run_cell("import cnncost\ncnncost.sweep('lenet5', {'colour': [1, 2]})")
+        ipython.run_cell("import cnncost\ncnncost.sweep('lenet5', {'colour': [1, 2]})")
     assert out.getvalue().splitlines() == [
         "error: --set colour: the spec has no variable 'colour'; known: res, classes"]
 

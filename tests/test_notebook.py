@@ -114,17 +114,14 @@ def test_a_sweep_with_every_point_failed_still_shows() -> None:
     assert "failed" in html and "layers[" in html  # each point's one-line error
 
 
-def test_ipython_shows_the_fragment_and_keeps_the_text() -> None:
-    pytest.importorskip("IPython")
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython()
-    html = shell.display_formatter.formatters["text/html"]
+def test_ipython_shows_the_fragment_and_keeps_the_text(ipython: Any) -> None:
+    html = ipython.display_formatter.formatters["text/html"]
     was, html.enabled = html.enabled, True  # (a terminal shell shows text only)
     try:
         table = cnncost.analyze("lenet5")
         assert html(table) == table._repr_html_()
-        assert shell.display_formatter.formatters["text/plain"](table).startswith("CostTable(")
+        assert ipython.display_formatter.formatters["text/plain"](table).startswith(
+            "CostTable(")
     finally:
         html.enabled = was
 
