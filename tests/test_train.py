@@ -640,8 +640,11 @@ def test_cli_bench_train(quick_roofline: None, write_spec: Any) -> None:
     assert doc["optimizer"] == "adam" and doc["runs"][0]["measured_peak_bytes"] > 0
     r = runner.invoke(app, base)
     assert r.exit_code == 0 and "est/meas" in r.stdout, r.output
+    r = runner.invoke(app, [*base, "-f", "html"])  # the step's page
+    assert r.exit_code == 0 and r.stdout.startswith("<!DOCTYPE html>"), r.output
+    assert "<h1>bench --train: tiny_train</h1>" in r.stdout and "est/meas" in r.stdout
     for bad, message in ((["--optimizer", "rmsprop"], "--optimizer"),
-                         (["--per-layer"], "inference only"), (["-f", "html"], "no HTML")):
+                         (["--per-layer"], "inference only")):
         r = runner.invoke(app, [*base, *bad])
         assert r.exit_code == 2 and message in r.output, r.output
 
