@@ -60,6 +60,8 @@ def ref(name: str) -> dict[str, str]:
 ANNOTATIONS: dict[str, dict[str, Any]] = {
     "int": ref("count"),
     "int | None": ref("optional_count"),
+    "float": {"type": "number"},
+    "float | None": {"type": ["number", "null"]},
     "str": {"type": "string"},
     "bool": {"type": "boolean"},
     "tuple[int, ...]": ref("shape"),

@@ -139,6 +139,35 @@ def test_the_report_schema_declares_exactly_what_reports_hold() -> None:
     assert CostTable.from_dict(doc) == _full_table()
 
 
+def test_a_field_declared_once_is_in_the_schema_and_compared() -> None:
+    """What a new report field costs: its line in the dataclass. Its annotation gives its
+    type, a default makes it optional, TEXT keeps check from comparing it, and a type the
+    schema cannot say is refused when the schema is built (not silently left out)."""
+    from dataclasses import dataclass, field
+
+    from cnncost.schema import drift_fields, object_schema
+    from cnncost.table import TEXT
+
+    @dataclass(frozen=True)
+    class Row:
+        name: str = field(metadata=TEXT)
+        macs: int
+        latency_ms: float | None = None
+
+    node = object_schema(Row)
+    assert node["required"] == ["name", "macs"]
+    assert node["properties"]["latency_ms"] == {"type": ["number", "null"]}
+    assert node["additionalProperties"] is False
+    assert drift_fields(Row) == ("macs", "latency_ms")
+
+    @dataclass(frozen=True)
+    class Odd:
+        when: complex
+
+    with pytest.raises(TypeError, match=r"Odd.when: no schema for 'complex'"):
+        object_schema(Odd)
+
+
 def test_a_training_steps_totals_must_hold_the_steps_figures() -> None:
     doc = copy.deepcopy(REPORT)
     doc["mode"] = "train"  # an inference report relabelled: no backward figures
