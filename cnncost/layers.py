@@ -16,7 +16,7 @@ import math
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from cnncost import shapes
 from cnncost.errors import LayerError
@@ -42,6 +42,17 @@ class Built:
     # Elements of the layer's largest weight tensor (the spec bounds it: torch's storage
     # size overflows long before a conv's out x in x k x k does in Python).
     weight_elements: int = 0
+    # The smallest batch PyTorch runs the layer at, where it is more than 1 (statistics
+    # over one value per group or channel: "Expected more than 1 value per channel").
+    min_batch: BatchNeed | None = None
+
+
+class BatchNeed(NamedTuple):
+    """A layer's smallest batch, at inference and in a training step, and why."""
+
+    inference: int
+    train: int
+    why: str
 
 
 @dataclass(frozen=True)
@@ -349,7 +360,11 @@ def bn(in_shape: Shape, eps: float = 1e-5, momentum: float = 0.1, affine: bool =
         cls: Any = (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[nd]
         return cls(c, eps, momentum, affine)
 
-    return Built(in_shape, make)
+    # A training step's statistics are over the batch and the spatial positions: one value
+    # per channel at batch 1 without spatial extent, which PyTorch refuses.
+    need = BatchNeed(1, 2, f"a {_fmt(in_shape)} input has one value per channel per "
+                           "sample") if math.prod(in_shape[1:]) == 1 else None
+    return Built(in_shape, make, min_batch=need)
 
 
 @register_layer("layer_norm")
@@ -378,19 +393,19 @@ def group_norm(in_shape: Shape, groups: int, eps: float = 1e-5, affine: bool = T
     _positive("groups", groups)
     if c % groups:
         raise LayerError(f"groups={groups} does not divide channels={c}")
+    need = None
     if c // groups * math.prod(in_shape[1:]) == 1:
-        # Each group holds one value: normalising it gives 0, and PyTorch refuses it at
-        # batch 1 ("Expected more than 1 value per channel").
-        raise LayerError(f"groups={groups} leaves one value per group on a {_fmt(in_shape)} "
-                         "input; expected groups of at least two values (fewer groups, or a "
-                         "spatial input)")
+        # Each group of a sample holds one value (normalised to 0): PyTorch runs it on a
+        # batch of two or more, and refuses it at batch 1, counting the batch in the group.
+        need = BatchNeed(2, 2, f"groups={groups} leaves one value per group on a "
+                               f"{_fmt(in_shape)} input")
 
     def make() -> nn.Module:
         from torch import nn
 
         return nn.GroupNorm(groups, c, eps, affine)
 
-    return Built(in_shape, make)
+    return Built(in_shape, make, min_batch=need)
 
 
 # --------------------------------------------------------------------------- activations

@@ -104,6 +104,46 @@ def test_too_little_free_memory_refuses_the_real_run(monkeypatch: pytest.MonkeyP
         cnncost.analyze(KeepPositive(), input=(3, 6, 6))
 
 
+class ReadsThenGrows(nn.Module):
+    """Reads a value first (so the meta run stops at once, having allocated nearly nothing),
+    then upsamples 16x and convolves: the real run's activations are far larger than what
+    ran before the meta run stopped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 64, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x > 1e9).any()):  # a value read: no meta version
+            x = x * 0
+        y = nn.functional.interpolate(x, scale_factor=16)
+        out: torch.Tensor = self.conv(y)
+        return out
+
+
+# at 3x32x32: the upsampled 3 x 512 x 512 float32 input is 3,145,728 bytes; the conv's
+# 64 x 512 x 512 output 67,108,864 bytes
+UPSAMPLED, CONV_OUT = 3 * 512 * 512 * 4, 64 * 512 * 512 * 4
+
+
+def test_the_whole_real_run_is_held_to_the_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnncost.count.limits import Free
+
+    # 30 MB free: the first check (the meta run's bytes, the input) passes; at 1.5x
+    # headroom the run may take 20 MB, enough for the upsampled input, not the conv's
+    # output, which is refused before its kernel allocates it
+    monkeypatch.setattr(memory, "free_limit", lambda: Free(30_000_000, "a test's limit"))
+    with pytest.raises(ModelRunError, match=r"ReadsThenGrows: counting on real tensors "
+                       r"\(aten::.* would take more than 20,000,000 bytes of activations, "
+                       r"the memory free when it started \(limit: a test's limit\)"):
+        cnncost.analyze(ReadsThenGrows(), input=(3, 32, 32))
+    # given room for both, it is counted: conv 64 x 512 x 512 outputs x 3 x 9
+    monkeypatch.setattr(memory, "free_limit",
+                        lambda: Free(int(1.5 * (UPSAMPLED + CONV_OUT)) + (1 << 20), "room"))
+    report = cnncost.analyze(ReadsThenGrows(), input=(3, 32, 32))
+    assert report.counted_on == "cpu" and report.totals.macs == 64 * 512 * 512 * 27
+
+
 def test_weights_on_meta_cannot_be_counted_for_real() -> None:
     with torch.device("meta"):
         model = KeepPositive()
@@ -149,3 +189,16 @@ def test_faster_rcnn_matches_flop_counter_mode_on_the_same_real_tensors(
     assert report.totals.macs * 2 == oracle.get_total_flops()
     assert report.counted_on == "cpu" and "nonzero" in report.counted_on_reason
     assert report.totals.params == sum(p.numel() for p in model.parameters())
+
+
+def test_an_op_over_the_budget_is_refused_before_its_kernel_allocates() -> None:
+    import resource
+
+    from cnncost.count.mode import CostCounterMode, OverBudget
+
+    mode = CostCounterMode()
+    mode.budget = (1_000_000, "1 MB")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    with pytest.raises(OverBudget), torch.no_grad(), mode:
+        torch.ones(100_000_000)  # 400 MB of float32 ones, written: resident if it ran
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000

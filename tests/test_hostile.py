@@ -664,3 +664,51 @@ def test_files_follow_the_umask(tiny: Path, umask: int, mode: int) -> None:
     finally:
         os.umask(old)
     assert out.stat().st_mode & 0o777 == mode  # 0666 minus the umask, as `>` would make it
+
+
+DEEP_STEP = """
+import resource, sys
+import torch
+from torch import nn
+import cnncost
+
+class Deep(nn.Module):
+    # {n} multiplications in a chain: a training step's graph {n} nodes deep
+    def __init__(self, n):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(2))
+        self.n = n
+
+    def forward(self, x):
+        for _ in range(self.n):
+            x = x * self.w
+        return x
+
+report = cnncost.analyze(Deep({n}), input=(2,), mode="train")
+print(report.totals.flops, report.totals.train.backward_flops)
+"""
+
+
+@pytest.mark.slow
+def test_a_training_step_through_a_very_deep_graph_ends_cleanly() -> None:
+    """Freeing the autograd graph of a 50,000-layer spec's training step overflowed the C
+    stack (a segfault). The same depth in a fresh interpreter with a 1 MiB stack (8 times
+    less than Linux's default) takes 8,000 nodes: it ends with the count."""
+    import resource
+    import subprocess
+    import sys
+
+    def small_stack() -> None:
+        resource.setrlimit(resource.RLIMIT_STACK, (1 << 20, resource.RLIM_INFINITY))
+
+    n = 8000
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-c", DEEP_STEP.format(n=n)], capture_output=True,
+                          text=True, env=env, preexec_fn=small_stack, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    forward, backward = map(int, done.stdout.split())
+    # forward: one multiply per element, 2 elements, n times. Backward, per multiply: the
+    # gradient of its input, 2 multiplies (not for the first: the input needs none), and of
+    # the shared weight, 2 multiplies and their sum over the batch (2); the n gradients of
+    # the weight are then added up (n - 1 adds of 2): 2(n - 1) + 4n + 2(n - 1) = 8n - 4
+    assert (forward, backward) == (2 * n, 8 * n - 4)

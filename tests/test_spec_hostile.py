@@ -306,13 +306,6 @@ def test_the_largest_weight_allowed_is_a_meta_tensor_torch_can_make() -> None:
         ("input: [4]\nlayers:\n  - channel_shuffle: {groups: 2}\n",
          r"t.yaml:3: layers\[0\].channel_shuffle: channel_shuffle needs an input shaped \(C, L\)",
          lambda: __import__("torch").nn.ChannelShuffle(2), (1, 4)),
-        # one value per group normalises to 0; torch refuses it at batch 1
-        ("input: [4]\nlayers:\n  - group_norm: {groups: 4}\n",
-         r"t.yaml:3: layers\[0\].group_norm: groups=4 leaves one value per group on a 4 input",
-         lambda: __import__("torch").nn.GroupNorm(4, 4), (1, 4)),
-        ("input: [3, 1, 1]\nlayers:\n  - group_norm: {groups: 3}\n",
-         "groups=3 leaves one value per group on a 3x1x1 input",
-         lambda: __import__("torch").nn.GroupNorm(3, 3), (1, 3, 1, 1)),
         # avg_pool3d checks the unpadded input against the kernel (its meta kernel does not:
         # analyze counted it, bench and build crashed)
         ("input: [2, 1, 4, 4]\nlayers:\n  - avg_pool: {kernel: 2, padding: 1, ceil_mode: true}\n",
@@ -320,7 +313,7 @@ def test_the_largest_weight_allowed_is_a_meta_tensor_torch_can_make() -> None:
          "its kernel 2x2x2",
          lambda: __import__("torch").nn.AvgPool3d(2, 2, 1, ceil_mode=True), (1, 2, 1, 4, 4)),
     ],
-    ids=["channel-shuffle-rank-1", "group-norm-rank-1", "group-norm-1x1", "avg-pool-3d"],
+    ids=["channel-shuffle-rank-1", "avg-pool-3d"],
 )
 def test_what_torch_refuses_is_refused_by_validate(text: str, message: str, module: Any,
                                                     shape: tuple[int, ...]) -> None:
@@ -340,6 +333,54 @@ def test_what_torch_accepts_beside_those_is_accepted() -> None:
                  "input: [2, 2, 4, 4]\nlayers:\n  - avg_pool: {kernel: 2, ceil_mode: true}\n",
                  "input: [2, 1, 4]\nlayers:\n  - avg_pool: {kernel: 2, padding: 1}\n"):
         spec(text)
+
+
+@pytest.mark.parametrize("engine", ["analytic", "torch"])
+@pytest.mark.parametrize(("text", "shape", "groups"), [
+    ("input: [4]\nlayers:\n  - group_norm: {groups: 4}\n", (4,), 4),
+    ("input: [3, 1, 1]\nlayers:\n  - group_norm: {groups: 3}\n", (3, 1, 1), 3),
+], ids=["rank-1", "1x1"])
+def test_one_value_per_group_is_refused_at_batch_1_only(text: str, shape: tuple[int, ...],
+                                                        groups: int, engine: str) -> None:
+    """PyTorch counts the batch in a group's values: one value per group per sample is
+    refused at batch 1 and runs from batch 2 (every output 0). So does the count."""
+    import torch
+
+    import cnncost
+
+    model = spec(text)  # valid: what it needs is a batch
+    with pytest.raises(SpecError, match=rf"t.yaml:3: layers\[0\].group_norm: groups={groups} "
+                       r"leaves one value per group .* at batch 1; expected --batch 2"):
+        cnncost.analyze(model, engine=engine)
+    with pytest.raises(ValueError, match="more than 1 value"):  # the oracle, at batch 1
+        torch.nn.GroupNorm(groups, groups)(torch.randn(1, *shape))
+    torch.nn.GroupNorm(groups, groups)(torch.randn(2, *shape))  # and at batch 2
+    report = cnncost.analyze(model, batch=2, engine=engine)
+    # group norm: 5 FLOPs per element (mean, variance, normalise, scale, shift); 2 samples
+    assert report.totals.flops == 5 * 2 * groups
+    assert report.totals.params == 2 * groups  # a scale and a shift per channel
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_training_step_of_batch_norm_without_spatial_extent_needs_two_samples(
+        batch: int) -> None:
+    import torch
+
+    import cnncost
+
+    model = spec("input: [3, 1, 1]\nlayers:\n  - conv: {out: 3, kernel: 1}\n  - bn\n")
+    assert cnncost.analyze(model, batch=batch).totals.flops  # inference: any batch
+    bn = torch.nn.BatchNorm2d(3).train()
+    if batch == 1:
+        with pytest.raises(ValueError, match="more than 1 value per channel"):
+            bn(torch.randn(1, 3, 1, 1))
+        with pytest.raises(SpecError, match=r"t.yaml:4: layers\[1\].bn: a 3x1x1 input has one "
+                           r"value per channel per sample, which PyTorch refuses at batch 1 in "
+                           r"a training step; expected --batch 2"):
+            cnncost.analyze(model, batch=batch, mode="train")
+    else:
+        bn(torch.randn(2, 3, 1, 1))
+        assert cnncost.analyze(model, batch=batch, mode="train").train
 
 
 def test_an_add_of_three_branches_adds_all_three() -> None:

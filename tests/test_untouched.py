@@ -169,3 +169,128 @@ def test_torchvision_detection_model_runs_after_a_count(tv_models: Any) -> None:
     with torch.no_grad():
         got = model(x)
     assert all(torch.equal(expected[0][k], got[0][k]) for k in expected[0])
+
+
+# --------------------------------------------------------------------------- outside kinds
+
+
+def _small() -> nn.Sequential:
+    """conv 3 -> 4 (3x3 on 8x8: 6x6 out), batch norm, ReLU, a linear 144 -> 5."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 6 * 6, 5))
+
+
+# conv 4 x 6 x 6 outputs x 3 x 3 x 3 = 3,888; linear 144 x 5 = 720
+SMALL_MACS = 4 * 6 * 6 * 3 * 9 + 144 * 5
+# conv 4 x 27 + 4, batch norm 4 + 4, linear 144 x 5 + 5
+SMALL_PARAMS = 4 * 27 + 4 + 8 + 144 * 5 + 5
+
+
+def _torchscript(how: str) -> nn.Module:
+    made: nn.Module = torch.jit.script(_small()) if how == "script" else torch.jit.trace(
+        _small(), torch.randn(2, 3, 8, 8))
+    list(made.children())[1].eval()  # one submodule's flag differs from the others'
+    return made
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize("mode", ["inference", "train"])
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_a_torchscript_model_is_counted_and_comes_back(how: str, mode: str,
+                                                       device: str) -> None:
+    model = _torchscript(how)
+    flags = [m.training for m in model.modules()]
+    params = [(id(p), p.detach().clone()) for p in model.parameters()]
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+    report = count_module(model, (3, 8, 8), device=device, mode=mode)
+    # its submodules run inside TorchScript, where no hook fires: one row holds them
+    assert [r.name for r in report.layers] == ["(model)"]
+    assert report.layers[0].kind == "Sequential (TorchScript)"
+    assert (report.totals.macs, report.totals.params) == (SMALL_MACS, SMALL_PARAMS)
+    assert [m.training for m in model.modules()] == flags
+    assert all(id(p) == i and torch.equal(p, q)
+               for p, (i, q) in zip(model.parameters(), params, strict=True))
+    assert all(p.grad is None for p in model.parameters())
+    with torch.no_grad():
+        assert torch.equal(model(x), expected)
+
+
+def test_a_scripted_submodule_is_part_of_its_callers_row() -> None:
+    class Wrap(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.Conv2d(3, 3, 1)
+            self.body = torch.jit.script(_small())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.body(self.head(x))
+            return out
+
+    report = cnncost.analyze(Wrap(), input=(3, 8, 8))
+    rows = {r.name: r for r in report.layers}
+    # head: 3 x 8 x 8 outputs x 3 inputs = 576 MACs, 9 + 3 params
+    assert (rows["head"].macs, rows["head"].params) == (3 * 64 * 3, 12)
+    assert (rows["(model)"].macs, rows["(model)"].params) == (SMALL_MACS, SMALL_PARAMS)
+    assert report.totals.macs == SMALL_MACS + 576
+
+
+class LazyNet(nn.Module):
+    """A lazy conv and a lazy linear: their weights are made at the first forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.LazyConv2d(4, 3)
+        self.fc = nn.LazyLinear(5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.fc(self.conv(x).flatten(1))
+        return out
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize("mode", ["inference", "train"])
+def test_a_lazy_model_is_counted_and_stays_lazy(device: str, mode: str) -> None:
+    model = LazyNet()
+    report = count_module(model, (3, 8, 8), device=device, mode=mode)
+    # conv 3 -> 4, 3x3 on 8x8: 4 x 6 x 6 x 27 = 3,888 MACs; fc 144 -> 5: 720
+    assert report.totals.macs == 3888 + 720
+    assert report.totals.params == (4 * 27 + 4) + (144 * 5 + 5)
+    # and every figure, memory included, is the eager twin's (its weights made up front)
+    twin = LazyNet()
+    twin.conv, twin.fc = nn.Conv2d(3, 4, 3), nn.Linear(144, 5)
+    assert report.totals == count_module(twin, (3, 8, 8), device=device, mode=mode).totals
+    # the user's model is as it was: lazy, its weights not made, its hooks in place
+    assert type(model.conv) is nn.LazyConv2d and type(model.fc) is nn.LazyLinear
+    assert all(nn.parameter.is_lazy(p) for p in model.parameters())
+    assert model.fc._forward_pre_hooks  # the hook that makes the weights at the first call
+    out = model(torch.randn(2, 3, 8, 8))  # which still works
+    assert out.shape == (2, 5) and type(model.fc) is nn.Linear
+
+
+class Grows(nn.Module):
+    """Adds a submodule to itself during a training step (and calls it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.add_module("extra", nn.Linear(3, 3, device=x.device, dtype=x.dtype))
+            self.extra.register_forward_hook(lambda m, i, o: None)
+            return self.extra(self.lin(x))
+        return self.lin(x)
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_submodule_added_during_a_training_step_is_gone_afterwards(device: str) -> None:
+    model = Grows()
+    before = fingerprint(model)
+    report = count_module(model, (3,), mode="train", device=device)
+    # two linear layers 3 -> 3: 9 MACs each
+    assert report.totals.macs == 18
+    assert not hasattr(model, "extra") and list(model._modules) == ["lin"]
+    assert same(fingerprint(model), before)

@@ -26,6 +26,7 @@ from cnncost.count.conventions import (
     DTYPE_BYTES,
     Policy,
     check_batch,
+    check_layer_batch,
     conventions,
     dtype_check,
 )
@@ -182,6 +183,7 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
     the uncounted ops, the parameter and buffer bytes, the peak activation bytes); with
     ``rows``, each layer's CostRow is appended to it."""
     check_batch(batch)
+    check_layer_batch(spec, batch)
     memory = _Memory()
     run = memory.run
     env: dict[str, Any] = {"input": None}

@@ -7,9 +7,9 @@ costs behind them are the formulas in cnncost.count.formulas. No torch at import
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from cnncost.errors import UsageError
+from cnncost.errors import SpecError, UsageError
 
 # What a report may hold (its schema's values), re-exported where counting conventions live.
 from cnncost.table import DTYPE_BYTES as DTYPE_BYTES
@@ -18,6 +18,8 @@ from cnncost.table import Policy as Policy
 
 if TYPE_CHECKING:
     import torch
+
+    from cnncost.spec import ModelSpec
 
 @dataclass(frozen=True)
 class Optimizer:
@@ -108,6 +110,31 @@ def check_batch(batch: int) -> None:
     """A batch size is a whole number from 1 to 2^20."""
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 1 << 20:
         raise UsageError(f"batch={batch!r} must be a whole number from 1 to {1 << 20}")
+
+
+# Specs already checked: id -> (the spec, its layers' batch needs: (inference, train, layer)).
+_NEEDS: dict[int, tuple[Any, list[tuple[int, int, Any]]]] = {}
+
+
+def check_layer_batch(spec: ModelSpec, batch: int, train: bool = False) -> None:
+    """Refuse a batch smaller than a layer of ``spec`` needs (Built.min_batch: a group norm
+    with one value per group, a training step's batch norm with one value per channel),
+    as a SpecError at that layer, before PyTorch refuses it mid-run."""
+    found = _NEEDS.get(id(spec))
+    if found is None or found[0] is not spec:
+        if len(_NEEDS) > 1000:
+            _NEEDS.clear()
+        found = _NEEDS[id(spec)] = (spec, [
+            (layer.built.min_batch.inference, layer.built.min_batch.train, layer)
+            for layer in spec.layers
+            if layer.built is not None and layer.built.min_batch is not None])
+    for inference, training, layer in found[1]:
+        least = training if train else inference
+        if batch < least:
+            step = " in a training step" if train else ""
+            raise SpecError(f"{layer.built.min_batch.why}, which PyTorch refuses at batch "
+                            f"{batch}{step}; expected --batch {least} or more",
+                            layer.loc.file, layer.loc.line, layer.loc.where)
 
 
 def dtype_name(dtype: torch.dtype | str) -> str:

@@ -12,6 +12,7 @@ backward (cnncost.count.train).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import itertools
@@ -23,10 +24,26 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.nn.parameter import is_lazy
+from torch.utils._python_dispatch import _disable_current_modes, _get_current_dispatch_mode
 
-from cnncost.count.conventions import Mode, Policy, check_batch, dtype_name, parse_dtype
-from cnncost.count.memory import StepRecord, Trainable, build_table, check_free_memory, nbytes
-from cnncost.count.mode import Acc, CostCounterMode, tensors
+from cnncost.count.conventions import (
+    Mode,
+    Policy,
+    check_batch,
+    check_layer_batch,
+    dtype_name,
+    parse_dtype,
+)
+from cnncost.count.memory import (
+    StepRecord,
+    Trainable,
+    build_table,
+    check_free_memory,
+    nbytes,
+    real_run_budget,
+)
+from cnncost.count.mode import Acc, CostCounterMode, OverBudget, tensors
 from cnncost.count.snapshot import ModuleState
 from cnncost.count.train import TrainCounterMode, run_step
 from cnncost.errors import CnnCostError, ModelRunError, UsageError
@@ -181,6 +198,7 @@ def count_spec(spec: ModelSpec, batch: int = 1, dtype: str | torch.dtype = "floa
     dev = _check_device(device)
     train = _mode(mode) is Mode.TRAIN
     check_batch(batch)
+    check_layer_batch(spec, batch, train)
     x = _input_tensor((batch, *spec.input_shape), dt, dev)
     modules = _spec_modules(spec, dt, dev, x.element_size(), train)
     weights = (sum(m[3] for m in modules.values()), sum(m[4] for m in modules.values()))
@@ -259,14 +277,15 @@ def plain_kernels() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
-def _trainable(modules: Iterable[nn.Module], elem: int) -> Trainable:
-    """The parameters that get a gradient (each once, however often it is shared)."""
+def _trainable(modules: Iterable[nn.Module], elem: int | None) -> Trainable:
+    """The parameters that get a gradient (each once, however often it is shared), their
+    bytes at ``elem`` per element (floating point; None: each at its own dtype)."""
     seen: dict[int, nn.Parameter] = {}
     for m in modules:
         for p in m.parameters():
             if p.requires_grad:
                 seen.setdefault(id(p), p)
-    sizes = [p.numel() * (elem if p.is_floating_point() else p.element_size())
+    sizes = [p.numel() * (elem if elem and p.is_floating_point() else p.element_size())
              for p in seen.values()]
     return Trainable(sum(p.numel() for p in seen.values()), sum(sizes), max(sizes, default=0))
 
@@ -306,48 +325,121 @@ def count_module(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
     check_batch(batch)
     label = name or type(model).__name__
     shape = (batch, *input_shape)
+    own = _fixed_dtypes(model)
     if dev == "cpu":
-        _check_real_weights(model, dt, "device='cpu' runs the module's own weights")
+        _check_real_weights(model, dt, "device='cpu' runs the module's own weights", own)
     try:
-        x, calls, step = _count_once(model, shape, dt, dev, label, frames, train)
+        counted = _lazy_ready(model, dt, dev, label)
+        x, calls, step = _count_once(counted, shape, dt, dev, label, frames, train, bool(own))
         counted_on, why = "meta", ""  # an explicit device="cpu" (the tests' oracle): unmarked
     except NeedsData as need:
-        _check_real_weights(model, dt, f"{label} needs real tensors ({need.reason})")
+        _check_real_weights(model, dt, f"{label} needs real tensors ({need.reason})", own)
         check_free_memory(label, need.partial_bytes + _nbytes_of(shape, dt), need.reason)
-        x, calls, step = _count_once(model, shape, dt, "cpu", label, frames, train)
+        counted = _lazy_ready(model, dt, "cpu", label)
+        x, calls, step = _count_once(counted, shape, dt, "cpu", label, frames, train,
+                                     bool(own), need.reason)
         counted_on, why = "cpu", need.reason
-    trained = _trainable([model], x.element_size()) if train else None
-    table = build_table(label, source or label, "", model, x, calls.rows(), calls.mode, pol,
-                        dt, strict, step, trained)
+    elem = None if own else x.element_size()
+    trained = _trainable([counted], elem) if train else None
+    table = build_table(label, source or label, "", counted, x, calls.rows(), calls.mode, pol,
+                        dt, strict, step, trained, own_dtypes=bool(own))
+    if own:
+        table = dataclasses.replace(table, conventions=(
+            *table.conventions, "weights at the dtypes the module fixes itself "
+            f"({', '.join(dtype_name(d) for d in own)}), each tensor's bytes at its own; "
+            f"the input at {dtype_name(dt)}"))
     if counted_on == "meta":
         return table
     return dataclasses.replace(table, counted_on=counted_on, counted_on_reason=why)
 
 
+def _fixed_dtypes(model: nn.Module) -> list[torch.dtype]:
+    """The floating dtypes of a module's weights where it mixes several (a half conv, then
+    a double one): the module fixes them, a count keeps them (empty: one dtype, which the
+    count replaces by the analysis dtype)."""
+    found = {t.dtype for t in itertools.chain(model.parameters(), model.buffers())
+             if t.is_floating_point() and not is_lazy(t)}
+    return sorted(found, key=str) if len(found) > 1 else []
+
+
+def _lazy_ready(model: nn.Module, dtype: torch.dtype, device: str, label: str) -> nn.Module:
+    """The module to count: itself, or where it has lazy parameters (nn.LazyLinear before
+    its first forward) a copy of it whose lazy ones are made on ``device`` at ``dtype`` when
+    the forward infers their shapes. The user's stay uninitialized; the other weights are
+    shared with the copy, not copied."""
+    weights = [*model.parameters(), *model.buffers()]
+    lazy = [t for t in weights if is_lazy(t)]
+    if not lazy:
+        return model
+    memo: dict[int, Any] = {id(t): t for t in weights if not is_lazy(t)}
+    for t in lazy:
+        dt = dtype if t.is_floating_point() else t.dtype
+        make: Any = type(t)  # UninitializedParameter or UninitializedBuffer
+        stand_in = memo[id(t)] = make(requires_grad=t.requires_grad, device=device, dtype=dt)
+        stand_in.materialize = _made_outside_count(stand_in)
+    try:
+        copied: nn.Module = copy.deepcopy(model, memo)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelRunError(f"{label} has lazy parameters (made at its first forward), and a "
+                            "copy to make them in could not be taken "
+                            f"({type(exc).__name__}: {first}); run one forward first") from exc
+    return copied
+
+
+def _made_outside_count(t: torch.Tensor) -> Callable[..., None]:
+    """A lazy stand-in's ``materialize``, run outside the counter: its weights are made at
+    the first forward, under the count, and are weights, not activations (a training step
+    does not count their storage among what autograd saves)."""
+    lazy: Any = type(t)  # UninitializedParameter or UninitializedBuffer
+    made = lazy.materialize
+
+    def materialize(*args: Any, **kwargs: Any) -> None:
+        counter = _get_current_dispatch_mode()
+        with _disable_current_modes():
+            made(t, *args, **kwargs)
+        if isinstance(counter, TrainCounterMode):
+            counter.exclude([t])
+
+    return materialize
+
+
 def _count_once(model: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, device: str,
-                label: str, frames: int, train: bool = False
-                ) -> tuple[torch.Tensor, _ModuleCalls, StepRecord | None]:
+                label: str, frames: int, train: bool = False, own_dtypes: bool = False,
+                why: str = "") -> tuple[torch.Tensor, _ModuleCalls, StepRecord | None]:
     """One counted forward (train: step) on ``device``; the model is restored whatever
-    happens (on CPU a training step's gradients too)."""
+    happens (on CPU a training step's gradients too). ``own_dtypes``: the weights keep
+    their dtypes on meta. On real tensors the run may not outgrow the memory free when it
+    starts (``why``: what made it run on them, for the message)."""
     mode = _counter(train)
     calls = _ModuleCalls(model, mode, train)
     x = _input_tensor(shape, dtype, device)
     grads = {p: p.grad for p in model.parameters()} if device != "meta" else {}
     with calls.hooked(device, dtype):
-        named = [*model.named_buffers(remove_duplicate=False)]
+        named = [(k, v) for k, v in model.named_buffers(remove_duplicate=False)
+                 if not is_lazy(v)]
         if device == "meta":
-            named += model.named_parameters(remove_duplicate=False)
-            state = {k: _meta_like(v, dtype, train) for k, v in named}
+            named += [(k, v) for k, v in model.named_parameters(remove_duplicate=False)
+                      if not is_lazy(v)]
+            state = {k: _meta_like(v, v.dtype if own_dtypes else dtype, train)
+                     for k, v in named}
         else:
             # Buffers a forward writes in place (running statistics, step counters) are
             # written to copies: the model's own stay as they were.
             state = {k: v.clone() for k, v in named}
+            mode.budget = real_run_budget()
         real = [] if device == "meta" else list(model.parameters())
         try:
             with _swapped(model, state):
                 step = _execute(mode, lambda: _forward(model, [x] * frames, calls, label,
                                                        device), label,
                                 [x, *state.values(), *real])
+        except OverBudget as over:
+            raise ModelRunError(
+                f"{label}: counting on real tensors" + (f" ({why})" if why else "") +
+                f" would take more than {over.budget:,} bytes of activations, the memory "
+                f"free when it started (limit: {over.limit}); use a smaller --batch or "
+                "--input") from None
         finally:
             for p, g in grads.items():
                 p.grad = g
@@ -359,13 +451,15 @@ def _nbytes_of(shape: tuple[int, ...], dtype: torch.dtype) -> int:
     return math.prod(shape) * torch.empty((), dtype=dtype, device="meta").element_size()
 
 
-def _check_real_weights(model: nn.Module, dtype: torch.dtype, why: str) -> None:
-    """A count on CPU runs the module's own weights: they must be real, on CPU, at ``dtype``."""
+def _check_real_weights(model: nn.Module, dtype: torch.dtype, why: str,
+                        own: list[torch.dtype] | None = None) -> None:
+    """A count on CPU runs the module's own weights: they must be real, on CPU, at ``dtype``
+    (or at the dtypes ``own`` the module mixes itself)."""
     for t in [*model.parameters(), *model.buffers()]:
         if t.device.type != "cpu":
             raise ModelRunError(f"{why}, but its weights are on {t.device.type}; move it to "
                                 "the CPU first")
-        if t.is_floating_point() and t.dtype != dtype:
+        if t.is_floating_point() and t.dtype != dtype and not own and not is_lazy(t):
             raise UsageError(f"{why}: counting on CPU runs its own {dtype_name(t.dtype)} "
                              f"weights; convert it to {dtype_name(dtype)} first, or count at "
                              f"--dtype {dtype_name(t.dtype)}")
@@ -382,7 +476,12 @@ class NeedsData(CnnCostError):
 
 class _ModuleCalls:
     """Forward hooks on every module of a model: one row (Acc) per module name, and the
-    ops of each call charged to the innermost module in progress."""
+    ops of each call charged to the innermost module in progress.
+
+    A TorchScript module (``torch.jit.script`` or ``torch.jit.trace``) runs its submodules
+    inside its compiled graph, where no Python hook fires (and a scripted one refuses
+    hooks): it is one row, holding its submodules' parameters and ops. A scripted module
+    that refuses hooks, called by a Python module, is part of its caller's row."""
 
     def __init__(self, model: nn.Module, mode: CostCounterMode, train: bool = False) -> None:
         self.model = model
@@ -390,7 +489,11 @@ class _ModuleCalls:
         self.train = train
         self.modules = dict(model.named_modules())  # a shared module goes by its first name
         self.names = {id(m): n for n, m in self.modules.items()}
-        self.leaf_ids = {id(m) for m in self.modules.values() if not m._modules}
+        # Each module's row: its own, or (inside TorchScript) the enclosing unit's.
+        self.owner = _owners(self.modules)
+        self.leaf_ids = {id(m) for n, m in self.modules.items() if self.owner[n] == n
+                         and not any(self._owns(c) for c in m.children())}
+        self.manual = False  # the model itself refuses hooks: its row is entered by hand
         self.accs: dict[str, Acc] = {}
         self.pre_order: dict[str, int] = {}
         self.stack: list[Acc] = []  # the rows of the module calls in progress, innermost last
@@ -402,11 +505,17 @@ class _ModuleCalls:
         wrote. On meta its plain tensor attributes get meta stand-ins meanwhile."""
         saved = ModuleState(self.model, copy_tensors=device == "cpu")
         handles = []
-        for m in self.modules.values():
-            handles.append(m.register_forward_pre_hook(self._pre))
-            handles.append(m.register_forward_hook(self._post))
-        self.model.train(self.train)
         try:
+            for name, m in self.modules.items():
+                if self.owner[name] != name:
+                    continue
+                try:
+                    pre = m.register_forward_pre_hook(self._pre)
+                except RuntimeError:  # a scripted module: "not supported on ScriptModules"
+                    self._fold(name)
+                    continue
+                handles += [pre, m.register_forward_hook(self._post)]
+            self.model.train(self.train)
             if device == "meta":
                 saved.meta_attributes(dtype)
             yield
@@ -415,11 +524,37 @@ class _ModuleCalls:
                 h.remove()
             saved.restore()
 
+    def _owns(self, module: nn.Module) -> bool:
+        """Whether a module has a row of its own (it is not inside TorchScript)."""
+        name = self.names[id(module)]
+        return self.owner[name] == name
+
+    def _fold(self, name: str) -> None:
+        """A module that refuses hooks: its rows go to its caller's (the model's own, which
+        is then entered by hand)."""
+        if name == "":
+            self.manual = True
+            return
+        parent = self.owner[name.rpartition(".")[0]]
+        for n, o in self.owner.items():
+            if o == name:
+                self.owner[n] = parent
+        self.leaf_ids.discard(id(self.modules[name]))
+
+    def call(self, inputs: list[torch.Tensor]) -> Any:
+        """The model's forward, its own row entered by hand where it refuses hooks."""
+        if not self.manual:
+            return self.model(*inputs)
+        self._pre(self.model, tuple(inputs))
+        out = self.model(*inputs)
+        self._post(self.model, tuple(inputs), out)
+        return out
+
     def _pre(self, module: nn.Module, args: Any) -> None:
         mname = self.names.get(id(module), "")
         acc = self.accs.get(mname)
         if acc is None:
-            acc = self.accs[mname] = Acc(mname or "(model)", type(module).__name__)
+            acc = self.accs[mname] = Acc(mname or "(model)", _kind(module))
         acc.calls += 1
         self.pre_order.setdefault(mname, self.mode.ops)
         if not acc.input_shape:
@@ -443,10 +578,12 @@ class _ModuleCalls:
         rows: list[Acc] = []
         seen_params: set[int] = set()
         order: dict[int, int] = {}
+        owned: dict[str, list[nn.Module]] = {}
+        for mname, module in self.modules.items():
+            owned.setdefault(self.owner[mname], []).append(module)
         for mname, acc in self.accs.items():
             module = self.modules[mname]
-            own_p, frozen = _own(module.parameters(recurse=False), seen_params)
-            own_b = sum(b.numel() for b in module.buffers(recurse=False))
+            own_p, own_b, frozen = _weights_of(owned.get(mname, [module]), seen_params)
             leaf = id(module) in self.leaf_ids
             if leaf or _has_ops(acc) or own_p or own_b or frozen:
                 acc.params, acc.buffers, acc.frozen = own_p, own_b, frozen
@@ -460,15 +597,42 @@ class _ModuleCalls:
                 order[id(acc)] = acc.order if acc.order >= 0 else self.pre_order[mname]
                 rows.append(acc)
         rows.sort(key=lambda a: order[id(a)])
-        for mname, module in self.modules.items():
+        for mname, members in owned.items():
             if mname in self.accs:
                 continue
-            own_p, frozen = _own(module.parameters(recurse=False), seen_params)
-            own_b = sum(b.numel() for b in module.buffers(recurse=False))
+            own_p, own_b, frozen = _weights_of(members, seen_params)
             if own_p or own_b or frozen:
-                rows.append(Acc(mname, type(module).__name__ + " (not called)",
+                rows.append(Acc(mname, _kind(self.modules[mname]) + " (not called)",
                                 params=own_p, buffers=own_b, frozen=frozen))
         return rows
+
+
+def _owners(modules: Mapping[str, nn.Module]) -> dict[str, str]:
+    """Each module's row: its own name, or inside a TorchScript module that module's."""
+    owner: dict[str, str] = {}
+    for name in modules:  # parents come before their children
+        parent = owner.get(name.rpartition(".")[0]) if name else None
+        inside = parent is not None and isinstance(modules[parent], torch.jit.ScriptModule)
+        owner[name] = parent if inside and parent is not None else name
+    return owner
+
+
+def _kind(module: nn.Module) -> str:
+    """A row's kind: the class, or what a TorchScript module was made from."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return f"{getattr(module, 'original_name', type(module).__name__)} (TorchScript)"
+    return type(module).__name__
+
+
+def _weights_of(modules: Iterable[nn.Module], seen: set[int]) -> tuple[int, int, int]:
+    """(trainable params, buffers, frozen params) the modules hold themselves, each
+    parameter counted once (a shared one where first seen)."""
+    trainable = buffers = frozen = 0
+    for m in modules:
+        t, f = _own(m.parameters(recurse=False), seen)
+        trainable, frozen = trainable + t, frozen + f
+        buffers += sum(b.numel() for b in m.buffers(recurse=False))
+    return trainable, buffers, frozen
 
 
 def _has_ops(acc: Acc) -> bool:
@@ -483,7 +647,7 @@ def _forward(model: nn.Module, inputs: list[torch.Tensor], calls: _ModuleCalls, 
     """Run the user's module; its own errors (wrong input shape, ...) become one line that
     names the module that failed, or NeedsData when meta tensors were the cause."""
     try:
-        return model(*inputs)
+        return calls.call(inputs)
     except CnnCostError:
         raise
     # A forward's sys.exit() or stray GeneratorExit is its failure too: let through, it would

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from cnncost.count.limits import Free
     from cnncost.count.mode import Acc, CostCounterMode
 
 
@@ -71,9 +72,10 @@ class Trainable:
     largest_bytes: int
 
 
-def nbytes(tensors: Iterator[torch.Tensor], elem: int) -> int:
-    """Bytes of weights at the analysis dtype (floating point) or their own (integer)."""
-    return sum(t.numel() * (elem if t.is_floating_point() else t.element_size())
+def nbytes(tensors: Iterator[torch.Tensor], elem: int | None) -> int:
+    """Bytes of weights at the analysis dtype (``elem`` bytes per floating-point element) or
+    their own (integer, or every one where ``elem`` is None)."""
+    return sum(t.numel() * (elem if elem and t.is_floating_point() else t.element_size())
                for t in tensors)
 
 
@@ -81,19 +83,20 @@ def build_table(model_name: str, source: str, description: str,
                 weights: nn.Module | tuple[int, int], x: torch.Tensor, accs: list[Acc],
                 mode: CostCounterMode, policy: Policy, dtype: torch.dtype,
                 strict: bool, step: StepRecord | None = None,
-                trained: Trainable | None = None) -> CostTable:
+                trained: Trainable | None = None, own_dtypes: bool = False) -> CostTable:
     """The table of a counted run: one row per layer, totals, memory, conventions.
 
     ``weights`` is the module whose parameters and buffers were counted, or their bytes
     (parameter bytes, buffer bytes); ``strict`` turns ops without a formula into an error.
     ``step`` and ``trained`` (its parameters that get a gradient) make it a training step's
-    table.
+    table. ``own_dtypes``: the weights' bytes at their own dtypes (a module that mixes
+    several), not at the analysis dtype.
     """
     rows = tuple(_row(a, policy, step is not None) for a in accs)
     uncounted: Counter[str] = Counter()
     for a in accs:
         uncounted.update(a.uncounted)
-    elem = x.element_size()
+    elem = None if own_dtypes else x.element_size()
     trainable = None
     if not isinstance(weights, tuple):
         trainable = nbytes((p for p in weights.parameters() if p.requires_grad), elem)
@@ -269,10 +272,24 @@ HEADROOM = 1.5
 def free_ram_bytes() -> int | None:
     """Memory this process may still allocate (free RAM, its cgroup, ulimit: the tightest,
     cnncost.count.limits), or None if unknown."""
+    found = free_limit()
+    return None if found is None else found.bytes
+
+
+def free_limit() -> Free | None:
+    """The tightest limit on new memory now, and its name (cnncost.count.limits)."""
     from cnncost.count.limits import free_bytes
 
-    found = free_bytes()
-    return None if found is None else found.bytes
+    return free_bytes()
+
+
+def real_run_budget() -> tuple[int, str] | None:
+    """What a count on real tensors may allocate in all: the memory free when it starts
+    (the tightest limit, cnncost.count.limits) over the headroom, and that limit's name;
+    None where no limit is known. The counter holds a run to it op by op
+    (cnncost.count.mode), so a run that would outgrow it stops before it does."""
+    found = free_limit()
+    return None if found is None else (int(found.bytes / HEADROOM), found.limit)
 
 
 def check_free_memory(label: str, need_bytes: int, why: str) -> None:

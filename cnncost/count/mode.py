@@ -34,6 +34,7 @@ from cnncost.count.formulas import (
     apply_formula,
 )
 from cnncost.count.meta import FAST_META, elementwise_meta
+from cnncost.errors import CnnCostError
 from cnncost.table import Factors
 
 
@@ -211,6 +212,10 @@ class CostCounterMode(TorchDispatchMode):
         self.ops = 0
         self.failed: str | None = None  # the op that raised, if one did
         self._paused = gc_paused()
+        # On real tensors: (bytes, the limit's name) the live activations may not outgrow
+        # (cnncost.count.memory.real_run_budget); each op's new outputs are sized on meta
+        # before its kernel allocates them.
+        self.budget: tuple[int, str] | None = None
 
     def __enter__(self) -> CostCounterMode:
         # Liveness is tracked by weakref finalizers: a tensor caught in a reference cycle
@@ -277,18 +282,7 @@ class CostCounterMode(TorchDispatchMode):
             elif info.elementwise:
                 out = elementwise_meta(info.inplace, args, kwargs)
         if out is None:
-            try:
-                out = func(*args, **kwargs)
-            except Exception:
-                # remembered: a meta count failing on an op that needs real values is
-                # counted again on CPU
-                self.failed = info.name
-                raise
-            # A kernel's first call may leave garbage cycles (lazy set-up, Python meta
-            # kernels' frames) that hold its arguments and results; with the collector
-            # paused they would live to the end of the count and inflate the peak. The
-            # young generation holds only what was made since counting began.
-            gc.collect(0)
+            out = self._kernel(func, info, args, kwargs)
         cost = self._cost(info, args, kwargs, out) if info.formula is not None else None
         if key is not None and len(_CACHE) < _MAX_CACHE:
             if info.inplace:
@@ -297,6 +291,43 @@ class CostCounterMode(TorchDispatchMode):
                 with suppress(_NoKey):
                     _CACHE[key] = (_template(out), cost)
         return out, cost
+
+    def _kernel(self, func: Any, info: _OpInfo, args: Any, kwargs: dict[str, Any]) -> Any:
+        """Run PyTorch's kernel (on real tensors, within the budget)."""
+        if self.budget is not None:
+            self._within_budget(func, info, args, kwargs)
+        try:
+            out = func(*args, **kwargs)
+        except Exception:
+            # remembered: a meta count failing on an op that needs real values is
+            # counted again on CPU
+            self.failed = info.name
+            raise
+        # A kernel's first call may leave garbage cycles (lazy set-up, Python meta
+        # kernels' frames) that hold its arguments and results; with the collector
+        # paused they would live to the end of the count and inflate the peak. The
+        # young generation holds only what was made since counting began.
+        gc.collect(0)
+        return out
+
+    def _within_budget(self, func: Any, info: _OpInfo, args: Any,
+                       kwargs: dict[str, Any]) -> None:
+        """Refuse an op on real tensors whose new outputs would take the live activations
+        past the budget, before its kernel allocates them (sized by its meta kernel; an
+        op without one, whose output depends on the values, is let through: the bytes are
+        checked again once they exist)."""
+        assert self.budget is not None
+        try:
+            out = func(*tree_map(_meta_of, args), **tree_map(_meta_of, kwargs))
+        except Exception:
+            return
+        outs = out if isinstance(out, tuple | list) else (out,)
+        listed = len(info.aliases) == 1 and len(outs) > 1
+        new = sum(t.numel() * t.element_size() for i, t in enumerate(outs)
+                  if isinstance(t, torch.Tensor) and not (
+                      info.aliases[0] if listed else i < len(info.aliases) and info.aliases[i]))
+        if self.live + new > self.budget[0]:
+            raise OverBudget(*self.budget)
 
     @staticmethod
     def _cost(info: _OpInfo, args: Any, kwargs: Any, out: Any) -> Cost:
@@ -321,6 +352,8 @@ class CostCounterMode(TorchDispatchMode):
             if acc is not None:
                 acc.op_bytes += nbytes
             weakref.finalize(t, self._release, nbytes)
+        if self.budget is not None and self.live > self.budget[0]:
+            raise OverBudget(*self.budget)
 
     def _release(self, nbytes: int) -> None:
         self.live -= nbytes
@@ -356,6 +389,24 @@ def _skip_strategy() -> tuple[Any, Any] | None:
 
 
 _SKIP = _skip_strategy()
+
+
+class OverBudget(CnnCostError):
+    """A count on real tensors would outgrow the memory free when it started."""
+
+    def __init__(self, budget: int, limit: str) -> None:
+        super().__init__(f"more than {budget:,} bytes ({limit})")
+        self.budget = budget
+        self.limit = limit
+
+
+def _meta_of(x: Any) -> Any:
+    """A real tensor's meta stand-in (same sizes, strides, dtype), a device: meta."""
+    if isinstance(x, torch.Tensor) and not x.is_meta:
+        return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta")
+    if isinstance(x, torch.device):
+        return torch.device("meta")
+    return x
 
 
 def tensors(tree: Any) -> list[torch.Tensor]:

@@ -5,11 +5,12 @@ table or detection anchors cached in a plain attribute (made on the meta device 
 count, so the next real forward fails with "Cannot copy out of meta tensor"), a list it
 appends to, a buffer it reassigns, a hook it registers, ``self.training`` (the count runs
 in eval mode). :class:`ModuleState` records, for every module of the tree, its ``__dict__``
-(parameters, buffers, submodules, hooks, flags and plain attributes) and the contents of
-every container reachable from it, and puts all of it back: the same objects, in the same
-containers. Tensor *values* are not copied: on the meta device nothing can write to a real
-tensor, and on CPU the counter runs on copies of the buffers (see the drivers); the few
-plain tensor attributes written in place on CPU are restored from copies taken here.
+(parameters, buffers, submodules, hooks, flags and plain attributes), its class and
+training flag, and the contents of every container reachable from it, and puts all of it
+back: the same objects, in the same containers. Tensor *values* are not copied: on the
+meta device nothing can write to a real tensor, and on CPU the counter runs on copies of
+the buffers (see the drivers); the few plain tensor attributes written in place on CPU are
+restored from copies taken here.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class ModuleState:
 
     def __init__(self, model: nn.Module, copy_tensors: bool = False) -> None:
         self._dicts = [(m, dict(m.__dict__)) for m in model.modules()]
+        # What lives outside __dict__: a TorchScript module's training flag (held by its
+        # C++ module: a traced model came back with every flag flipped) and the class (a
+        # lazy module becomes its non-lazy class when its parameters are made).
+        self._flags = [(m, m.training, type(m)) for m, _ in self._dicts]
         self._tables = {id(m.__dict__[k]) for m, _ in self._dicts
                         for k in ("_parameters", "_buffers", "_modules") if k in m.__dict__}
         self._contents: list[tuple[Any, Any]] = []
@@ -36,7 +41,8 @@ class ModuleState:
         for _, attrs in self._dicts:
             for key, value in attrs.items():
                 if key in ("_parameters", "_buffers", "_modules"):
-                    self._contents.append((value, dict(value)))
+                    if isinstance(value, dict):  # (a TorchScript module's are C++ views)
+                        self._contents.append((value, dict(value)))
                     continue
                 self._walk(value, 0, seen, copy_tensors)
         del seen
@@ -87,6 +93,7 @@ class ModuleState:
             for key, value in attrs.items():
                 if current.get(key, _MISSING) is not value:
                     current[key] = value
+        self._restore_flags()
         for container, contents in self._contents:
             if isinstance(container, dict):
                 container.clear()
@@ -100,6 +107,14 @@ class ModuleState:
             for tensor, version, copy in self._values:
                 if tensor._version != version:
                     tensor.copy_(copy)
+
+
+    def _restore_flags(self) -> None:
+        for module, training, cls in self._flags:
+            if type(module) is not cls:
+                module.__class__ = cls
+            if module.training != training:
+                module.training = training
 
 
 _MISSING = object()

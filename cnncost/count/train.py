@@ -34,11 +34,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from torch.nn.parameter import is_lazy
 
 import cnncost.count.backward  # noqa: F401  (registers the backward ops' formulas: a step runs them)
 from cnncost.count.formulas import OpCost
 from cnncost.count.memory import StepRecord
-from cnncost.count.mode import Acc, CostCounterMode, _OpInfo, tensors
+from cnncost.count.mode import Acc, CostCounterMode, OverBudget, _OpInfo, tensors
 from cnncost.errors import UsageError
 
 WEIGHT, INPUT = "weight", "input"
@@ -65,10 +66,12 @@ class TrainCounterMode(CostCounterMode):
         self.to_weights: set[int] = set()  # serials of results that reached a .grad
         self.saved: set[int] = set()
         self.saved_bytes = 0
+        self.nodes: list[Any] = []  # the graph's nodes, parents first (label, release)
 
     def exclude(self, weights: Iterable[torch.Tensor]) -> None:
-        """Storages that are not activations (input, parameters, buffers) when saved."""
-        self.excluded.update(_storage_key(t) for t in weights)
+        """Storages that are not activations (input, parameters, buffers) when saved (a
+        lazy parameter, not made yet, has none: it is excluded when it is made)."""
+        self.excluded.update(_storage_key(t) for t in weights if not is_lazy(t))
 
     @property
     def acc(self) -> Acc | None:
@@ -137,6 +140,8 @@ class TrainCounterMode(CostCounterMode):
             if acc is not None and not self.backward:
                 acc.op_bytes += nbytes
             weakref.finalize(storage, self._free, key, nbytes)
+        if self.budget is not None and self.live > self.budget[0]:
+            raise OverBudget(*self.budget)
 
     def _free(self, key: int, nbytes: int) -> None:
         self.live -= nbytes
@@ -156,9 +161,12 @@ class TrainCounterMode(CostCounterMode):
     # ----------------------------------------------------------------------- the graph
 
     def label(self, outputs: list[torch.Tensor]) -> None:
-        """Hook every node of the graph: while it runs, its layer is current."""
+        """Hook every node of the graph: while it runs, its layer is current. The nodes
+        are kept, parents before children, for :meth:`release`."""
         stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
         seen: set[Any] = set()
+        parents: dict[Any, int] = {}
+        children: dict[Any, list[Any]] = {}
         while stack:
             node = stack.pop()
             if node in seen:
@@ -166,14 +174,45 @@ class TrainCounterMode(CostCounterMode):
             seen.add(node)
             acc = self.layer_at(node._sequence_nr())
             node.register_prehook(_Enter(self, acc))
+            below = children[node] = []
             for nxt, _ in node.next_functions:
-                if nxt is None or nxt in seen:
+                if nxt is None:
+                    continue
+                below.append(nxt)
+                parents[nxt] = parents.get(nxt, 0) + 1
+                if nxt in seen:
                     continue
                 if hasattr(nxt, "variable"):  # a parameter's AccumulateGrad
                     seen.add(nxt)
+                    children[nxt] = []
                     nxt.register_prehook(_Reach(self, acc))
                 else:
                     stack.append(nxt)
+        self.nodes = _parents_first(children, parents)
+
+    def release(self) -> None:
+        """Free the graph one node at a time, parents first.
+
+        A node with a Python object (the hooks above need one) is freed by that object,
+        which frees the node's inputs' nodes in turn: through a chain of 50,000 layers, a
+        recursion that overflows the C stack (a segfault). Dropped parents first, each
+        node goes alone: its inputs' nodes are still held here."""
+        nodes = self.nodes
+        for i in range(len(nodes)):
+            nodes[i] = None
+        self.nodes = []
+
+
+def _parents_first(children: dict[Any, list[Any]], parents: dict[Any, int]) -> list[Any]:
+    """The graph's nodes in an order where every node comes after all its parents."""
+    left = dict(parents)
+    order = [n for n in children if not left.get(n)]
+    for node in order:  # grows while it is walked
+        for nxt in children[node]:
+            left[nxt] -= 1
+            if not left[nxt]:
+                order.append(nxt)
+    return order
 
 
 class _Enter:
@@ -207,17 +246,21 @@ def run_step(mode: TrainCounterMode, forward: Callable[[], Any], label: str) -> 
             raise UsageError(f"{label}: nothing to train: no output depends on a parameter "
                              "that requires a gradient")
         mode.label(outs)
-        loss = outs[0].sum()
-        for t in outs[1:]:
-            loss = loss + t.sum()
-        mode.backward = True
+        loss: Any = None
         try:
-            loss.backward()
+            loss = outs[0].sum()
+            for t in outs[1:]:
+                loss = loss + t.sum()
+            mode.backward = True
+            try:
+                loss.backward()
+            finally:
+                mode.running = None
+            mode.classify()
+            end = mode.live
         finally:
-            mode.running = None
-        mode.classify()
-        end = mode.live
-    del out, outs, loss
+            del out, outs, loss
+            mode.release()
     return StepRecord(mode.peak, end, mode.saved_bytes)
 
 
