@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cnncost.caches import cache
 from cnncost.errors import SpecError, UsageError
 
 # What a report may hold (its schema's values), re-exported where counting conventions live.
@@ -113,7 +114,7 @@ def check_batch(batch: int) -> None:
 
 
 # Specs already checked: id -> (the spec, its layers' batch needs: (inference, train, layer)).
-_NEEDS: dict[int, tuple[Any, list[tuple[int, int, Any]]]] = {}
+_NEEDS: dict[int, tuple[Any, list[tuple[int, int, Any]]]] = cache("count: layers' batch needs")
 
 
 def check_layer_batch(spec: ModelSpec, batch: int, train: bool = False) -> None:

@@ -294,8 +294,9 @@ class CostCounterMode(TorchDispatchMode):
 
     def _kernel(self, func: Any, info: _OpInfo, args: Any, kwargs: dict[str, Any]) -> Any:
         """Run PyTorch's kernel (on real tensors, within the budget)."""
-        if self.budget is not None:
-            self._within_budget(func, info, args, kwargs)
+        if self.budget is not None and self.live + _new_bytes(func, info, args, kwargs) > \
+                self.budget[0]:
+            raise OverBudget(*self.budget)
         try:
             out = func(*args, **kwargs)
         except Exception:
@@ -309,25 +310,6 @@ class CostCounterMode(TorchDispatchMode):
         # young generation holds only what was made since counting began.
         gc.collect(0)
         return out
-
-    def _within_budget(self, func: Any, info: _OpInfo, args: Any,
-                       kwargs: dict[str, Any]) -> None:
-        """Refuse an op on real tensors whose new outputs would take the live activations
-        past the budget, before its kernel allocates them (sized by its meta kernel; an
-        op without one, whose output depends on the values, is let through: the bytes are
-        checked again once they exist)."""
-        assert self.budget is not None
-        try:
-            out = func(*tree_map(_meta_of, args), **tree_map(_meta_of, kwargs))
-        except Exception:
-            return
-        outs = out if isinstance(out, tuple | list) else (out,)
-        listed = len(info.aliases) == 1 and len(outs) > 1
-        new = sum(t.numel() * t.element_size() for i, t in enumerate(outs)
-                  if isinstance(t, torch.Tensor) and not (
-                      info.aliases[0] if listed else i < len(info.aliases) and info.aliases[i]))
-        if self.live + new > self.budget[0]:
-            raise OverBudget(*self.budget)
 
     @staticmethod
     def _cost(info: _OpInfo, args: Any, kwargs: Any, out: Any) -> Cost:
@@ -389,6 +371,21 @@ def _skip_strategy() -> tuple[Any, Any] | None:
 
 
 _SKIP = _skip_strategy()
+
+
+def _new_bytes(func: Any, info: _OpInfo, args: Any, kwargs: dict[str, Any]) -> int:
+    """The bytes of the new tensors an op on real tensors is about to make, sized by its
+    meta kernel before its own allocates them (0 for an op without one, whose output
+    depends on the values: its bytes are checked once they exist)."""
+    try:
+        out = func(*tree_map(_meta_of, args), **tree_map(_meta_of, kwargs))
+    except Exception:
+        return 0
+    outs = out if isinstance(out, tuple | list) else (out,)
+    listed = len(info.aliases) == 1 and len(outs) > 1
+    return sum(t.numel() * t.element_size() for i, t in enumerate(outs)
+               if isinstance(t, torch.Tensor) and not (
+                   info.aliases[0] if listed else i < len(info.aliases) and info.aliases[i]))
 
 
 class OverBudget(CnnCostError):

@@ -191,12 +191,10 @@ class TrainCounterMode(CostCounterMode):
         self.nodes = _parents_first(children, parents)
 
     def release(self) -> None:
-        """Free the graph one node at a time, parents first.
-
-        A node with a Python object (the hooks above need one) is freed by that object,
-        which frees the node's inputs' nodes in turn: through a chain of 50,000 layers, a
-        recursion that overflows the C stack (a segfault). Dropped parents first, each
-        node goes alone: its inputs' nodes are still held here."""
+        """Free the graph one node at a time, parents first: a node with a Python object
+        (the hooks need one) frees its inputs' nodes in turn, a recursion that overflowed
+        the C stack through 50,000 layers; so each node goes alone (its inputs' nodes are
+        still held here)."""
         nodes = self.nodes
         for i in range(len(nodes)):
             nodes[i] = None
