@@ -110,31 +110,57 @@ def _bin(venv: Path, name: str) -> Path:
     return venv / ("Scripts" if os.name == "nt" else "bin") / name
 
 
-@pytest.fixture(scope="session")
-def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtual environment outside the checkout with the wheel installed (and its
-    plot extra): the folder of its scripts."""
-    try:
-        torch_version = importlib.metadata.version("torch").split("+")[0]
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("torch is not installed here: no pinned torch to install beside the wheel")
-    venv = tmp_path_factory.mktemp("fresh") / "venv"
-    # No pip of its own: this interpreter's pip installs into it (--python), 10 s sooner.
+def _fresh_venv(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Path, list[str]]:
+    """A new virtual environment outside the checkout, and the pip command installing into it
+    (this interpreter's pip with --python: the environment needs none of its own, 10 s
+    sooner)."""
+    venv = tmp_path_factory.mktemp(name) / "venv"
     done = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     assert done.returncode == 0, done.stderr
-    pip = [sys.executable, "-m", "pip", "--python", str(_bin(venv, "python")), "install",
-           "-q", "--no-compile"]
-    done = _run([*pip, "--no-index", "--no-deps", f"torch=={torch_version}"], env=_pip_env())
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-        pytest.skip(f"no torch {torch_version} wheel on this machine's disk (pip's "
-                    f"find-links): {last}")
-    done = _run([*pip, f"{wheel}[plot]"], env=_pip_env())
-    assert done.returncode == 0, done.stderr
+    return venv, [sys.executable, "-m", "pip", "--python", str(_bin(venv, "python")), "install",
+                  "-q", "--no-compile"]
+
+
+def _scripts(venv: Path) -> Path:
+    """The folder of the environment's scripts, checked to hold the wheel's cnncost."""
     where = _run([str(_bin(venv, "python")), "-c", "import cnncost; print(cnncost.__file__)"],
                  cwd=venv, env=_clean_env(venv))
     assert Path(where.stdout.strip()).is_relative_to(venv), where  # not the checkout's
     return _bin(venv, "python").parent
+
+
+@pytest.fixture(scope="session")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh environment with this machine's torch and the wheel with its torch and plot
+    extras: the folder of its scripts."""
+    try:
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("torch is not installed here: no pinned torch to install beside the wheel")
+    venv, pip = _fresh_venv(tmp_path_factory, "fresh")
+    pinned = torch_version.split("+")[0]
+    done = _run([*pip, "--no-index", "--no-deps", f"torch=={pinned}"], env=_pip_env())
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        pytest.skip(f"no torch {pinned} wheel on this machine's disk (pip's find-links): {last}")
+    done = _run([*pip, f"{wheel}[torch,plot]"], env=_pip_env())
+    assert done.returncode == 0, done.stderr
+    # the torch extra is a range: the installed torch stays (pip never swaps in another)
+    kept = _run([str(_bin(venv, "python")), "-c", "import torch; print(torch.__version__)"],
+                env=_clean_env(venv))
+    assert kept.stdout.strip() == torch_version, kept
+    return _scripts(venv)
+
+
+@pytest.fixture(scope="session")
+def installed_bare(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh environment with the wheel alone (`pip install cnncost`): no torch."""
+    venv, pip = _fresh_venv(tmp_path_factory, "bare")
+    done = _run([*pip, str(wheel)], env=_pip_env())
+    assert done.returncode == 0, done.stderr
+    no_torch = _run([str(_bin(venv, "python")), "-c", "import torch"], env=_clean_env(venv))
+    assert no_torch.returncode != 0, "pip install cnncost pulled torch in"
+    return _scripts(venv)
 
 
 def _clean_env(venv: Path, cache: Path | None = None) -> dict[str, str]:
@@ -239,3 +265,63 @@ def test_the_installed_version_is_the_wheels(installed: Path, wheel: Path) -> No
     assert done.returncode == 0, done.stderr
     # a wheel's file name is NAME-VERSION-TAGS.whl (PEP 427)
     assert done.stdout == f"cnncost {wheel.name.split('-')[1]}\n"
+
+
+# --------------------------------------------------------------------------- without torch
+
+# What `pip install cnncost` runs without torch: the spec path (the analytic engine).
+SPEC_PATH = {"analyze", "compare", "report", "check", "diff", "sweep", "advise", "explain",
+             "validate", "list", "schema"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", _commands())
+def test_without_torch_a_command_runs_or_says_in_one_line_what_to_install(
+        command: str, installed_bare: Path, tmp_path: Path) -> None:
+    venv = installed_bare.parent
+    lines = RUNS.get(command, lambda w: [[command, "resnet50"]])(tmp_path)
+    for argv in lines:
+        done = _run([str(installed_bare / "cnncost"), *argv], cwd=tmp_path,
+                    env=_clean_env(venv, tmp_path / "cache"))
+        said = done.stdout + done.stderr
+        assert "Traceback" not in said, (argv, said[-3000:])
+        if done.returncode != 0:
+            break
+    if command in SPEC_PATH:
+        assert done.returncode == 0, (argv, said[-3000:])
+    elif done.returncode != 0:  # bench, calibrate, export, plot (no matplotlib either), ...
+        lines_said = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines_said) == 1, done.stderr
+        assert "pip install 'cnncost[" in lines_said[0], lines_said
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["analyze", "resnet50", "--engine", "torch"],
+                                  ["analyze", "resnet50", "--mode", "train"],
+                                  ["analyze", "torch.nn:ReLU"], ["bench", "lenet5"],
+                                  ["compare", "lenet5", "torch.nn:ReLU"]],
+                         ids=lambda a: " ".join(a))
+def test_without_torch_what_needs_it_says_how_to_get_it(args: list[str], installed_bare: Path,
+                                                        tmp_path: Path) -> None:
+    done = _run([str(installed_bare / "cnncost"), *args], cwd=tmp_path,
+                env=_clean_env(installed_bare.parent, tmp_path / "cache"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: cnncost {args[0]} needs PyTorch here (modules, bench, training steps, "
+        "--engine torch, export), and it is not installed: pip install 'cnncost[torch]' (an "
+        "installed torch 2.2 or later is kept)"]
+
+
+@pytest.mark.slow
+def test_without_torch_the_committed_reports_check(installed_bare: Path, tmp_path: Path) -> None:
+    # CI's own regression check (`cnncost check reports/`) from a torch-free install
+    shutil.copytree(ROOT / "reports", tmp_path / "reports")
+    done = _run([str(installed_bare / "cnncost"), "check", str(tmp_path / "reports")],
+                cwd=tmp_path, env=_clean_env(installed_bare.parent, tmp_path / "cache"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert done.stdout.splitlines()[-1].startswith("ok: "), done.stdout[-3000:]
+    everything = tmp_path / "all"  # and every bundled spec reported, then checked
+    for argv in (["report", "--all", "--out", str(everything)], ["check", str(everything)]):
+        done = _run([str(installed_bare / "cnncost"), *argv], cwd=tmp_path,
+                    env=_clean_env(installed_bare.parent, tmp_path / "cache"))
+        assert done.returncode == 0, done.stderr

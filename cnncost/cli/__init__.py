@@ -58,8 +58,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 _debug = {"on": False}
 
 
-def handle_errors(fn: F) -> F:
-    """Turn CnnCostError (and torch's own shape errors) into one line and an exit code."""
+def handle_errors(fn: F, name: str | None = None) -> F:
+    """Turn CnnCostError (and torch's own shape errors) into one line and an exit code; and
+    a missing torch into the line that says how to get it (``name``: the command's)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -71,6 +72,12 @@ def handle_errors(fn: F) -> F:
                 raise
             print_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except ModuleNotFoundError as exc:  # torch, where the install has none
+            needed = conventions.missing_extra(exc, name or fn.__name__)
+            if needed is None or _debug["on"]:
+                raise
+            print_error(needed)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None
@@ -105,7 +112,7 @@ COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("schema", schema.schema),
 )
 for _name, _command_fn in COMMANDS:
-    app.command(_name)(handle_errors(_command_fn))
+    app.command(_name)(handle_errors(_command_fn, _name))
 
 
 def _command(argv: list[str]) -> str | None:

@@ -11,6 +11,8 @@ point runs it with :func:`run`):
   naming the command and the option, exit 2, never click's three-line usage block.
 - stdout that cannot take the output (``> /dev/full``, closed, a reader that went away) is one
   line on stderr, exit 2 (exit 1 is ``check``'s drift), never a traceback.
+- A command that needs torch where the install has none (``pip install cnncost`` brings
+  none) says in one line how to get it (``pip install 'cnncost[torch]'``), exit 2.
 - Text the output's encoding cannot show (``PYTHONIOENCODING=ascii`` and a name with an
   accent) is printed escaped (``\\xe7``), never a UnicodeEncodeError.
 """
@@ -118,6 +120,23 @@ class CnnCostGroup(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+
+# --------------------------------------------------------------------------- a missing torch
+
+# A module the base install leaves out, imported by a command that needs it: what brings it.
+EXTRAS = {"torch": "cnncost[torch]"}
+
+
+def missing_extra(exc: ModuleNotFoundError, command: str) -> str | None:
+    """The one line for ``cnncost COMMAND`` that needs a package the install left out
+    (torch), or None for any other missing module."""
+    top = (exc.name or "").partition(".")[0]
+    if top not in EXTRAS:
+        return None
+    return (f"cnncost {command} needs PyTorch here (modules, bench, training steps, --engine "
+            f"torch, export), and it is not installed: pip install '{EXTRAS[top]}' (an "
+            "installed torch 2.2 or later is kept)")
 
 
 # --------------------------------------------------------------------------- the output

@@ -121,7 +121,7 @@ def this_machine(device: str = "auto", dtype: str = "float32",
     version = torch_version()
     if version is None:
         raise CalibrationError("torch is not installed: a calibration is per torch version; "
-                               "install torch, then run `cnncost calibrate`")
+                               "pip install 'cnncost[torch]', then run `cnncost calibrate`")
     if device not in ("auto", "cpu", "cuda"):
         raise CalibrationError(f"--device {device!r}: expected auto, cpu or cuda")
     if device == "cuda" or (device == "auto" and "+cpu" not in version and _cuda_found()):
