@@ -82,29 +82,41 @@ def test_words_after_a_double_dash_are_not_options() -> None:
 # --------------------------------------------------------------------------- usage errors
 
 
+def _is_path(param: Any) -> bool:
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    return annotation is Path or type(getattr(param, "type", None)).__name__ == "Path"
+
+
 def _arguments(command: Any, tmp: Path) -> list[str]:
-    """A plausible value for each of a command's arguments (so that only the option is wrong)."""
+    """A plausible value for each of a command's arguments and required options (so that
+    only the option under test is wrong)."""
     words = []
     for param in command.params:
         if param.param_type_name == "argument":
-            annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-            words.append(str(tmp) if annotation is Path else "resnet50")
+            words.append(str(tmp) if _is_path(param) else "resnet50")
+        elif param.required:
+            words += [param.opts[0], str(tmp / "out.png") if _is_path(param) else "resnet50"]
     return words
 
 
 def _bad_values(param: Any) -> list[tuple[str, str]]:
     """(value, why) pairs an option must refuse, read from its declaration: below its
-    minimum, above its maximum, not a number (a float), not one of its choices."""
+    minimum, above its maximum, not a number (a float), not one of its choices. (click's
+    types: IntRange, FloatRange, Choice; typer 0.29's own: min, max and the annotation.)"""
+    kind = getattr(param, "type", None)
     annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    low = getattr(kind, "min", getattr(param, "min", None))
+    high = getattr(kind, "max", getattr(param, "max", None))
+    floating = annotation is float or type(kind).__name__ in ("FloatRange", "FloatParamType")
     bad = []
     if low is not None:
         bad.append((str(low - 1), "below-min"))
-        if isinstance(low, float) or annotation is float:
-            bad.append(("nan", "nan"))
     if high is not None:
         bad.append((str(high + 1), "above-max"))
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+    if floating:
+        bad.append(("nan", "nan"))
+    choices = getattr(kind, "choices", None)
+    if choices or (isinstance(annotation, type) and issubclass(annotation, enum.Enum)):
         bad.append(("xml", "not-a-choice"))
     return bad
 

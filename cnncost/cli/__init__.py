@@ -112,7 +112,7 @@ COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("schema", schema.schema),
 )
 for _name, _command_fn in COMMANDS:
-    app.command(_name)(handle_errors(_command_fn, _name))
+    app.command(_name, cls=conventions.CnnCostCommand)(handle_errors(_command_fn, _name))
 
 
 def _command(argv: list[str]) -> str | None:

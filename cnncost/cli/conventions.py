@@ -7,7 +7,8 @@ point runs it with :func:`run`):
 - Global options stand where users type them: ``cnncost analyze x --debug`` is read as
   ``cnncost --debug analyze x``.
 - A usage mistake found while parsing (an unknown option, a missing argument, a value out of
-  range or not one of the choices: ``--batch 0``, ``--format xml``) is one ``error:`` line
+  range, NaN, or not one of the choices: ``--batch 0``, ``--max-time nan``, ``--format
+  xml``; every command is a :class:`CnnCostCommand`) is one ``error:`` line
   naming the command and the option, exit 2, never click's three-line usage block.
 - stdout that cannot take the output (``> /dev/full``, closed, a reader that went away) is one
   line on stderr, exit 2 (exit 1 is ``check``'s drift), never a traceback.
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from cnncost.errors import UsageError
 from cnncost.render.console import print_error
@@ -84,6 +86,20 @@ def usage_line(exc: Any) -> str:
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path if ctx is not None else "cnncost"
     return f"{path}: {message} ({path} --help)"
+
+
+class CnnCostCommand(TyperCommand):
+    """A command whose number options refuse NaN: click's FloatRange lets it through every
+    bound (``bench --max-time nan`` timed 1,000 samples, ``--tolerance nan`` matched all)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        for param in self.params:
+            value = ctx.params.get(param.name)
+            if isinstance(value, float) and math.isnan(value):
+                raise click.UsageError(f"{param.opts[0]} nan: expected a number, not NaN",
+                                       ctx=ctx)
+        return list(rest)
 
 
 class CnnCostGroup(TyperGroup):
