@@ -305,8 +305,51 @@ def test_markdown_escapes_user_text(folder: Path) -> None:
               if ln.startswith(("| layer", "| conv"))}
     assert widths == {7}, table  # every row of the layer table keeps its six cells
     row = next(ln for ln in table if ln.startswith("| conv"))
-    assert row.startswith(r"| conv\\n\| x \| &lt;img src=x onerror=alert(1)&gt; \*\*b\*\* "
-                          r"\[l\](http://e) \`c\`\\x1b\[2J | removed |")
+    assert row.startswith(r"| conv\\n\| x \| &lt;img src=x onerror=alert(1)> \*\*b\*\* "
+                          r"[l\](http://e) \`c\`\\x1b[2J | removed |")
+
+
+INJECTING = small('name: "<img src=x onerror=alert(1)>"',
+                  'description: "# Heading\\n- item **bold** [link](http://e) ~~gone~~ `c`"')
+
+
+@pytest.mark.parametrize("command", [["analyze", "-f", "md"], ["compare", "SPEC", "-f", "md"],
+                                     ["sweep", "--set", "width=2,4", "-f", "md"],
+                                     ["advise", "-f", "md"], ["report", "--out", "OUT"]],
+                         ids=["analyze", "compare", "sweep", "advise", "report"])
+def test_a_specs_text_cannot_inject_markdown(tmp_path: Path, command: list[str]) -> None:
+    # Every Markdown rendering (analyze, report's .md, compare, sweep, advise) shows a spec's
+    # name and description as text: no HTML tag, heading, list, emphasis, link or strike.
+    spec = tmp_path / "inj.yaml"
+    spec.write_text(INJECTING)
+    args = [str(spec) if a == "SPEC" else str(tmp_path / "out") if a == "OUT" else a
+            for a in command]
+    code, out, err = run(args[0], spec, *args[1:])
+    assert code == 0, err
+    if command[0] == "report":
+        out = (tmp_path / "out" / "inj.md").read_text()
+    # code blocks and spans show text as written: what is left is where markup could act
+    prose = re.sub(r"^(`{3,})\n.*?^\1$", "", out, flags=re.M | re.S)
+    prose = re.sub(r"(`+) .*? \1|(`+)[^`].*?\2", "", prose)
+    assert "<img" not in prose and "img src=x onerror=alert(1)>" in out
+    for markup in (r"(?<!\\)\*\*bold", r"(?<!\\)\]\(http", r"(?<!\\)~~gone", r"(?<!\\)`c`"):
+        assert not re.search(markup, prose), (markup, prose)
+    assert not re.search(r"^(# Heading|- item)", out, re.M)
+
+
+@pytest.mark.parametrize("text,shown", [
+    ("layer1.0.conv2", "layer1.0.conv2"), ("peak_memory_bytes", "peak_memory_bytes"),
+    ("C_in -> C_out", "C_in -> C_out"), ("_x_", r"\_x\_"), ("a*b", "a*b"), ("*a*", r"\*a\*"),
+    ("~1/10", "~1/10"), ("~a~", r"\~a\~"), ("a|b", r"a\|b"), ("<b>", "&lt;b>"),
+    ("[l](u)", r"[l\](u)"), ("a\nb", r"a\\nb"), ("x" * 100_000 + "_", "x" * 100_000 + "_"),
+    ("9" * 50_000 + "!", "9" * 50_000 + "!"), ("*" * 100_000, "\\*" * 100_000),
+], ids=lambda v: v if len(v) < 20 else f"{len(v)} characters")
+def test_user_text_in_markdown(text: str, shown: str) -> None:
+    # a name of 100,000 characters is escaped in one pass (a regular expression that
+    # backtracked over the ways to split it would never finish)
+    from cnncost.render.formats import md_text
+
+    assert md_text(text) == shown
 
 
 def test_text_and_json_keep_user_text(folder: Path) -> None:

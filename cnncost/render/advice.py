@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnncost.fmt import human, human_bytes, shape
 from cnncost.render.console import literal
+from cnncost.render.formats import md_code, md_fence, md_text
 from cnncost.table import dumps
 
 if TYPE_CHECKING:
@@ -149,15 +150,16 @@ def advice_rich(advice: Advice) -> Group:
 
 def advice_markdown(advice: Advice) -> str:
     """A Markdown table of the findings, then one section per finding."""
-    lines = [f"# {advice.model}: design advice", "", "```", header(advice), "```", ""]
+    lines = [f"# {md_text(advice.model)}: design advice", "",
+             *md_fence(header(advice).split("\n")), ""]
     if advice.findings:
         lines += ["| # | rule | layer | params | MACs | saving |", "|---:|---|---|---:|---:|---:|"]
         for i, f in enumerate(advice.findings, 1):
             e = f.effect
-            lines.append(f"| {i} | {f.rule.name} | `{_where(f)}` | {_exact(e['params'])} | "
+            lines.append(f"| {i} | {f.rule.name} | {md_code(_where(f))} | {_exact(e['params'])} | "
                          f"{_exact(e['macs'])} | {100 * f.saving:.1f}% |")
         for i, f in enumerate(advice.findings, 1):
-            lines += ["", f"## {i}. {f.rule.name}", "", "```", *details(i, f)[1:], "```"]
+            lines += ["", f"## {i}. {f.rule.name}", "", *md_fence(details(i, f)[1:])]
     return "\n".join(lines) + "\n"
 
 

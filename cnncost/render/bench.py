@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnncost.fmt import human, human_bytes, ms, percent
 from cnncost.render import charts, svg
-from cnncost.render.formats import Format
+from cnncost.render.formats import Format, md_code, md_text
 from cnncost.render.html import (
     Col,
     Wrap,
@@ -231,8 +231,9 @@ def _md_summary(report: BenchReport) -> list[str]:
 
 def to_markdown(report: BenchReport, top: int | None = None) -> str:
     """The summary and per-layer tables in Markdown."""
-    lines = [f"# bench: {report.model}", "", *[f"- {h}" for h in header_lines(report)],
-             *[f"- {n}" for n in report.notes], "",
+    lines = [f"# bench: {md_text(report.model)}", "",
+             *[f"- {md_text(h)}" for h in header_lines(report)],
+             *[f"- {md_text(n)}" for n in report.notes], "",
              *_md_summary(report)]
     for r in _roofline_runs(report):
         per = r.layer_pass is not None
@@ -243,7 +244,7 @@ def to_markdown(report: BenchReport, top: int | None = None) -> str:
         for lr in _sorted_layers(r, top):
             f = lr.roof
             extra = f" {ms(lr.measured_s)} | {percent(lr.efficiency)} |" if per else ""
-            lines.append(f"| `{f.name}` | {f.kind} | {f.flops:,} | {f.bytes:,} | "
+            lines.append(f"| {md_code(f.name)} | {md_text(f.kind)} | {f.flops:,} | {f.bytes:,} | "
                          f"{_intensity(f.intensity)} | {f.bound.value} | "
                          f"{ms(f.predicted_s)} |{extra}")
         if per and r.layer_sum_s:

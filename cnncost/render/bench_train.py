@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnncost.count.conventions import OPTIMIZERS
 from cnncost.fmt import human, human_bytes, ms, percent
-from cnncost.render.formats import Format
+from cnncost.render.formats import Format, md_text
 
 if TYPE_CHECKING:
     from cnncost.measure.bench_train import TrainBenchReport, TrainRun
@@ -87,8 +87,9 @@ def rich_report(report: TrainBenchReport, top: int | None = None) -> Any:
 
 def to_markdown(report: TrainBenchReport, top: int | None = None) -> str:
     """The header lines and the table in Markdown (``top``: unused, as in rich_report)."""
-    lines = [f"# bench --train: {report.model}", "",
-             *[f"- {h}" for h in header_lines(report)], *[f"- {n}" for n in report.notes],
+    lines = [f"# bench --train: {md_text(report.model)}", "",
+             *[f"- {md_text(h)}" for h in header_lines(report)],
+             *[f"- {md_text(n)}" for n in report.notes],
              f"- peak memory measured with {report.peak_method}", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---:|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cells(r, report)) + " |" for r in report.runs]

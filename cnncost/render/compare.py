@@ -12,7 +12,7 @@ from cnncost.compare import CompareRow, Comparison
 from cnncost.fmt import human, human_bytes, ratio, shape
 from cnncost.render import charts, svg
 from cnncost.render.console import literal
-from cnncost.render.formats import Format, md_cell
+from cnncost.render.formats import Format, md_code
 from cnncost.render.html import (
     Col,
     Wrap,
@@ -101,14 +101,14 @@ def compare_markdown(cmp: Comparison) -> str:
     lines = ["| " + " | ".join(head) + " |",
              "|---|---|" + "---:|" * len(cmp.columns)]
     for i, r in enumerate(cmp.rows):
-        cells = [f"`{md_cell(_model_label(r))}`", shape(r.input)]
+        cells = [md_code(_model_label(r)), shape(r.input)]
         for c in cmp.columns:
             v = r.values.get(c.key)
             text = "-" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v:.4g}")
             cells.append(f"{text} ({ratio(cmp.ratio(i, c.key))})")
         lines.append("| " + " | ".join(cells) + " |")
     if cmp.rows:
-        lines += ["", f"Ratios are relative to `{cmp.rows[0].model}`."]
+        lines += ["", f"Ratios are relative to {md_code(cmp.rows[0].model)}."]
     return "\n".join(lines) + "\n"
 
 

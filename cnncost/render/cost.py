@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 from cnncost.fmt import counted_on_text, human, human_bytes, params_text, shape
 from cnncost.render import charts, svg, train
 from cnncost.render.console import literal
-from cnncost.render.formats import CSV_FIELDS, Format, Units, markdown_head, md_cell
+from cnncost.render.formats import (
+    CSV_FIELDS,
+    Format,
+    Units,
+    markdown_head,
+    md_cell,
+    md_code,
+)
 from cnncost.render.html import (
     Col,
     Wrap,
@@ -212,7 +219,7 @@ def to_markdown(table: CostTable, depth: int | None = None, sort: str | None = N
               "|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
         second = r.kind if isinstance(r, CostRow) else str(r.layers)
-        lines.append(f"| `{r.name}` | {md_cell(second)} | {shape(r.output_shape)} | "
+        lines.append(f"| {md_code(r.name)} | {md_cell(second)} | {shape(r.output_shape)} | "
                      f"{r.params:,} | {r.macs:,} | {r.flops:,} | {r.output_bytes:,} |")
     lines.append(f"| **total** | | | **{t.params:,}** | **{t.macs:,}** | **{t.flops:,}** | "
                  f"**{t.activation_bytes:,}** |")

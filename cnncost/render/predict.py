@@ -9,7 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from cnncost.fmt import human, percent, shape
-from cnncost.render.formats import Format
+from cnncost.render.formats import Format, md_text
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -104,11 +104,12 @@ def to_markdown(p: Prediction, top: int | None = None) -> str:
     lines += ["", "| layer | kind | op class | ms | share | ± |", "|---|---|---|---:|---:|---:|"]
     for r in _rows(p, top):
         mark = "" if r.in_range else " \\*"
-        lines.append(f"| {r.name}{mark} | {r.kind} | {r.op_class} | {_ms(r.latency_ms)} | "
+        lines.append(f"| {md_text(r.name)}{mark} | {md_text(r.kind)} | {r.op_class} | "
+                     f"{_ms(r.latency_ms)} | "
                      f"{percent(p.share(r))} | {percent(r.uncertainty)} |")
     lines.append(f"| **total** | | | **{_ms(p.latency_ms)}** | 100% | "
                  f"{percent(p.uncertainty)} |")
-    notes = [f"\\* {r.name}: {r.note}" for r in _rows(p, top) if r.note]
+    notes = [f"\\* {md_text(r.name)}: {md_text(r.note)}" for r in _rows(p, top) if r.note]
     return "\n".join(lines + ([""] + [f"{n}  " for n in notes] if notes else [])) + "\n"
 
 

@@ -12,7 +12,6 @@ spec cannot inject HTML or Markdown, and a newline in a name cannot break a tabl
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Iterator, Sequence
 from enum import Enum
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from cnncost.check import is_number
 from cnncost.fmt import human, human_bytes, shape
+from cnncost.render.formats import md_text, one_line
 from cnncost.review import FAILED, Change, LayerChange, ModelReview, Review
 from cnncost.table import dumps
 
@@ -157,11 +157,6 @@ def layer_rows(layers: Sequence[LayerChange]) -> list[tuple[str, str, str, str, 
             for layer in layers for c in layer.changes]
 
 
-def one_line(text: str) -> str:
-    """``text`` with its line breaks shown as escapes: 'a\\nb' -> 'a\\\\nb'."""
-    return text.translate(_LINE_BREAKS)
-
-
 def cut_note(layers: Sequence[LayerChange], shown: int) -> str:
     """'... and 531 more line(s) in 50 layer(s)' for what ``shown`` lines left out."""
     rows = [layer.name for layer in layers for _ in layer.changes]
@@ -250,36 +245,9 @@ def _diff_counts(review: Review) -> str:
 # --------------------------------------------------------------------------- Markdown
 
 
-def md_text(text: str) -> str:
-    """User text made inert in Markdown (inline, never opening a line): control characters
-    and line breaks shown as escapes (a newline cannot end a table row), HTML's specials as
-    entities, the punctuation that opens inline markup backslash-escaped."""
-    from cnncost.render.console import literal
-
-    if _PLAIN.fullmatch(text):
-        return text  # a name such as layer1.0.conv2 or peak_memory_bytes: nothing to escape
-    text = literal(text).translate(_LINE_BREAKS)
-    return "".join(_MD_ESCAPES.get(ch, ch) for ch in text)
-
-
-# Words of letters and digits joined by one "." "_" "-" "/" "," "+" "%" "x" or space: no
-# markup can start inside (an "_" between two letters or digits opens no emphasis).
-_PLAIN = re.compile(r"[A-Za-z0-9]+(?:[._\-/,+% ]?[A-Za-z0-9]+)*[%x]?")
-
-
-_LINE_BREAKS = str.maketrans({"\n": "\\n", "\t": "\\t", "\u2028": "\\u2028",
-                              "\u2029": "\\u2029", "\x85": "\\x85"})
-# Never at the start of a line (a heading, list or quote marker would need more): inline,
-# these are all that can open markup; a link or image needs a "[", escaped.
-_MD_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;",
-               **{ch: "\\" + ch for ch in "\\`*_[]|~"}}
-
-
 def html_text(text: str) -> str:
     """User text inside an HTML element (a <summary>): escaped as HTML, line breaks shown."""
-    from cnncost.render.console import literal
-
-    return html.escape(literal(text).translate(_LINE_BREAKS))
+    return html.escape(one_line(text))
 
 
 def _md_row(cells: Sequence[str]) -> str:

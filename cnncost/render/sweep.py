@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from cnncost.fmt import human, human_bytes
 from cnncost.fmt import ratio as ratio_text
 from cnncost.render import charts, svg
-from cnncost.render.formats import Format
+from cnncost.render.formats import Format, md_line, md_text
 from cnncost.render.html import Col, Wrap, cell, chart_box, num_cell, page, sortable_table
 from cnncost.sweep import Exponent, PointResult, Sweep
 from cnncost.table import dumps
@@ -233,11 +233,11 @@ def to_markdown(sweep: Sweep) -> str:
     """Markdown: the points (exact counts, ratio in parentheses), exponents, failures."""
     names = shown_vars(sweep)
     head = ["#", *names, *[LABELS[m] for m in sweep.metrics]]
-    lines = [header(sweep), "", "| " + " | ".join(head) + " |",
+    lines = [md_line(header(sweep)), "", "| " + " | ".join(head) + " |",
              "|" + "---:|" * len(head)]
     for r in sweep.results:
         values = dict(r.point.values)
-        cells = [str(r.point.index), *[str(values[n]) for n in names]]
+        cells = [str(r.point.index), *[md_text(str(values[n])) for n in names]]
         for m in sweep.metrics:
             cells.append(f"{getattr(r, m):,} ({ratio_text(sweep.ratio(r, m))})" if r.ok
                          else "failed")

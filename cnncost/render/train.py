@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnncost.count.conventions import OPTIMIZERS
 from cnncost.fmt import human, human_bytes, params_text, shape
-from cnncost.render.formats import CSV_FIELDS, Units, markdown_head, md_cell
+from cnncost.render.formats import CSV_FIELDS, Units, markdown_head, md_cell, md_code
 from cnncost.table import BlockRow, CostRow, CostTable, row_count, table_rows
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def to_markdown(table: CostTable, depth: int | None = None, sort: str | None = N
               "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in table_rows(table, depth, sort, top):
         second = r.kind if isinstance(r, CostRow) else str(r.layers)
-        lines.append(f"| `{r.name}` | {md_cell(second)} | {shape(r.output_shape)} | "
+        lines.append(f"| {md_code(r.name)} | {md_cell(second)} | {shape(r.output_shape)} | "
                      f"{r.params:,} | {r.macs:,} | {r.value('grad_input_macs'):,} | "
                      f"{r.value('grad_weight_macs'):,} | {r.flops:,} | "
                      f"{r.value('backward_flops'):,} | {r.value('saved_bytes'):,} |")
