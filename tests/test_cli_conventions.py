@@ -157,7 +157,8 @@ def test_a_bad_option_value_is_one_error_line(command: str, option: str, value: 
 @pytest.mark.parametrize("args", [
     ["check", "reports", "--tolerance", "nan"], ["check", "reports", "--tolerance", "-1"],
     ["check", "reports", "--limit", "0"], ["bench", "lenet5", "--max-time", "nan"],
-    ["bench", "lenet5", "--threads", "65536"], ["bench", "lenet5", "--threads", "2147483648"],
+    pytest.param(["bench", "lenet5", "--threads", "65536"], marks=pytest.mark.slow),
+    pytest.param(["bench", "lenet5", "--threads", "2147483648"], marks=pytest.mark.slow),
     ["bench", "lenet5", "--threads", "0"], ["analyze", "resnet50", "--nosuch"],
     ["analyze"], ["nosuch"], ["compare", "resnet50", "--batch", "x"],
 ], ids=lambda a: " ".join(a))
@@ -165,6 +166,7 @@ def test_usage_errors_users_met_are_one_line(args: list[str]) -> None:
     one_error_line(invoke(*args))
 
 
+@pytest.mark.slow  # (bench imports torch before it asks for threads)
 def test_threads_beyond_the_cpus_are_refused_before_torch_is_asked() -> None:
     # `bench --threads 65536` ended in a segfault (OpenMP could not make the threads)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -194,9 +196,11 @@ def assert_output_error(done: subprocess.CompletedProcess[str], why: str) -> Non
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
-@pytest.mark.parametrize("args", [["analyze", "resnet50"], ["explain", "textbook/conv5x5"],
-                                  ["analyze", "resnet50", "-f", "json"], ["--version"],
-                                  ["--help"], ["list", "--no-totals"]])
+@pytest.mark.parametrize("args", [
+    ["analyze", "resnet50"],
+    *(pytest.param(a, marks=pytest.mark.slow) for a in (
+        ["explain", "textbook/conv5x5"], ["analyze", "resnet50", "-f", "json"], ["--version"],
+        ["--help"], ["list", "--no-totals"]))], ids=lambda a: " ".join(a))
 def test_stdout_on_a_full_device_is_one_line_exit_2(args: list[str]) -> None:
     with open("/dev/full", "w") as full:
         assert_output_error(script(args, stdout=full), "No space left on device")
@@ -241,13 +245,11 @@ def test_an_ascii_terminal_gets_escapes_not_a_traceback(tmp_path: Path) -> None:
     spec = tmp_path / "cafe.yaml"
     spec.write_text('name: "caf\\u00e9"\ninput: [3, 8, 8]\nlayers:\n'
                     '  - conv: {out: 4, kernel: 3}\n', encoding="utf-8")
-    for args in (["analyze", str(spec)], ["validate", str(spec)], ["explain", str(spec)],
-                 ["analyze", str(spec), "-f", "md"], ["list", "--no-totals"]):
+    for args in (["analyze", str(spec)], ["analyze", str(spec), "-f", "md"]):
         done = script(args, env={"PYTHONIOENCODING": "ascii"})
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
-        if args[0] != "list":
-            assert "caf\\xe9" in done.stdout, args
+        assert "caf\\xe9" in done.stdout, args
     assert "Ko\\xe7 University" in script(["list", "--no-totals"],
                                            env={"PYTHONIOENCODING": "ascii"}).stdout
 
@@ -268,9 +270,10 @@ def test_a_lone_surrogate_prints_escaped(args: list[str], tmp_path: Path) -> Non
     result = invoke(*words)  # in-process: the printing layer itself
     assert result.exit_code == 0, result.output
     assert "net\\ud800" in result.stdout
-    done = script(words)  # and as the script prints to a pipe
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    assert "net\\ud800" in done.stdout
+    if args == ["analyze", "{spec}"]:  # and as the script prints to a pipe
+        done = script(words)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        assert "net\\ud800" in done.stdout
     if args[0] in ("analyze", "compare"):  # and to a file (--output)
         out = tmp_path / "out.txt"
         assert invoke(*words, "--output", str(out)).exit_code == 0
