@@ -294,3 +294,26 @@ def test_a_submodule_added_during_a_training_step_is_gone_afterwards(device: str
     assert report.totals.macs == 18
     assert not hasattr(model, "extra") and list(model._modules) == ["lin"]
     assert same(fingerprint(model), before)
+
+
+class Closes(nn.Module):
+    """A forward that raises GeneratorExit (a generator closed under it): not an Exception,
+    so it went past the count's handling as a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.conv(x)
+        raise GeneratorExit
+
+
+@pytest.mark.parametrize("mode", ["inference", "train"])
+def test_a_forward_raising_generator_exit_is_the_models_failure(mode: str) -> None:
+    model = Closes().train()
+    before = fingerprint(model)
+    with pytest.raises(ModelRunError, match=r"Closes: the model failed on an input of shape "
+                       r"1x3x4x4 in \(model\) \(Closes\): GeneratorExit"):
+        cnncost.analyze(model, input=(3, 4, 4), mode=mode)
+    assert same(fingerprint(model), before) and model.training
