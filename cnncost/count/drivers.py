@@ -45,6 +45,7 @@ from cnncost.count.memory import (
     real_run_budget,
 )
 from cnncost.count.mode import Acc, CostCounterMode, OverBudget, tensors
+from cnncost.count.snapshot import ModuleState
 from cnncost.count.train import TrainCounterMode, run_step
 from cnncost.errors import CnnCostError, ModelRunError, UsageError
 from cnncost.graph.build import META_KEY, TORCH_REFUSALS, op_args, op_target, torch_refused
@@ -328,6 +329,9 @@ def count_module(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
     own = _fixed_dtypes(model)
     if dev == "cpu":
         _check_real_weights(model, dt, "device='cpu' runs the module's own weights", own)
+    # A lazy model is counted on a copy (_lazy_ready); whatever its hooks reach of the
+    # original is put back too.
+    kept = ModuleState(model) if any(map(is_lazy, model.parameters())) else None
     try:
         counted = _lazy_ready(model, dt, dev, label)
         x, calls, step = _count_once(counted, shape, dt, dev, label, frames, train, bool(own))
@@ -339,6 +343,9 @@ def count_module(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1,
         x, calls, step = _count_once(counted, shape, dt, "cpu", label, frames, train,
                                      bool(own), need.reason)
         counted_on, why = "cpu", need.reason
+    finally:
+        if kept is not None:
+            kept.restore()
     elem = None if own else x.element_size()
     trained = _trainable([counted], elem) if train else None
     table = build_table(label, source or label, "", counted, x, calls.rows(), calls.mode, pol,
