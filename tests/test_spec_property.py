@@ -8,7 +8,8 @@ in every field (0, negative, one too many list entries, NaN, inf, huge numbers, 
   exception;
 - if it accepts it, the torch engine on meta (``count_spec``), the analytic engine and the
   built GraphModule run on CPU (``build_module`` + a forward on a random tiny input) all
-  succeed, and all three agree with the compiler on the output shape.
+  succeed, and all three agree with the compiler on the output shape; or, at a batch too
+  small for a layer (a group norm with one value per group at batch 1), all three refuse.
 
 A refusal the compiler misses shows up as a crash of the count or of the forward pass.
 """
@@ -199,7 +200,15 @@ def check(text: str, batch: int) -> None:
         return
     assume(_small(spec))
     want = (batch, *spec.output_shape)
-    table = drivers.count_spec(spec, batch=batch)
+    try:
+        table = drivers.count_spec(spec, batch=batch)
+    except SpecError as exc:  # a batch too small for a layer: all three refuse it
+        assert "expected --batch" in str(exc) and str(exc).startswith("gen.yaml")
+        with pytest.raises(SpecError, match="expected --batch"):
+            analytic.count_spec(spec, batch=batch)
+        with pytest.raises((RuntimeError, ValueError)), torch.no_grad():
+            build_module(spec)(torch.randn(batch, *spec.input_shape))
+        return
     rows = {row.name: row for row in table.layers}
     assert tuple(rows[spec.output].output_shape) == want
     assert analytic.count_spec(spec, batch=batch).to_json() == table.to_json()
