@@ -35,10 +35,11 @@ class Built:
 
     out_shape: Shape
     make: Callable[[], nn.Module] = field(repr=False, compare=False)
-    # Receptive-field step along the first spatial dim: kernel extent and stride.
-    # ``stride`` < 1 for upsampling layers (each output pixel moves 1/scale input pixels).
-    rf_kernel: int = 1
-    rf_stride: float = 1.0
+    # Receptive-field step per spatial dim: the kernel's extent (dilation x (k - 1) + 1)
+    # and the stride; one value stands for every dim. A stride < 1 for upsampling layers
+    # (each output pixel moves 1/scale input pixels).
+    rf_kernel: tuple[int, ...] = (1,)
+    rf_stride: tuple[float, ...] = (1.0,)
     # Elements of the layer's largest weight tensor (the spec bounds it: torch's storage
     # size overflows long before a conv's out x in x k x k does in Python).
     weight_elements: int = 0
@@ -124,6 +125,11 @@ def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int
     return shapes.pool_out(size, k, s, p, d, ceil_mode)
 
 
+def _extents(kernel: Sequence[int], dilation: Sequence[int]) -> tuple[int, ...]:
+    """A dilated kernel's extent per dim: dilation x (kernel - 1) + 1."""
+    return tuple(dd * (kk - 1) + 1 for kk, dd in zip(kernel, dilation, strict=True))
+
+
 def _conv_padding(padding: Padding, kernel: tuple[int, ...], dilation: tuple[int, ...],
                   nd: int) -> tuple[int, ...]:
     if padding == "valid":
@@ -178,7 +184,7 @@ def conv(in_shape: Shape, out: int, kernel: Ints, stride: Ints = 1, padding: Pad
         cls: Any = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[nd - 1]
         return cls(cin, out, k, s, p, d, groups, bias)
 
-    return Built((out, *out_sizes), make, d[0] * (k[0] - 1) + 1, s[0],
+    return Built((out, *out_sizes), make, _extents(k, d), tuple(map(float, s)),
                  weight_elements=out * (cin // groups) * math.prod(k))
 
 
@@ -217,7 +223,9 @@ def conv_transpose(in_shape: Shape, out: int, kernel: Ints, stride: Ints = 1,
         cls: Any = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[nd - 1]
         return cls(cin, out, k, s, p, op, groups, bias, d)
 
-    return Built((out, *out_sizes), make, k[0], 1.0 / s[0],
+    # Each output pixel sees an input window of the dilated kernel's extent, moving
+    # 1/stride input pixels per output pixel.
+    return Built((out, *out_sizes), make, _extents(k, d), tuple(1.0 / ss for ss in s),
                  weight_elements=cin * (out // groups) * math.prod(k))
 
 
@@ -277,7 +285,7 @@ def max_pool(in_shape: Shape, kernel: Ints, stride: Ints | None = None, padding:
         cls: Any = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)[nd - 1]
         return cls(k, s, p, d, ceil_mode=ceil_mode)
 
-    return Built(out, make, d[0] * (k[0] - 1) + 1, s[0])
+    return Built(out, make, _extents(k, d), tuple(map(float, s)))
 
 
 @register_layer("avg_pool")
@@ -298,7 +306,7 @@ def avg_pool(in_shape: Shape, kernel: Ints, stride: Ints | None = None, padding:
         cls: Any = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)[nd - 1]
         return cls(k, s, p, ceil_mode, count_include_pad)
 
-    return Built(out, make, k[0], s[0])
+    return Built(out, make, k, tuple(map(float, s)))
 
 
 def _adaptive(kind: str, in_shape: Shape, output: Ints, op: str) -> Built:
@@ -313,8 +321,8 @@ def _adaptive(kind: str, in_shape: Shape, output: Ints, op: str) -> Built:
         cls: Any = getattr(nn, f"Adaptive{op}Pool{nd}d")
         return cls(o)
 
-    rf = max(1, in_shape[1] // o[0])
-    return Built((in_shape[0], *o), make, rf, rf)
+    rf = tuple(max(1, n // oo) for n, oo in zip(in_shape[1:], o, strict=True))
+    return Built((in_shape[0], *o), make, rf, tuple(map(float, rf)))
 
 
 @register_layer("adaptive_avg_pool")
@@ -508,7 +516,8 @@ def upsample(in_shape: Shape, scale: int | None = None, size: Ints | None = None
         return nn.Upsample(scale_factor=float(scale or 1), mode=mode,
                            align_corners=align_corners)
 
-    return Built((in_shape[0], *out), make, 1, in_shape[1] / out[0])
+    return Built((in_shape[0], *out), make, (1,),
+                 tuple(n / o for n, o in zip(in_shape[1:], out, strict=True)))
 
 
 @register_layer("channel_shuffle")

@@ -198,7 +198,11 @@ class CostRow:
     macs: int = 0
     flops: int = 0
     output_bytes: int = 0
-    receptive_field: int | None = None
+    receptive_field: int | None = None  # the largest extent over the spatial dims
+    # Its extent per spatial dim of the input, only where they differ (two 1x7 convs:
+    # [1, 13]; receptive_field 13); a square field leaves it out.
+    receptive_field_axes: tuple[int, ...] | None = field(default=None,
+                                                         metadata={NODE: ref("shape")})
     formula: str = field(default="", metadata=TEXT)
     uncounted: Mapping[str, int] = field(default_factory=dict)
     calls: int = 1
@@ -214,6 +218,8 @@ class CostRow:
 
     def to_dict(self) -> dict[str, Any]:
         d = _frozen_after_params(_document(self))
+        if self.receptive_field_axes is None:  # square: reports keep their bytes
+            del d["receptive_field_axes"]
         if self.train is not None:
             d.update(self.train.to_dict())
         return d
@@ -230,6 +236,8 @@ class CostRow:
         kw["input_shape"] = tuple(tuple(s) for s in d.get("input_shape", ()))
         kw["output_shape"] = tuple(d.get("output_shape", ()))
         kw["uncounted"] = dict(d.get("uncounted", {}))
+        if kw.get("receptive_field_axes") is not None:
+            kw["receptive_field_axes"] = tuple(kw["receptive_field_axes"])
         return cls(**kw, train=TrainCost.from_dict(d))
 
 

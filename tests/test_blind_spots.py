@@ -381,3 +381,61 @@ def test_a_module_with_its_own_dtypes_is_counted_at_them(dtype: str, device: str
     assert (rows["a"].output_bytes, rows["b"].output_bytes) == (64 * 2, 32 * 8)
     assert report.dtype == dtype  # the input's
     assert any("float16, float64" in c for c in report.conventions)
+
+
+# --------------------------------------------------------------------------- receptive field
+
+
+def _fields(text: str, engine: str = "analytic") -> list[tuple[str, int | None, Any]]:
+    from cnncost.spec import parse_spec
+
+    report = cnncost.analyze(parse_spec(text, "t.yaml"), engine=engine)
+    return [(r.name, r.receptive_field, r.receptive_field_axes) for r in report.layers]
+
+
+@pytest.mark.parametrize("engine", ["analytic", "torch"])
+def test_the_receptive_field_is_measured_per_axis(engine: str) -> None:
+    text = """
+input: [1, 32, 32]
+layers:
+  - conv: {out: 2, kernel: [1, 7]}
+  - conv: {out: 2, kernel: [1, 7]}
+  - conv_transpose: {out: 2, kernel: 3, dilation: 3}
+  - conv: {out: 2, kernel: [7, 1]}
+  - conv: {out: 2, kernel: [7, 1]}
+"""
+    # Per axis (H, W), each layer adds (extent - 1) x jump, the extent of a dilated kernel
+    # being dilation x (k - 1) + 1 (transposed too: 3 x 2 + 1 = 7), every jump 1 here.
+    # 1x7: (1, 7); 1x7: (1, 13); transposed 7x7: (7, 19); 7x1: (13, 19); 7x1: (19, 19).
+    assert _fields(text, engine) == [
+        ("conv1", 7, (1, 7)), ("conv2", 13, (1, 13)), ("conv_transpose1", 19, (7, 19)),
+        ("conv3", 19, (13, 19)), ("conv4", 19, None)]  # square: the one number says it
+
+
+def test_strides_are_per_axis_too() -> None:
+    # conv 3x3 with stride (2, 1): (3, 3), jumps (2, 1); then 3x3: (3 + 2 x 2, 3 + 2 x 1)
+    text = "input: [1, 16, 16]\nlayers:\n  - conv: {out: 1, kernel: 3, stride: [2, 1]}\n" \
+           "  - conv: {out: 1, kernel: 3}\n  - max_pool: {kernel: [2, 1]}\n"
+    # then a 2x1 pool (H's jump still 2): H 7 + (2 - 1) x 2 = 9, W unchanged
+    assert _fields(text) == [("conv1", 3, None), ("conv2", 7, (7, 5)),
+                             ("max_pool1", 9, (9, 5))]
+
+
+def test_a_dilated_transposed_conv_sees_its_dilated_extent() -> None:
+    # kernel 3, dilation 3: input taps 3 apart, 7 input pixels per output pixel (was 3)
+    text = "input: [1, 8, 8]\nlayers:\n  - conv_transpose: {out: 1, kernel: 3, dilation: 3}\n"
+    assert _fields(text) == [("conv_transpose1", 7, None)]
+
+
+def test_the_report_names_a_field_per_axis_only_where_it_is_not_square() -> None:
+    from cnncost.spec import parse_spec
+
+    report = cnncost.analyze(parse_spec(
+        "input: [1, 9, 9]\nlayers:\n  - conv: {out: 1, kernel: [3, 1]}\n"
+        "  - conv: {out: 1, kernel: [1, 3]}\n", "t.yaml"))
+    doc = report.to_dict()
+    first, second = doc["layers"]
+    assert (first["receptive_field"], first["receptive_field_axes"]) == (3, [3, 1])
+    assert second["receptive_field"] == 3 and "receptive_field_axes" not in second
+    assert list(first)[list(first).index("receptive_field") + 1] == "receptive_field_axes"
+    assert CostTable.from_json(report.to_json()) == report

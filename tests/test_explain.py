@@ -43,7 +43,7 @@ def test_conv_derivation_the_way_the_slide_writes_it() -> None:
     assert f"conv1: (128x128x64) x (5x5x256) = {macs:,} MACs" in text
     assert f"params: 5x5x256x64 + 64 bias = {params:,}" in text
     assert f"output: 64x128x128 = {out_values:,} values x 4 B = {4 * out_values:,} B" in text
-    assert "receptive field: 5 (along H)" in text
+    assert "receptive field: 5x5" in text
     # the spec's closed form, checked against the count
     assert f"(128 x 128 x 64) x (5 x 5 x 256) = {macs:,}  (count agrees)" in text
 
@@ -146,7 +146,7 @@ def test_dilated_receptive_fields() -> None:
     result = run("textbook/dilated_convs")
     assert result.exit_code == 0, result.output
     for rf in (3, 7, 15):
-        assert f"receptive field: {rf} (along H)" in result.output
+        assert f"receptive field: {rf}x{rf}" in result.output
     w = 3 * 3 * 16 * 16
     assert f"params, F3 / F1: {w} / {w} = 1.00" in result.output
 

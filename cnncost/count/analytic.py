@@ -105,6 +105,7 @@ class Program:
                 "output_shape": self.out_shape, "params": self.params,
                 "buffers": self.buffers, "macs": self.macs, "flops": flops,
                 "output_bytes": self.output_bytes, "receptive_field": receptive_field,
+                "receptive_field_axes": None,
                 "formula": None if self.factors else "",  # made when read (table._Formula)
                 "uncounted": self.uncounted, "calls": 1, "source": source,
                 "factors": self.factors, "frozen_params": 0, "train": None}
@@ -229,6 +230,7 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
                 values["flops"] = layer_flops
                 values["output_bytes"] = prog.output_bytes
                 values["receptive_field"] = layer.receptive_field
+                values["receptive_field_axes"] = layer.receptive_field_axes
                 values["formula"] = None if prog.factors else ""
                 values["uncounted"] = prog.uncounted
                 values["source"] = source
@@ -238,6 +240,7 @@ def _walk(spec: ModelSpec, batch: int, elem: int, every_op: bool, rows: list[Cos
                 values["name"] = layer.path
                 values["flops"] = layer_flops
                 values["receptive_field"] = layer.receptive_field
+                values["receptive_field_axes"] = layer.receptive_field_axes
                 values["source"] = source
             # A CostRow without the frozen dataclass's __init__ (object.__setattr__ per
             # field: the largest part of a remembered layer's cost); the same object as

@@ -84,7 +84,8 @@ class _LayerRows:
         assert layer is not None  # the walk hooks spec layers only
         params, buffers = self.weights.get(step.key, (0, 0))
         acc = Acc(layer.path, layer.kind, f"{layer.loc.file}:{layer.loc.line}",
-                  layer.receptive_field, calls=1, params=params, buffers=buffers,
+                  layer.receptive_field, layer.receptive_field_axes, calls=1, params=params,
+                  buffers=buffers,
                   input_shape=tuple(tuple(a.shape) for a in tensors((args, kwargs))))
         self.mode.acc = acc
         try:

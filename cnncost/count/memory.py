@@ -148,6 +148,7 @@ def _row(a: Acc, policy: Policy, train: bool = False) -> CostRow:
         flops=policy_flops(a.macs, a.elem_flops, policy.value),
         output_bytes=a.output_bytes,
         receptive_field=a.receptive_field,
+        receptive_field_axes=a.receptive_field_axes,
         formula=formula_text(a.factors),
         uncounted=dict(a.uncounted),
         calls=max(a.calls, 1),

@@ -50,6 +50,7 @@ class Acc:
     kind: str
     source: str = ""
     receptive_field: int | None = None
+    receptive_field_axes: tuple[int, ...] | None = None  # per dim, where they differ
     macs: int = 0
     elem_flops: int = 0
     factors: list[Factors] = field(default_factory=list)  # of its ops' MACs

@@ -9,7 +9,7 @@ data) into lines of text:
        conv1: (128x128x64) x (5x5x256) = 6,710,886,400 MACs
          params: 5x5x256x64 + 64 bias = 409,664
          output: 64x128x128 = 1,048,576 values x 4 B = 4,194,304 B (4 MiB)
-         receptive field: 5 (along H)
+         receptive field: 5x5
 
    The MAC line is written from the row's ``factors`` (cnncost.table.Factors:
    output volume x cost per output value), the parameter split from their weight dims
@@ -89,9 +89,6 @@ REL_TOLERANCE = 1e-9
 MAX_SUM_TERMS = 8  # totals write out their terms up to this many ("432 + 240 = 672")
 
 _FIELD = re.compile(r"\{([^{}]+)\}")
-_AXES = {3: "L", 4: "H", 5: "D"}
-
-
 # --------------------------------------------------------------------------- rendering
 
 
@@ -183,10 +180,20 @@ def layer_lines(row: CostRow) -> list[str]:
     if output:
         lines.append(f"  output: {output}")
     if row.receptive_field is not None:
-        axis = _AXES.get(len(row.output_shape))
-        lines.append(f"  receptive field: {row.receptive_field}"
-                     + (f" (along {axis})" if axis else ""))
+        lines.append(f"  receptive field: {field_text(row)}")
     return lines + backward_lines(row)
+
+
+def field_text(row: CostRow) -> str:
+    """A row's receptive field per spatial dim: ``5x5``, ``3x1`` (H x W), ``5 (along L)``;
+    a flat row's (a classifier's) is the one number of what it covers."""
+    if row.receptive_field_axes is not None:
+        return "x".join(map(str, row.receptive_field_axes))
+    dims = len(row.output_shape) - 2
+    if dims == 1:
+        return f"{row.receptive_field} (along L)"
+    return "x".join([str(row.receptive_field)] * dims) if dims > 1 else \
+        str(row.receptive_field)
 
 
 def backward_lines(row: CostRow) -> list[str]:

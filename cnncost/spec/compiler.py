@@ -29,6 +29,7 @@ from cnncost.spec.context import (
     Names,
     Recording,
     Value,
+    field_axes,
     fmt,
     layered,
     short,
@@ -116,7 +117,8 @@ def compile_spec(doc: Any, file: str, overrides: Mapping[str, Any],
     layers = _at_key(top, doc, "layers").using(scope)
     if not doc["layers"]:
         raise layers.err("`layers` is empty; expected at least one layer")
-    value = items(layers, doc["layers"], Value("input", in_shape, 1, 1.0))
+    dims = max(1, len(in_shape) - 1)  # the input's spatial dims (one for a flat input)
+    value = items(layers, doc["layers"], Value("input", in_shape, (1,) * dims, (1.0,) * dims))
     if not build.layers:
         raise layers.err("every layer was skipped (by `if` or `repeat: 0`); expected at least "
                          "one layer")
@@ -468,12 +470,12 @@ def _leaf(ctx: Ctx, lk: LayerKind, args: Any, name: str | None, value: Value) ->
     built, rf, jump = infer_layer(ctx, lk, params, value)
     path = ctx.ns.prefix + ctx.name(name, lk.name)
     ctx.build.add(LayerSpec(path, lk.name, params, (value.id,), (value.shape,), built.out_shape,
-                            ctx.loc(), rf, built))
+                            ctx.loc(), max(rf), built, field_axes(rf)))
     return Value(path, built.out_shape, rf, jump)
 
 
 def infer_layer(ctx: Ctx, lk: LayerKind, params: Mapping[str, Any],
-                value: Value) -> tuple[Built, int, float]:
+                value: Value) -> tuple[Built, tuple[int, ...], tuple[float, ...]]:
     """A layer of kind ``lk`` with ``params`` on ``value``: its module, receptive field and
     jump (the product of strides so far), checked (errors at ``ctx``)."""
     built = build_layer(ctx, lk, params, value.shape)
@@ -495,15 +497,26 @@ def build_layer(ctx: Ctx, lk: LayerKind, params: Mapping[str, Any], shape: Shape
     return built
 
 
-def receptive_field(ctx: Ctx, built: Built, value: Value) -> tuple[int, float]:
-    """The receptive field and jump after ``built`` on ``value``, checked to be finite."""
-    grow, jump = (built.rf_kernel - 1) * value.jump, value.jump * built.rf_stride
-    if not (math.isfinite(grow) and math.isfinite(jump)):
-        # strides of 10**9 on a 1x1 map are legal in torch, but the receptive field they
-        # imply overflows a float after a few layers (inf, then NaN)
-        raise ctx.err("the receptive field grows beyond any number (the strides so far "
-                      "multiply to more than 1e308); expected strides that fit the input")
-    return value.rf + round(grow), jump
+def receptive_field(ctx: Ctx, built: Built, value: Value
+                    ) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The receptive field and jump per spatial dim after ``built`` on ``value``, checked
+    to be finite: per dim, field += (extent - 1) x jump, then jump x= stride. A layer's one
+    value stands for every dim (and so does its first where it has another number of
+    dims than the input: after a flatten, say)."""
+    nd = len(value.rf)
+    kernel = built.rf_kernel if len(built.rf_kernel) == nd else (built.rf_kernel[0],) * nd
+    stride = built.rf_stride if len(built.rf_stride) == nd else (built.rf_stride[0],) * nd
+    rf, jump = [], []
+    for field_, step, k, s in zip(value.rf, value.jump, kernel, stride, strict=True):
+        grow, after = (k - 1) * step, step * s
+        if not (math.isfinite(grow) and math.isfinite(after)):
+            # strides of 10**9 on a 1x1 map are legal in torch, but the receptive field
+            # they imply overflows a float after a few layers (inf, then NaN)
+            raise ctx.err("the receptive field grows beyond any number (the strides so far "
+                          "multiply to more than 1e308); expected strides that fit the input")
+        rf.append(field_ + round(grow))
+        jump.append(after)
+    return tuple(rf), tuple(jump)
 
 
 def _fields_expected(lk: LayerKind, args: Any) -> str:

@@ -117,14 +117,27 @@ class Recording:
     spatial_fields: bool = False
 
 
+def joined_fields(rfs: Sequence[tuple[int, ...]], jumps: Sequence[tuple[float, ...]]
+                  ) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Branches joined (add, concat, mul): per dim, the largest field and jump."""
+    return (tuple(max(axis) for axis in zip(*rfs, strict=True)),
+            tuple(max(axis) for axis in zip(*jumps, strict=True)))
+
+
+def field_axes(rf: tuple[int, ...]) -> tuple[int, ...] | None:
+    """A field's extent per dim where they differ (the report's receptive_field_axes),
+    None where it is square (its receptive_field says it all)."""
+    return rf if len(set(rf)) > 1 else None
+
+
 @dataclass
 class Value:
     """A tensor between items: the layer that made it, its shape, its receptive field."""
 
     id: str
     shape: Shape
-    rf: int
-    jump: float
+    rf: tuple[int, ...]  # the receptive field per spatial dim of the input
+    jump: tuple[float, ...]  # the product of the strides so far, per spatial dim
 
 
 @dataclass
@@ -327,8 +340,8 @@ class Ctx:
            params: dict[str, Any]) -> Value:
         """Record a graph op (add, concat, mul, slice) over ``values``."""
         self.check_shape(shape)
-        rf = max(v.rf for v in values)
-        jump = max(v.jump for v in values)
+        rf, jump = joined_fields([v.rf for v in values], [v.jump for v in values])
         self.build.add(LayerSpec(path, kind, params, tuple(v.id for v in values),
-                                 tuple(v.shape for v in values), shape, self.loc(), rf))
+                                 tuple(v.shape for v in values), shape, self.loc(),
+                                 max(rf), None, field_axes(rf)))
         return Value(path, shape, rf, jump)

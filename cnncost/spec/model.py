@@ -90,8 +90,10 @@ class LayerSpec:
     in_shapes: tuple[Shape, ...]
     out_shape: Shape
     loc: Loc
-    receptive_field: int
+    receptive_field: int  # the largest extent over the spatial dims of the input
     built: Built | None = field(default=None, repr=False, compare=False)
+    # The extent per spatial dim where they differ (two 1x7 convs: (1, 13)); None: square.
+    receptive_field_axes: tuple[int, ...] | None = None
 
     @property
     def is_op(self) -> bool:

@@ -39,7 +39,15 @@ from cnncost.spec.compiler import (
     receptive_field,
 )
 from cnncost.spec.composites import joined_shape
-from cnncost.spec.context import Build, Ctx, Names, Recording, Value
+from cnncost.spec.context import (
+    Build,
+    Ctx,
+    Names,
+    Recording,
+    Value,
+    field_axes,
+    joined_fields,
+)
 from cnncost.spec.model import MAX_WORK, LayerSpec, ModelSpec
 
 # Layers inferred on inputs (shape, receptive field, jump each): the later stages of a
@@ -85,6 +93,9 @@ class Compilation:
         return reshaped(self.spec, top.scope, top.input_shape, self.spec.file)
 
 
+Field = tuple[Shape, tuple[int, ...], tuple[float, ...]]  # shape, field and jump per dim
+
+
 def reshaped(spec: ModelSpec, scope: Mapping[str, Any], in_shape: Shape,
              file: str) -> ModelSpec | None:
     """``spec``'s layers with their shapes inferred again from ``in_shape`` (None where
@@ -93,7 +104,8 @@ def reshaped(spec: ModelSpec, scope: Mapping[str, Any], in_shape: Shape,
         return None
     ctx = Ctx(Build(file, items), file, "", 1, Names(""), {})
     # value id -> (shape, receptive field, jump), as the compiler's Values hold them
-    env: dict[str, tuple[Shape, int, float]] = {"input": (in_shape, 1, 1.0)}
+    dims = max(1, len(in_shape) - 1)
+    env: dict[str, Field] = {"input": (in_shape, (1,) * dims, (1.0,) * dims)}
     layers = []
     if len(_INFERRED) >= MAX_INFERRED:  # a long sweep: keep what the next points are near
         _INFERRED.clear()
@@ -128,8 +140,8 @@ def reshaped(spec: ModelSpec, scope: Mapping[str, Any], in_shape: Shape,
     )
 
 
-def _step(ctx: Ctx, layer: LayerSpec, values: list[tuple[Shape, int, float]]
-          ) -> tuple[LayerSpec | None, tuple[Shape, int, float] | None]:
+def _step(ctx: Ctx, layer: LayerSpec, values: list[Field]
+          ) -> tuple[LayerSpec | None, Field | None]:
     """``layer`` on ``values`` as compiling infers it; (None, None) where it cannot be
     reused (an error: compiling says what it is)."""
     if layer.built is not None:
@@ -143,7 +155,7 @@ def _step(ctx: Ctx, layer: LayerSpec, values: list[tuple[Shape, int, float]]
             return None, None
         ctx.check_shape(op_shape)
         built, out = None, op_shape
-        rf, jump = max(v[1] for v in values), max(v[2] for v in values)
+        rf, jump = joined_fields([v[1] for v in values], [v[2] for v in values])
     if len(out) != len(layer.out_shape) or out[0] != layer.out_shape[0]:
         return None, None  # a channel count moved: an expression reading `in` may differ
     # LayerSpec(...) without the frozen dataclass's __init__ (a field at a time)
@@ -151,7 +163,8 @@ def _step(ctx: Ctx, layer: LayerSpec, values: list[tuple[Shape, int, float]]
     _set(new, "__dict__", {"path": layer.path, "kind": layer.kind, "params": layer.params,
                            "inputs": layer.inputs,
                            "in_shapes": tuple([v[0] for v in values]), "out_shape": out,
-                           "loc": layer.loc, "receptive_field": rf, "built": built})
+                           "loc": layer.loc, "receptive_field": max(rf), "built": built,
+                           "receptive_field_axes": field_axes(rf)})
     return new, (out, rf, jump)
 
 
