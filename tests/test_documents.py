@@ -114,12 +114,13 @@ def test_the_kinds_are_listed_and_an_unknown_kind_is_one_line() -> None:
 
 
 def _full_table() -> CostTable:
-    """lenet5's training step with every key a report can hold: frozen parameters and a
-    forward counted on the CPU, which only some models have."""
+    """lenet5's training step with every key a report can hold: frozen parameters, a
+    receptive field that is not square and a forward counted on the CPU, which only some
+    models have."""
     from cnncost import analyze
 
     table = analyze("lenet5", mode="train")
-    first = replace(table.layers[0], frozen_params=6)
+    first = replace(table.layers[0], frozen_params=6, receptive_field_axes=(5, 3))
     return replace(table, layers=(first, *table.layers[1:]),
                    totals=replace(table.totals, frozen_params=6), counted_on="cpu",
                    counted_on_reason="aten::nonzero needs real values", description="x")
