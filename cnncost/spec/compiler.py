@@ -32,6 +32,7 @@ from cnncost.spec.context import (
     field_axes,
     fmt,
     layered,
+    receptive_field,
     short,
     shown_key,
 )
@@ -495,28 +496,6 @@ def build_layer(ctx: Ctx, lk: LayerKind, params: Mapping[str, Any], shape: Shape
                       f"than torch can allocate sensibly; expected at most "
                       f"{MAX_WEIGHT_ELEMENTS:,} (input {fmt(shape)})")
     return built
-
-
-def receptive_field(ctx: Ctx, built: Built, value: Value
-                    ) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """The receptive field and jump per spatial dim after ``built`` on ``value``, checked
-    to be finite: per dim, field += (extent - 1) x jump, then jump x= stride. A layer's one
-    value stands for every dim (and so does its first where it has another number of
-    dims than the input: after a flatten, say)."""
-    nd = len(value.rf)
-    kernel = built.rf_kernel if len(built.rf_kernel) == nd else (built.rf_kernel[0],) * nd
-    stride = built.rf_stride if len(built.rf_stride) == nd else (built.rf_stride[0],) * nd
-    rf, jump = [], []
-    for field_, step, k, s in zip(value.rf, value.jump, kernel, stride, strict=True):
-        grow, after = (k - 1) * step, step * s
-        if not (math.isfinite(grow) and math.isfinite(after)):
-            # strides of 10**9 on a 1x1 map are legal in torch, but the receptive field
-            # they imply overflows a float after a few layers (inf, then NaN)
-            raise ctx.err("the receptive field grows beyond any number (the strides so far "
-                          "multiply to more than 1e308); expected strides that fit the input")
-        rf.append(field_ + round(grow))
-        jump.append(after)
-    return tuple(rf), tuple(jump)
 
 
 def _fields_expected(lk: LayerKind, args: Any) -> str:

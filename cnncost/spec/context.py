@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnncost.errors import SpecError
-from cnncost.layers import Shape
+from cnncost.layers import Built, Shape
 from cnncost.spec.expr import Budget, ExprError, check_number, evaluate, render, show
 from cnncost.spec.loader import YMap
 from cnncost.spec.model import (
@@ -345,3 +345,25 @@ class Ctx:
                                  tuple(v.shape for v in values), shape, self.loc(),
                                  max(rf), None, field_axes(rf)))
         return Value(path, shape, rf, jump)
+
+
+def receptive_field(ctx: Ctx, built: Built, value: Value
+                    ) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The receptive field and jump per spatial dim after ``built`` on ``value``, checked
+    to be finite: per dim, field += (extent - 1) x jump, then jump x= stride. A layer's one
+    value stands for every dim (and so does its first where it has another number of
+    dims than the input: after a flatten, say)."""
+    nd = len(value.rf)
+    kernel = built.rf_kernel if len(built.rf_kernel) == nd else (built.rf_kernel[0],) * nd
+    stride = built.rf_stride if len(built.rf_stride) == nd else (built.rf_stride[0],) * nd
+    rf, jump = [], []
+    for field_, step, k, s in zip(value.rf, value.jump, kernel, stride, strict=True):
+        grow, after = (k - 1) * step, step * s
+        if not (math.isfinite(grow) and math.isfinite(after)):
+            # strides of 10**9 on a 1x1 map are legal in torch, but the receptive field
+            # they imply overflows a float after a few layers (inf, then NaN)
+            raise ctx.err("the receptive field grows beyond any number (the strides so far "
+                          "multiply to more than 1e308); expected strides that fit the input")
+        rf.append(field_ + round(grow))
+        jump.append(after)
+    return tuple(rf), tuple(jump)

@@ -36,7 +36,6 @@ from cnncost.spec.compiler import (
     compile_spec,
     compile_top,
     items,
-    receptive_field,
 )
 from cnncost.spec.composites import joined_shape
 from cnncost.spec.context import (
@@ -47,6 +46,7 @@ from cnncost.spec.context import (
     Value,
     field_axes,
     joined_fields,
+    receptive_field,
 )
 from cnncost.spec.model import MAX_WORK, LayerSpec, ModelSpec
 
