@@ -20,7 +20,7 @@ from typing import Any
 
 from cnncost.errors import UsageError
 from cnncost.schema import SchemaError, drift_fields, shown, validate
-from cnncost.table import CostRow, CostTable, TrainCost, report_schema
+from cnncost.table import SCHEMA, CostRow, CostTable, TrainCost, report_schema
 
 MODEL = "(model)"
 TOTALS = "(totals)"
@@ -145,7 +145,7 @@ def report_folder(path: Path) -> Path:
 
 
 def report_files(directory: Path) -> list[Path]:
-    """The JSON reports under ``directory`` (recursively, sorted), or ``directory`` itself
+    """The JSON reports under ``directory`` (:func:`find_reports`), or ``directory`` itself
     when it is one report; UsageError if none."""
     if directory.is_file():
         if directory.suffix != ".json":
@@ -155,11 +155,66 @@ def report_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise UsageError(f"{directory}: no such directory (make one with `cnncost report "
                          f"--all --out {directory}`)")
-    files = sorted(p for p in directory.rglob("*.json") if not p.name.startswith("."))
+    files = find_reports(directory)
     if not files:
         raise UsageError(f"{directory}: no reports (*.json) here; make them with "
                          f"`cnncost report --all --out {directory}`")
     return files
+
+
+# How deep report folders may nest under the folder given (reports/ nests 1; a project's
+# own layout a few more): a bound on the walk, which a folder 1,500 deep would overflow.
+MAX_FOLDER_DEPTH = 32
+
+
+def find_reports(directory: Path) -> list[Path]:
+    """cnncost's reports under the folder ``directory`` (sorted; none is no error): each
+    ``*.json`` that :func:`is_report`, hidden names and symlinked folders left out, at most
+    MAX_FOLDER_DEPTH folders deep (deeper is a UsageError)."""
+    import os
+
+    found: list[Path] = []
+    folders = [(directory, 0)]
+    while folders:
+        folder, depth = folders.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as exc:
+            raise UsageError(f"{folder}: cannot read the folder ({exc.strerror or exc})"
+                             ) from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                if depth >= MAX_FOLDER_DEPTH:
+                    raise UsageError(f"{directory}: folders nest more than {MAX_FOLDER_DEPTH} "
+                                     f"deep under it ({path}); expected a folder of reports")
+                folders.append((path, depth + 1))
+            elif entry.name.endswith(".json") and is_report(path):
+                found.append(path)
+    return sorted(found)
+
+
+def is_report(path: Path) -> bool:
+    """``path`` is to be read as one of cnncost's reports (and refused if broken): unless it
+    is JSON that is something else (a package.json, a ``check --json`` document: valid JSON
+    whose ``schema`` is not ``cnncost.report/N``), which a folder of reports may hold. A file
+    that cannot be read or parsed counts as a report, so a broken one is shown, never hidden."""
+    from cnncost.io import read_head, read_text
+
+    try:
+        if REPORT_SCHEMA_PREFIX.encode() in read_head(path, 4096):
+            return True  # ``cnncost report`` writes the schema first
+        doc = parse_json(read_text(path, MAX_REPORT_BYTES, "report", track=False), str(path))
+    except UsageError:  # unreadable, or not JSON: load_report will say why
+        return True
+    return isinstance(doc, dict) and str(doc.get("schema", "")).startswith(
+        REPORT_SCHEMA_PREFIX)
+
+
+REPORT_SCHEMA_PREFIX = SCHEMA.partition("/")[0] + "/"  # cnncost.report/, any version
 
 
 MAX_REPORT_BYTES = 32 << 20  # the largest bundled report is ~0.2 MiB

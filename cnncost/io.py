@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import os
+import re
+import secrets
+import socket
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,6 +150,23 @@ def read_bytes(path: Path | str, limit: int, what: str = "file", track: bool = T
     return b"".join(chunks)
 
 
+def read_head(path: Path | str, size: int) -> bytes:
+    """The first ``size`` bytes of the regular file at ``path`` (fewer if it is shorter),
+    whatever its length; a ReadError as read_bytes gives one. Not an input of the command."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ReadError(path, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ReadError(path, "is not a regular file")
+        return os.read(fd, size)
+    except OSError as exc:
+        raise ReadError(path, f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
 def read_text(path: Path | str, limit: int, what: str = "file", track: bool = True) -> str:
     """``read_bytes`` decoded as UTF-8 (a leading BOM dropped); bad bytes are a ReadError
     naming the line."""
@@ -163,36 +183,178 @@ def write_atomic(path: Path | str, data: str | bytes, replace_input: bool = Fals
     """Write text (UTF-8, newlines as given) or bytes to ``path`` via a temporary file in the
     same folder and a rename: readers see the old file or the new one, never half of one.
 
-    A symlink is written through (its target replaced). A path that cannot be written (a
-    folder, a parent that is a file, no permission, a full disk) or that is an input of the
-    command (see guard_inputs; ``replace_input`` allows it) is a UsageError naming it, and
-    leaves nothing behind.
+    A symlink is written through (its target replaced). Something that is not a file (a FIFO,
+    ``/dev/null``, a terminal) is written in place, as the shell's ``>`` would, never replaced
+    by a file; a block device or a socket is refused. A path that cannot be written (a
+    folder, a parent that is a file, a name too long, no permission, a full disk) or that is
+    an input of the command (see guard_inputs; ``replace_input`` allows it) is a UsageError
+    naming it, and leaves nothing behind.
     """
     path = Path(path)
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    _refuse_input(path, target, replace_input)
-    tmp: str | None = None
+    # backslashreplace: a lone surrogate (a spec's "\ud800") is written as that escape
+    payload = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
+    target = path
     try:
+        st = _stat_or_none(path)
+        if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            _write_in_place(path, payload, st)
+            return
+        target = Path(os.path.realpath(path)) if path.is_symlink() else path
+        _refuse_input(path, target, replace_input)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_dir():
-            raise IsADirectoryError(21, "is a folder")
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        if isinstance(data, str):
-            # backslashreplace: a lone surrogate (a spec's "\ud800") is written as that escape
-            with os.fdopen(fd, "w", encoding="utf-8", newline="", errors="backslashreplace") as fh:
-                fh.write(data)
-        else:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-        os.chmod(tmp, _mode_for(target))  # mkstemp makes 0600; the file reads as any other
-        os.replace(tmp, target)
+            raise IsADirectoryError(errno.EISDIR, "is a folder")
+        _replace(target, payload)
     except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise UsageError(f"{path}: cannot write: {_why(exc, target)}") from None
+
+
+def file_name(text: str, suffix: str = "", limit: int = 200) -> str:
+    """``text`` (a spec's name, a layer's path) as one safe file name ending in ``suffix``:
+    every character but ASCII letters, digits, ``_``, ``-`` and ``.`` made ``_``, no leading
+    dot (no hidden file, no ``..``), at most ``limit`` characters: it names a file in the
+    folder it is joined to, never one elsewhere."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", text).lstrip(".") or "_"
+    return name[:max(1, limit - len(suffix))] + suffix
+
+
+def inside(folder: Path | str, name: str) -> Path:
+    """``folder / name`` where ``name`` is one file name (:func:`file_name`) that stays in
+    ``folder``: a separator, ``..``, or a symlink already there that leads out of ``folder``
+    is a UsageError."""
+    folder = Path(folder)
+    if name in ("", ".", "..") or "/" in name or os.sep in name or "\0" in name:
+        raise UsageError(f"{folder}: refusing to write {name!r}, which is not one file name "
+                         "in the folder")
+    path = folder / name
+    if path.is_symlink():
+        real, root = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+        if root not in real.parents:
+            raise UsageError(f"{path}: is a symlink out of {folder} (to {real}); refusing to "
+                             "write through it")
+    return path
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    """``path``'s stat (links followed), None where nothing is there yet."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _write_in_place(path: Path, payload: bytes, st: os.stat_result) -> None:
+    """Write into a FIFO or a character device as it is (a FIFO waits for its reader, as
+    ``>`` does); a block device (a disk) or a socket is no output file."""
+    if stat.S_ISBLK(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+        kind = "a block device (a disk)" if stat.S_ISBLK(st.st_mode) else "a socket"
+        raise UsageError(f"{path}: is {kind}, not a file; cnncost writes files (or a FIFO, "
+                         "or a character device such as /dev/null)")
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _write_all(fd, payload)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, payload: bytes) -> None:
+    view = memoryview(payload)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# Temporary files, and what a killed run leaves. Where the system can (Linux's O_TMPFILE,
+# on the usual local file systems), the new file is written without a name, so a run killed
+# while writing (kill -9, a power cut) leaves nothing in the folder; it gets a name just
+# before the rename. Elsewhere, and in the instant between naming and renaming, it is a
+# hidden file named ".NAME.PID.HOST.XXXXXXXX.cnncost-tmp"; the next write into that folder
+# removes such files whose process (on this host) is gone. Nothing else is ever removed.
+_TEMP_SUFFIX = ".cnncost-tmp"
+_TEMP = re.compile(r"\..*\.(\d+)\.([A-Za-z0-9-]*)\.[0-9a-f]{8}" + re.escape(_TEMP_SUFFIX))
+_NAME_MAX = 255  # bytes: the usual file systems' longest file name
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40]
+
+
+def _temp_name(target: Path) -> Path:
+    """A hidden name in ``target``'s folder that says whose it is (and fits NAME_MAX)."""
+    tail = f".{os.getpid()}.{_host()}.{secrets.token_hex(4)}{_TEMP_SUFFIX}"
+    room = _NAME_MAX - 1 - len(tail.encode())
+    stem = target.name.encode()[:room].decode("utf-8", "ignore")
+    return target.parent / f".{stem}{tail}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (EPERM: someone else's, alive)
+        return True
+    return True
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove the temporary files cnncost runs on this host left in ``folder`` when killed."""
+    host = _host()
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if not entry.name.endswith(_TEMP_SUFFIX):
+                continue
+            m = _TEMP.fullmatch(entry.name)
+            if m and m[2] == host and int(m[1]) != os.getpid() and not _alive(int(m[1])):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _open_unnamed(folder: Path) -> int | None:
+    """A new file in ``folder`` with no name (O_TMPFILE), None where the system has none."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag:
+        return None
+    try:
+        return os.open(folder, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return None  # a file system (or kernel) without it: a named temporary
+        raise
+
+
+def _name_unnamed(fd: int, name: Path) -> None:
+    """Give the O_TMPFILE file ``fd`` a name: linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N,
+    open(2)'s way (os.link calls plain link() unless given a directory fd)."""
+    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.link(str(fd), name, src_dir_fd=proc, follow_symlinks=True)
+    finally:
+        os.close(proc)
+
+
+def _replace(target: Path, payload: bytes) -> None:
+    """``payload`` into a new file in ``target``'s folder, renamed over ``target``."""
+    folder, mode = target.parent, _mode_for(target)
+    _remove_stale_temporaries(folder)
+    tmp = _temp_name(target)
+    fd = _open_unnamed(folder)
+    named = fd is None
+    if fd is None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            _write_all(fd, payload)
+            os.fchmod(fd, mode)  # the file reads as any other, not 0600
+            if not named:
+                _name_unnamed(fd, tmp)
+                named = True
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
     except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        if named:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
 
 

@@ -9,10 +9,17 @@ how a page or a table looks is ``cnncost.render``'s. Nothing here prints or coun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from cnncost.check import load_report, read_reports, refuse_code, report_files, report_folder
+from cnncost.check import (
+    find_reports,
+    load_report,
+    read_reports,
+    refuse_code,
+    report_files,
+    report_folder,
+)
 from cnncost.errors import UsageError
 from cnncost.io import write_atomic
 from cnncost.sources import Target, bundled_specs, resolve, specs_dir
@@ -74,13 +81,15 @@ def save_page(table: CostTable, path: Path, folder: Path) -> Path:
     return page
 
 
-def save_index(folder: Path) -> Path:
-    """Write ``folder/index.html`` linking every report in the folder to its page (a report
-    without a page, e.g. from an older cnncost, gets one made from its JSON)."""
+def save_index(folder: Path, reports: Sequence[tuple[Path, CostTable]] | None = None) -> Path:
+    """Write ``folder/index.html`` linking every report in the folder (``reports``, else
+    those read from it) to its page (a report without a page, e.g. from an older cnncost,
+    gets one made from its JSON)."""
     from cnncost.render.cost import index_page
 
     entries = []
-    for path, table in load_reports(folder):
+    for path, table in sorted(load_reports(folder) if reports is None else reports,
+                              key=lambda r: r[0]):
         page = path.with_suffix(".html")
         if not page.exists():
             save_page(table, path, folder)
@@ -104,6 +113,19 @@ def source_target(source: str) -> Target:
 def load_reports(directory: Path) -> list[tuple[Path, CostTable]]:
     """Every report under ``directory``, each one read and checked before any work is done."""
     return [(f, load_report(f)) for f in report_files(directory)]
+
+
+def other_reports(folder: Path, replaced: Iterable[Path]) -> list[tuple[Path, CostTable]]:
+    """``report --out``'s check before it counts or writes anything: the reports already in
+    ``folder`` that it keeps (all but ``replaced``), each read and checked, as its index will
+    list them. Files that are not cnncost's reports are left alone (cnncost.check.is_report);
+    a broken report, a folder nested too deep or ``folder`` being a file is a UsageError."""
+    if not folder.exists():
+        return []
+    if not folder.is_dir():
+        raise UsageError(f"--out {folder}: is a file; expected a folder for the reports")
+    skip = {p.resolve() for p in replaced}
+    return [(f, load_report(f)) for f in find_reports(folder) if f.resolve() not in skip]
 
 
 def checked_reports(directory: Path, allow_factories: Sequence[str] = ()

@@ -23,7 +23,7 @@ from cnncost.advise.registry import ADVICE_RULES, Context, Goal, Proposal, Rule
 from cnncost.advise.rewrite import dump, load_doc, with_vars
 from cnncost.display import repr_html
 from cnncost.errors import CnnCostError, UsageError
-from cnncost.io import read_text
+from cnncost.io import file_name, read_text
 from cnncost.spec import MAX_FILE_BYTES, ModelSpec, parse_spec
 from cnncost.table import CostRow, CostTable, final_receptive_field, relocated
 
@@ -192,7 +192,9 @@ def _evaluate(rule: Rule, p: Proposal, ctx: Context, values: Mapping[str, Any],
     spec, table = ctx.spec, ctx.table
     if table.source != spec.file:
         p = replace(p, source=relocated(p.source, spec.file, table.source))
-    name = f"{spec.name}.{rule.name}.{_slug(p.layers[0])}"
+    # The rewrite's file name (what --emit writes in its folder): from the spec's own name,
+    # which may hold anything ("../x", "/etc/y"), made one safe name.
+    spec_file = file_name(f"{spec.name}.{rule.name}.{_slug(p.layers[0])}", ".yaml")
     doc = with_vars(p.doc, values)
     doc["name"] = f"{spec.name}_{rule.name.replace('-', '_')}"
     doc["description"] = f"{spec.name} with {p.rewrite} (cnncost advise: {rule.name})"
@@ -203,7 +205,7 @@ def _evaluate(rule: Rule, p: Proposal, ctx: Context, values: Mapping[str, Any],
         f"{p.rewrite}.",
         "The original's comments are not kept."])
     try:
-        new_spec: ModelSpec = parse_spec(text, f"{name}.yaml")
+        new_spec: ModelSpec = parse_spec(text, spec_file)
     except CnnCostError as exc:
         return None, f"the rewrite does not compile: {exc}"
     if new_spec.output_shape != spec.output_shape:
@@ -211,7 +213,7 @@ def _evaluate(rule: Rule, p: Proposal, ctx: Context, values: Mapping[str, Any],
                       f"{new_spec.output_shape}")
     from cnncost.count.engines import count_loaded
 
-    new = count_loaded(new_spec, source=f"{name}.yaml")
+    new = count_loaded(new_spec, source=spec_file)
     effect = {k: Change(getattr(table.totals, k), getattr(new.totals, k)) for k in EFFECT_FIELDS}
     anchors = p.anchors or p.layers
     old_rows = [r for r in table.layers if r.name in p.layers]
@@ -220,7 +222,7 @@ def _evaluate(rule: Rule, p: Proposal, ctx: Context, values: Mapping[str, Any],
     layer_effect = {k: Change(before[k], after[k]) for k in ("params", "macs")}
     model_rf = Change(model_receptive_field(table), model_receptive_field(new))
     layers_rf = Change(_last_rf(old_rows), _last_rf(new_rows))
-    finding = Finding(rule, p, effect, layer_effect, model_rf, layers_rf, f"{name}.yaml", text)
+    finding = Finding(rule, p, effect, layer_effect, model_rf, layers_rf, spec_file, text)
     if rule.goal is Goal.COST:
         if finding.layer_saving < rule.min_layer_saving:
             return None, (f"saves {finding.layer_saving:.1%} of the rewritten layers, below "

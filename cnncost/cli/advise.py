@@ -16,7 +16,7 @@ from cnncost.cli.options import (
     parse_sets,
     write_output,
 )
-from cnncost.io import write_atomic
+from cnncost.io import inside, write_atomic
 from cnncost.render.advice import AdviceFormat
 from cnncost.render.console import err_console
 
@@ -50,6 +50,6 @@ def advise(
             render_text(advice, fmt))
         write_output(text, output)
     if emit is not None:
-        for finding in advice.findings:
-            write_atomic(emit / finding.spec_file, finding.spec_text)
+        for finding in advice.findings:  # each a file name made from the spec's (io.file_name)
+            write_atomic(inside(emit, finding.spec_file), finding.spec_text)
         err_console.print(f"wrote {len(advice.findings)} rewritten spec(s) to {emit}")

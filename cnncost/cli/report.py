@@ -62,16 +62,28 @@ def report(
     """Write per model a JSON cost table (the baseline `check` reads), a Markdown table and an
     HTML page; and index.html linking every report in the folder."""
     from cnncost.api import analyze_target
-    from cnncost.reports import report_targets, save_index, save_page, save_report
+    from cnncost.reports import (
+        other_reports,
+        report_targets,
+        save_index,
+        save_page,
+        save_report,
+    )
 
     shape, sets, pol = parse_input(input), parse_sets(set_), parse_policy(policy)
-    for stem, target in report_targets(specs or [], all_, out):
-        table = analyze_target(target, input=shape, batch=batch, dtype=dtype, policy=pol,
-                               strict=strict, overrides=sets, engine=engine, mode=mode.value)
-        save_report(table, out / f"{stem}.json")
-        save_page(table, out / f"{stem}.json", out)
-        err_console.print(f"wrote {out / stem}.json, .md, .html")
-    err_console.print(f"wrote {save_index(out)}")
+    targets = report_targets(specs or [], all_, out)
+    paths = [out / f"{stem}.json" for stem, _ in targets]
+    # Everything that can fail is done before the first file is written: the reports the
+    # index will list read and checked, and every model counted.
+    kept = other_reports(out, paths)
+    tables = [analyze_target(target, input=shape, batch=batch, dtype=dtype, policy=pol,
+                             strict=strict, overrides=sets, engine=engine, mode=mode.value)
+              for _, target in targets]
+    for path, table in zip(paths, tables, strict=True):
+        save_report(table, path)
+        save_page(table, path, out)
+        err_console.print(f"wrote {path}, .md, .html")
+    err_console.print(f"wrote {save_index(out, [*kept, *zip(paths, tables, strict=True)])}")
 
 
 ReviewFormatOpt = Annotated[ReviewFormat, typer.Option(
