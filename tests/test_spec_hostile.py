@@ -219,6 +219,42 @@ def test_block_params_and_list_elements_are_charged(monkeypatch: pytest.MonkeyPa
         spec(text)
 
 
+@pytest.mark.parametrize(("condition", "charged"), [
+    ("big == big", "comparing lists"),                      # 2 x 2,000 elements each time
+    ("big != same", "comparing lists"),
+    ("table == table", "comparing tables"),                  # 2 x 2,000 entries
+    ("nested < nested", "comparing nested lists"),           # 2 x (20 + 20 x 100)
+    ("max(nested) != 0", "max() of nested lists"),           # 20 + 2,000 each time
+], ids=lambda v: v.replace(" ", ""))
+def test_comparisons_are_charged_by_what_they_compare(monkeypatch: pytest.MonkeyPatch,
+                                                     condition: str, charged: str) -> None:
+    # 100 repetitions of a comparison of ~2,000-4,000 elements walk 200,000-400,000; the
+    # same 100 comparisons of numbers are ~5 steps each. With the budget at 50,000 the
+    # first fails, the second passes: the charge is the size of what is compared.
+    monkeypatch.setattr(context, "MAX_WORK", 50_000)
+    row = ",".join(["1"] * 100)
+    ones = ",".join(["1"] * 2_000)
+    vars_ = (f"  big: [{ones}]\n  same: [{ones}]\n"
+             f"  table: {{{', '.join(f'k{i}: {i}' for i in range(2_000))}}}\n"
+             f"  nested: [{','.join([f'[{row}]'] * 20)}]\n")
+    text = (f"input: [4, 8, 8]\nvars:\n{vars_}layers:\n  - repeat: 100\n    group:\n"
+            f"      - {{relu: ~, if: \"{condition}\"}}\n")
+    with pytest.raises(SpecError, match=r"layers\[0\].group\[0\].relu.if \(in i=\d+\): the "
+                                        "spec needs more than 50000 steps"):
+        spec(text)
+    assert len(spec(text.replace(condition, "1 == 1")).layers) == 100  # type: ignore[attr-defined]
+
+
+def test_size_counts_every_element_and_stops_at_its_limit() -> None:
+    from cnncost.spec.expr import size
+
+    assert size([1, 2, 3], 100) == 3
+    assert size([[1, 2], [3, 4, 5]], 100) == 2 + 2 + 3
+    assert size({"a": [1, 2], "b": 3}, 100) == 2 + 2
+    assert size("x" * 640, 100) == 10 and size(7, 100) == 0
+    assert size([[0] * 1000] * 1000, 50) < 2_000  # stops soon after the limit, not at 10^6
+
+
 @pytest.mark.slow  # big hostile input
 def test_names_and_paths_are_bounded() -> None:
     long = "a" * (MAX_NAME_CHARS + 1)

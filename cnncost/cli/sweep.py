@@ -44,7 +44,8 @@ def sweep(
     policy: PolicyOpt = "all",
     strict: StrictOpt = False,
     jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", min=1, metavar="N", help="Count points in N local processes.")] = 1,
+        "--jobs", "-j", min=1, metavar="N", help="Count points in N local processes (at most "
+        "one per point and one per CPU).")] = 1,
     dask: Annotated[str | None, typer.Option(
         metavar="tcp://HOST:PORT",
         help="Count points on this Dask distributed scheduler (pip install 'cnncost[dask]').")
@@ -68,6 +69,15 @@ def sweep(
                              latency=latency)
     from cnncost.render.sweep import render_text, rich_sweep
     from cnncost.render.terminal import point_progress
+    from cnncost.sweep import pool_size
+
+    if jobs > 1 and dask is None and pool_size(jobs, prepared.plan.size) < jobs:
+        from cnncost.measure.machine import usable_cpus
+        from cnncost.render.console import err_console
+
+        n = pool_size(jobs, prepared.plan.size)
+        err_console.print(f"sweep: --jobs {jobs}: {n} process{'es' if n > 1 else ''} (at most "
+                          f"one per point, {prepared.plan.size}, and per CPU, {usable_cpus()})")
 
     with point_progress("sweep", prepared.plan.size) as update:
         result = prepared.run(jobs, dask, update)

@@ -48,14 +48,15 @@ def default_threads() -> int:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         text = os.environ.get(var, "").strip()
         if text.isdigit() and int(text) > 0:
-            return min(int(text), _usable_cpus())
+            return min(int(text), usable_cpus())
     return _physical_cores() or os.cpu_count() or 1
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
+    """The logical CPUs this process may run on (its affinity, else the machine's)."""
     try:
         return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
+    except (AttributeError, OSError):  # (not Linux)
         return os.cpu_count() or 1
 
 
@@ -63,10 +64,7 @@ def check_threads(threads: int) -> int:
     """``--threads N`` checked before torch is asked for it: at least 1 and at most the logical
     CPUs this process may run on (more threads than CPUs wait on each other, and asking
     OpenMP for tens of thousands ends the process), else a UsageError."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # (not Linux)
-        cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     if not 1 <= threads <= cpus:
         raise UsageError(f"--threads {threads}: expected 1 to {cpus} (the CPUs this process "
                          "may run on)")

@@ -62,6 +62,26 @@ class Budget:
                             "counts and the size of lists)")
 
 
+def size(value: Any, limit: int) -> int:
+    """The work of walking ``value`` (comparing it, printing it, finding its max): one unit per
+    list element and table entry, nested ones included, and one per 64 characters of text;
+    counting stops past ``limit`` (whatever is over the budget, by how much does not matter)."""
+    if not isinstance(value, list | Mapping | str):
+        return 0
+    total, stack = 0, [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item) // 64
+        elif isinstance(item, list):
+            total += len(item)
+            stack.extend(v for v in item if isinstance(v, list | Mapping | str))
+        elif isinstance(item, Mapping):
+            total += len(item)
+            stack.extend(v for v in item.values() if isinstance(v, list | Mapping | str))
+    return total
+
+
 def show(value: Any) -> str:
     """``value`` as a message may quote it: a huge integer as its number of digits (str()
     of one is slow, and refused beyond 4300 digits), a long text cut short."""
@@ -220,7 +240,7 @@ def render(template: str, scope: Mapping[str, Any], budget: Budget | None = None
             raise ExprError(f"{{{match.group(1)}}} is {show(value)}; expected a number or a "
                             "string to write into the text")
         if isinstance(value, list):
-            budget.charge(len(value))
+            budget.charge(size(value, budget.left))
         return str(value)
 
     return _FIELD.sub(field, template)
@@ -385,6 +405,8 @@ class _Evaluator:
                 raise ExprError(f"comparison '{type(op_node).__name__}' is not allowed; "
                                 "expected ==, !=, <, <=, >, >=")
             right = self.visit(right_node)
+            if not (type(left) is int and type(right) is int):
+                _charge_walk(self.budget, left, right)
             try:
                 holds = op(left, right)
             except TypeError:
@@ -410,8 +432,7 @@ class _Evaluator:
             if kw.arg is None:
                 raise ExprError("'**' arguments are not allowed")
             kwargs[kw.arg] = self.visit(kw.value)
-        # min/max/len walk a list argument: charge its elements
-        self.budget.charge(sum(len(a) for a in [*args, *kwargs.values()] if isinstance(a, list)))
+        _charge_walk(self.budget, *args, *kwargs.values())  # min/max walk a list or table
         try:
             return FUNCTIONS[node.func.id](*args, **kwargs)
         except (TypeError, ValueError, OverflowError, ZeroDivisionError) as exc:
@@ -422,6 +443,13 @@ class _Evaluator:
 _METHODS: dict[type, Callable[[_Evaluator, Any], Any]] = {
     getattr(ast, name[len("visit_"):]): fn for name, fn in vars(_Evaluator).items()
     if name.startswith("visit_") and name != "visit"}
+
+
+def _charge_walk(budget: Budget, *values: Any) -> None:
+    """Charge what walking ``values`` costs: comparing two lists or tables (``a == b`` of two
+    50,000-element lists, in every repetition, is 10^8 steps), or min/max over one, walks
+    all they hold, nested lists and tables included."""
+    budget.charge(sum(size(v, budget.left) for v in values))
 
 
 def _element(seq: Any, index: Any, what: str) -> Any:

@@ -45,7 +45,9 @@ from cnncost.sweep.run import (
     Job,
     PointResult,
     Progress,
+    dask_address,
     evaluate,
+    pool_size,
     run_dask,
     run_pool,
     run_serial,
@@ -53,8 +55,9 @@ from cnncost.sweep.run import (
 
 __all__ = ["BATCH", "DEFAULT_MAX_POINTS", "METRICS", "TRAIN_METRICS", "Axis", "Exponent",
            "Job", "Plan", "Point", "PointResult", "Prepared", "Progress", "Sweep", "Value",
-           "check_plan", "evaluate", "fit_exponents", "fit_loglog", "parse_values", "plan_sweep",
-           "prepare_onnx", "prepare_sweep", "run_sweep"]
+           "check_plan", "dask_address", "evaluate", "fit_exponents", "fit_loglog",
+           "parse_values", "plan_sweep", "pool_size", "prepare_onnx", "prepare_sweep",
+           "run_sweep"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ class Prepared:
         if dask is not None and jobs > 1:
             raise UsageError("--jobs and --dask: choose one (a Dask cluster has its own "
                              "workers)")
+        if dask is not None:
+            dask_address(dask)  # a malformed address, before anything is counted
         points = list(self.plan.points())
         if dask is not None:
             results = run_dask(self.job, points, dask, progress)

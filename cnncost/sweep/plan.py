@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
@@ -188,15 +189,32 @@ def _literal(label: str, text: str) -> Value:
     return value
 
 
+# The sizes a range's ends and step may have (as powers of ten): a float's, less its
+# subnormals. Beyond them a range is absurd, and its arithmetic could overflow the decimal
+# context (1e-9999999) or build a number of a million digits (1..2:1e-999000 would hang).
+MIN_EXPONENT, MAX_EXPONENT = -300, 308
+_SCIENTIFIC = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 def _decimal(label: str, text: str, what: str) -> Decimal:
+    text = text.strip()
+    if len(text) > 100:  # a number, not a novel: Decimal() of a long text is slow
+        raise UsageError(f"{label}: range {what} {text[:20]!r}... is {len(text)} characters "
+                         "long; expected a number like 128, 0.25 or 1e-3")
     try:
-        value = Decimal(text.strip())
+        value = Decimal(text)
     except InvalidOperation:
-        raise UsageError(f"{label}: range {what} {text.strip()!r} is not a number; expected a "
+        if _SCIENTIFIC.fullmatch(text):  # an exponent beyond what decimal holds
+            raise UsageError(f"{label}: range {what} {text} is out of range; expected a size "
+                             f"from 1e{MIN_EXPONENT} to 1e{MAX_EXPONENT}") from None
+        raise UsageError(f"{label}: range {what} {text!r} is not a number; expected a "
                          "range like 128..640:32") from None
     if not value.is_finite() or not math.isfinite(float(value)):
-        raise UsageError(f"{label}: the range is unbounded ({what} {text.strip()}); expected "
+        raise UsageError(f"{label}: the range is unbounded ({what} {text}); expected "
                          "finite ends like 128..640:32")
+    if value and not MIN_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
+        raise UsageError(f"{label}: range {what} {text} is out of range; expected a size "
+                         f"from 1e{MIN_EXPONENT} to 1e{MAX_EXPONENT}")
     return value
 
 
@@ -211,15 +229,19 @@ def _range(label: str, item: str, room: int, limit: int) -> list[Value]:
     if step == 0:
         raise UsageError(f"{label}: a step of 0 never reaches the end; expected e.g. "
                          f"{lo.strip()}..{hi.strip()}:1")
+    # Exact enough and bounded: every operand is within 1e-300..1e308, so the quotient is
+    # within 1e608, far inside the decimal context's range; it is compared with the room
+    # left before it becomes an int (a huge one would take minutes to build).
     span = (b - a) / step
     if span < 0:
         hint = f"{lo.strip()}..{hi.strip()}:{-step}"
         raise UsageError(f"{label}: the range {item} is empty (the step points away from the "
                          f"end); expected e.g. {hint}")
-    n = int(span.to_integral_value(rounding=ROUND_FLOOR)) + 1
-    if n > room:
-        raise UsageError(f"{label}: {n:,} values, more than --max-points {limit:,}; take a "
+    if span >= room:
+        many = f"{int(span) + 1:,}" if span < 10**15 else f"about 1e{span.adjusted()}"
+        raise UsageError(f"{label}: {many} values, more than --max-points {limit:,}; take a "
                          "larger step or raise --max-points")
+    n = int(span.to_integral_value(rounding=ROUND_FLOOR)) + 1
     whole = all(_is_int_text(t) for t in (lo, hi, step_text if colon else "1"))
     return [int(a + k * step) if whole else float(a + k * step) for k in range(n)]
 

@@ -8,6 +8,7 @@ order whatever order the workers finish in.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -176,12 +177,24 @@ def run_serial(job: Job, points: Sequence[Point],
     return out
 
 
+def pool_size(jobs: int, points: int) -> int:
+    """The processes ``--jobs N`` gets for ``points`` points: at most one per point and one
+    per CPU this process may run on (a 501st process for 2 points only costs its start)."""
+    from cnncost.measure.machine import usable_cpus
+
+    return max(1, min(jobs, points, usable_cpus()))
+
+
 def run_pool(job: Job, points: Sequence[Point], jobs: int,
              progress: Progress | None = None) -> list[PointResult]:
-    """The points in a local pool of ``jobs`` processes; results in the serial order."""
+    """The points in a local pool of ``jobs`` processes (at most :func:`pool_size`); results
+    in the serial order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    jobs = pool_size(jobs, len(points))
+    if jobs == 1:
+        return run_serial(job, points, progress)
     out: list[PointResult] = []
     context = multiprocessing.get_context(_start_method())
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
@@ -226,9 +239,10 @@ def run_dask(job: Job, points: Sequence[Point], address: str,
         from distributed import Client, as_completed
     except ImportError:
         raise UsageError("--dask needs Dask distributed: pip install 'cnncost[dask]'") from None
+    probe_scheduler(address)
     try:
-        client = Client(address, timeout="20s", set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
+        client = Client(address, timeout=f"{CLIENT_TIMEOUT_S}s", set_as_default=False)
+    except Exception as exc:
         raise UsageError(f"--dask {address}: cannot reach a Dask scheduler there "
                          f"({' '.join(str(exc).split())})") from None
     try:
@@ -246,6 +260,103 @@ def run_dask(job: Job, points: Sequence[Point], address: str,
     finally:
         client.close()
     return [r for part in parts for r in part]
+
+
+# What a scheduler's address may be: Dask's network protocols, and inproc:// (a cluster in
+# this process, as LocalCluster(processes=False) makes).
+DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "inproc")
+CONNECT_TIMEOUT_S = 3  # a scheduler on a reachable network answers in milliseconds
+CLIENT_TIMEOUT_S = 10  # the client's handshake, once something listens there
+
+
+def dask_address(text: str) -> tuple[str, str, int]:
+    """``--dask`` text checked: (scheme, host, port) of ``tcp://HOST:PORT``, ``HOST:PORT``
+    (tcp), ``tls://...``, ``[::1]:8786``; ``inproc://...`` gives (``inproc``, rest, 0). A
+    malformed address is a UsageError before anything is counted or connected."""
+    scheme, sep, rest = text.strip().partition("://")
+    if not sep:
+        scheme, rest = "tcp", text.strip()
+
+    def bad(why: str) -> UsageError:
+        return UsageError(f"--dask {text!r}: {why}; expected a scheduler address like "
+                          "tcp://10.0.0.5:8786")
+
+    if scheme not in DASK_SCHEMES:
+        shown = scheme if len(scheme) <= 20 else scheme[:17] + "..."
+        raise bad(f"unknown protocol {shown!r} (Dask's: {', '.join(DASK_SCHEMES)})")
+    if scheme == "inproc":
+        if not rest:
+            raise bad("inproc:// names no scheduler")
+        return scheme, rest, 0
+    if rest.startswith("["):  # an IPv6 address: [::1]:8786
+        host, bracket, after = rest[1:].partition("]")
+        port = after.removeprefix(":") if after.startswith(":") else None
+        if not bracket or port is None:
+            raise bad("an IPv6 address is written [ADDRESS]:PORT")
+    else:
+        host, colon, port = rest.rpartition(":")
+        if not colon:
+            raise bad("no port")
+        if ":" in host:
+            raise bad("an IPv6 address is written in brackets, [ADDRESS]:PORT")
+    if not _HOST.fullmatch(host):
+        raise bad(f"{host!r} is not a host name or an IP address" if host else "no host")
+    if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise bad(f"port {port!r} is not a number from 1 to 65535")
+    return scheme, host, int(port)
+
+
+_HOST = re.compile(r"[A-Za-z0-9._:%-]{1,253}")
+
+
+def probe_scheduler(address: str) -> None:
+    """A scheduler's address checked (:func:`dask_address`) and, for a network address,
+    connected to within CONNECT_TIMEOUT_S: a host that does not answer is one line in seconds,
+    not Dask's own 20 s wait and a traceback."""
+    import socket
+
+    scheme, host, port = dask_address(address)
+    if scheme == "inproc":
+        return
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as conn:
+            first = _first_bytes(conn) if scheme == "tcp" else b""
+    except socket.gaierror:
+        raise UsageError(f"--dask {address}: cannot find the host {host!r}") from None
+    except TimeoutError:
+        raise UsageError(f"--dask {address}: no answer from {host}:{port} within "
+                         f"{CONNECT_TIMEOUT_S} s; is a Dask scheduler running there (`dask "
+                         "scheduler`) and reachable?") from None
+    except OSError as exc:
+        raise UsageError(f"--dask {address}: cannot connect to {host}:{port} "
+                         f"({exc.strerror or exc}); is a Dask scheduler running there "
+                         "(`dask scheduler`)?") from None
+    # A Dask scheduler speaks first over tcp, at once: its handshake's length in 8 bytes
+    # (little-endian), then the message (a few dozen bytes). Anything else listening there (a
+    # web server, a proxy answering "HTTP/1.1 400") would make Dask's client wait, allocate
+    # what that claims, fail, and wait 20 s more to close.
+    if scheme == "tcp" and (len(first) < 8 or
+                            int.from_bytes(first, "little") > MAX_HANDSHAKE_BYTES):
+        said = f"it sent {first!r}" if first else f"it said nothing in {CONNECT_TIMEOUT_S} s"
+        raise UsageError(f"--dask {address}: something other than a Dask scheduler listens at "
+                         f"{host}:{port} ({said}, where a scheduler greets at once)")
+
+
+MAX_HANDSHAKE_BYTES = 1 << 20  # a scheduler's greeting is under 100 bytes
+
+
+def _first_bytes(conn: Any) -> bytes:
+    """Up to 8 bytes the server sends first (fewer where it sends nothing in time)."""
+    data = b""
+    try:
+        while len(data) < 8:
+            chunk = conn.recv(8 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError:  # a timeout included: judged by the client's own handshake
+        pass
+    return data
 
 
 PROTOCOL = "cnncost.sweep.run/1"  # what a scheduler or worker must import to run our tasks
