@@ -41,6 +41,10 @@ HOSTILE: list[Any] = [
     None, "", "x", "nan", ".inf", "a[/b]", "[link=https://e]l[/link]", ":thumbs_up:",
     "\x1b]0;t\x07\x1b[2J", "\u202e", "same", "valid", "in", "N", "1 +", "specs/x.yaml",
     "sys:exit", [], {}, [1, 2], [[[1]]], {"a": 1}, [0] * 8,
+    # what issue 26's red team wrote into names: a lone surrogate, a spreadsheet formula, raw
+    # HTML and Markdown, a line break, paths out of a folder, mathtext
+    "\ud800", "=HYPERLINK(\"http://e\")", "<img src=x onerror=alert(1)>", "# h\n- **b**",
+    "a\nb|c", "../../x", "/abs/x", "$\\frac{$",
 ]
 # CNNCOST_FUZZ_EXAMPLES=1000 explores longer (locally; CI keeps 40 per test, derandomized).
 settings_ = settings(max_examples=int(os.environ.get("CNNCOST_FUZZ_EXAMPLES", "40")),
@@ -167,9 +171,17 @@ def test_mutated_specs(tmp_path_factory: pytest.TempPathFactory, data: st.DataOb
         text = data.draw(mutated_text(text))
     path = tmp_path_factory.mktemp("fuzz") / Path(spec).name
     path.write_text(text, encoding="utf-8")
+    fmt = data.draw(st.sampled_from(["json", "md", "csv", "html"]))
     with bounded(f"{spec} mutated"):
         assert_documented(*cli("validate", path), (0, 2))
-        assert_documented(*cli("analyze", path, "-f", "json"), (0, 2))
+        code, out, err = cli("analyze", path, "-f", fmt, "-o", path.with_suffix(f".{fmt}"))
+        assert_documented(code, out, err, (0, 2))
+    if code == 0 and fmt in ("md", "csv"):  # user text stays text (render.formats)
+        written = path.with_suffix(f".{fmt}").read_text(encoding="utf-8")
+        if fmt == "md":
+            assert "<img" not in written and "\n- **b**" not in written
+        else:
+            assert all(not line.startswith(("=", "@")) for line in written.splitlines())
 
 
 @pytest.mark.slow  # fuzzing: hundreds of cases
@@ -183,6 +195,29 @@ def test_mutated_options(name: str, value: str, shape: str | None) -> None:
     args = ["analyze", spec, "--set", f"{name}={value}"] + (["--input", shape] if shape else [])
     with bounded(f"--set {name}={value} --input {shape}"):
         assert_documented(*cli(*args), (0, 2))
+
+
+@pytest.mark.slow  # fuzzing: hundreds of cases
+@settings_
+@given(start=st.sampled_from(["0", "1", "-1", "128", "0.5", "1e-300", "1e308", "-1e-5",
+                              "1e-999999", "1e999999", "9" * 400, "1e99999999999999999999"]),
+       end=st.sampled_from(["0", "2", "640", "1.5", "1e-299", "1e308", "-1e308", "1e-999990"]),
+       step=st.sampled_from([None, "1", "-1", "32", "0.25", "1e-999999", "1e-999000", "1e-12",
+                             "1e-300", "-1e-300", "1e308", "0", "1e-99999999"]))
+def test_fuzzed_ranges(start: str, end: str, step: str | None) -> None:
+    """A sweep range of extreme ends and steps is values or one UsageError, at once: each
+    bound is checked before any arithmetic could overflow or build a number of a million
+    digits (issue 26: 1..2:1e-999000 hung, 1e-99999999 raised decimal.Overflow)."""
+    from cnncost.errors import UsageError
+    from cnncost.sweep import parse_values
+
+    text = f"{start}..{end}" + (f":{step}" if step is not None else "")
+    with bounded(f"--set x={text}"):
+        try:
+            values = parse_values("--set x", text, 1000)
+        except UsageError:
+            return
+    assert 1 <= len(values) <= 1000
 
 
 # --------------------------------------------------------------------------- reports

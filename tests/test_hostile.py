@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cnncost import io
 from cnncost.cli import app
 from cnncost.errors import SpecError, UsageError
 from cnncost.io import ReadError, read_bytes, read_text
@@ -165,7 +166,8 @@ def test_a_report_field_of_the_wrong_type_is_named(tmp_path: Path, field: str | 
     if field is not None:
         _set(field, value)(doc)
     (tmp_path / "r.json").write_text(json.dumps(doc))
-    code, out, err = run("check", tmp_path)
+    # (JSON of another kind in a folder is no report, cnncost.check.is_report: named alone)
+    code, out, err = run("check", tmp_path if field is not None else tmp_path / "r.json")
     assert_one_line_error(code, out, err, "r.json: not a cnncost report")
     if field is not None:
         assert field.replace(".0.", "[0].") in err
@@ -616,7 +618,6 @@ def test_unwritable_output_paths_are_one_line(tiny: Path, where: str) -> None:
 def test_a_read_only_folder_and_a_full_disk_are_one_line(
         tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
-    import tempfile
 
     folder = tiny.parent / "ro"
     folder.mkdir()
@@ -630,31 +631,24 @@ def test_a_read_only_folder_and_a_full_disk_are_one_line(
         raise PermissionError(errno.EACCES, "Permission denied")
 
     with monkeypatch.context() as m:
-        m.setattr(tempfile, "mkstemp", refuse)
+        m.setattr(io, "_open_unnamed", refuse)
         assert_one_line_error(*run("analyze", tiny, "-o", folder / "t.txt"),
                               "cannot write: Permission denied")
-    real_fdopen = os.fdopen
 
-    class Full:
-        def __init__(self, fd: int, *args: Any, **kwargs: Any) -> None:
-            self.fh = real_fdopen(fd, *args, **kwargs)
-
-        def __enter__(self) -> Full:
-            return self
-
-        def __exit__(self, *exc: Any) -> None:
-            self.fh.close()
-
-        def write(self, data: Any) -> None:
-            raise OSError(errno.ENOSPC, "No space left on device")
+    def full(fd: int, data: bytes) -> None:
+        os.write(fd, data[:10])
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     (folder / "t.txt").write_text("old")
-    with monkeypatch.context() as m:
-        m.setattr(os, "fdopen", Full)
-        assert_one_line_error(*run("analyze", tiny, "-o", folder / "t.txt"),
-                              "cannot write: No space left on device")
-    assert sorted(p.name for p in folder.iterdir()) == ["t.txt"]  # no temp file left
-    assert (folder / "t.txt").read_text() == "old"  # the old file as it was
+    for unnamed in (True, False):  # O_TMPFILE's file, and a named temporary where none
+        with monkeypatch.context() as m:
+            m.setattr(io, "_write_all", full)
+            if not unnamed:
+                m.setattr(io, "_open_unnamed", lambda folder: None)
+            assert_one_line_error(*run("analyze", tiny, "-o", folder / "t.txt"),
+                                  "cannot write: No space left on device")
+        assert sorted(p.name for p in folder.iterdir()) == ["t.txt"]  # no temp file left
+        assert (folder / "t.txt").read_text() == "old"  # the old file as it was
 
 
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
@@ -714,3 +708,368 @@ def test_a_training_step_through_a_very_deep_graph_ends_cleanly() -> None:
     # the shared weight, 2 multiplies and their sum over the batch (2); the n gradients of
     # the weight are then added up (n - 1 adds of 2): 2(n - 1) + 4n + 2(n - 1) = 8n - 4
     assert (forward, backward) == (2 * n, 8 * n - 4)
+
+
+# --------------------------------------------------------------------------- misplaced writes
+
+
+def test_output_onto_a_fifo_reaches_its_reader(tiny: Path) -> None:
+    import stat
+    import threading
+
+    fifo = tiny.with_name("out.csv")
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    code, _, err = run("analyze", tiny, "-f", "csv", "-o", fifo)
+    reader.join(10)
+    assert code == 0, err
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # a FIFO still, not replaced by a file
+    # conv1: 2 channels x 2x2 positions x (1 channel x 3x3) = 72 MACs
+    assert got and got[0].splitlines()[1].startswith("conv1,conv,1x1x4x4,1x2x2x2,20,0,72,")
+
+
+def _report_folder(tmp_path: Path) -> Path:
+    """reports/ holding, beside what report writes, JSON that is not cnncost's: a package
+    file deep down and a check --json document."""
+    out = tmp_path / "reports"
+    (out / "web" / "assets" / "js").mkdir(parents=True)
+    (out / "web" / "assets" / "js" / "package.json").write_text('{"name": "site"}')
+    (out / "review.json").write_text('{"schema": "cnncost.check/1", "models": []}')
+    (out / "list.json").write_text("[1, 2, 3]")
+    return out
+
+
+def test_report_leaves_other_json_alone(tiny: Path, tmp_path: Path) -> None:
+    out = _report_folder(tmp_path)
+    code, _, err = run("report", tiny, "--out", out)
+    assert code == 0, err
+    index = (out / "index.html").read_text()
+    assert "tiny.html" in index and "package" not in index and "review" not in index
+    assert (out / "list.json").read_text() == "[1, 2, 3]"  # untouched
+    assert run("check", out)[0] == 0  # the same rule for check
+    assert run("diff", out, out)[0] == 0  # and for diff
+
+
+def test_report_checks_the_folder_before_writing_anything(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    assert run("report", tiny, "--out", out)[0] == 0
+    broken = out / "old.json"  # a cnncost report (its schema says so), broken
+    broken.write_text('{"schema": "cnncost.report/1", "model": 5}')
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    other = tiny.with_name("other.yaml")
+    other.write_text(TINY.replace("tiny", "other"))
+    assert_one_line_error(*run("report", other, "--out", out), "old.json: not a cnncost report")
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing written
+    # a spec that fails to count: nothing written either (the first one's files included)
+    bad = tiny.with_name("bad.yaml")
+    bad.write_text(TINY.replace("kernel: 3", "kernel: 9"))
+    broken.unlink()
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    code, _, err = run("report", other, bad, "--out", out)
+    assert code == 2 and "bad.yaml" in err, err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    # a broken report being rewritten is no obstacle: it is replaced
+    (out / "tiny.json").write_text("{")
+    assert run("report", tiny, "--out", out)[0] == 0
+
+
+def test_folders_nested_deeper_than_the_walk_are_one_line(tiny: Path, tmp_path: Path) -> None:
+    from cnncost.check import MAX_FOLDER_DEPTH
+
+    out = tmp_path / "reports"
+    assert run("report", tiny, "--out", out)[0] == 0
+    levels = [out / "d"]
+    for _ in range(1500):  # os.makedirs recurses once per level: made level by level
+        levels[-1].mkdir()
+        levels.append(levels[-1] / "d")
+    try:
+        why = f"folders nest more than {MAX_FOLDER_DEPTH} deep under it"
+        for args in (["check", out], ["diff", out, out], ["report", tiny, "--out", out]):
+            assert_one_line_error(*run(*args), why)
+    finally:  # removed level by level too (shutil.rmtree, pytest's cleanup, recurses)
+        for level in reversed(levels[:-1]):
+            level.rmdir()
+
+
+def test_advise_emit_writes_inside_its_folder_only(tmp_path: Path) -> None:
+    spec = tmp_path / "net.yaml"
+    # three 7x7 convs: the small-filter-chain rule rewrites the last two, among others
+    layers = "".join("  - conv: {out: 64, kernel: 7}\n  - relu\n" for _ in range(3))
+    emit = tmp_path / "a" / "b"
+    # "/" made "_" and leading dots dropped: a name, never a path (io.file_name)
+    for name, written in [("../../escape/x", "_.._escape_x.small-filter-chain.conv3.yaml"),
+                          ("/abs/y", "_abs_y.small-filter-chain.conv3.yaml"),
+                          ("..", "small-filter-chain.conv3.yaml")]:
+        spec.write_text(f'name: "{name}"\ninput: [3, 32, 32]\nlayers:\n{layers}')
+        code, out, err = run("advise", spec, "--emit", emit, "-f", "json")
+        assert code == 0, err
+        files = {f["spec_file"] for f in json.loads(out)["findings"]}
+        assert written in files
+        assert files <= {p.name for p in emit.iterdir()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "net.yaml"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b"]
+    # a symlink already in the folder that leads out of it is not written through
+    target = written
+    (emit / target).unlink()
+    (emit / target).symlink_to(tmp_path / "outside.yaml")
+    assert_one_line_error(*run("advise", spec, "--emit", emit), "is a symlink out of")
+    assert not (tmp_path / "outside.yaml").exists()
+
+
+# --------------------------------------------------------------------------- unbounded work
+
+
+def test_sweep_jobs_are_capped_by_points_and_cpus(tiny: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import concurrent.futures
+
+    from cnncost.measure.machine import usable_cpus
+    from cnncost.sweep import pool_size
+
+    assert pool_size(500, 2) == min(2, usable_cpus())
+    assert pool_size(500, 10**6) == usable_cpus() and pool_size(3, 1) == 1
+    made: list[int] = []
+    real = concurrent.futures.ProcessPoolExecutor
+
+    def pool(max_workers: int, **kwargs: Any) -> Any:
+        made.append(max_workers)
+        return real(max_workers=max_workers, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", pool)
+    code, out, err = run("sweep", tiny, "--batch", "1,2", "--jobs", "500", "-f", "csv")
+    assert code == 0, err
+    assert made in ([min(2, usable_cpus())], [])  # one CPU: counted here, no pool at all
+    assert f"--jobs 500: {min(2, usable_cpus())} process" in err
+    # batch 2 doubles batch 1's 72 MACs
+    head, *rows = [line.split(",") for line in out.splitlines()]
+    assert [row[head.index("macs")] for row in rows] == ["72", "144"]
+
+
+@pytest.mark.parametrize(("values", "why"), [
+    ("128..640:1e-999999", "range step 1e-999999 is out of range"),    # hung, then...
+    ("1..2:1e-999000", "range step 1e-999000 is out of range"),        # hung
+    ("128..640:1e-99999999", "range step 1e-99999999 is out of range"),  # decimal.Overflow
+    ("1..2:1e99999999999999999999", "is out of range"),
+    ("1e-999999..1:1", "range start 1e-999999 is out of range"),
+    ("1..2:" + "1" * 200, "is 200 characters long"),
+    ("1..2:1e-12", "1,000,000,000,001 values, more than --max-points"),  # (2-1)/1e-12 + 1
+    ("0..1:1e-300", "about 1e300 values, more than --max-points"),
+], ids=["step-e-999999", "step-e-999000", "step-e-99999999", "step-e20-digits", "start",
+        "long", "many", "very-many"])
+def test_sweep_ranges_are_bounded(tiny: Path, values: str, why: str) -> None:
+    assert_one_line_error(*run("sweep", tiny, "--batch", values), why)
+
+
+@pytest.mark.parametrize(("address", "why"), [
+    ("garbage", "no port"),
+    ("tcp://:::", "an IPv6 address is written in brackets"),
+    ("http://x:1", "unknown protocol 'http'"),
+    ("tcp://host:99999", "port '99999' is not a number from 1 to 65535"),
+    ("tcp://h st:1", "is not a host name"),
+    ("tcp://:8786", "no host"),
+    ("[::1]8786", "an IPv6 address is written [ADDRESS]:PORT"),
+])
+def test_a_malformed_dask_address_is_one_line_before_any_work(
+        tiny: Path, address: str, why: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnncost.sweep import run as sweep_run
+
+    def never(*args: Any) -> Any:
+        raise AssertionError("counted before the address was checked")
+
+    monkeypatch.setattr(sweep_run, "evaluate", never)
+    assert_one_line_error(*run("sweep", tiny, "--batch", "1,2", "--dask", address), why)
+
+
+def test_an_unreachable_or_silent_dask_scheduler_is_one_line(
+        tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    pytest.importorskip("distributed")
+    from cnncost.sweep import run as sweep_run
+
+    monkeypatch.setattr(sweep_run, "CONNECT_TIMEOUT_S", 0.5)
+    with socket.socket() as probe:  # a port nothing listens on (bound, then closed)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert_one_line_error(*run("sweep", tiny, "--batch", "1,2", "--dask",
+                               f"tcp://127.0.0.1:{port}"), "cannot connect to 127.0.0.1")
+    with socket.socket() as silent:  # listens, accepts, says nothing (a Dask scheduler greets)
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        assert_one_line_error(*run("sweep", tiny, "--batch", "1,2", "--dask", address),
+                              "something other than a Dask scheduler listens")
+
+
+# --------------------------------------------------------------------------- lone surrogates
+# The rule (one, at the root): text is kept as read and escaped where it is written, by the
+# printing layer (render.console.literal), the file writer (io.write_atomic), the text
+# formats (render.formats) and the one place text meets matplotlib (render.plot).
+
+
+@pytest.fixture
+def surrogate_spec(tmp_path: Path) -> Path:
+    path = tmp_path / "net.yaml"
+    path.write_text('name: "net\\ud800"\ndescription: "a lone \\udc00 surrogate"\n'
+                    "vars: {w: 4}\ninput: [3, 16, 16]\nlayers:\n"
+                    "  - conv: {out: w, kernel: 7}\n  - relu\n  - conv: {out: 8, kernel: 7}\n")
+    return path
+
+
+@pytest.mark.parametrize("args", [
+    ["analyze", "-f", "csv"], ["sweep", "--set", "w=4,8", "-f", "md"],
+    ["sweep", "--set", "w=4,8", "-f", "csv"], ["advise", "-f", "md"], ["advise", "-f", "json"],
+    ["compare", "{spec}", "-f", "csv"]], ids=lambda a: " ".join(a))
+def test_a_lone_surrogate_is_escaped_in_every_format(surrogate_spec: Path,
+                                                     args: list[str]) -> None:
+    words = [a.format(spec=surrogate_spec) for a in args]
+    code, out, err = run(words[0], surrogate_spec, *words[1:])
+    assert code == 0, err
+    out.encode("utf-8")  # nothing left that cannot be written
+    # (analyze's and sweep's CSV rows name layers and points, not the model)
+    assert "\\ud800" in out or ("csv" in args and words[0] in ("analyze", "sweep")), out
+
+
+@pytest.mark.parametrize("suffix", ["svg", "png"])
+def test_a_lone_surrogate_and_mathtext_plot(surrogate_spec: Path, suffix: str) -> None:
+    pytest.importorskip("matplotlib")
+    text = surrogate_spec.read_text().replace("net\\ud800", "net\\ud800 $\\\\frac{{$")
+    surrogate_spec.write_text(text)
+    image = surrogate_spec.with_name(f"p.{suffix}")
+    for models in ([surrogate_spec], [surrogate_spec, surrogate_spec]):
+        code, _, err = run("plot", *models, "-o", image)
+        assert code == 0, err
+        assert image.stat().st_size > 0
+    if suffix == "svg":  # text is drawn as paths: the title's escape is no text to find
+        assert "<svg" in image.read_text()
+
+
+def test_a_report_with_a_lone_surrogate_is_written_and_checked(surrogate_spec: Path) -> None:
+    out = surrogate_spec.parent / "reports"
+    code, _, err = run("report", surrogate_spec, "--out", out)
+    assert code == 0, err
+    assert '"net\\ud800"' in (out / "net.json").read_text(encoding="utf-8")  # JSON's escape
+    assert "net\\\\ud800" in (out / "net.md").read_text(encoding="utf-8")  # shown, escaped
+    assert run("check", out)[:2] == (0, "ok: 1 report(s) checked, 1 match\n")
+
+
+# --------------------------------------------------------------------------- output safety
+
+
+@pytest.fixture
+def odd_names(tmp_path: Path) -> Path:
+    """A module whose layers are named like a spreadsheet formula and with a line break."""
+    path = tmp_path / "oddnames.py"
+    path.write_text(
+        "from torch import nn\n\n\n"
+        "class Odd(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.add_module('=HYPERLINK(\"x\")', nn.Conv2d(1, 2, 3))\n"
+        "        self.add_module('a\\nb | <b>c</b>', nn.ReLU())\n\n"
+        "    def forward(self, x):\n"
+        "        for m in self.children():\n"
+        "            x = m(x)\n"
+        "        return x\n\n\n"
+        "def build():\n"
+        "    return Odd()\n")
+    return path
+
+
+def test_csv_cells_cannot_start_a_formula_or_a_new_row(odd_names: Path) -> None:
+    import csv
+    import io as _io
+
+    code, out, err = run("analyze", f"{odd_names}:build", "-i", "1x4x4", "-f", "csv")
+    assert code == 0, err
+    assert out.count("\n") == 3  # the header and one line per layer
+    rows = list(csv.reader(_io.StringIO(out)))
+    # OWASP's rule: a quote before a cell that would start with = + - @
+    assert rows[1][:2] == ["'=HYPERLINK(\"x\")", "Conv2d"] and rows[1][6] == "72"
+    assert rows[2][0] == "a\\nb | <b>c</b>"  # the line break shown, not a new row
+
+
+def test_every_csv_goes_through_the_one_writer() -> None:
+    import re
+
+    package = ROOT / "cnncost"
+    direct = [str(p.relative_to(package)) for p in package.rglob("*.py")
+              if re.search(r"\bcsv\.(writer|DictWriter)\(", p.read_text())]
+    assert direct == ["render/formats.py"], direct  # render.formats.csv_writer
+
+
+def test_csv_cell_rule() -> None:
+    from cnncost.render.formats import csv_cell
+
+    for cell, safe in [("=1+1", "'=1+1"), ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+                       ("@SUM(A1)", "'@SUM(A1)"), ("-2+3", "'-2+3"), ("\t=1", "\\t=1"),
+                       ("-0.5", "-0.5"), ("1e-3", "1e-3"), ("conv1", "conv1"), (-5, -5)]:
+        assert csv_cell(cell) == safe, cell
+
+
+def test_markdown_tables_keep_their_rows(odd_names: Path) -> None:
+    code, out, err = run("analyze", f"{odd_names}:build", "-i", "1x4x4", "-f", "md")
+    assert code == 0, err
+    rows = [ln for ln in out.splitlines() if ln.startswith("| ")]
+    assert rows[2].startswith("| `a\\nb \\| <b>c</b>` | ReLU |")  # code: HTML inert there
+    assert len(rows) == 4  # head, two layers, total
+    assert "<b>" not in _outside_code(out)
+
+
+def _outside_code(markdown: str) -> str:
+    """Markdown less its fenced blocks and code spans, where HTML and markup are text."""
+    import re
+
+    markdown = re.sub(r"^(`{3,})\n.*?^\1$", "", markdown, flags=re.S | re.M)
+    return re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", markdown)
+
+
+MARKUP = "# title\n<script>alert(1)</script> **b** [l](javascript:x)"
+
+
+@pytest.fixture
+def markup_spec(tmp_path: Path) -> Path:
+    path = tmp_path / "markup.yaml"
+    path.write_text(f"name: {json.dumps('<img src=x onerror=alert(1)>')}\n"
+                    f"description: {json.dumps(MARKUP)}\n"
+                    "vars: {w: 4}\ninput: [3, 16, 16]\nlayers:\n"
+                    "  - conv: {out: w, kernel: 7}\n  - relu\n  - conv: {out: 8, kernel: 7}\n")
+    return path
+
+
+@pytest.mark.parametrize("args", [
+    ["analyze"], ["analyze", "--mode", "train"], ["compare", "{spec}"],
+    ["sweep", "--set", "w=4,8"], ["advise"]], ids=lambda a: " ".join(a))
+def test_markdown_escapes_names_and_descriptions(markup_spec: Path, args: list[str]) -> None:
+    words = [a.format(spec=markup_spec) for a in args]
+    code, out, err = run(words[0], markup_spec, *words[1:], "-f", "md")
+    assert code == 0, err
+    text = _outside_code(out)
+    assert "<img" not in text and "<script" not in text and "**b**" not in text
+    assert "[l](" not in text and not any(ln.startswith("# title") for ln in out.splitlines())
+    if words[0] == "analyze":
+        title = "# &lt;img src=x onerror=alert(1)>" + (" (training step)" if len(words) > 1
+                                                         else "")
+        assert out.splitlines()[0] == title
+        # the description: one line, "#" that would open a heading escaped, "<" an entity,
+        # paired "*" escaped, no "](" of a link (render.formats.md_line)
+        assert (r"\# title\\n&lt;script>alert(1)&lt;/script> \*\*b\*\* [l\](javascript:x)"
+                in out.splitlines())
+
+
+def test_markdown_reports_escape_user_text(markup_spec: Path) -> None:
+    out = markup_spec.parent / "reports"
+    assert run("report", markup_spec, "--out", out)[0] == 0
+    text = (out / "markup.md").read_text()
+    assert "<img" not in text and "<script" not in text
+
+
+def test_a_description_opens_no_block() -> None:
+    from cnncost.render.formats import md_line
+
+    # a line of its own: no heading, list, setext underline or quote of the user's making
+    for text in ["# h", "- item", "+ item", "= x", "12. x", "> quote"]:
+        assert md_line(text) != text and md_line(text).lstrip("\\0123456789")[1:] == (
+            text.lstrip("0123456789")[1:]), text

@@ -6,7 +6,6 @@ The JSON document is ``BenchReport.to_json()`` (a result, not a rendering). No t
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from html import escape
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnncost.fmt import human, human_bytes, ms, percent
 from cnncost.render import charts, svg
-from cnncost.render.formats import Format, md_code, md_text
+from cnncost.render.formats import Format, csv_writer, md_code, md_text
 from cnncost.render.html import (
     Col,
     Wrap,
@@ -190,7 +189,7 @@ def to_csv(report: BenchReport) -> str:
     """One row per batch and layer, plus a '(model)' row per batch (and runtime) with the
     whole-model time; the layers' rows once per batch."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv_writer(buf)
     w.writerow(CSV_FIELDS)
     shown = {id(r) for r in _roofline_runs(report)}
     for r in report.runs:

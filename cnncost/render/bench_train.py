@@ -7,7 +7,6 @@ Computes nothing: every figure is a field or a ratio of fields of the TrainBench
 
 from __future__ import annotations
 
-import csv
 import io
 import sys
 from types import ModuleType
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnncost.count.conventions import OPTIMIZERS
 from cnncost.fmt import human, human_bytes, ms, percent
-from cnncost.render.formats import Format, md_text
+from cnncost.render.formats import Format, csv_writer, md_text
 
 if TYPE_CHECKING:
     from cnncost.measure.bench_train import TrainBenchReport, TrainRun
@@ -104,7 +103,7 @@ CSV_FIELDS = ("batch", "optimizer", "step_ms", "iqr_ms", "images_per_s", "macs",
 def to_csv(report: TrainBenchReport) -> str:
     """One row per batch size, exact counts."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv_writer(buf)
     w.writerow(CSV_FIELDS)
     for r in report.runs:
         w.writerow([r.batch, r.optimizer, f"{r.timing.median_s * 1e3:.6g}",

@@ -3,7 +3,6 @@ its HTML page (a sortable table, bars side by side, MACs against parameters)."""
 
 from __future__ import annotations
 
-import csv
 import io
 from html import escape
 from typing import TYPE_CHECKING
@@ -12,7 +11,7 @@ from cnncost.compare import CompareRow, Comparison
 from cnncost.fmt import human, human_bytes, ratio, shape
 from cnncost.render import charts, svg
 from cnncost.render.console import literal
-from cnncost.render.formats import Format, md_code
+from cnncost.render.formats import Format, csv_writer, md_code
 from cnncost.render.html import (
     Col,
     Wrap,
@@ -82,7 +81,7 @@ def compare_rich(cmp: Comparison) -> Group:
 def compare_csv(cmp: Comparison) -> str:
     """One CSV row per model: exact values, then the ratios."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv_writer(buf)
     keys = [c.key for c in cmp.columns]
     w.writerow(["model", "source", "input", "dtype", "policy", "vars", *keys,
                 *[f"{k}_ratio" for k in keys]])

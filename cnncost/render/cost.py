@@ -9,7 +9,6 @@ Exact integers in the machine-readable formats (no SI prefixes); shapes as AxBxC
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 from html import escape
@@ -22,6 +21,7 @@ from cnncost.render.formats import (
     CSV_FIELDS,
     Format,
     Units,
+    csv_writer,
     markdown_head,
     md_cell,
     md_code,
@@ -170,7 +170,7 @@ def to_csv(table: CostTable, depth: int | None = None, sort: str | None = None,
     """One CSV row per layer (or block with ``depth``), exact integers, shapes as AxBxC; a
     training step's with its backward's figures (cnncost.render.train)."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv_writer(buf)
     rows = table_rows(table, depth, sort, top)
     if table.train:
         if depth is not None:

@@ -1,8 +1,8 @@
 """What the output formats share: the choices every renderer answers to (``Format``, and
 ``Units``, a cost table's compute column), user text in Markdown (md_text, md_line, md_code,
-md_fence, md_cell: every renderer writes a name, description or path through one of them),
-and the cost table's columns and Markdown head that its inference and training renderers
-(render.cost, render.train) both use.
+md_fence, md_cell: every renderer writes a name, description or path through one of them)
+and in CSV (csv_writer: every CSV cnncost writes), and the cost table's columns and Markdown
+head that its inference and training renderers (render.cost, render.train) both use.
 
 What belongs here: a piece two renderers of different results (or a result and its variant)
 share. A result's own rendering is in its renderer (render.cost, render.compare, ...). No
@@ -11,10 +11,13 @@ torch, no rich.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from enum import Enum
+from typing import Any
 
 from cnncost.fmt import shape
 from cnncost.table import CostTable
@@ -78,10 +81,10 @@ def _intraword(text: str, i: int) -> bool:
 
 
 def md_line(text: str) -> str:
-    """User text as a line of its own (a paragraph): md_text, and no heading, list or
-    setext underline made of what it starts with (#, -, +, =, 1., indentation)."""
+    """User text as a line of its own (a paragraph): md_text, and no heading, list, quote or
+    setext underline made of what it starts with (#, -, +, =, >, 1., indentation)."""
     text = md_text(text.strip())
-    if text[:1] in ("#", "+", "=", "-"):
+    if text[:1] in ("#", "+", "=", "-", ">"):
         return "\\" + text
     return re.sub(r"^(\d+)([.)])", r"\1\\\2", text)  # "1. x" would open a list
 
@@ -118,6 +121,53 @@ _PLAIN = re.compile(r"[A-Za-z0-9]+(?:[._\-/,+% ][A-Za-z0-9]+)*%?")
 _LINE_BREAKS = str.maketrans({"\n": "\\n", "\t": "\\t", "\u2028": "\\u2028",
                               "\u2029": "\\u2029", "\x85": "\\x85"})
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+# --------------------------------------------------------------------------- user text in CSV
+# OWASP's rule for CSV injection: a cell starting with one of these is a formula to a
+# spreadsheet (=HYPERLINK(...), +cmd|..., @SUM(...)); a quote before it makes it text. (A tab
+# or carriage return, OWASP's other two, is shown as an escape by one_line first.)
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell as cnncost writes it: numbers as they are; text on one line (one_line), with
+    a quote before it where it would start a formula (not a number such as -0.5, which is a
+    number to a spreadsheet too)."""
+    if not isinstance(value, str):
+        return value
+    text = one_line(value)
+    if text.startswith(_FORMULA_START) and not _is_number(text):
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class CsvWriter:
+    """A ``csv.writer`` (rows end in "\\n") whose every cell is :func:`csv_cell`'s: the one
+    writer of every CSV cnncost writes (a test holds that no other module makes one)."""
+
+    def __init__(self, buf: io.StringIO) -> None:
+        self._writer = csv.writer(buf, lineterminator="\n")
+
+    def writerow(self, row: Iterable[Any]) -> Any:
+        return self._writer.writerow([csv_cell(v) for v in row])
+
+    def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
+def csv_writer(buf: io.StringIO) -> CsvWriter:
+    """The CSV writer into ``buf`` (:class:`CsvWriter`)."""
+    return CsvWriter(buf)
 
 
 def markdown_head(table: CostTable, title: str, mode: str = "") -> list[str]:

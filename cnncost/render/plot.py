@@ -78,9 +78,38 @@ def to_bytes(fig: Figure, fmt: str) -> bytes:
 
     metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
     buf = io.BytesIO()
-    with matplotlib.rc_context({"svg.hashsalt": "cnncost", "svg.fonttype": "path"}):
+    _literal_texts(fig)
+    with matplotlib.rc_context({"svg.hashsalt": "cnncost", "svg.fonttype": "path",
+                                "text.parse_math": False}):
         fig.savefig(buf, format=fmt, metadata=metadata, dpi=DPI)
     return buf.getvalue()
+
+
+def _literal_texts(fig: Figure) -> None:
+    """Every text of the figure as cnncost prints text anywhere (console.literal): control
+    characters and lone surrogates shown escaped (a font cannot draw "\\ud800": matplotlib
+    raised), and never mathtext (text.parse_math off: a "$" in a name is a dollar sign). The
+    one place user text (names, labels, titles, tick labels) meets matplotlib."""
+    from matplotlib.text import Text
+    from matplotlib.ticker import FixedFormatter, FuncFormatter
+
+    from cnncost.render.console import literal
+
+    def literally(func: Any) -> Any:
+        return lambda x, pos=None: literal(str(func(x, pos)))
+
+    for ax in fig.axes:  # tick labels are drawn from their formatter (set_xticks' labels too)
+        for axis in (ax.xaxis, ax.yaxis):
+            for formatter in (axis.get_major_formatter(), axis.get_minor_formatter()):
+                if isinstance(formatter, FixedFormatter):
+                    formatter.seq = [literal(str(s)) for s in formatter.seq]
+                elif isinstance(formatter, FuncFormatter):
+                    formatter.func = literally(formatter.func)
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)  # (the rc_context covers the ticks made while drawing)
+        shown = text.get_text()
+        if shown != literal(shown):
+            text.set_text(literal(shown))
 
 
 def _log(scale: Scale, values: Sequence[float]) -> bool:

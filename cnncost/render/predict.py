@@ -3,13 +3,12 @@ rich tables, CSV and Markdown. The JSON document is ``Prediction.to_dict()``. No
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from typing import TYPE_CHECKING, Any
 
 from cnncost.fmt import human, percent, shape
-from cnncost.render.formats import Format, md_text
+from cnncost.render.formats import Format, csv_writer, md_text
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -91,7 +90,7 @@ CSV_FIELDS = ("name", "kind", "op_class", "latency_ms", "share", "uncertainty", 
 
 def to_csv(p: Prediction, top: int | None = None) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv_writer(buf)
     w.writerow(CSV_FIELDS)
     for r in _rows(p, top):
         w.writerow([r.name, r.kind, r.op_class, f"{r.latency_ms:.6g}", f"{p.share(r):.4g}",

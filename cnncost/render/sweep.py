@@ -27,7 +27,6 @@ exponents are fitted.
 
 from __future__ import annotations
 
-import csv
 import io
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from cnncost.fmt import human, human_bytes
 from cnncost.fmt import ratio as ratio_text
 from cnncost.render import charts, svg
-from cnncost.render.formats import Format, md_line, md_text
+from cnncost.render.formats import Format, csv_writer, md_line, md_text
 from cnncost.render.html import Col, Wrap, cell, chart_box, num_cell, page, sortable_table
 from cnncost.sweep import Exponent, PointResult, Sweep
 from cnncost.table import dumps
@@ -108,7 +107,7 @@ def to_json(sweep: Sweep) -> str:
 def to_csv(sweep: Sweep) -> str:
     """One row per point: its variables, exact counts, ratios to the baseline, error."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv_writer(buf)
     names = list(sweep.plan.names)
     w.writerow(["index", *names, "ok", *sweep.metrics, *[f"{m}_ratio" for m in sweep.metrics],
                 "error"])
