@@ -297,13 +297,20 @@ def test_missing_factory_file() -> None:
 
 
 def test_no_extra_can_replace_torch() -> None:
-    # pip meets torchvision's exact torch pin by replacing the user's torch: an extra that
-    # pulls torchvision (or torch) in would do that; the README says `pip install --no-deps`.
+    # pip meets torchvision's exact torch pin by replacing the user's torch: no extra may pull
+    # torchvision in (the README says `pip install --no-deps`). torch itself only as a lower
+    # bound (the `torch` and `test` extras: `torch>=2.2`), which any installed torch of that
+    # version or later satisfies, so pip leaves it alone; a pin or an upper bound would not.
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]
+    assert "torch" in extras  # `pip install 'cnncost[torch]'` (README, Set-up)
     for name, requirements in extras.items():
         for req in requirements:
-            project = re.split(r"[\s<>=!~;\[(]", req, maxsplit=1)[0].lower()
-            assert project not in ("torch", "torchvision"), (name, req)
+            match = re.fullmatch(r"([A-Za-z0-9_.-]+)(.*)", req.replace(" ", ""))
+            assert match, (name, req)
+            project, spec = match[1].lower(), match[2]
+            assert project != "torchvision", (name, req)
+            if project == "torch":
+                assert re.fullmatch(r">=[0-9.]+", spec), (name, req)
