@@ -31,7 +31,13 @@ from cnncost.predict.calibration import (
     problem,
     save,
 )
-from cnncost.predict.features import FEATURES, class_names, layer_features
+from cnncost.predict.features import (
+    FEATURES,
+    class_names,
+    layer_features,
+    native_conv,
+    padding16,
+)
 from cnncost.predict.kernels import MAX_ELEMENTS, MAX_MACS, MODULE_KINDS, OP_CLASSES
 from cnncost.predict.model import predict_table
 from cnncost.spec import parse_spec
@@ -99,9 +105,41 @@ def test_conv_features_from_its_shapes() -> None:
                 "kernel": 9, "stride": 2, "groups": 1, "spatial_dims": 2, "macs": macs,
                 "flops": 2 * macs, "in_bytes": 2 * 64 * 56 * 56 * 4,
                 "out_bytes": 2 * 128 * 28 * 28 * 4, "weight_bytes": 128 * 64 * 9 * 4,
-                "inputs": 1}
+                "inputs": 1,
+                # 64 and 128 are multiples of 16: no padding; batch 2 and stride 2: oneDNN
+                "pad16": 1.0, "native": 0}
     assert {n: f.get(n) for n in FEATURES} == expected
     assert f.op_class == "conv" and not f.stand_in
+
+
+@pytest.mark.parametrize("cin,cout,expected", [
+    (64, 128, 1.0),  # multiples of 16
+    (3, 64, 16 / 3),  # 3 channels padded to 16
+    (24, 40, (32 * 48) / (24 * 40)),  # 24 -> 32, 40 -> 48
+])
+def test_channel_padding_to_blocks_of_16(cin: int, cout: int, expected: float) -> None:
+    assert padding16(cin, cout) == pytest.approx(expected)
+
+
+# PyTorch's rule (aten/src/ATen/native/Convolution.cpp, use_mkldnn) for float32 on a CPU:
+# oneDNN when (strided, or batch >= 16, or a kernel not 1x1, or threads > 1) and (groups > 1,
+# or both kernel sides > 3, or batch > 1, or more than 20480 input values); else native.
+@pytest.mark.parametrize("batch,cin,hw,dims,stride,groups,threads,expected", [
+    (1, 64, 56 * 56, (1, 1), 1, 1, 1, True),  # 1x1 at batch 1, one thread: first test fails
+    (1, 64, 56 * 56, (1, 1), 1, 1, 2, False),  # two threads: oneDNN
+    (16, 64, 56 * 56, (1, 1), 1, 1, 1, False),  # batch 16 and batch > 1: oneDNN
+    (8, 64, 56 * 56, (1, 1), 1, 1, 1, True),  # 1x1 unstrided, batch < 16, one thread
+    (1, 8, 7 * 7, (3, 3), 1, 1, 1, True),  # 3x3 at batch 1 over 392 values <= 20480
+    (1, 64, 56 * 56, (3, 3), 1, 1, 1, False),  # 200704 values > 20480
+    (1, 8, 7 * 7, (5, 5), 1, 1, 1, False),  # both sides > 3
+    (1, 8, 7 * 7, (3, 3), 1, 8, 1, False),  # grouped
+    (1, 8, 7 * 7, (3, 3), 1, 1, 0, False),  # not a CPU
+])
+def test_which_convolutions_pytorch_runs_natively(batch: int, cin: int, hw: int,
+                                                  dims: tuple[int, ...], stride: int,
+                                                  groups: int, threads: int,
+                                                  expected: bool) -> None:
+    assert native_conv(batch, cin, hw, dims, stride, groups, threads) is expected
 
 
 @pytest.mark.parametrize("c,o,k,g,expected", [

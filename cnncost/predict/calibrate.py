@@ -2,27 +2,34 @@
 
 Method (after nn-Meter's adaptive data sampling, Zhang et al., MobiSys 2021):
 
-1. **Prior round** (about half the budget): kernels drawn from each class's ranges
+1. **Prior round** (two fifths of the budget): kernels drawn from each class's ranges
    (``cnncost.predict.kernels``), the time spent on a class in proportion to its share;
-2. **Adaptive rounds**: each class's baseline is fitted, every sample predicted by a fit that
+2. **Networks** (a quarter): random whole CNNs made of the same families of layers
+   (``kernels.network``);
+3. **Adaptive rounds**: each class's baseline is fitted, every sample predicted by a fit that
    did not see it (k-fold), and the time left is spent where the held-out error is high: on
    the classes with the largest error, on new kernels drawn near (in log-feature space) their
    worst-predicted samples;
-3. **Networks** (a sixth of the budget): random whole CNNs made of the same families of layers
-   (``kernels.network``), each timed as ``bench`` times a model;
 4. **Fit**: each class's predictor on all its samples (``cnncost.predict.fit``); then, on the
-   networks, what a layer costs inside a model beyond its isolated prediction (a scale and a
-   time per layer: the caches it shares, the graph's own calls) and the cost of the
-   whole-model call, each network predicted by a fit without it for the held-out error. With
-   too few networks the call is a compiled spec of one identity layer against that layer.
+   networks, what a whole model's call costs beyond its layers' (a time per layer: the
+   graph's own calls; a time per call; a scale), each network predicted by a fit without it
+   for the held-out error.
 
-Every kernel is a one-layer spec counted by the analytic engine (its features come from the
-same code as a predicted layer's), built by the same layer factories a benchmark builds, and
-timed with the bench's method (``cnncost.measure.timing.time_fn``: warm-up, blocks of >= 1 ms,
-median; CUDA events on a GPU) under the bench's CPU settings (threads pinned, subnormals
-flushed), in ``torch.inference_mode`` as bench runs models. With one CPU thread a kernel's
-time is its process CPU time where that is shorter than the wall clock (the roofline's rule):
-a calibration on a shared machine then measures the work, not the other processes.
+A kernel is a short spec: the drawn layer in the context a network gives it (a layer before
+it, a batch norm and an activation after a convolution). Kernels and networks are compiled
+as ``bench`` compiles a model and timed as ``bench --per-layer`` times one: passes over the
+graph, layer by layer, after a warm-up pass, each layer's median over the passes; every
+layer is a sample of its class, timed where it runs (its input just written by the layer
+before it, its output in memory the allocator hands a network), since a layer costs more
+there than alone, repeating on inputs its own last call left in the caches (two to three
+times more for a batch norm on this repository's 2-core Xeon). A network is also timed as a
+whole, between its passes. Threads are pinned and subnormals flushed as ``bench`` does, in
+``torch.inference_mode``. With one CPU thread a time is the process CPU time (the
+roofline's rule): a calibration on a shared machine then measures the work, not the other
+processes; otherwise the wall clock (CUDA events on a GPU).
+
+Every kernel is counted by the analytic engine (its features come from the same code as a
+predicted layer's), never one of the bundled models' layers.
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ from __future__ import annotations
 import functools
 import math
 import random
+import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -41,25 +48,25 @@ import torch
 from cnncost.count.analytic import count_spec
 from cnncost.count.conventions import dtype_name, parse_dtype
 from cnncost.errors import SpecError, UsageError
-from cnncost.graph.build import build_module, op_args, op_target
-from cnncost.measure.bench import _cpu_settings, resolve_device
+from cnncost.graph.build import build_module
+from cnncost.measure.bench import _Clock, _cpu_settings, _GraphPlan, _spec_pass, resolve_device
 from cnncost.measure.machine import check_threads, load_average, machine_key
 from cnncost.measure.roofline import device_name, element_size
-from cnncost.measure.timing import Budget, Progress, time_fn
+from cnncost.measure.timing import Budget, Progress, run_block
 from cnncost.predict import fit
 from cnncost.predict.calibration import Calibration, calibration_key
-from cnncost.predict.features import FEATURES, layer_features
+from cnncost.predict.features import FEATURES, LayerFeatures, layer_features
 from cnncost.predict.kernels import OP_CLASSES, Kernel, network
-from cnncost.spec import LayerSpec, ModelSpec, parse_spec
+from cnncost.spec import ModelSpec, parse_spec
 
 DEFAULT_MAX_TIME = 180.0
 MIN_MAX_TIME = 5.0
-# One kernel's timing: short, as each sample is one of hundreds (the bench's own default is
-# for one model).
-KERNEL_BUDGET = Budget(min_samples=5, min_time=0.02, max_time=0.1, warmup_time=0.01,
-                       max_samples=200)
-PRIOR_SHARE = 0.5  # of the budget, before the adaptive rounds
-NETWORK_SHARE = 0.15  # random whole networks, for what a layer costs in context
+# One kernel's passes: short, as each kernel is one of hundreds (the bench's own default is
+# for one model); at least 5 passes where they take under 0.1 s each.
+KERNEL_BUDGET = Budget(min_samples=5, min_time=0.03, max_time=0.5, warmup_time=0.01,
+                       max_samples=60)
+PRIOR_SHARE = 0.4  # of the budget, before the networks and the adaptive rounds
+NETWORK_SHARE = 0.25  # random whole networks: layers in context, and the model's call
 MIN_NETWORKS = 8  # fewer: no context fit (a layer is its isolated prediction)
 FIT_SHARE = 0.1  # kept for the final fit
 ADAPTIVE_ROUNDS = 3
@@ -95,55 +102,57 @@ class _Samples:
 
 
 class _Timer:
-    """Prepares and times kernels on one device at one dtype."""
+    """Compiles and times kernels on one device at one dtype, layer by layer."""
 
-    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, device: torch.device, dtype: torch.dtype, threads: int) -> None:
         self.device, self.dtype = device, dtype
         self.elem = element_size(dtype_name(dtype))
-        self.single = device.type == "cpu" and torch.get_num_threads() == 1
+        self.threads = threads if device.type == "cpu" else 0
+        self.single = device.type == "cpu" and threads == 1
 
-    def prepare(self, op_class: str, kernel: Kernel) -> tuple[tuple[float, ...], LayerSpec,
-                                                              ModelSpec]:
-        """The features of a kernel's timed layer (its last one of ``op_class``)."""
-        spec = parse_spec(kernel.spec, "<kernel>")
-        table = count_spec(spec, kernel.batch, self.dtype)
-        for row, layer in zip(reversed(table.layers), reversed(spec.layers), strict=True):
-            feats = layer_features(row, self.elem)
-            if feats.op_class == op_class and not feats.stand_in:
-                return feats.values, layer, spec
+    def features(self, spec: ModelSpec, batch: int) -> list[LayerFeatures]:
+        """Every layer's class and features, in the spec's order."""
+        table = count_spec(spec, batch, self.dtype)
+        return [layer_features(r, self.elem, self.threads) for r in table.layers]
+
+    def target(self, op_class: str, kernel: Kernel) -> tuple[float, ...]:
+        """The features of a kernel's drawn layer: its last of ``op_class`` before the
+        ``follow`` layers of its context."""
+        feats = self.features(parse_spec(kernel.spec, "<kernel>"), kernel.batch)
+        for f in reversed(feats[:len(feats) - kernel.follow]):
+            if f.op_class == op_class and not f.stand_in:
+                return f.values
         raise AssertionError(f"kernel of {op_class} has no layer of it: {kernel.spec}")
 
-    def call(self, layer: LayerSpec, batch: int) -> Callable[[], Any]:
-        """The layer's call on random inputs, as the model's graph makes it."""
-        inputs = tuple(torch.randn((batch, *s), device=self.device).to(self.dtype)
-                       for s in layer.in_shapes)
-        if layer.built is not None:
-            module = layer.built.make().to(device=self.device, dtype=self.dtype).eval()
-            return lambda: module(*inputs)
-        target, kwargs = op_target(layer)
-        args = op_args(layer, inputs)
-        return lambda: target(*args, **kwargs)
-
-    def median(self, fn: Callable[[], Any]) -> float:
-        """The median time of a call. With one CPU thread, its process CPU time when that is
-        shorter (as the roofline's): other processes holding the core stretch the wall
-        clock, not the work; with several threads CPU time sums their spin-waits too."""
-        t = time_fn(fn, self.device, KERNEL_BUDGET)
-        cpu = t.cpu_median_s
-        if self.single and cpu is not None and 0 < cpu < t.median_s:
-            return cpu
-        return t.median_s
-
-    def seconds(self, layer: LayerSpec, batch: int) -> float:
-        return self.median(self.call(layer, batch))
-
-    def overhead(self) -> float:
-        """A compiled spec's call beyond its one layer's: what a whole model adds."""
-        spec = parse_spec("name: k\ninput: [8]\nlayers:\n  - identity\n", "<kernel>")
+    def layers(self, spec: ModelSpec, batch: int, whole: bool = False,
+               budget: Budget | None = None) -> tuple[list[float], float | None]:
+        """Each layer's median time over passes of the compiled spec (in the spec's order)
+        and, when ``whole``, the median of plain calls of the model between the passes."""
+        budget = budget or KERNEL_BUDGET
         gm = build_module(spec, device=self.device, dtype=self.dtype)
-        x = torch.randn(1, 8, device=self.device).to(self.dtype)
-        layer = self.call(spec.layers[0], 1)
-        return max(0.0, self.median(lambda: gm(x)) - self.median(layer))
+        x = torch.randn((batch, *spec.input_shape), device=self.device).to(self.dtype)
+        plan, clock = _GraphPlan(gm), _Clock(self.device)
+        t0 = time.perf_counter()
+        while True:  # warm-up: the libraries make their kernels at the first call
+            _spec_pass(plan, x, clock, self.device)
+            if time.perf_counter() - t0 >= budget.warmup_time:
+                break
+        passes: list[dict[str, float]] = []
+        calls: list[float] = []
+        t0 = time.perf_counter()
+        while True:
+            wall, cpu = _spec_pass(plan, x, clock, self.device)
+            passes.append(cpu if self.single else wall)
+            if whole:
+                w, c = run_block(functools.partial(gm, x), 1, self.device)
+                calls.append(c if self.single and c is not None else w)
+            n, elapsed = len(passes), time.perf_counter() - t0
+            if (n >= budget.min_samples and elapsed >= budget.min_time) or n >= \
+                    budget.max_samples or (n >= 3 and elapsed >= budget.max_time):
+                break
+        times = [statistics.median(p.get(layer.path, 0.0) for p in passes)
+                 for layer in spec.layers]
+        return times, statistics.median(calls) if calls else None
 
 
 def _log_features(x: tuple[float, ...]) -> list[float]:
@@ -177,6 +186,7 @@ class Calibrator:
         self.use_trees = options.trees and fit.sklearn_version() is not None
         # random networks: each layer's (class, features, calls), and the measured seconds
         self.networks: list[tuple[list[tuple[str, tuple[float, ...], int]], float]] = []
+        self.beyond: list[float] = []  # each network's call beyond its layers' times
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -185,17 +195,25 @@ class Calibrator:
         if self.progress:
             self.progress(label, min(1.0, self.elapsed() / self.options.max_time))
 
+    def _add(self, feats: list[LayerFeatures], times: list[float]) -> None:
+        """Each layer of a timed spec as a sample of its class (a kind no class covers,
+        predicted by a stand-in, is not one; nor a layer of no time: a repeated one)."""
+        s = self.samples
+        for f, t in zip(feats, times, strict=True):
+            if not f.stand_in and t > 0 and f.op_class in s.xs:
+                s.xs[f.op_class].append(f.values)
+                s.ys[f.op_class].append(t / f.calls)
+
     def measure(self, op_class: str, kernel: Kernel) -> None:
         start = time.perf_counter()
         try:
-            x, layer, _ = self.timer.prepare(op_class, kernel)
+            spec = parse_spec(kernel.spec, "<kernel>")
+            feats = self.timer.features(spec, kernel.batch)
         except SpecError:  # a kernel drawn past a spec's bounds: drawn again, never fatal
             return
-        seconds = self.timer.seconds(layer, kernel.batch)
-        s = self.samples
-        s.xs[op_class].append(x)
-        s.ys[op_class].append(seconds)
-        s.spent[op_class] += time.perf_counter() - start
+        times, _ = self.timer.layers(spec, kernel.batch)
+        self._add(feats, times)
+        self.samples.spent[op_class] += time.perf_counter() - start
         self._tick(f"calibrating: {op_class}")
 
     def prior_round(self, until: float) -> None:
@@ -243,32 +261,32 @@ class Calibrator:
         for _ in range(min(POOL * wanted, MAX_POOL)):
             kernel = OP_CLASSES[name].sample(self.rng)
             try:
-                pool.append((self.timer.prepare(name, kernel)[0], kernel))
+                pool.append((self.timer.target(name, kernel), kernel))
             except SpecError:
                 continue
         return _nearest(pool, [targets[i % len(targets)] for i in range(wanted)])
 
     def network_round(self, until: float) -> None:
-        """Random whole networks (``kernels.network``), each compiled and timed as ``bench``
-        times a model, until ``until``."""
+        """Random whole networks (``kernels.network``), each timed layer by layer (every
+        layer a sample of its class) and as a whole model, until ``until``."""
         timer = self.timer
         while self.elapsed() < until:
             kernel = network(self.rng)
             spec = parse_spec(kernel.spec, "<network>")
-            table = count_spec(spec, kernel.batch, timer.dtype)
-            layers = [(f.op_class, f.values, f.calls)
-                      for f in (layer_features(r, timer.elem) for r in table.layers)]
-            gm = build_module(spec, device=timer.device, dtype=timer.dtype)
-            x = torch.randn((kernel.batch, *spec.input_shape), device=timer.device).to(
-                timer.dtype)
-            self.networks.append((layers, timer.median(functools.partial(gm, x))))
+            feats = timer.features(spec, kernel.batch)
+            times, whole = timer.layers(spec, kernel.batch, whole=True)
+            self._add(feats, times)
+            layers = [(f.op_class, f.values, f.calls) for f in feats]
+            self.networks.append((layers, float(whole or 0.0)))
+            self.beyond.append(max(0.0, float(whole or 0.0) - sum(times)))
             self._tick("calibrating: networks")
 
-    def fit_context(self, classes: dict[str, dict[str, Any]],
-                    overhead: float) -> tuple[dict[str, Any], float]:
-        """What the layers' isolated predictions miss inside the networks (a scale, a time per
-        layer, a time per call), and its held-out error; the call's time."""
+    def fit_context(self, classes: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], float]:
+        """What the layers' predictions miss in the networks' whole calls (a scale, a time per
+        layer, a time per call), and its held-out error; the call's time (with too few
+        networks: what their calls took beyond their layers' measured times)."""
         sums, counts, ys = [], [], []
+        overhead = statistics.median(self.beyond) if self.beyond else 0.0
         for layers, seconds in self.networks:
             sums.append(sum(fit.predict_seconds(classes[c], x) * calls
                             for c, x, calls in layers if c in classes))
@@ -308,9 +326,8 @@ def calibrate(options: CalibrateOptions = CalibrateOptions(),
     threads = check_threads(options.threads or torch.get_num_threads())
     load_before = load_average()
     with _cpu_settings(device, threads), torch.inference_mode():
-        timer = _Timer(device, dt)  # once the threads are set
+        timer = _Timer(device, dt, threads)  # once the threads are set
         run = Calibrator(options, timer, progress)
-        overhead = timer.overhead()
         budget = options.max_time
         run.prior_round(budget * PRIOR_SHARE)
         run.network_round(budget * (PRIOR_SHARE + NETWORK_SHARE))
@@ -319,7 +336,7 @@ def calibrate(options: CalibrateOptions = CalibrateOptions(),
             run.adaptive_round(run.elapsed() + span / ADAPTIVE_ROUNDS if r < ADAPTIVE_ROUNDS - 1
                                else budget * (1 - FIT_SHARE))
         classes = run.fit_all()
-        context, overhead = run.fit_context(classes, overhead)
+        context, overhead = run.fit_context(classes)
     name = device_name(device)
     threads_key = threads if device.type == "cpu" else 0
     key = calibration_key(machine_key(device.type, name, dtype_name(dt), threads_key),

@@ -2,9 +2,13 @@
 
 The features are what the count already has: the batch, channels in and out, spatial sizes
 in and out, the kernel's area, the stride, the groups (read off the MACs' factors), MACs,
-FLOPs, the bytes read and written, the weights' bytes and the number of inputs. A
-calibration kernel is counted like any model, so its features come from the same code as a
-predicted layer's.
+FLOPs, the bytes read and written, the weights' bytes and the number of inputs; and two
+that follow from them: how much a convolution's channels are padded to the 16-float blocks
+of the vector units the libraries block by (``pad16``), and whether PyTorch runs it by its
+own im2col-and-matrix-product path rather than oneDNN's (``native``: PyTorch's rule, which
+turns on the batch, the kernel, the stride, the groups, the input's size and the threads).
+A calibration kernel is counted like any model, so its features come from the same code as
+a predicted layer's.
 """
 
 from __future__ import annotations
@@ -22,7 +26,16 @@ from cnncost.predict.kernels import (
 from cnncost.table import CostRow
 
 FEATURES = ("batch", "cin", "cout", "hw_in", "hw_out", "kernel", "stride", "groups",
-            "spatial_dims", "macs", "flops", "in_bytes", "out_bytes", "weight_bytes", "inputs")
+            "spatial_dims", "macs", "flops", "in_bytes", "out_bytes", "weight_bytes", "inputs",
+            "pad16", "native")
+POOL_WINDOWS = ("max_pool", "avg_pool")  # kernel: FLOPs per output (the window's area)
+LANES = 16  # float32 values per 512-bit vector: the channel block of oneDNN's CPU kernels
+# PyTorch's native convolution (im2col + a matrix product) instead of oneDNN's, for float32
+# on a CPU (aten/src/ATen/native/Convolution.cpp, ConvParams::use_mkldnn): a 1x1 unstrided
+# kernel at a batch under 16 on one thread, or an ungrouped kernel no larger than 3 in some
+# dimension at batch 1 over at most this many input values.
+NATIVE_MAX_INPUT = 20480
+NATIVE_MIN_BATCH = 16
 # Where a layer of no class is predicted from, and why.
 FALLBACK_COMPUTE = "pwconv"  # a layer with MACs: as a matrix product
 FALLBACK_MEMORY = "add"  # one without: as an element-wise op that reads and writes its bytes
@@ -57,26 +70,58 @@ def _channels_and_sizes(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return shape[1], math.prod(shape[2:]), len(shape) - 2
 
 
-def layer_features(row: CostRow, elem: int) -> LayerFeatures:
-    """The op class and features of one counted layer (``elem``: bytes per element)."""
+def padding16(cin: int, cout: int) -> float:
+    """How much the channels grow when padded to blocks of 16: 1.0 for multiples of 16."""
+    def up(c: int) -> int:
+        return -(-c // LANES) * LANES
+
+    return up(cin) * up(cout) / (cin * cout) if cin > 0 and cout > 0 else 1.0
+
+
+def native_conv(batch: int, cin: int, hw_in: int, dims: tuple[int, ...], stride: int,
+                groups: int, threads: int) -> bool:
+    """Whether PyTorch runs a float32 CPU convolution by its own im2col path (see
+    NATIVE_MAX_INPUT); ``dims``: the kernel's sizes, ``threads`` 0 off the CPU."""
+    if threads < 1:
+        return False
+    pointwise = all(d == 1 for d in dims)
+    onednn_first = stride > 1 or batch >= NATIVE_MIN_BATCH or not pointwise or threads > 1
+    onednn_second = (groups > 1 or all(d > 3 for d in dims) or batch > 1
+                     or batch * cin * hw_in > NATIVE_MAX_INPUT)
+    return not (onednn_first and onednn_second)
+
+
+def layer_features(row: CostRow, elem: int, threads: int = 1) -> LayerFeatures:
+    """The op class and features of one counted layer (``elem``: bytes per element;
+    ``threads``: the CPU threads it runs on, 0 on a GPU)."""
     kind = spec_kind(row.kind)
     first = row.input_shape[0] if row.input_shape else row.output_shape
     batch = first[0] if first else 1
     cin, hw_in, dims = _channels_and_sizes(first)
     cout, hw_out, _ = _channels_and_sizes(row.output_shape)
     kernel, groups = 1, 1
+    ksizes: tuple[int, ...] = (1,)
     if row.factors and kind == "conv":
         per_out = row.factors[0].per_out
-        kernel = math.prod(per_out[:-1])
+        ksizes = tuple(per_out[:-1])
+        kernel = math.prod(ksizes)
         groups = max(1, cin // per_out[-1]) if per_out[-1] else 1
     stride = max(1, round(math.sqrt(hw_in / hw_out))) if hw_out and hw_in > hw_out else 1
+    if kind in POOL_WINDOWS and hw_out:  # a window's size from its FLOPs (none are MACs)
+        kernel = max(1, round(row.flops / max(1, row.calls) / (batch * cout * hw_out)))
+    pad, native = 1.0, 0.0
+    if kind == "conv":
+        pad = padding16(cin, cout)
+        # the rule is float32's (other dtypes: 0, a constant their calibration fits over)
+        native = float(elem == 4 and native_conv(batch, cin, hw_in, ksizes, stride, groups,
+                                                 threads))
     in_bytes = sum(math.prod(s) for s in row.input_shape) * elem
     calls = max(1, row.calls)
     values = (float(batch), float(cin), float(cout), float(hw_in), float(hw_out),
               float(kernel), float(stride), float(groups), float(dims),
               row.macs / calls, row.flops / calls, float(in_bytes),
               row.output_bytes / calls, float((row.params + row.buffers) * elem),
-              float(len(row.input_shape)))
+              float(len(row.input_shape)), pad, native)
     op_class = conv_class(kernel, groups, cin) if kind == "conv" else class_of_kind(kind)
     stand_in = ""
     if op_class is None:

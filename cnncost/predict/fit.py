@@ -162,10 +162,28 @@ def ranges(xs: Sequence[Sequence[float]]) -> list[list[float]]:
     return [[min(x[i] for x in xs), max(x[i] for x in xs)] for i in range(len(FEATURES))]
 
 
+def unique(xs: Sequence[Sequence[float]], ys: Sequence[float]) -> tuple[
+        list[tuple[float, ...]], list[float]]:
+    """One sample per distinct feature vector, its time the median of its measurements (a
+    layer repeated in a network, or drawn twice, would otherwise sit on both sides of a
+    held-out split), in the order first seen."""
+    groups: dict[tuple[float, ...], list[float]] = {}
+    for x, y in zip(xs, ys, strict=True):
+        groups.setdefault(tuple(x), []).append(y)
+    return list(groups), [_median(v) for v in groups.values()]
+
+
+def _median(v: Sequence[float]) -> float:
+    s = sorted(v)
+    return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+
+
 def fit_class(xs: Sequence[Sequence[float]], ys: Sequence[float], use_trees: bool,
               terms: Sequence[int] = ALL_TERMS) -> dict[str, Any]:
-    """One class's predictor, fitted on all its samples: the baseline, trees where the
-    held-out error says they help, the calibrated ranges and the held-out error."""
+    """One class's predictor, fitted on all its samples (one per distinct layer): the
+    baseline, trees where the held-out error says they help, the calibrated ranges and the
+    held-out error."""
+    xs, ys = unique(xs, ys)
     base_err = held_out(xs, ys, False, terms=terms)
     method, errors = "baseline", base_err
     if use_trees and len(ys) >= MIN_TREE_SAMPLES:

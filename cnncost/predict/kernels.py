@@ -4,10 +4,14 @@ An op class is a family of layers that one fitted model predicts: dense convolut
 1x1 convolutions, depthwise and grouped ones (each a different kernel in the libraries
 underneath), linear layers, poolings, and the memory-bound family (batch norm, each
 activation, add, mul, concat, ...). Each class says which layer kinds it covers and how to
-draw a calibration kernel: a short spec whose last layer of the class is the one timed
-(earlier layers, if any, only make its inputs). Kernels are drawn from ranges a CNN's layers
-fall in (channels, spatial sizes, kernels, strides, groups), never from the bundled models'
-own layers, which are what a prediction is checked against.
+draw a calibration kernel: a short spec holding the drawn layer in the context a network
+gives it (its input just written by a layer before it, its output read by the layers after
+it: a batch norm and an activation after a convolution), since a layer costs more inside a
+network than alone on inputs its own last call left in the caches. Every layer of a kernel
+is timed where it runs (one pass of the spec, layer by layer) and is a sample of its class.
+Kernels are drawn from ranges a CNN's layers fall in (channels, spatial sizes, kernels,
+strides, groups, batches), never from the bundled models' own layers, which are what a
+prediction is checked against.
 
 Nothing here imports torch: a kernel is spec text.
 """
@@ -36,10 +40,13 @@ MODULE_KINDS = {
 
 @dataclass(frozen=True)
 class Kernel:
-    """One calibration kernel: a spec (YAML text) and the batch it runs at."""
+    """One calibration kernel: a spec (YAML text), the batch it runs at, and how many of its
+    last layers are the drawn layer's context (the drawn layer is the last one of its class
+    before them)."""
 
     spec: str
     batch: int
+    follow: int = 0
 
 
 Sampler = Callable[[random.Random], Kernel]
@@ -103,7 +110,7 @@ def class_of_kind(kind: str) -> str | None:
 # --------------------------------------------------------------------------- drawing sizes
 
 
-BATCHES = (1, 1, 1, 2, 4, 8, 8, 8, 16, 32)
+BATCHES = (1, 1, 1, 2, 4, 8, 8, 8, 16, 32, 64)
 
 
 def log_uniform(rng: random.Random, lo: float, hi: float) -> float:
@@ -111,15 +118,28 @@ def log_uniform(rng: random.Random, lo: float, hi: float) -> float:
 
 
 def channels(rng: random.Random, lo: int, hi: int) -> int:
-    """A channel count between lo and hi, log-uniform; mostly a multiple of 8, as in CNNs."""
+    """A channel count between lo and hi, log-uniform, rounded as CNNs' widths are: a power
+    of two, a multiple of 16 or of 8, now and then any count."""
     c = log_uniform(rng, lo, hi)
-    if c >= 16 and rng.random() < 0.75:
-        return max(lo, min(hi, 8 * round(c / 8)))
+    pick = rng.random()
+    if c >= 16 and pick < 0.35:
+        c = 2.0 ** round(math.log2(c))
+    elif c >= 16 and pick < 0.65:
+        c = 16 * round(c / 16)
+    elif c >= 16 and pick < 0.9:
+        c = 8 * round(c / 8)
     return max(lo, min(hi, round(c)))
 
 
 def spatial(rng: random.Random, lo: int, hi: int) -> int:
-    return max(lo, min(hi, round(log_uniform(rng, lo, hi))))
+    """A feature map's side between lo and hi, log-uniform; half the time the nearest side a
+    pyramid of stride-2 stages gives (7 or 8 times a power of two)."""
+    s = log_uniform(rng, lo, hi)
+    if rng.random() < 0.5:
+        sides = [b << i for b in (7, 8) for i in range(8) if lo <= b << i <= hi]
+        if sides:
+            s = min(sides, key=lambda v: abs(math.log(v / s)))
+    return max(lo, min(hi, round(s)))
 
 
 def choose(rng: random.Random, weighted: dict[object, float]) -> object:
@@ -159,6 +179,27 @@ def _drawn(draw: Callable[[random.Random], Kernel | None]) -> Sampler:
     return sample
 
 
+ACTIVATIONS = {"relu": 0.6, "relu6": 0.15, "silu": 0.1, "hardswish": 0.1, "sigmoid": 0.05}
+
+
+def in_context(rng: random.Random, shape: tuple[int, ...], layers: list[str], batch: int,
+               compute: bool) -> Kernel:
+    """A kernel of ``layers`` in a network's context: mostly an activation or a batch norm
+    before them (their input freshly written; not before an image's 3 channels), and after
+    a layer with MACs (``compute``) mostly a batch norm and an activation, or one of them."""
+    flat = len(shape) == 1  # a classifier's features: no batch norm there
+    before = [] if shape[0] == 3 else [str(choose(rng, {"relu": 0.45, "bn": 0.35, "": 0.2}
+                                                  if not flat else {"relu": 0.5, "": 0.5}))]
+    after: list[str] = []
+    if compute:
+        act = str(choose(rng, ACTIVATIONS))  # type: ignore[arg-type]
+        options = [["bn", act], [act], ["bn"], []] if not flat else [[act, "dropout"], [act],
+                                                                     [act], []]
+        after = options[rng.choices(range(4), weights=(0.55, 0.2, 0.1, 0.15))[0]]
+    return Kernel(spec_text(shape, [b for b in before if b] + layers + after), batch,
+                  len(after))
+
+
 def _conv(rng: random.Random, cin: int, cout: int, size: int, k: int, s: int,
           groups: int) -> Kernel | None:
     batch = rng.choice(BATCHES)
@@ -171,22 +212,22 @@ def _conv(rng: random.Random, cin: int, cout: int, size: int, k: int, s: int,
     bias = "true" if rng.random() < 0.3 else "false"
     conv = (f"conv: {{out: {cout}, kernel: {k}, stride: {s}, padding: {k // 2}, "
             f"groups: {groups}, bias: {bias}}}")
-    return Kernel(spec_text((cin, size, size), [conv]), batch)
+    return in_context(rng, (cin, size, size), [conv], batch, True)
 
 
-@register_class("conv", ("conv",), "dense convolutions, kernel larger than 1x1", 0.22)
+@register_class("conv", ("conv",), "dense convolutions, kernel larger than 1x1", 0.3)
 @_drawn
 def _dense(rng: random.Random) -> Kernel | None:
     k = int(choose(rng, {3: 0.7, 5: 0.1, 7: 0.12, 11: 0.08}))  # type: ignore[call-overload]
-    cin = 3 if rng.random() < 0.1 else channels(rng, 8, 1024)
+    cin = 3 if rng.random() < 0.12 else channels(rng, 8, 1024)
     s = 4 if k >= 7 and rng.random() < 0.2 else (1 if rng.random() < 0.7 else 2)
-    return _conv(rng, cin, channels(rng, 16, 1024), spatial(rng, max(k, 7), 224), k, s, 1)
+    return _conv(rng, cin, channels(rng, 16, 1024), spatial(rng, max(k, 4), 224), k, s, 1)
 
 
-@register_class("pwconv", ("conv",), "1x1 (pointwise) convolutions", 0.2)
+@register_class("pwconv", ("conv",), "1x1 (pointwise) convolutions", 0.22)
 @_drawn
 def _pointwise(rng: random.Random) -> Kernel | None:
-    size = 1 if rng.random() < 0.1 else spatial(rng, 2, 112)
+    size = 1 if rng.random() < 0.1 else spatial(rng, 2, 224)
     return _conv(rng, channels(rng, 8, 2048), channels(rng, 8, 2048), size, 1,
                  2 if size > 2 and rng.random() < 0.1 else 1, 1)
 
@@ -199,7 +240,7 @@ def _depthwise(rng: random.Random) -> Kernel | None:
     return _conv(rng, c, c, spatial(rng, 4, 224), k, 1 if rng.random() < 0.7 else 2, c)
 
 
-@register_class("gconv", ("conv",), "grouped convolutions (1 < groups < input channels)", 0.06)
+@register_class("gconv", ("conv",), "grouped convolutions (1 < groups < input channels)", 0.05)
 @_drawn
 def _grouped(rng: random.Random) -> Kernel | None:
     groups = rng.choice((2, 4, 8, 16, 32, 64))
@@ -213,14 +254,14 @@ def _grouped(rng: random.Random) -> Kernel | None:
                  groups)
 
 
-@register_class("linear", ("linear",), "fully connected layers", 0.07)
+@register_class("linear", ("linear",), "fully connected layers", 0.06)
 @_drawn
 def _linear(rng: random.Random) -> Kernel | None:
     batch = rng.choice((1, 1, 2, 4, 8, 8, 16, 32))
     fin, fout = channels(rng, 16, 25088), channels(rng, 10, 4096)
     if fin * fout > 1.1e8 or batch * fin * fout > MAX_MACS:
         return None
-    return Kernel(spec_text((fin,), [f"linear: {{out: {fout}}}"]), batch)
+    return in_context(rng, (fin,), [f"linear: {{out: {fout}}}"], batch, rng.random() < 0.5)
 
 
 Shape3 = tuple[int, int, int]
@@ -237,7 +278,7 @@ def _elementwise(layers: Layers, lo_s: int = 1, hi_s: int = 112) -> Sampler:
         made = layers(shape, rng)
         if made is None or not fits(batch, 0, shape):
             return None
-        return Kernel(spec_text(shape, made), batch)
+        return in_context(rng, shape, made, batch, False)
 
     return _drawn(draw)
 
@@ -268,13 +309,13 @@ def _unary(kinds: tuple[str, ...]) -> Layers:
     return layers
 
 
-register_class("pool", ("max_pool", "avg_pool"), "max and average pooling windows", 0.03)(
+register_class("pool", ("max_pool", "avg_pool"), "max and average pooling windows", 0.04)(
     _elementwise(_pool, 2, 112))
 register_class("gpool", ("global_avg_pool", "adaptive_avg_pool", "adaptive_max_pool"),
                "global and adaptive pooling", 0.03)(_elementwise(_gpool, 1, 56))
-register_class("bn", ("bn",), "batch normalisation (inference)", 0.06)(
+register_class("bn", ("bn",), "batch normalisation (inference)", 0.03)(
     _elementwise(_unary(("bn",))))
-for _kind, _share in (("relu", 0.05), ("relu6", 0.015), ("silu", 0.015), ("hardswish", 0.015),
+for _kind, _share in (("relu", 0.02), ("relu6", 0.01), ("silu", 0.01), ("hardswish", 0.01),
                       ("hardsigmoid", 0.01), ("sigmoid", 0.01), ("tanh", 0.005),
                       ("gelu", 0.005), ("leaky_relu", 0.005)):
     register_class(_kind, (_kind,), f"the {_kind} activation", _share)(
@@ -328,76 +369,146 @@ register_class("view", ("flatten", "dropout", "identity"),
 
 # --------------------------------------------------------------------------- networks
 #
-# Whole networks made of the same families of layers, at random: what a layer costs inside a
-# model (its input just written by the layer before, the model's weights in the caches, the
-# graph's own calls) is fitted on these, timed as whole models (never on the bundled models,
-# which are what a prediction is checked against).
+# Whole networks made of the same families of layers, at random: each is timed layer by layer
+# (every layer a sample of its class, in the context a network gives it) and as a whole
+# model, for what a model's call costs beyond its layers' (the graph's own calls). Never the
+# bundled models, which are what a prediction is checked against.
 
 MAX_NETWORK_MACS = 3e9  # per batch: one call well under a second
+MAX_NETWORK_BYTES = 1 << 30  # of activations alive at once
 
 
 def _act(rng: random.Random) -> str:
-    return rng.choice(("relu", "relu", "relu6", "silu", "hardswish"))
+    return str(choose(rng, ACTIVATIONS))  # type: ignore[arg-type]
 
 
-def _conv_bn(c: int, k: int, s: int = 1, groups: int = 1) -> str:
-    return (f"{{conv: {{out: {c}, kernel: {k}, stride: {s}, padding: {k // 2}, "
-            f"groups: {groups}, bias: false}}}}, bn")
+def _cb(c: int, k: int, s: int = 1, groups: int = 1, bn: bool = True) -> str:
+    conv = (f"{{conv: {{out: {c}, kernel: {k}, stride: {s}, padding: {k // 2}, "
+            f"groups: {groups}, bias: {'false' if bn else 'true'}}}}}")
+    return f"{conv}, bn" if bn else conv
 
 
-def _net_plain(rng: random.Random, c: int, n: int) -> list[str]:
-    return [f"{{seq: [{_conv_bn(c, rng.choice((3, 3, 5)))}, {_act(rng)}]}}"]
+def _mult(c: float, m: int = 8) -> int:
+    return max(m, m * round(c / m))
 
 
-def _net_separable(rng: random.Random, c: int, n: int) -> list[str]:
-    k = rng.choice((3, 3, 5))
-    return [f"{{seq: [{_conv_bn(c, k, groups=c)}, {_act(rng)}, {_conv_bn(c, 1)}, "
-            f"{_act(rng)}]}}"]
+Block = Callable[[random.Random, int, int, bool], "tuple[list[str], int]"]
 
 
-def _net_bottleneck(rng: random.Random, c: int, n: int) -> list[str]:
-    mid = max(8, 8 * round(c / rng.choice((2, 4)) / 8))
-    return [f"{{residual: [{_conv_bn(mid, 1)}, relu, {_conv_bn(mid, 3)}, relu, "
-            f"{_conv_bn(c, 1)}]}}", "relu"]
+def _net_plain(rng: random.Random, c: int, n: int, bn: bool) -> tuple[list[str], int]:
+    return [f"{{seq: [{_cb(c, rng.choice((3, 3, 3, 5)), bn=bn)}, {_act(rng)}]}}"], c
 
 
-def _net_inverted(rng: random.Random, c: int, n: int) -> list[str]:
+def _net_basic(rng: random.Random, c: int, n: int, bn: bool) -> tuple[list[str], int]:
+    return [f"{{residual: [{_cb(c, 3)}, relu, {_cb(c, 3)}]}}", "relu"], c
+
+
+def _net_bottleneck(rng: random.Random, c: int, n: int, bn: bool) -> tuple[list[str], int]:
+    mid = _mult(c / rng.choice((2, 4)))
+    groups = 32 if mid % 32 == 0 and mid >= 64 and rng.random() < 0.35 else 1
+    return [f"{{residual: [{_cb(mid, 1)}, relu, {_cb(mid, 3, groups=groups)}, relu, "
+            f"{_cb(c, 1)}]}}", "relu"], c
+
+
+def _net_inverted(rng: random.Random, c: int, n: int, bn: bool) -> tuple[list[str], int]:
     e = c * rng.choice((3, 4, 6))
+    act = rng.choice(("relu6", "relu", "hardswish", "silu"))
+    k = rng.choice((3, 3, 5))
     gate = rng.choice(("hardsigmoid", "sigmoid"))
-    se = (f"{{scale: [global_avg_pool, {{conv: {{out: {max(8, e // 4)}, kernel: 1}}}}, relu, "
-          f"{{conv: {{out: {e}, kernel: 1}}}}, {gate}]}}, " if rng.random() < 0.5 else "")
-    return [f"{{residual: [{_conv_bn(e, 1)}, relu6, {_conv_bn(e, 3, groups=e)}, relu6, {se}"
-            f"{_conv_bn(c, 1)}]}}"]
+    se = (f"{{scale: [global_avg_pool, {{conv: {{out: {_mult(e / 4)}, kernel: 1}}}}, relu, "
+          f"{{conv: {{out: {e}, kernel: 1}}}}, {gate}]}}, " if rng.random() < 0.4 else "")
+    return [f"{{residual: [{_cb(e, 1)}, {act}, {_cb(e, k, groups=e)}, {act}, {se}"
+            f"{_cb(c, 1)}]}}"], c
 
 
-def _net_dense(rng: random.Random, c: int, n: int) -> list[str]:
-    g = rng.choice((16, 32))
-    return [f"{{concat: [[], [bn, relu, {_conv_bn(g, 3)}]], name: dense{n}}}"]
+def _net_separable(rng: random.Random, c: int, n: int, bn: bool) -> tuple[list[str], int]:
+    k = rng.choice((3, 3, 5))
+    return [f"{{seq: [{_cb(c, k, groups=c)}, {_act(rng)}, {_cb(c, 1)}, {_act(rng)}]}}"], c
 
 
-BLOCKS = (_net_plain, _net_separable, _net_bottleneck, _net_inverted, _net_dense)
+def _net_dense(rng: random.Random, c: int, n: int, bn: bool) -> tuple[list[str], int]:
+    g = rng.choice((12, 16, 32))
+    return [f"{{concat: [[], [bn, relu, {_cb(4 * g, 1)}, relu, {{conv: {{out: {g}, "
+            f"kernel: 3, padding: 1, bias: false}}}}]]}}"], c + g
+
+
+def _net_fire(rng: random.Random, c: int, n: int, bn: bool) -> tuple[list[str], int]:
+    sq = _mult(c / rng.choice((4, 6, 8)))
+    e = _mult(c / 2)
+    return [f"{{conv: {{out: {sq}, kernel: 1}}}}", "relu",
+            f"{{concat: [[{{conv: {{out: {e}, kernel: 1}}}}, relu], "
+            f"[{{conv: {{out: {e}, kernel: 3, padding: 1}}}}, relu]]}}"], 2 * e
+
+
+def _net_inception(rng: random.Random, c: int, n: int, bn: bool) -> tuple[list[str], int]:
+    b = [_mult(c * f) for f in (0.25, 0.375, 0.125, 0.125)]
+    r = [_mult(c * f) for f in (0.25, 0.0625)]
+    return [f"{{concat: [[{_cb(b[0], 1, bn=bn)}, relu], "
+            f"[{_cb(r[0], 1, bn=bn)}, relu, {_cb(b[1], 3, bn=bn)}, relu], "
+            f"[{_cb(r[1], 1, bn=bn)}, relu, {_cb(b[2], rng.choice((3, 5)), bn=bn)}, relu], "
+            f"[{{max_pool: {{kernel: 3, stride: 1, padding: 1}}}}, {_cb(b[3], 1, bn=bn)}, "
+            "relu]]}"], sum(b)
+
+
+def _net_shuffle(rng: random.Random, c: int, n: int, bn: bool) -> tuple[list[str], int]:
+    h = c // 2
+    return [f"{{split: {{x1: [], x2: [{_cb(h, 1)}, relu, {_cb(h, 3, groups=h)}, "
+            f"{_cb(h, 1)}, relu]}}}}", "channel_shuffle: {groups: 2}"], c
+
+
+BLOCKS: tuple[Block, ...] = (_net_plain, _net_basic, _net_bottleneck, _net_inverted,
+                             _net_separable, _net_dense, _net_fire, _net_inception,
+                             _net_shuffle)
+
+
+def _stage_entry(rng: random.Random, c: int, bn: bool) -> str:
+    """A stage's first layer: a strided convolution or a pooling window."""
+    pick = rng.random()
+    if pick < 0.55:
+        return f"{{seq: [{_cb(c, 3, 2, bn=bn)}, {_act(rng)}]}}"
+    kind = "max_pool" if pick < 0.85 else "avg_pool"
+    k = rng.choice((2, 3))
+    return (f"{{seq: [{{{kind}: {{kernel: {k}, stride: 2, padding: {k // 3}}}}}, "
+            f"{_cb(c, 1, bn=bn)}, {_act(rng)}]}}")
+
+
+def _head(rng: random.Random, c: int) -> list[str]:
+    classes = rng.choice((10, 100, 1000))
+    if rng.random() < 0.2:  # a classifier of fully connected layers on a small map
+        o = rng.choice((1, 2, 4, 6, 7))
+        hidden = channels(rng, 256, 4096)
+        return [f"adaptive_avg_pool: {{output: {o}}}", "flatten", f"linear: {{out: {hidden}}}",
+                "relu", "dropout", f"linear: {{out: {classes}}}"]
+    return ["global_avg_pool", "flatten", f"linear: {{out: {classes}}}"]
 
 
 def network(rng: random.Random) -> Kernel:
-    """A random CNN: a stem, two to four stages of blocks of one family (plain, separable,
-    bottleneck, inverted residual with or without squeeze-excite, dense), each stage opened
-    by a strided conv, then a classifier."""
+    """A random CNN: a stem, two to five stages of blocks of one family each (plain,
+    basic or bottleneck residual, inverted residual with or without squeeze-excite,
+    separable, dense, fire, inception, shuffle), each opened by a strided conv or a pooling,
+    then a classifier."""
     for _ in range(1000):
-        res = rng.choice((32, 48, 64, 96, 112, 128, 160, 192, 224))
-        c = channels(rng, 8, 64)
-        layers = [f"{{seq: [{_conv_bn(c, 3, 2)}, {_act(rng)}]}}"]
-        if rng.random() < 0.3:
+        res = rng.choice((32, 48, 64, 96, 112, 128, 160, 192, 224, 256))
+        batch = rng.choice((1, 1, 1, 2, 4, 8, 16))
+        c = channels(rng, 8, 96)
+        bn = rng.random() < 0.85
+        k = rng.choice((3, 3, 5, 7))
+        layers = [f"{{seq: [{_cb(c, k, 2, bn=bn)}, {_act(rng)}]}}"]
+        if rng.random() < 0.4:
             layers.append("max_pool: {kernel: 3, stride: 2, padding: 1}")
-        family = rng.choice(BLOCKS)
-        for stage in range(rng.randint(2, 4)):
-            c = min(1024, c * rng.choice((1, 2, 2)))
-            layers.append(f"{{seq: [{_conv_bn(c, 3, 2 if stage else 1)}, {_act(rng)}]}}")
+        grow = rng.choice((1.5, 2, 2))
+        for stage in range(rng.randint(2, 5)):
+            family = rng.choice(BLOCKS)
+            c = min(1024, _mult(c * grow, 16)) if stage else c
+            layers.append(_stage_entry(rng, c, bn) if stage else
+                          f"{{seq: [{_cb(c, 3, bn=bn)}, {_act(rng)}]}}")
             for _ in range(rng.randint(1, 3)):
-                layers += family(rng, c, len(layers))
-                if family is _net_dense:  # a dense block adds its growth; back to c channels
-                    layers.append(f"{{seq: [{_conv_bn(c, 1)}]}}")
-        layers += ["global_avg_pool", "flatten", f"linear: {{out: {rng.choice((10, 1000))}}}"]
-        kernel = Kernel(spec_text((3, res, res), layers), rng.choice((1, 1, 2, 4, 8)))
+                made, width = family(rng, c, len(layers), bn)
+                layers += made
+                if width != c:  # back to c channels
+                    layers.append(f"{{seq: [{_cb(c, 1, bn=bn)}, relu]}}")
+        layers += _head(rng, c)
+        kernel = Kernel(spec_text((3, res, res), layers), batch)
         if _network_fits(kernel):
             return kernel
     raise RuntimeError("no network within bounds after 1000 draws")
@@ -412,4 +523,5 @@ def _network_fits(kernel: Kernel) -> bool:
         totals = count_totals(parse_spec(kernel.spec, "<network>"), kernel.batch)
     except SpecError:
         return False
-    return totals.macs <= MAX_NETWORK_MACS
+    return (totals.macs <= MAX_NETWORK_MACS
+            and totals.peak_activation_bytes <= MAX_NETWORK_BYTES)

@@ -152,7 +152,7 @@ def predict_table(table: CostTable, cal: Calibration) -> Prediction:
     memo: dict[tuple[str, tuple[float, ...], int], LayerPrediction] = {}
     layers = []
     for row in table.layers:
-        feats = layer_features(row, elem)
+        feats = layer_features(row, elem, cal.threads)
         key = (feats.op_class, feats.values, feats.calls)
         known = memo.get(key)
         if known is None:
