@@ -109,6 +109,23 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def not_a_file(path: Path | str) -> str | None:
+    """Why ``path`` is no regular file to read ("no such file", "is a FIFO (named pipe), not
+    a regular file", ...), None where it is one (symlinks followed; nothing opened, so a
+    FIFO does not block)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    return None if stat.S_ISREG(st.st_mode) else f"is {_kind(st.st_mode)}, not a regular file"
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a file")
+
+
 def read_bytes(path: Path | str, limit: int, what: str = "file", track: bool = True) -> bytes:
     """The bytes of the regular file at ``path`` (symlinks followed), at most ``limit`` of
     them; anything else is a ReadError naming the file, raised before reading more.
@@ -126,8 +143,7 @@ def read_bytes(path: Path | str, limit: int, what: str = "file", track: bool = T
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a file")
-            raise ReadError(path, f"is {kind}, not a regular file")
+            raise ReadError(path, f"is {_kind(st.st_mode)}, not a regular file")
         if track:
             note_input(path, what, st)
         if st.st_size > limit:

@@ -116,6 +116,25 @@ def test_explain_refuses_a_fifo_it_refers_to(tmp_path: Path) -> None:
     assert_one_line_error(*run("explain", spec), "other.yaml: is a FIFO")
 
 
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_extends_onto_what_is_no_file_says_what_it_is(tmp_path: Path, kind: str) -> None:
+    # `extends:` onto a FIFO said "no such file"; it names what is there, at the extends
+    # line, without opening it (a FIFO would wait for a writer)
+    base = tmp_path / "base.yaml"
+    if kind == "fifo":
+        os.mkfifo(base)
+    elif kind == "device":
+        base.symlink_to("/dev/zero")
+    else:
+        base.mkdir()
+    spec = tmp_path / "v.yaml"
+    spec.write_text("name: v\nextends: base.yaml\n")
+    shown = {"fifo": "a FIFO (named pipe)", "device": "a character device",
+             "folder": "a folder"}[kind]
+    assert_one_line_error(*run("validate", spec),
+                          f"v.yaml:2: extends: '{base}' is {shown}, not a regular file")
+
+
 # --------------------------------------------------------------------------- reports
 
 

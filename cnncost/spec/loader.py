@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from cnncost.errors import SpecError
-from cnncost.io import ReadError, read_bytes, read_text
+from cnncost.io import ReadError, not_a_file, read_bytes, read_text
 from cnncost.spec.model import MAX_EXTENDS, MAX_FILE_BYTES, MAX_YAML_DEPTH
 
 
@@ -294,9 +294,12 @@ def resolve_extends(doc: Any, file: str, chain: tuple[str, ...] = ()) -> Any:
     if len(chain) > MAX_EXTENDS:
         raise SpecError(f"more than {MAX_EXTENDS} specs extending one another; expected a "
                         "short chain of variants", file, line, "extends")
-    if not Path(base_file).is_file():
-        raise SpecError(f"no such file {base_file!r}; expected a spec file relative to this "
-                        "file's folder", file, line, "extends")
+    problem = not_a_file(base_file)  # a FIFO, a device or a folder is no spec to read
+    if problem is not None:
+        why = f"no such file {base_file!r}" if problem == "no such file" else \
+            f"{base_file!r} {problem}"
+        raise SpecError(f"{why}; expected a spec file relative to this file's folder", file,
+                        line, "extends")
     base = resolve_extends(read_yaml(base_file), base_file, chain)
     if not isinstance(base, YMap):
         raise SpecError("a spec is a mapping with `input` and `layers`", base_file, 1)
