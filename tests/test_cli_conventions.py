@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import importlib.metadata
+import json
 import os
 import subprocess
 import sys
@@ -242,16 +243,22 @@ def test_check_with_drift_and_a_full_stdout_is_2_not_1(tmp_path: Path) -> None:
 
 
 def test_an_ascii_terminal_gets_escapes_not_a_traceback(tmp_path: Path) -> None:
+    # The escapes are JSON's own (\u00e9, a surrogate pair above U+FFFF; a C1 control and
+    # DEL alike), so that JSON printed there is still JSON: Python's \xe9 and \U0001f600
+    # are escapes no JSON parser reads
     spec = tmp_path / "cafe.yaml"
-    spec.write_text('name: "caf\\u00e9"\ninput: [3, 8, 8]\nlayers:\n'
+    spec.write_text('name: "caf\\u00e9 \\U0001f600 \\x9b\\x7f"\ninput: [3, 8, 8]\nlayers:\n'
                     '  - conv: {out: 4, kernel: 3}\n', encoding="utf-8")
-    for args in (["analyze", str(spec)], ["analyze", str(spec), "-f", "md"]):
-        done = script(args, env={"PYTHONIOENCODING": "ascii"})
+    for fmt in ("table", "md", "json"):
+        done = script(["analyze", str(spec), "-f", fmt], env={"PYTHONIOENCODING": "ascii"})
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
-        assert "caf\\xe9" in done.stdout, args
-    assert "Ko\\xe7 University" in script(["list", "--no-totals"],
-                                           env={"PYTHONIOENCODING": "ascii"}).stdout
+        # (Markdown escapes a control's escape once more, so that its backslash shows)
+        controls = "\\\\u009b\\\\u007f" if fmt == "md" else "\\u009b\\u007f"
+        assert "caf\\u00e9 \\ud83d\\ude00 " + controls in done.stdout, fmt
+    assert json.loads(done.stdout)["model"] == "caf\u00e9 \U0001f600 \x9b\x7f"
+    assert "Ko\\u00e7 University" in script(["list", "--no-totals"],
+                                             env={"PYTHONIOENCODING": "ascii"}).stdout
 
 
 SURROGATE_SPEC = ('name: "net\\ud800"\ndescription: "a lone \\udc00 surrogate"\n'

@@ -379,7 +379,7 @@ NASTY = "x[/foo]:thumbs_up:[link=https://e]L[/link]\x1b]0;pwned\x07\x1b[2J\u202e
     ("title\x1b]0;pwned\x07", "title\\x1b]0;pwned\\x07"),
     ("over\rwrite", "over\\x0dwrite"),
     ("bidi\u202eevil", "bidi\\u202eevil"),
-    ("c1\x9bcontrol", "c1\\x9bcontrol"),
+    ("c1\x9bcontrol", "c1\\u009bcontrol"),
     ("lines\nand\ttabs stay", "lines\nand\ttabs stay"),
     ("[red]markup[/red] :thumbs_up: é", "[red]markup[/red] :thumbs_up: é"),
 ], ids=["csi", "osc", "cr", "bidi", "c1", "newline-tab", "printable"])

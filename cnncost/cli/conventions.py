@@ -20,6 +20,7 @@ point runs it with :func:`run`):
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import math
@@ -32,7 +33,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from cnncost.errors import UsageError
-from cnncost.render.console import print_error
+from cnncost.render.console import ESCAPE_ERRORS, print_error, unicode_escapes
 
 # click as typer uses it (typer 0.2x carries its own copy): its exception classes.
 click = sys.modules[typer.BadParameter.__module__]
@@ -213,11 +214,13 @@ class _Stdout:
 
 
 def _escaping(stream: Any) -> None:
-    """Characters the stream's encoding cannot show are written as escapes (``\\xe7``)."""
+    """Characters the stream's encoding cannot show are written as escapes (``\\u00e7``,
+    valid in JSON too: render.console.unicode_escapes)."""
     reconfigure = getattr(stream, "reconfigure", None)
     if reconfigure is not None:
+        codecs.register_error(ESCAPE_ERRORS, unicode_escapes)
         with contextlib.suppress(ValueError, OSError):  # (a stream that cannot)
-            reconfigure(errors="backslashreplace")
+            reconfigure(errors=ESCAPE_ERRORS)
 
 
 def run(app: Callable[[], Any]) -> None:

@@ -39,7 +39,29 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud
 
 def _escaped(match: re.Match[str]) -> str:
     code = ord(match[0])
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return f"\\x{code:02x}" if code < 0x7F else f"\\u{code:04x}"
+
+
+# The escapes of what is shown escaped, one form for every output: \x1b for a C0 control
+# (JSON has already written those as \u001b), \u00e9 for any other character, a surrogate
+# pair (\ud83d\ude00) above U+FFFF, so that JSON printed to stdout stays JSON.
+ESCAPE_ERRORS = "cnncost.escape"
+
+
+def unicode_escapes(exc: UnicodeError) -> tuple[str, int]:
+    """The codec error handler ``ESCAPE_ERRORS``: what the encoding cannot hold as \\uXXXX
+    escapes (a lone surrogate as its own escape)."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = []
+    for ch in exc.object[exc.start:exc.end]:
+        code = ord(ch)
+        if code > 0xFFFF:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return "".join(out), exc.end
 
 
 def literal(text: str) -> str:
