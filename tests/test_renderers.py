@@ -200,3 +200,19 @@ def test_every_renderer_draws_its_result_for_the_terminal(
     text = to_text(getattr(module, function)(_result(name, spec_path, results, request),
                                              **options), width=120)
     assert text.strip()
+
+
+def test_text_as_makes_the_asked_format_only() -> None:
+    from cnncost.render.formats import Format, text_as
+
+    made: list[str] = []
+
+    def maker(fmt: str) -> Any:
+        return lambda: made.append(fmt) or fmt
+
+    assert text_as(Format.MD, json=maker("json"), md=maker("md")) == "md"
+    assert made == ["md"]  # the other formats are not made
+    for fmt in (Format.TABLE, Format.CSV):  # the terminal's, and one this result lacks
+        with pytest.raises(ValueError, match="is not a text format"):
+            text_as(fmt, json=maker("json"), md=maker("md"))
+    assert made == ["md"]

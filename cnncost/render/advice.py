@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnncost.fmt import human, human_bytes, shape
 from cnncost.render.console import literal
-from cnncost.render.formats import md_code, md_fence, md_text
+from cnncost.render.formats import md_code, md_fence, md_text, text_as
 from cnncost.table import dumps
 
 if TYPE_CHECKING:
@@ -192,10 +192,5 @@ def advice_page(advice: Advice, wrap: Wrap | None = None) -> str:
 
 def render_text(advice: Advice, fmt: AdviceFormat) -> str:
     """Text renderings (json, md, html); the table goes through advice_rich."""
-    if fmt is AdviceFormat.JSON:
-        return dumps(advice.to_dict())
-    if fmt is AdviceFormat.MD:
-        return advice_markdown(advice)
-    if fmt is AdviceFormat.HTML:
-        return advice_page(advice)
-    raise ValueError(f"{fmt} is not a text format")
+    return text_as(fmt, json=lambda: dumps(advice.to_dict()),
+                   md=lambda: advice_markdown(advice), html=lambda: advice_page(advice))

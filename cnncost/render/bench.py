@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnncost.fmt import human, human_bytes, ms, percent
 from cnncost.render import charts, svg
-from cnncost.render.formats import Format, csv_writer, md_code, md_text
+from cnncost.render.formats import Format, csv_writer, md_code, md_text, text_as
 from cnncost.render.html import (
     Col,
     Wrap,
@@ -324,12 +324,5 @@ def _bench_layers(run: BenchRun, top: int | None) -> str:
 
 def render_text(report: BenchReport, fmt: Format, top: int | None = None) -> str:
     """Every text format of a benchmark: json (every layer), csv, md and the html page."""
-    if fmt is Format.JSON:
-        return report.to_json()
-    if fmt is Format.CSV:
-        return to_csv(report)
-    if fmt is Format.MD:
-        return to_markdown(report, top)
-    if fmt is Format.HTML:
-        return bench_page(report, top)
-    raise ValueError(f"{fmt} is not a text format")
+    return text_as(fmt, json=report.to_json, csv=lambda: to_csv(report),
+                   md=lambda: to_markdown(report, top), html=lambda: bench_page(report, top))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnncost.count.conventions import OPTIMIZERS
 from cnncost.fmt import human, human_bytes, ms, percent
-from cnncost.render.formats import Format, csv_writer, md_text
+from cnncost.render.formats import Format, csv_writer, md_text, text_as
 
 if TYPE_CHECKING:
     from cnncost.measure.bench_train import TrainBenchReport, TrainRun
@@ -137,12 +137,5 @@ def train_page(report: TrainBenchReport, top: int | None = None,
 
 def render_text(report: TrainBenchReport, fmt: Format, top: int | None = None) -> str:
     """Every text format of a training-step benchmark: json, csv, md and html."""
-    if fmt is Format.JSON:
-        return report.to_json()
-    if fmt is Format.CSV:
-        return to_csv(report)
-    if fmt is Format.MD:
-        return to_markdown(report, top)
-    if fmt is Format.HTML:
-        return train_page(report, top)
-    raise ValueError(f"{fmt} is not a text format")
+    return text_as(fmt, json=report.to_json, csv=lambda: to_csv(report),
+                   md=lambda: to_markdown(report, top), html=lambda: train_page(report, top))

@@ -11,7 +11,7 @@ from cnncost.compare import CompareRow, Comparison
 from cnncost.fmt import human, human_bytes, ratio, shape
 from cnncost.render import charts, svg
 from cnncost.render.console import literal
-from cnncost.render.formats import Format, csv_writer, md_code
+from cnncost.render.formats import Format, csv_writer, md_code, text_as
 from cnncost.render.html import (
     Col,
     Wrap,
@@ -113,15 +113,8 @@ def compare_markdown(cmp: Comparison) -> str:
 
 def render_text(cmp: Comparison, fmt: Format) -> str:
     """Machine-readable renderings of a comparison (json, csv, md) and the html page."""
-    if fmt is Format.JSON:
-        return dumps(cmp.to_dict())
-    if fmt is Format.CSV:
-        return compare_csv(cmp)
-    if fmt is Format.MD:
-        return compare_markdown(cmp)
-    if fmt is Format.HTML:
-        return compare_page(cmp)
-    raise ValueError(f"{fmt} is not a text format")
+    return text_as(fmt, json=lambda: dumps(cmp.to_dict()), csv=lambda: compare_csv(cmp),
+                   md=lambda: compare_markdown(cmp), html=lambda: compare_page(cmp))
 
 
 # --------------------------------------------------------------------------- HTML

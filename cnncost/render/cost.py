@@ -25,6 +25,7 @@ from cnncost.render.formats import (
     markdown_head,
     md_cell,
     md_code,
+    text_as,
 )
 from cnncost.render.html import (
     Col,
@@ -387,12 +388,7 @@ def render_text(table: CostTable, fmt: Format, depth: int | None = None,
                 sort: str | None = None, top: int | None = None) -> str:
     """Machine-readable renderings (json, csv, md) and the html page; json always holds
     every layer."""
-    if fmt is Format.JSON:
-        return to_json(table, depth)
-    if fmt is Format.CSV:
-        return to_csv(table, depth, sort, top)
-    if fmt is Format.MD:
-        return to_markdown(table, depth, sort, top)
-    if fmt is Format.HTML:
-        return table_page(table, depth, sort, top)
-    raise ValueError(f"{fmt} is not a text format")
+    return text_as(fmt, json=lambda: to_json(table, depth),
+                   csv=lambda: to_csv(table, depth, sort, top),
+                   md=lambda: to_markdown(table, depth, sort, top),
+                   html=lambda: table_page(table, depth, sort, top))

@@ -15,7 +15,7 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 from typing import Any
 
@@ -31,6 +31,17 @@ class Format(str, Enum):
     CSV = "csv"
     MD = "md"
     HTML = "html"  # one self-contained page (each renderer's, from the render/html.py kit)
+
+
+def text_as(fmt: Enum, **makers: Callable[[], str]) -> str:
+    """The text of ``fmt`` (a Format, or a command's own choices such as advise's), made by
+    the maker named by its value (json=..., csv=..., md=..., html=...): every result's
+    render_text in one rule; a format without a maker (the terminal's table) is a
+    ValueError."""
+    make = makers.get(fmt.value)
+    if make is None:
+        raise ValueError(f"{fmt} is not a text format")
+    return make()
 
 
 class Units(str, Enum):

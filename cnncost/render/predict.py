@@ -8,7 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from cnncost.fmt import human, percent, shape
-from cnncost.render.formats import Format, csv_writer, md_text
+from cnncost.render.formats import Format, csv_writer, md_text, text_as
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -118,15 +118,8 @@ def to_json(p: Prediction) -> str:
 
 def render_text(p: Prediction, fmt: Format, top: int | None = None) -> str:
     """Every text format of a prediction: json (every layer), csv, md and the html page."""
-    if fmt is Format.JSON:
-        return to_json(p)
-    if fmt is Format.CSV:
-        return to_csv(p, top)
-    if fmt is Format.MD:
-        return to_markdown(p, top)
-    if fmt is Format.HTML:
-        return prediction_page(p)
-    raise ValueError(f"{fmt} is not a text format")
+    return text_as(fmt, json=lambda: to_json(p), csv=lambda: to_csv(p, top),
+                   md=lambda: to_markdown(p, top), html=lambda: prediction_page(p))
 
 
 def rich_calibration(cal: Calibration, path: str) -> RenderableType:

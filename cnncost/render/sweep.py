@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from cnncost.fmt import human, human_bytes
 from cnncost.fmt import ratio as ratio_text
 from cnncost.render import charts, svg
-from cnncost.render.formats import Format, csv_writer, md_line, md_text
+from cnncost.render.formats import Format, csv_writer, md_line, md_text, text_as
 from cnncost.render.html import Col, Wrap, cell, chart_box, num_cell, page, sortable_table
 from cnncost.sweep import Exponent, PointResult, Sweep
 from cnncost.table import dumps
@@ -258,15 +258,8 @@ def to_markdown(sweep: Sweep) -> str:
 
 def render_text(sweep: Sweep, fmt: Format) -> str:
     """The machine-readable renderings (json, csv, md) and the html page."""
-    if fmt is Format.JSON:
-        return to_json(sweep)
-    if fmt is Format.CSV:
-        return to_csv(sweep)
-    if fmt is Format.MD:
-        return to_markdown(sweep)
-    if fmt is Format.HTML:
-        return sweep_page(sweep)
-    raise ValueError(f"{fmt} is not a text format")
+    return text_as(fmt, json=lambda: to_json(sweep), csv=lambda: to_csv(sweep),
+                   md=lambda: to_markdown(sweep), html=lambda: sweep_page(sweep))
 
 
 # --------------------------------------------------------------------------- HTML
