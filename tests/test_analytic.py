@@ -112,6 +112,25 @@ def test_lowering_takes_the_keys_of_its_layer_kind(kind: str) -> None:
     assert keys == list(LAYERS[kind].params)
 
 
+def test_the_cost_of_calls_is_one_rule_for_both_analytic_engines() -> None:
+    # (the spec engine and the ONNX engine sum their lowered calls with it)
+    from cnncost.count.lowering import Call, cost_of_calls
+
+    def call(op: str, *args: Any, out: Any) -> Call:
+        return Call(op, args, {}, out, (), (), ())
+
+    cost = cost_of_calls([
+        call("aten::mm", (2, 3), (3, 4), out=(2, 4)),  # 2 x 4 outputs of 3 products: 24 MACs
+        call("aten::view", (2, 4), [8], out=(8,)),  # data movement: costs nothing, not listed
+        call("aten::mm", (2, 3), out=(2, 4)),  # a form the formula cannot read: listed
+        call("aten::no_such_op", (2, 3), out=(2, 3)),  # no formula: listed
+        call("aten::mm", (1, 5), (5, 1), out=(1, 1)),  # 5 MACs
+    ])
+    assert (cost.macs, cost.elem_flops) == (24 + 5, 0)
+    assert len(cost.factors) == 2
+    assert cost.uncounted == {"aten::mm": 1, "aten::no_such_op": 1}
+
+
 def test_a_kind_without_a_lowering_is_an_error_naming_it() -> None:
     def made_up(in_shape: Shape) -> Built:
         """A kind the analytic engine has never heard of."""

@@ -31,14 +31,13 @@ from cnncost.count.conventions import (
     dtype_check,
 )
 from cnncost.count.direct import DIRECT, Parts
-from cnncost.count.formulas import FORMULAS, ZERO_COST_OPS, OpCost
-from cnncost.count.lowering import LOWERINGS, Call, Lower
+from cnncost.count.lowering import LOWERINGS, Call, Lower, cost_of_calls
 from cnncost.count.memory import check_strict, totals_of
 from cnncost.errors import UnsupportedOpError, UsageError
 from cnncost.graph.walk import dying_after
 from cnncost.layers import LAYERS
 from cnncost.spec import LayerSpec, ModelSpec
-from cnncost.table import CostRow, CostTable, Factors, Totals
+from cnncost.table import CostRow, CostTable, Totals
 
 if TYPE_CHECKING:
     import torch
@@ -366,30 +365,10 @@ def generic_program(layer: LayerSpec, lowering: Callable[..., Any], batch: int, 
     result = lowering(lo, *lo.inputs, **fields)
     out = result.shape
     _check_out(layer, batch, out)
-    macs = elem_flops = 0
-    factors: list[Factors] = []
-    uncounted: dict[str, int] = {}
-    # The formulas as apply_formula applies them (a call form a formula does not know is
-    # uncounted), and each value's last reader for the memory events, in one pass.
+    macs, elem_flops, factors, uncounted = cost_of_calls(lo.calls)
+    # each value's last reader, for the memory events
     last: dict[int, int] = {}
     for i, call in enumerate(lo.calls):
-        formula = FORMULAS.get(call.op)
-        cost = None
-        if formula is not None:
-            try:
-                # forward ops only (this engine counts inference): one OpCost per call,
-                # never a backward op's tuple of one per gradient
-                cost = cast(OpCost, formula(*call.args, **call.kwargs,
-                                            out_shape=call.out_shape))
-            except (TypeError, ValueError, IndexError):
-                cost = None
-        if cost is not None:
-            macs += cost.macs
-            elem_flops += cost.elem_flops
-            if cost.factors is not None:
-                factors.append(cost.factors)
-        elif formula is not None or call.op not in ZERO_COST_OPS:
-            uncounted[call.op] = uncounted.get(call.op, 0) + 1
         for v, _ in call.allocs:
             last[v] = i
         for v, _ in call.aliases:

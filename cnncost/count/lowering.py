@@ -19,11 +19,12 @@ tests/test_analytic.py holds every lowering to what its module really dispatches
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from cnncost.caches import cache
-from cnncost.count.formulas import SHAPE_RULES
+from cnncost.count.formulas import FORMULAS, SHAPE_RULES, ZERO_COST_OPS, OpCost, apply_formula
+from cnncost.table import Factors
 
 Shape = tuple[int, ...]
 INT64 = 8  # bytes of an int64 element (pooling indices, num_batches_tracked)
@@ -50,6 +51,38 @@ class Call(NamedTuple):
     uses: tuple[int, ...]
     allocs: tuple[tuple[int, int], ...]
     aliases: tuple[tuple[int, int], ...]
+
+
+class CallsCost(NamedTuple):
+    """What a lowering's calls cost by the formula table: MACs, other FLOPs, the MACs'
+    factors, and each op without a cost (no formula, or a call form its formula does not
+    know) with its count."""
+
+    macs: int
+    elem_flops: int
+    factors: tuple[Factors, ...]
+    uncounted: dict[str, int]
+
+
+def cost_of_calls(calls: Iterable[Call]) -> CallsCost:
+    """The cost of ``calls`` (forward ops: one OpCost per call), the one rule both analytic
+    engines apply: an op with no formula is uncounted unless it is zero-cost by nature
+    (ZERO_COST_OPS); a formula that cannot read its call leaves it uncounted, never zero."""
+    macs = elem_flops = 0
+    factors: list[Factors] = []
+    uncounted: dict[str, int] = {}
+    for call in calls:
+        formula = FORMULAS.get(call.op)
+        cost = None if formula is None else apply_formula(formula, call.args, call.kwargs,
+                                                          call.out_shape)
+        if isinstance(cost, OpCost):
+            macs += cost.macs
+            elem_flops += cost.elem_flops
+            if cost.factors is not None:
+                factors.append(cost.factors)
+        elif formula is not None or call.op not in ZERO_COST_OPS:
+            uncounted[call.op] = uncounted.get(call.op, 0) + 1
+    return CallsCost(macs, elem_flops, tuple(factors), uncounted)
 
 
 class Lower:

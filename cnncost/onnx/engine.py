@@ -22,15 +22,11 @@ from typing import Any
 
 from cnncost.count.conventions import DTYPE_BYTES, Policy, conventions, dtype_check
 from cnncost.count.formulas import (
-    FORMULAS,
-    ZERO_COST_OPS,
     Factors,
-    OpCost,
-    apply_formula,
     formula_text,
     policy_flops,
 )
-from cnncost.count.lowering import Lower, Val
+from cnncost.count.lowering import Lower, Val, cost_of_calls
 from cnncost.count.memory import check_strict, totals_of
 from cnncost.errors import OnnxError
 from cnncost.graph.walk import dying_after
@@ -199,21 +195,8 @@ def _cost(graph: Graph, node: Node, spec: Any, xs: Sequence[Value | None],
         spec.lower(lo, node, vals, [o.shape for o in outs])
     except (OpMismatch, IndexError, KeyError, TypeError) as exc:
         raise OnnxError(f"{graph.file}: {node.label}: {exc}") from None
-    macs = elem_flops = 0
-    factors: list[Factors] = []
-    uncounted: dict[str, int] = {}
-    for call in lo.calls:
-        formula = FORMULAS.get(call.op)
-        cost = None if formula is None else apply_formula(formula, call.args, call.kwargs,
-                                                          call.out_shape)
-        if isinstance(cost, OpCost):
-            macs += cost.macs
-            elem_flops += cost.elem_flops
-            if cost.factors is not None:
-                factors.append(cost.factors)
-        elif formula is not None or call.op not in ZERO_COST_OPS:
-            uncounted[call.op] = uncounted.get(call.op, 0) + 1
-    return macs, elem_flops, tuple(factors), uncounted
+    cost = cost_of_calls(lo.calls)
+    return cost.macs, cost.elem_flops, cost.factors, cost.uncounted
 
 
 def _peak(graph: Graph, steps: Sequence[Node], elem: int) -> int:

@@ -293,14 +293,20 @@ def _softmax(lo: Lower, node: Node, xs: Inputs, outs: Sequence[Shape]) -> None:
 # --------------------------------------------------------------------------- pooling
 
 
-@register_op("MaxPool")
-def _max_pool(lo: Lower, node: Node, xs: Inputs, outs: Sequence[Shape]) -> None:
-    """aten.max_poolNd: K - 1 comparisons per output."""
+def _pooled(node: Node, xs: Inputs) -> tuple[Val, list[int], int]:
+    """A pool's input, kernel and number of spatial axes (1 to 3, the input's less two)."""
     x = _x(xs)
     k = _ints(node, "kernel_shape", [])
     nd = len(k)
     if not 1 <= nd <= 3 or len(x.shape) != nd + 2:
         raise OpMismatch(f"kernel {k} does not fit input {_f(x.shape)}")
+    return x, k, nd
+
+
+@register_op("MaxPool")
+def _max_pool(lo: Lower, node: Node, xs: Inputs, outs: Sequence[Shape]) -> None:
+    """aten.max_poolNd: K - 1 comparisons per output."""
+    x, k, nd = _pooled(node, xs)
     lo.call(f"max_pool{nd}d", x, k, _ints(node, "strides", [1] * nd),
             _ints(node, "pads", [0] * 2 * nd)[:nd], _ints(node, "dilations", [1] * nd),
             bool(node.attrs.get("ceil_mode", 0)), out=outs[0])
@@ -309,11 +315,7 @@ def _max_pool(lo: Lower, node: Node, xs: Inputs, outs: Sequence[Shape]) -> None:
 @register_op("AveragePool")
 def _avg_pool(lo: Lower, node: Node, xs: Inputs, outs: Sequence[Shape]) -> None:
     """aten.avg_poolNd: K FLOPs per output."""
-    x = _x(xs)
-    k = _ints(node, "kernel_shape", [])
-    nd = len(k)
-    if not 1 <= nd <= 3 or len(x.shape) != nd + 2:
-        raise OpMismatch(f"kernel {k} does not fit input {_f(x.shape)}")
+    x, k, nd = _pooled(node, xs)
     lo.call(f"avg_pool{nd}d", x, k, _ints(node, "strides", [1] * nd),
             _ints(node, "pads", [0] * 2 * nd)[:nd], bool(node.attrs.get("ceil_mode", 0)),
             bool(node.attrs.get("count_include_pad", 0)), out=outs[0])
