@@ -14,25 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from clirun import run
 
 import cnncost
 from cnncost.advise.engine import Advice, Finding, advise_spec
 from cnncost.advise.registry import ADVICE_RULES, Goal, advice_rule
 from cnncost.advise.rewrite import load_doc, nodes
 from cnncost.api import advise_target
-from cnncost.cli import app
 from cnncost.render.advice import details
 from cnncost.sources import bundled_specs
 from cnncost.spec import ModelSpec, load_spec, parse_spec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 LECTURES = ("Aykut Erdem", "Andrew Ng", "Nazar Khan", "Ando Ki", "Francesca Galassi")
-
-
-def run(*args: object) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
 
 
 def only(advice: Advice, rule: str, layer: str | None = None) -> Finding:

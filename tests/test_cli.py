@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 
 import pytest
+from clirun import one_line_error as assert_one_line_error
+from clirun import run
 from small_spec import small
-from typer.testing import CliRunner
 
-from cnncost.cli import app
 from cnncost.table import SUMMED
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -36,17 +36,6 @@ def specs(tmp_path: Path) -> tuple[Path, Path]:
     a.write_text(SMALL)
     b.write_text(WIDE)
     return a, b
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
-
-
-def assert_one_line_error(code: int, out: str, err: str) -> None:
-    assert code == 2, (out, err)
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in out + err
 
 
 # --------------------------------------------------------------------------- analyze

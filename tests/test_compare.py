@@ -16,11 +16,10 @@ import json
 from pathlib import Path
 
 import pytest
+from clirun import run
 from small_spec import small
-from typer.testing import CliRunner
 
 from cnncost.api import compare_targets
-from cnncost.cli import app
 from cnncost.errors import UsageError
 
 PLAIN, BOTTLENECK = "textbook/conv5x5", "textbook/conv1x1_5x5"
@@ -29,11 +28,6 @@ PLAIN_MACS = 128 * 128 * 64 * 5 * 5 * 256                      # 6,710,886,400
 
 def bottleneck_macs(c: int) -> int:
     return 128 * 128 * c * 256 + 128 * 128 * 64 * 5 * 5 * c
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_hand_figures() -> None:

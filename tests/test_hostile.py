@@ -16,29 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from clirun import one_line_error as assert_one_line_error
+from clirun import run
 
 from cnncost import io
-from cnncost.cli import app
 from cnncost.errors import SpecError, UsageError
 from cnncost.io import ReadError, read_bytes, read_text
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = "name: tiny\ninput: [1, 4, 4]\nlayers:\n  - conv: {out: 2, kernel: 3}\n  - relu\n"
-
-
-def run(*args: Any) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback: the test fails showing it
-    return result.exit_code, result.stdout, result.stderr
-
-
-def assert_one_line_error(code: int, out: str, err: str, *parts: str) -> None:
-    assert code == 2, (out, err)
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    for part in parts:
-        assert part in err, err
 
 
 # --------------------------------------------------------------------------- files

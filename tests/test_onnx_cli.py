@@ -12,26 +12,12 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 pytest.importorskip("onnx")
+from clirun import one_line_error, run
 from fresh import run_cli
 from onnx import helper
 from onnx_graphs import save, small_cnn, x_input
-
-from cnncost.cli import app
-
-
-def run(*args: object) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
-
-
-def one_line_error(code: int, out: str, err: str, match: str) -> None:
-    assert code == 2, (out, err)
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in out + err
-    assert match in err, err
 
 
 @pytest.fixture

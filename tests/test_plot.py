@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from clirun import one_line_error as assert_one_line_error
 from typer.testing import CliRunner
 
 import cnncost
@@ -331,12 +332,6 @@ def test_cli_layers_with_depth_and_scale(specs: tuple[Path, Path], tmp_path: Pat
     code, _, err = run("plot", specs[0], "--depth", "1", "--scale", "log", "-o", out)
     assert code == 0, err
     assert_png(out.read_bytes(), (14, 4.0), tmp_path)  # 4 bars: the minimum height
-
-
-def assert_one_line_error(code: int, out: str, err: str) -> None:
-    assert code == 2, (out, err)
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in out + err
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -17,30 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import one_line_error, run
 from small_spec import small
-from typer.testing import CliRunner
 
 from cnncost.budgets import UNITS, parse_quantity, unit_of
-from cnncost.cli import app
 from cnncost.review import STATUSES
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = small("name: small")
 WIDE = SPEC.replace("width: 4", "width: 5")
-
-
-def run(*args: Any) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
-def one_line_error(code: int, out: str, err: str, *parts: str) -> None:
-    assert code == 2, (out, err)
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    for part in parts:
-        assert part in err, err
 
 
 @pytest.fixture
