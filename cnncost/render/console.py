@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -87,19 +88,34 @@ def _safe_class() -> type:
         class SafeConsole(Console):
             """A Console that prints every text segment through :func:`literal`."""
 
+            # The thread whose outermost render's segments are being filtered (a progress
+            # bar's refresh thread renders on its own and is filtered on its own).
+            _filtering: int | None = None
+
             def render_str(self, text: str, **options: Any) -> Text:
                 # Before measuring: a table column is as wide as the escaped name.
                 return super().render_str(literal(text), **options)
 
             def render(self, renderable: RenderableType,
                        options: ConsoleOptions | None = None) -> Iterable[Segment]:
+                if self._filtering == threading.get_ident():
+                    # A renderable inside another (a table's cell): its segments reach the
+                    # outermost render, which escapes them, so each text is scanned once.
+                    return super().render(renderable, options)
+                return self._literal(super().render(renderable, options))
+
+            def _literal(self, segments: Iterable[Segment]) -> Iterable[Segment]:
                 from rich.segment import Segment
 
-                for seg in super().render(renderable, options):
-                    if seg.control or not _CONTROL.search(seg.text):
-                        yield seg
-                    else:
-                        yield Segment(literal(seg.text), seg.style)
+                self._filtering = threading.get_ident()
+                try:
+                    for seg in segments:
+                        if seg.control or not _CONTROL.search(seg.text):
+                            yield seg
+                        else:
+                            yield Segment(literal(seg.text), seg.style)
+                finally:
+                    self._filtering = None
 
         _SAFE["cls"] = SafeConsole
     return _SAFE["cls"]
