@@ -96,9 +96,19 @@ def _one_line_error(r, *words: str) -> None:
 
 
 def test_no_calibration_says_how_to_make_one(home: Path, spec: Path) -> None:
-    r = _run("predict", str(spec), "--device", "cpu", "--threads", "3")
+    r = _run("predict", str(spec), "--device", "cpu", "--threads", "1")
     _one_line_error(r, "no calibration", "cnncost calibrate --device cpu --dtype float32 "
-                    "--threads 3")
+                    "--threads 1")
+
+
+def test_threads_no_calibration_here_could_have_are_refused(home: Path, spec: Path) -> None:
+    # more threads than this process may run on: calibrate refuses them, so predict does not
+    # send the user there (it said `cnncost calibrate ... --threads 65536`)
+    from cnncost.measure.machine import usable_cpus
+
+    cpus = usable_cpus()
+    r = _run("predict", str(spec), "--device", "cpu", "--threads", str(cpus + 1))
+    _one_line_error(r, f"--threads {cpus + 1}: expected 1 to {cpus}")
 
 
 def test_a_dtype_not_calibrated_is_one_line(home: Path, spec: Path) -> None:
@@ -182,7 +192,7 @@ def test_bench_predict_page_charts_every_layer(home: Path, spec: Path) -> None:
 
 def test_bench_predict_without_a_calibration_stops_before_measuring(home: Path,
                                                                     spec: Path) -> None:
-    r = _run("bench", str(spec), "--device", "cpu", "--threads", "3", "--predict")
+    r = _run("bench", str(spec), "--device", "cpu", "--threads", "1", "--predict")
     _one_line_error(r, "no calibration", "cnncost calibrate")
 
 

@@ -112,6 +112,7 @@ def this_machine(device: str = "auto", dtype: str = "float32",
     installed version); ``auto`` means cuda only where the installed torch is a CUDA build and
     finds a GPU (torch is then imported to ask)."""
     from cnncost.measure.machine import (
+        check_threads,
         cpu_name,
         default_threads,
         machine_key,
@@ -131,7 +132,8 @@ def this_machine(device: str = "auto", dtype: str = "float32",
         name = device_name(resolve_device("cuda"))
         return (calibration_key(machine_key("cuda", name, dtype, 0), version),
                 f"--device cuda --dtype {dtype}")
-    n = threads or default_threads()
+    # (more threads than this process may run on could never be calibrated here)
+    n = default_threads() if threads is None else check_threads(threads)
     return (calibration_key(machine_key("cpu", cpu_name(), dtype, n), version),
             f"--device cpu --dtype {dtype} --threads {n}")
 
