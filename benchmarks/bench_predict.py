@@ -2,6 +2,12 @@
 --set variants), in one run.
 
     python benchmarks/bench_predict.py [--calibrate] [--rounds 3] [--threads N] [--plot FILE]
+                                       [--readme README.md]
+
+The figures in the README come from one run (about 10 minutes on a quiet 2-core machine):
+
+    python benchmarks/bench_predict.py --calibrate --threads 1 \
+        --plot docs/img/predict-vs-measured.png --readme README.md
 
 Issue 24's targets (benchmark figures, not tests): >= 90% of (model, batch) pairs predicted
 within ±10% of the measured median; the rank correlation (Spearman) of the predictions with
@@ -15,7 +21,10 @@ bench`` builds it (the spec compiled to a torch.fx module, eval, inference_mode,
 pinned, subnormals flushed) and timed with bench's method (``time_fn``: warm-up, blocks,
 median); the pairs are timed in turn, ``--rounds`` times, so a change of load falls on all of
 them alike, and each pair's figure is the median of its rounds. The load average is printed
-before and after: on a shared machine, run it when the load is low.
+before and after: on a shared machine, run it when the load is low. The pairs are always the
+same (MODELS and VARIANTS at ``--batches``, in that order). ``--readme FILE`` rewrites the part
+of FILE between the two ``bench_predict`` markers (the command, its summary lines and the
+table of every pair) with this run's figures.
 """
 
 from __future__ import annotations
@@ -23,8 +32,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -95,7 +106,11 @@ def main() -> None:
                     help="a calibration file instead of this machine's cached one")
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
     ap.add_argument("--plot", type=Path, default=None, help="draw predicted vs measured")
+    ap.add_argument("--readme", type=Path, default=None,
+                    help="rewrite this file's part between the bench_predict markers")
     args = ap.parse_args()
+    if args.readme and not MARKERS.search(args.readme.read_text(encoding="utf-8")):
+        sys.exit(f"error: {args.readme} has no '{BEGIN}' ... '{END}' part to rewrite")
 
     import torch
 
@@ -108,16 +123,21 @@ def main() -> None:
     from cnncost.sources import load_target, resolve
 
     threads = args.threads or torch.get_num_threads()
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, {threads} threads, torch "
-          f"{torch.__version__}; load average {load_average()}")
+    load_before = load_average()
+    machine = (f"{cpu_name()}, {os.cpu_count()} CPUs, {threads} thread"
+               f"{'s' if threads > 1 else ''}, torch {torch.__version__}")
+    print(f"machine: {machine}; load average {load_before}")
+    shown: list[str] = []  # the lines the README shows
     if args.calibrate:
         budget = args.max_time or DEFAULT_MAX_TIME
         t0 = time.perf_counter()
         cal, path = api.calibrate_here(CalibrateOptions(device="cpu", threads=threads,
                                                         max_time=budget))
         took = time.perf_counter() - t0
-        print(f"calibration: {took:.0f} s at a {budget:.0f} s budget (target <= 300 s: "
-              f"{'met' if took <= 300 else 'not met'}); {cal.sample_count} kernels; {path}")
+        line = (f"calibration: {took:.0f} s at a {budget:.0f} s budget (target <= 300 s: "
+                f"{'met' if took <= 300 else 'not met'}); {cal.sample_count} kernels")
+        print(f"{line}; {path}")
+        shown.append(f"{line}; ...")
     else:
         cal = api.find_calibration("float32", "cpu", threads, args.calibration)
         print(f"calibration: {cal.path} ({cal.sample_count} kernels, {cal.measured_at}, "
@@ -127,10 +147,12 @@ def main() -> None:
         print(f"  {name:16s} {fitted['samples']:5d} kernels  {fitted['method']:8s} held-out "
               f"median {e['median']:6.1%}  p90 {e['p90']:6.1%}")
     (first, warm), (first_cpu, warm_cpu) = prediction_time(cal)
-    print(f"predict resnet50 in process (count + predict): first {first * 1e3:.1f} ms, then "
-          f"{warm * 1e3:.1f} ms wall; CPU {first_cpu * 1e3:.1f} ms, then {warm_cpu * 1e3:.1f} "
-          f"ms (target < 50 ms: {'met' if first < 0.05 else 'not met'} by wall, "
-          f"{'met' if first_cpu < 0.05 else 'not met'} by CPU)")
+    line = (f"predict resnet50 in process (count + predict): first {first * 1e3:.1f} ms, then "
+            f"{warm * 1e3:.1f} ms wall; CPU {first_cpu * 1e3:.1f} ms, then "
+            f"{warm_cpu * 1e3:.1f} ms (target < 50 ms: {'met' if first < 0.05 else 'not met'} "
+            f"by wall, {'met' if first_cpu < 0.05 else 'not met'} by CPU)")
+    print(line)
+    shown += ["...", line]
 
     batches = [int(b) for b in args.batches.split(",")]
     models = [(m, {}) for m in args.models.split(",")]
@@ -157,27 +179,69 @@ def main() -> None:
                 pair["rounds"].append(t.median_s)
                 pair["cpu_rounds"].append(t.cpu_median_s)
             print(f"round {r + 1}/{args.rounds} done; load {load_average()}", flush=True)
-    report(pairs, args, load_average(), threads == 1)
+    rows, lines = report(pairs, args, load_average(), threads == 1)
+    if args.readme:
+        key = "cpu_ms" if threads == 1 else "measured_ms"
+        write_readme(args.readme, machine, load_before, shown + lines, rows, key)
 
 
-def summary(rows: list[dict], key: str, what: str) -> None:
+BEGIN, END = "<!-- bench_predict: begin -->", "<!-- bench_predict: end -->"
+MARKERS = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+
+
+def readme_part(machine: str, load_before: float | None, lines: list[str], rows: list[dict],
+                key: str) -> str:
+    """The README's part: the run's setting, the command and its summary, the table."""
+    what = "CPU-time median" if key == "cpu_ms" else "wall-clock median"
+    command = "python benchmarks/bench_predict.py " + " ".join(sys.argv[1:])
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    batches = sorted({r["batch"] for r in rows})
+    head = "| model | " + " | ".join(f"batch {b}: measured ms | predicted | ratio"
+                                     for b in batches) + " |"
+    table = [head, "|---|" + "---:|" * (3 * len(batches))]
+    by = {(r["model"], r["batch"]): r for r in rows}
+    for m in models:
+        cells = []
+        for b in batches:
+            r = by.get((m, b))
+            cells += ([f"{r[key]:.1f}", f"{r['predicted_ms']:.1f}",
+                       f"{r['predicted_ms'] / r[key]:.2f}"] if r else ["", "", ""])
+        table.append(f"| {m} | " + " | ".join(cells) + " |")
+    setting = textwrap.fill(f"One run on {machine}, load average {load_before} before; "
+                            f"measured is the {what} of each pair:", 95)
+    return "\n".join([
+        BEGIN, setting, "", "```", f"$ {command}", *lines, "```", "", *table, "", END])
+
+
+def write_readme(path: Path, machine: str, load_before: float | None, lines: list[str],
+                 rows: list[dict], key: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    part = readme_part(machine, load_before, lines, rows, key)
+    path.write_text(MARKERS.sub(lambda _: part, text, count=1), encoding="utf-8")
+    print(f"wrote {path}")
+
+
+def summary(rows: list[dict], key: str, what: str) -> list[str]:
     """The share within ±10% and ±20% and the rank correlations, against ``key``."""
     ratios = [r["predicted_ms"] / r[key] for r in rows]
     within = {t: sum(abs(x - 1) <= t for x in ratios) / len(ratios) for t in (0.1, 0.2)}
     measured = [r[key] for r in rows]
     rho_pred = spearman([r["predicted_ms"] for r in rows], measured)
     rho_macs = spearman([float(r["macs"]) for r in rows], measured)
-    print(f"\nagainst the {what}: {len(rows)} (model, batch) pairs within ±10%: "
-          f"{within[0.1]:.0%} (target >= 90%: {'met' if within[0.1] >= 0.9 else 'not met'}), "
-          f"within ±20%: {within[0.2]:.0%}; median |pred/meas - 1| "
-          f"{statistics.median(abs(x - 1) for x in ratios):.1%}")
-    print(f"rank correlation with the measurements (Spearman): predicted {rho_pred:.3f} "
-          f"(target >= 0.95: {'met' if rho_pred >= 0.95 else 'not met'}), MACs {rho_macs:.3f}")
+    lines = [f"against the {what}: {len(rows)} (model, batch) pairs within ±10%: "
+             f"{within[0.1]:.0%} (target >= 90%: {'met' if within[0.1] >= 0.9 else 'not met'}), "
+             f"within ±20%: {within[0.2]:.0%}; median |pred/meas - 1| "
+             f"{statistics.median(abs(x - 1) for x in ratios):.1%}",
+             f"rank correlation with the measurements (Spearman): predicted {rho_pred:.3f} "
+             f"(target >= 0.95: {'met' if rho_pred >= 0.95 else 'not met'}), MACs {rho_macs:.3f}"]
+    print("\n" + "\n".join(lines))
+    return lines
 
 
 def report(pairs: list[dict], args: argparse.Namespace, load_after: float | None,
-           cpu: bool) -> None:
-    """One line per pair, then the summaries (with one thread also against CPU time)."""
+           cpu: bool) -> tuple[list[dict], list[str]]:
+    """One line per pair, then the summaries (with one thread also against CPU time); the
+    rows, and the summary lines of the figure the README shows (CPU time with one thread)."""
     rows = []
     print(f"\n{'model':<28} {'batch':>5} {'MACs':>9} {'measured':>10} {'predicted':>10} "
           f"{'pred/meas':>9}  {'±':>4} out" + ("   cpu ms  pred/cpu" if cpu else ""))
@@ -193,15 +257,18 @@ def report(pairs: list[dict], args: argparse.Namespace, load_after: float | None
             line += f" {row['cpu_ms']:>8.2f} {p['predicted_ms'] / row['cpu_ms']:>9.3f}"
         rows.append(row)
         print(line)
-    summary(rows, "measured_ms", "wall-clock median (what bench reports)")
+    lines = summary(rows, "measured_ms", "wall-clock median (what bench reports)")
     if cpu:
-        summary(rows, "cpu_ms", "CPU-time median (one thread: the run without preemption)")
+        lines = summary(rows, "cpu_ms", "CPU-time median (one thread: the run without "
+                        "preemption)")
     print(f"load average after: {load_after}")
+    lines.append(f"load average after: {load_after}")
     if args.json:
         args.json.write_text(json.dumps({"pairs": rows, "load_after": load_after}, indent=1))
     if args.plot:
         plot(rows, args.plot, "cpu_ms" if cpu else "measured_ms",
              "measured ms (CPU time, one thread)" if cpu else "measured ms (median)")
+    return rows, lines
 
 
 def plot(rows: list[dict], path: Path, key: str, label: str) -> None:

@@ -8,11 +8,13 @@ tree export is checked against scikit-learn's own predict.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 import random
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from calibrations import fitted, hand_calibration
@@ -489,3 +491,37 @@ def test_default_threads_without_torch_is_what_torch_starts_with(env: dict) -> N
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**clean, **env}, check=True).stdout.split()
     assert out[0] == out[1] and out[2] == "True"
+
+
+# --------------------------------------------------------------------------- bench_predict
+
+
+def _bench_predict() -> Any:
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_predict.py"
+    spec = importlib.util.spec_from_file_location("bench_predict", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_predict_rewrites_only_the_readme_part_between_its_markers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _bench_predict()
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    assert readme.read_text(encoding="utf-8").count(bench.BEGIN) == 1  # the part to rewrite
+    target = tmp_path / "README.md"
+    target.write_text(f"before\n{bench.BEGIN}\nold figures\n{bench.END}\nafter\n",
+                      encoding="utf-8")
+    rows = [{"model": "a", "batch": 1, "cpu_ms": 10.0, "predicted_ms": 11.0},
+            {"model": "a", "batch": 8, "cpu_ms": 50.0, "predicted_ms": 45.0},
+            {"model": "b", "batch": 1, "cpu_ms": 4.0, "predicted_ms": 4.0}]
+    monkeypatch.setattr("sys.argv", ["bench_predict.py", "--threads", "1"])
+    bench.write_readme(target, "a CPU", 0.5, ["summary line"], rows, "cpu_ms")
+    text = target.read_text(encoding="utf-8")
+    assert text.startswith(f"before\n{bench.BEGIN}\n") and text.endswith(f"{bench.END}\nafter\n")
+    assert "old figures" not in text
+    assert "$ python benchmarks/bench_predict.py --threads 1\nsummary line\n" in text
+    # ratios: 11 / 10 = 1.10, 45 / 50 = 0.90, 4 / 4 = 1.00; b has no batch 8: empty cells
+    assert "| a | 10.0 | 11.0 | 1.10 | 50.0 | 45.0 | 0.90 |" in text
+    assert "| b | 4.0 | 4.0 | 1.00 |  |  |  |" in text

@@ -215,29 +215,66 @@ def _conv(rng: random.Random, cin: int, cout: int, size: int, k: int, s: int,
     return in_context(rng, (cin, size, size), [conv], batch, True)
 
 
+# Half the convolutions are drawn as CNNs pair their sizes (the other half independently, for
+# coverage): a feature map's side from a pyramid of stride-2 stages, and channels that grow as
+# the side shrinks, channels x side between these bounds (a network's width: 16 to 64
+# channels at 56 x 56 for a mobile one, up to 64 at 224 x 224 for a wide one); the output
+# channels a ratio of the input's, as blocks widen, keep, squeeze or expand them.
+CNN_WIDTH = (768.0, 16384.0)
+CNN_SHARE = 0.5
+DENSE_RATIOS = {0.5: 0.15, 1.0: 0.55, 2.0: 0.25, 4.0: 0.05}
+POINTWISE_RATIOS = {1 / 6: 0.15, 0.25: 0.15, 0.5: 0.1, 1.0: 0.2, 2.0: 0.1, 4.0: 0.15, 6.0: 0.15}
+
+
+def _round_width(c: float, lo: int, hi: int) -> int:
+    """A width as CNNs round theirs: a multiple of 8 from 16 up (of 16 from 128 up)."""
+    m = 16 if c >= 128 else 8 if c >= 16 else 1
+    return max(lo, min(hi, m * max(1, round(c / m))))
+
+
+def cnn_shape(rng: random.Random, lo_s: int, hi_s: int, ratios: dict[float, float],
+              hi_c: int = 2048) -> tuple[int, int, int]:
+    """(channels in, channels out, side) drawn as a CNN's stages pair them (CNN_WIDTH)."""
+    side = spatial(rng, lo_s, hi_s)
+    cin = _round_width(log_uniform(rng, *CNN_WIDTH) / side, 8, hi_c)
+    cout = _round_width(cin * float(choose(rng, ratios)), 8, hi_c)  # type: ignore[arg-type]
+    return cin, cout, side
+
+
 @register_class("conv", ("conv",), "dense convolutions, kernel larger than 1x1", 0.3)
 @_drawn
 def _dense(rng: random.Random) -> Kernel | None:
     k = int(choose(rng, {3: 0.7, 5: 0.1, 7: 0.12, 11: 0.08}))  # type: ignore[call-overload]
-    cin = 3 if rng.random() < 0.12 else channels(rng, 8, 1024)
     s = 4 if k >= 7 and rng.random() < 0.2 else (1 if rng.random() < 0.7 else 2)
-    return _conv(rng, cin, channels(rng, 16, 1024), spatial(rng, max(k, 4), 224), k, s, 1)
+    if rng.random() < 0.12:  # a stem: an image's channels at an image's size
+        return _conv(rng, 3, channels(rng, 16, 128), spatial(rng, 64, 320), k, s, 1)
+    if rng.random() < CNN_SHARE:
+        cin, cout, side = cnn_shape(rng, max(k, 4), 224, DENSE_RATIOS, 1024)
+        return _conv(rng, cin, cout, side, k, s, 1)
+    return _conv(rng, channels(rng, 8, 1024), channels(rng, 16, 1024),
+                 spatial(rng, max(k, 4), 224), k, s, 1)
 
 
 @register_class("pwconv", ("conv",), "1x1 (pointwise) convolutions", 0.22)
 @_drawn
 def _pointwise(rng: random.Random) -> Kernel | None:
-    size = 1 if rng.random() < 0.1 else spatial(rng, 2, 224)
-    return _conv(rng, channels(rng, 8, 2048), channels(rng, 8, 2048), size, 1,
-                 2 if size > 2 and rng.random() < 0.1 else 1, 1)
+    if rng.random() < CNN_SHARE:
+        cin, cout, size = cnn_shape(rng, 2, 224, POINTWISE_RATIOS)
+    else:
+        size = 1 if rng.random() < 0.1 else spatial(rng, 2, 224)
+        cin, cout = channels(rng, 8, 2048), channels(rng, 8, 2048)
+    return _conv(rng, cin, cout, size, 1, 2 if size > 2 and rng.random() < 0.1 else 1, 1)
 
 
 @register_class("dwconv", ("conv",), "depthwise convolutions (groups = input channels)", 0.12)
 @_drawn
 def _depthwise(rng: random.Random) -> Kernel | None:
     k = int(choose(rng, {3: 0.65, 5: 0.25, 7: 0.1}))  # type: ignore[call-overload]
-    c = channels(rng, 8, 2048)
-    return _conv(rng, c, c, spatial(rng, 4, 224), k, 1 if rng.random() < 0.7 else 2, c)
+    if rng.random() < CNN_SHARE:
+        c, _, side = cnn_shape(rng, 4, 224, {1.0: 1.0})
+    else:
+        c, side = channels(rng, 8, 2048), spatial(rng, 4, 224)
+    return _conv(rng, c, c, side, k, 1 if rng.random() < 0.7 else 2, c)
 
 
 @register_class("gconv", ("conv",), "grouped convolutions (1 < groups < input channels)", 0.05)
