@@ -122,6 +122,20 @@ def not_a_file(path: Path | str) -> str | None:
     return None if stat.S_ISREG(st.st_mode) else f"is {_kind(st.st_mode)}, not a regular file"
 
 
+def not_a_folder(path: Path | str) -> str | None:
+    """Why ``path`` is no folder to write files into ("is a file", "is a FIFO (named pipe)",
+    ...), None where it is one or nothing is there yet (symlinks followed)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be used: {exc.strerror or exc}"
+    if stat.S_ISDIR(st.st_mode):
+        return None
+    return "is a file" if stat.S_ISREG(st.st_mode) else f"is {_kind(st.st_mode)}"
+
+
 def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a file")
 

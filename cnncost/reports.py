@@ -21,7 +21,7 @@ from cnncost.check import (
     report_folder,
 )
 from cnncost.errors import UsageError
-from cnncost.io import write_atomic
+from cnncost.io import not_a_folder, write_atomic
 from cnncost.sources import Target, bundled_specs, resolve, specs_dir
 from cnncost.table import CostTable
 
@@ -120,10 +120,11 @@ def other_reports(folder: Path, replaced: Iterable[Path]) -> list[tuple[Path, Co
     ``folder`` that it keeps (all but ``replaced``), each read and checked, as its index will
     list them. Files that are not cnncost's reports are left alone (cnncost.check.is_report);
     a broken report, a folder nested too deep or ``folder`` being a file is a UsageError."""
+    problem = not_a_folder(folder)
+    if problem is not None:
+        raise UsageError(f"--out {folder}: {problem}; expected a folder for the reports")
     if not folder.exists():
         return []
-    if not folder.is_dir():
-        raise UsageError(f"--out {folder}: is a file; expected a folder for the reports")
     skip = {p.resolve() for p in replaced}
     return [(f, load_report(f)) for f in find_reports(folder) if f.resolve() not in skip]
 

@@ -823,6 +823,26 @@ def test_advise_emit_writes_inside_its_folder_only(tmp_path: Path) -> None:
     assert not (tmp_path / "outside.yaml").exists()
 
 
+@pytest.mark.parametrize("kind", ["file", "fifo"])
+@pytest.mark.parametrize("option", [["advise", "--emit"], ["report", "--out"]],
+                         ids=["emit", "out"])
+def test_a_folder_option_onto_what_is_no_folder_is_said_first(
+        tiny: Path, kind: str, option: list[str]) -> None:
+    # advise --emit onto a FIFO printed the whole advice, then failed writing the first spec
+    where = tiny.with_name("where")
+    if kind == "fifo":
+        os.mkfifo(where)
+    else:
+        where.write_text("kept")
+    command, flag = option
+    code, out, err = run(command, tiny, flag, where)
+    shown = {"file": "a file", "fifo": "a FIFO (named pipe)"}[kind]
+    assert_one_line_error(code, out, err, f"{flag} {where}: is {shown}; expected a folder")
+    assert out == ""  # nothing counted or printed before
+    if kind == "file":
+        assert where.read_text() == "kept"
+
+
 # --------------------------------------------------------------------------- unbounded work
 
 

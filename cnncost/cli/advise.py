@@ -16,7 +16,8 @@ from cnncost.cli.options import (
     parse_sets,
     write_output,
 )
-from cnncost.io import inside, write_atomic
+from cnncost.errors import UsageError
+from cnncost.io import inside, not_a_folder, write_atomic
 from cnncost.render.advice import AdviceFormat
 from cnncost.render.console import err_console
 
@@ -42,6 +43,9 @@ def advise(
     from cnncost.render.advice import advice_rich, render_text
     from cnncost.render.terminal import print_whole, to_text
 
+    problem = None if emit is None else not_a_folder(emit)
+    if problem is not None:  # said before anything is counted or printed
+        raise UsageError(f"--emit {emit}: {problem}; expected a folder for the rewritten specs")
     advice = advise_target(spec, parse_sets(set_), parse_saving(min_saving), latency)
     if fmt is AdviceFormat.TABLE and output is None:
         print_whole(advice_rich(advice))
