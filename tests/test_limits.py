@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
-from test_hostile import TINY, assert_one_line_error, run
+from clirun import one_line_error as assert_one_line_error
+from clirun import run
+from test_hostile import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
 
