@@ -23,6 +23,9 @@ from cnncost.cli import app
 from cnncost.render import charts
 from cnncost.reports import save_index
 
+# A browser: the slow tier (issue 22); the pages' HTML is held by tests/test_html.py in the fast.
+pytestmark = pytest.mark.slow
+
 matplotlib = pytest.importorskip("matplotlib", reason="reads the screenshots (cnncost[plot])")
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -225,6 +225,7 @@ def mutated(draw: st.DrawFn) -> Any:
     return doc
 
 
+@pytest.mark.slow  # oracle: jsonschema, on 300 drawn documents
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=mutated())
 def test_cnncost_validator_agrees_with_jsonschema(doc: Any) -> None:

@@ -780,13 +780,18 @@ def test_report_checks_the_folder_before_writing_anything(tiny: Path, tmp_path: 
     assert run("report", tiny, "--out", out)[0] == 0
 
 
-def test_folders_nested_deeper_than_the_walk_are_one_line(tiny: Path, tmp_path: Path) -> None:
+# Just past the walk's limit, and the 1,500 folders a user met (a RecursionError then: the
+# slow tier, big hostile input).
+@pytest.mark.parametrize("depth", [40, pytest.param(1500, marks=pytest.mark.slow)])
+def test_folders_nested_deeper_than_the_walk_are_one_line(tiny: Path, tmp_path: Path,
+                                                          depth: int) -> None:
     from cnncost.check import MAX_FOLDER_DEPTH
 
+    assert depth > MAX_FOLDER_DEPTH
     out = tmp_path / "reports"
     assert run("report", tiny, "--out", out)[0] == 0
     levels = [out / "d"]
-    for _ in range(1500):  # os.makedirs recurses once per level: made level by level
+    for _ in range(depth):  # os.makedirs recurses once per level: made level by level
         levels[-1].mkdir()
         levels.append(levels[-1] / "d")
     try:
@@ -957,6 +962,7 @@ def test_a_lone_surrogate_is_escaped_in_every_format(surrogate_spec: Path,
     assert "\\ud800" in out or ("csv" in args and words[0] in ("analyze", "sweep")), out
 
 
+@pytest.mark.slow  # matplotlib images
 @pytest.mark.parametrize("suffix", ["svg", "png"])
 def test_a_lone_surrogate_and_mathtext_plot(surrogate_spec: Path, suffix: str) -> None:
     pytest.importorskip("matplotlib")

@@ -475,6 +475,7 @@ def test_a_baseline_keeps_only_its_classes_terms() -> None:
     assert OP_CLASSES["view"].terms == (0,)  # a view's time does not grow with its bytes
 
 
+@pytest.mark.slow  # oracle: torch itself, in fresh interpreters
 @pytest.mark.parametrize("env", [{}, {"OMP_NUM_THREADS": "1"}, {"OMP_NUM_THREADS": "3"}],
                          ids=["default", "omp-1", "omp-3"])
 def test_default_threads_without_torch_is_what_torch_starts_with(env: dict) -> None:

@@ -331,6 +331,8 @@ def _param(cmd: Command) -> object:
     marks = [pytest.mark.skip(reason=why)] if why else []
     if cmd.text.startswith("cnncost plot") and "--format html" not in cmd.text:
         marks.append(pytest.mark.slow)  # matplotlib images: the slow tier
+    elif re.search(r"cnncost export|\.onnx\b", cmd.text):
+        marks.append(pytest.mark.slow)  # torch's ONNX exporter, seconds a model: the slow tier
     return pytest.param(cmd, id=cmd.id if not why else f"{cmd.id} [skipped: {why}]",
                         marks=marks)
 
