@@ -255,3 +255,13 @@ def test_advise_latency_is_the_prediction_of_each_rewritten_spec(home: Path,
     assert first["latency_ms"]["after"] == pytest.approx(after.latency_ms)
     plain = json.loads(_run("advise", "alexnet", "-f", "json").output)
     assert "latency_ms" not in plain["findings"][0]  # without --latency: the same document
+
+
+def test_calibrate_budget_default_is_the_calibrators() -> None:
+    # the CLI cannot import the calibrator (torch) to read its default: the two must agree
+    import inspect
+
+    from cnncost.cli.predict import calibrate as command
+    from cnncost.predict.calibrate import DEFAULT_MAX_TIME
+
+    assert inspect.signature(command).parameters["max_time"].default == DEFAULT_MAX_TIME

@@ -44,7 +44,7 @@ def calibrate(
     dtype: DtypeOpt = "float32",
     threads: ThreadsOpt = None,
     max_time: Annotated[float, typer.Option(
-        help="The budget in seconds (at least 5): more kernels, a closer fit.")] = 180.0,
+        help="The budget in seconds (at least 5): more kernels, a closer fit.")] = 240.0,
     seed: Annotated[int, typer.Option(help="Seed of the kernels drawn.")] = 0,
 ) -> None:
     """Time a sample of kernels of every op class on this machine (convolutions, 1x1,

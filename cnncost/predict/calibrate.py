@@ -59,7 +59,7 @@ from cnncost.predict.features import FEATURES, LayerFeatures, layer_features
 from cnncost.predict.kernels import OP_CLASSES, Kernel, network
 from cnncost.spec import ModelSpec, parse_spec
 
-DEFAULT_MAX_TIME = 180.0
+DEFAULT_MAX_TIME = 240.0  # with the fit, within the 5 minutes issue 24 allows
 MIN_MAX_TIME = 5.0
 # One kernel's passes: short, as each kernel is one of hundreds (the bench's own default is
 # for one model); at least 5 passes where they take under 0.1 s each.
