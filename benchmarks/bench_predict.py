@@ -189,11 +189,24 @@ BEGIN, END = "<!-- bench_predict: begin -->", "<!-- bench_predict: end -->"
 MARKERS = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
 
 
+def shown_args(argv: list[str]) -> list[str]:
+    """The arguments as the README shows them: without --json and its file (a local path)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--json":
+            skip = True
+        elif not a.startswith("--json="):
+            out.append(a)
+    return out
+
+
 def readme_part(machine: str, load_before: float | None, lines: list[str], rows: list[dict],
                 key: str) -> str:
     """The README's part: the run's setting, the command and its summary, the table."""
     what = "CPU-time median" if key == "cpu_ms" else "wall-clock median"
-    command = "python benchmarks/bench_predict.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/bench_predict.py " + " ".join(shown_args(sys.argv[1:]))
     models = list(dict.fromkeys(r["model"] for r in rows))
     batches = sorted({r["batch"] for r in rows})
     head = "| model | " + " | ".join(f"batch {b}: measured ms | predicted | ratio"

@@ -517,7 +517,8 @@ def test_bench_predict_rewrites_only_the_readme_part_between_its_markers(
     rows = [{"model": "a", "batch": 1, "cpu_ms": 10.0, "predicted_ms": 11.0},
             {"model": "a", "batch": 8, "cpu_ms": 50.0, "predicted_ms": 45.0},
             {"model": "b", "batch": 1, "cpu_ms": 4.0, "predicted_ms": 4.0}]
-    monkeypatch.setattr("sys.argv", ["bench_predict.py", "--threads", "1"])
+    monkeypatch.setattr("sys.argv", ["bench_predict.py", "--threads", "1", "--json", "/tmp/x",
+                                     "--json=/tmp/y"])  # a local file: not shown
     bench.write_readme(target, "a CPU", 0.5, ["summary line"], rows, "cpu_ms")
     text = target.read_text(encoding="utf-8")
     assert text.startswith(f"before\n{bench.BEGIN}\n") and text.endswith(f"{bench.END}\nafter\n")
