@@ -239,6 +239,7 @@ def test_constant_broadcast_is_not_made(tmp_path: Path) -> None:
         count_file(write(tmp_path, build(nodes, inits=consts)))
 
 
+@pytest.mark.slow  # big hostile input: 20,000 nodes (a walk per node would hang on it)
 def test_long_constant_chain(tmp_path: Path) -> None:
     """20,000 folded Adds, each of one more 1-value initializer, read by one node: every
     initializer is found behind it once (the walk visits each value once, never the chain

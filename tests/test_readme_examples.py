@@ -23,6 +23,7 @@ RAM).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -441,11 +443,18 @@ def test_a_changed_picture_is_caught(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- options
 
 
-def _options(command: str | None) -> set[str]:
-    """The long options of ``cnncost COMMAND`` (and the global ones; only those for None)."""
+@functools.cache
+def _group() -> Any:
+    """The CLI's click group, made once for every line (typer builds every command's
+    parameters from their signatures each time)."""
     import typer.main
 
-    group = typer.main.get_command(app)
+    return typer.main.get_command(app)
+
+
+def _options(command: str | None) -> set[str]:
+    """The long options of ``cnncost COMMAND`` (and the global ones; only those for None)."""
+    group = _group()
     names = {n for p in group.params for n in getattr(p, "opts", [])} | {"--help"}
     if command is None:
         return names
