@@ -179,6 +179,21 @@ def _capture_documents() -> Iterator[None]:
             if getattr(module, "write_atomic", None) is write:
                 mp.setattr(module, "write_atomic", write_atomic)
         mp.setattr(CliRunner, "invoke", run)
+        # The click group typer makes of an app, made once per app for the session: typer's
+        # CliRunner makes it again at every invoke (every command's parameters read from its
+        # function's signature: ~40 CPU-ms, most of what a test's CLI call costs).
+        import typer.main
+        import typer.testing
+
+        made: dict[int, tuple[Any, Any]] = {}
+        make = typer.main.get_command
+
+        def command_of(app: Any) -> Any:
+            if made.get(id(app), (None,))[0] is not app:
+                made[id(app)] = (app, make(app))
+            return made[id(app)][1]
+
+        mp.setattr(typer.testing, "_get_command", command_of, raising=False)
         yield
 
 
