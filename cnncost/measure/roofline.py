@@ -189,7 +189,10 @@ def get_roofline(device: torch.device, dtype: torch.dtype, threads: int,
         raise MeasurementError(f"the roofline measured on {roof.device_name} is not usable "
                                f"(peak {roof.peak_flops} FLOP/s, bandwidth {roof.bandwidth} "
                                "bytes/s); run again")
-    entries = _read_cache(path)  # re-read: another process may have added entries meanwhile
+    # Re-read: another process may have added entries meanwhile. Only the valid ones are
+    # written back (an edited or older entry would be measured again anyway), so the file
+    # follows its schema.
+    entries = {k: e for k, e in _read_cache(path).items() if cached_roofline(e, k) is not None}
     entries[key] = roof.to_dict()
     _write_cache(path, entries)
     return roof
