@@ -56,12 +56,14 @@ def percent(x: float | None) -> str:
 
 
 def ratio(r: float | None) -> str:
-    """A ratio: 0.0123 -> '0.0123x', 4.051 -> '4.05x', 1234.5 -> '1234x'; None -> '-'."""
+    """A ratio: 0.0123 -> '0.0123x', 4.051 -> '4.05x', 1234.5 -> '1234x'; None -> '-'.
+    Under 1 with three significant digits, unless those round to 1 (0.9996 -> '1.00x', as
+    1.0004 is shown)."""
     if r is None:
         return "-"
     if r >= 100:
         return f"{r:.0f}x"
-    return f"{r:.3g}x" if r < 1 else f"{r:.2f}x"
+    return f"{r:.3g}x" if r < 0.9995 else f"{r:.2f}x"
 
 
 def params_text(params: int, frozen: int) -> str:

@@ -96,8 +96,11 @@ def test_compare_csv_and_markdown_hold_exact_values() -> None:
 
 
 @pytest.mark.parametrize(("value", "text"), [(None, "-"), (0.0123, "0.0123x"), (1.0, "1.00x"),
-                                             (4.051, "4.05x"), (1234.5, "1234x")],
-                         ids=["none", "small", "one", "mid", "large"])
+                                             (0.9996, "1.00x"),
+                                             (0.9994, "0.999x"), (4.051, "4.05x"),
+                                             (1234.5, "1234x")],
+                         ids=["none", "small", "one", "just-under-one", "under-one", "mid",
+                              "large"])
 def test_ratio_text(value: float | None, text: str) -> None:
     assert ratio(value) == text
 
