@@ -21,6 +21,7 @@ import torch
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from tiers import tiered
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
@@ -46,7 +47,11 @@ def assert_same(spec: ModelSpec, **kw: Any) -> None:
 # --------------------------------------------------------------------------- bundled specs
 
 
-@pytest.mark.parametrize("name", list(BUNDLED))
+# an oracle (the torch engine): the fast tier leaves out the nets that only repeat, bigger,
+# the blocks of the ones it keeps (mobilenetv2's inverted residuals, squeezenet1_1's
+# concatenations, resnet18's residuals)
+@pytest.mark.parametrize("name", tiered(list(BUNDLED), set(BUNDLED) - {
+    "mobilenetv3_small", "efficientnet_b0", "googlenet", "shufflenetv2_x1_0", "resnet50"}))
 def test_bundled_spec_identical(name: str) -> None:
     assert_same(load_spec(BUNDLED[name]))
 

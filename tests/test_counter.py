@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiers import tiered
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -185,8 +186,11 @@ def test_params_equal_sum_of_numel_and_rows_sum_to_totals(make, shape) -> None:
     assert_rows_sum_to_totals(table)
 
 
-@pytest.mark.parametrize(("make", "shape"), [c[1:] for c in ORACLE_MODULES],
-                         ids=[c[0] for c in ORACLE_MODULES])
+# an oracle (the count on cpu): the fast tier leaves out the two nets that only repeat the
+# others' layers bigger
+@pytest.mark.parametrize(("make", "shape"), tiered(
+    [c[1:] for c in ORACLE_MODULES], {c[0] for c in ORACLE_MODULES} - {"inverted", "tiny-resnet"},
+    ids=[c[0] for c in ORACLE_MODULES]))
 def test_meta_counts_equal_cpu_counts(make, shape) -> None:
     model = make()
     meta = count_module(model, shape, batch=2).to_dict()

@@ -137,6 +137,7 @@ def test_showing_a_spec_table_imports_no_torch(tmp_path: Path) -> None:
     assert done.stdout.split() == ["False", "True"], done.stderr
 
 
+@pytest.mark.slow  # a browser (the fragment's HTML is held in the fast tier above)
 def test_two_results_on_one_page_sort_once_and_leave_the_page_alone(tmp_path: Path) -> None:
     """In a browser: the host's own text keeps its style, and a click sorts a table once
     (each fragment carries the script; each table is set up once)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import torch
+from tiers import tiered
 from torch import nn
 
 import cnncost
@@ -194,9 +195,14 @@ def _torchscript(how: str) -> nn.Module:
     return made
 
 
-@pytest.mark.parametrize("device", ["meta", "cpu"])
-@pytest.mark.parametrize("mode", ["inference", "train"])
-@pytest.mark.parametrize("how", ["script", "trace"])
+SCRIPTED = [(how, mode, device) for how in ("script", "trace") for mode in ("inference", "train")
+            for device in ("meta", "cpu")]
+
+
+# the fast tier: each mode and device on a scripted model, and one traced model
+@pytest.mark.parametrize(("how", "mode", "device"), tiered(
+    SCRIPTED, {"script-inference-meta", "script-inference-cpu", "script-train-meta",
+               "script-train-cpu", "trace-inference-meta"}, ids=["-".join(c) for c in SCRIPTED]))
 def test_a_torchscript_model_is_counted_and_comes_back(how: str, mode: str,
                                                        device: str) -> None:
     model = _torchscript(how)
