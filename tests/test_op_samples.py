@@ -364,7 +364,9 @@ VALUE_READS: dict[str, list[Call]] = {
 
 
 def _cases(samples: dict[str, list[Call]]) -> list[Any]:
-    return [pytest.param(name, call, id=f"{name}-{i}")
+    """Each op's samples; an oracle (meta against cpu), so the fast tier runs each op's first
+    sample and the slow tier its others."""
+    return [pytest.param(name, call, id=f"{name}-{i}", marks=() if i == 0 else pytest.mark.slow)
             for name, calls in sorted(samples.items()) for i, call in enumerate(calls)]
 
 

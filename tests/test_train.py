@@ -461,6 +461,7 @@ def test_spec_train_macs_equal_flop_counter_mode(name: str) -> None:
         t.macs + t.train.backward_macs + grouped_weight_overcount(module, shape))
 
 
+@pytest.mark.slow  # oracle: the torch engine (the analytic train count is held above)
 def test_compiled_graph_module_trains_like_its_spec() -> None:
     spec = load_spec(bundled_specs()["resnet18"], input_shape=(3, 64, 64))
     a = count_spec(spec, mode="train")
