@@ -388,6 +388,13 @@ def _replace(target: Path, payload: bytes) -> None:
         raise
 
 
+def refuse_input(path: Path | str) -> None:
+    """The UsageError write_atomic raises for an output ``path`` that is an input of the
+    command, raised before the work that makes the output (an export of seconds, say)."""
+    path = Path(path)
+    _refuse_input(path, Path(os.path.realpath(path)) if path.is_symlink() else path, False)
+
+
 def _refuse_input(path: Path, target: Path, replace_input: bool) -> None:
     inputs = _INPUTS.get()
     if not inputs or replace_input:
