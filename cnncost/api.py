@@ -410,7 +410,7 @@ def export_target(model: str, path: Path | str, input: tuple[int, ...] | None = 
     """Write a spec (compiled) or a module factory's module as ONNX at ``path`` (atomically;
     cnncost.onnx.export says how): a dynamic batch, or ``static_batch``."""
     from cnncost.graph.build import build_module
-    from cnncost.io import refuse_input, write_atomic
+    from cnncost.io import check_output, write_atomic
     from cnncost.onnx.export import export_module, require_exporter
     from cnncost.spec import ModelSpec
 
@@ -420,7 +420,7 @@ def export_target(model: str, path: Path | str, input: tuple[int, ...] | None = 
                          "a module")
     require_exporter()
     loaded = load_target(target, overrides, input)
-    refuse_input(path)  # the output onto the spec it reads: said before the export's seconds
+    check_output(path)  # said before the export's seconds
     module: nn.Module
     if isinstance(loaded, ModelSpec):
         module, sample = build_module(loaded), loaded.input_shape

@@ -388,10 +388,16 @@ def _replace(target: Path, payload: bytes) -> None:
         raise
 
 
-def refuse_input(path: Path | str) -> None:
-    """The UsageError write_atomic raises for an output ``path`` that is an input of the
-    command, raised before the work that makes the output (an export of seconds, say)."""
+def check_output(path: Path | str) -> None:
+    """The UsageError write_atomic raises for an output ``path`` under a file (no folder to
+    make) or that is an input of the command, raised before the work that makes the output
+    (an export or a chart of seconds, say)."""
     path = Path(path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{path}: cannot write: {parent} is a file, not a folder")
+            break
     _refuse_input(path, Path(os.path.realpath(path)) if path.is_symlink() else path, False)
 
 

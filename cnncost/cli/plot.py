@@ -21,7 +21,7 @@ from cnncost.cli.options import (
     parse_sets,
 )
 from cnncost.errors import UsageError
-from cnncost.io import write_atomic
+from cnncost.io import check_output, write_atomic
 from cnncost.render.console import err_console
 
 
@@ -64,6 +64,7 @@ def plot(
 
     fmt = image_format(output)  # a bad extension or a missing matplotlib fails before work
     require_matplotlib()
+    check_output(output)  # as an output under a file does
     chosen = _choice(PlotKind, kind, "--kind") if kind else default_kind(models)
     axes = _choice(Scale, scale, "--scale")
     sets = {} if chosen is PlotKind.SWEEP else parse_sets(set_)  # a sweep parses its own
