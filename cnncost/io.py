@@ -393,11 +393,9 @@ def check_output(path: Path | str) -> None:
     make) or that is an input of the command, raised before the work that makes the output
     (an export or a chart of seconds, say)."""
     path = Path(path)
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"{path}: cannot write: {parent} is a file, not a folder")
-            break
+    above = _file_above(path)
+    if above is not None:
+        raise UsageError(f"{path}: cannot write: {above} is a file, not a folder")
     _refuse_input(path, Path(os.path.realpath(path)) if path.is_symlink() else path, False)
 
 
@@ -417,9 +415,16 @@ def _refuse_input(path: Path, target: Path, replace_input: bool) -> None:
 
 def _why(exc: OSError, target: Path) -> str:
     """What an OSError means for a path, naming the culprit where the error does not."""
-    for parent in target.parents:  # mkdir's "File exists" names no culprit: name it
-        if parent.exists():
-            if not parent.is_dir():
-                return f"{parent} is a file, not a folder"
-            break
+    above = _file_above(target)  # mkdir's "File exists" names no culprit: name it
+    if above is not None:
+        return f"{above} is a file, not a folder"
     return exc.strerror or str(exc)
+
+
+def _file_above(path: Path) -> Path | None:
+    """The nearest existing folder above ``path`` where it is no folder (a file: no folder
+    can be made under it), else None."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
