@@ -353,9 +353,14 @@ def receptive_field(ctx: Ctx, built: Built, value: Value
     to be finite: per dim, field += (extent - 1) x jump, then jump x= stride. A layer's one
     value stands for every dim (and so does its first where it has another number of
     dims than the input: after a flatten, say)."""
+    kernel, stride = built.rf_kernel, built.rf_stride
+    if kernel.count(1) == len(kernel) and stride.count(1) == len(stride):
+        # one position, the step kept (a 1x1 conv, batch norm, an activation: most layers,
+        # and each is stepped at every point of a sweep): the field and jump as they were
+        return value.rf, value.jump
     nd = len(value.rf)
-    kernel = built.rf_kernel if len(built.rf_kernel) == nd else (built.rf_kernel[0],) * nd
-    stride = built.rf_stride if len(built.rf_stride) == nd else (built.rf_stride[0],) * nd
+    kernel = kernel if len(kernel) == nd else (kernel[0],) * nd
+    stride = stride if len(stride) == nd else (stride[0],) * nd
     rf, jump = [], []
     for field_, step, k, s in zip(value.rf, value.jump, kernel, stride, strict=True):
         grow, after = (k - 1) * step, step * s
