@@ -40,7 +40,7 @@ from cnncost.predict.features import (
     native_conv,
     padding16,
 )
-from cnncost.predict.kernels import MAX_ELEMENTS, MAX_MACS, MODULE_KINDS, OP_CLASSES
+from cnncost.predict.kernels import HEAVY_WORK, MAX_ELEMENTS, MAX_MACS, MODULE_KINDS, OP_CLASSES
 from cnncost.predict.model import predict_table
 from cnncost.spec import parse_spec
 
@@ -66,6 +66,16 @@ def test_every_class_draws_kernels_of_itself_within_bounds(name: str) -> None:
         x = mine[-1]
         assert x.get("macs") * 1 <= MAX_MACS
         assert x.get("in_bytes") / 4 <= MAX_ELEMENTS * len(rows[-1].input_shape)
+
+
+@pytest.mark.parametrize("name", [n for n, c in OP_CLASSES.items() if c.heavy])
+def test_heavy_kernels_do_the_work_they_say(name: str) -> None:
+    rng = random.Random(2)
+    for _ in range(5):
+        kernel = OP_CLASSES[name].sample_heavy(rng)
+        rows = _rows(kernel.spec, kernel.batch)
+        drawn = [r for r in rows if r.kind == "conv"][-1]  # the drawn layer, as counted
+        assert kernel.work == drawn.macs >= HEAVY_WORK
 
 
 def test_every_class_is_listed_once_and_every_kind_has_at_most_one_class() -> None:
@@ -197,6 +207,28 @@ def test_baseline_coefficients_are_never_negative() -> None:
     # time falls with bytes: an unconstrained fit would give bytes a negative coefficient
     ys = [1e-3 - 1e-11 * x[FEATURES.index("in_bytes")] for x in xs]
     assert all(v >= 0 for v in fit.fit_baseline(xs, ys))
+
+
+def test_time_weights_give_each_half_decade_of_time_one_share() -> None:
+    # log10 of 1 ms and 1.1 ms: -3 and -2.96, one half decade ([-3, -2.5)); 100 ms: -1, another
+    w = fit.time_weights([1e-3, 1.1e-3, 1e-1], bin_width=0.5)
+    # raw 1/2, 1/2, 1 (one share per half decade), divided by their mean 2/3
+    assert w == pytest.approx([0.75, 0.75, 1.5])
+    assert fit.time_weights([2e-5] * 4) == pytest.approx([1.0] * 4)
+
+
+@pytest.mark.parametrize("weights,expected", [
+    ((1.0, 1.0), 1.5 / 1.25),  # minimise (b - 1)^2 + (b/2 - 1)^2: b = (1 + 1/2) / (1 + 1/4)
+    ((3.0, 1.0), 3.5 / 3.25),  # 3 (b - 1)^2 + (b/2 - 1)^2: b = (3 + 1/2) / (3 + 1/4)
+    ((0.0, 1.0), 2.0),  # only the second sample counts
+])
+def test_baseline_weighs_each_relative_error_by_its_weight(weights: tuple[float, float],
+                                                           expected: float) -> None:
+    # one layer measured at 1 s and at 2 s: a time per MAC alone (terms=(1,)) cannot fit both
+    x = [0.0] * len(FEATURES)
+    x[FEATURES.index("macs")] = 1.0
+    coef = fit.fit_baseline([tuple(x), tuple(x)], [1.0, 2.0], terms=(1,), weights=weights)
+    assert coef == pytest.approx([0.0, expected, 0.0])
 
 
 @pytest.mark.slow  # oracle: scikit-learn's trees

@@ -3,13 +3,16 @@
 Method (after nn-Meter's adaptive data sampling, Zhang et al., MobiSys 2021):
 
 1. **Prior round** (two fifths of the budget): kernels drawn from each class's ranges
-   (``cnncost.predict.kernels``), the time spent on a class in proportion to its share;
+   (``cnncost.predict.kernels``), the time spent on a class in proportion to its share; the
+   classes of MACs spend a part of theirs on heavy kernels (of at least
+   ``kernels.HEAVY_WORK`` MACs), which would otherwise be few;
 2. **Networks** (a quarter): random whole CNNs made of the same families of layers
    (``kernels.network``);
 3. **Adaptive rounds**: each class's baseline is fitted, every sample predicted by a fit that
    did not see it (k-fold), and the time left is spent where the held-out error is high: on
    the classes with the largest error, on new kernels drawn near (in log-feature space) their
-   worst-predicted samples;
+   worst-predicted samples (errors weighed as the fit weighs them: each half decade of
+   measured time alike, ``fit.time_weights``);
 4. **Fit**: each class's predictor on all its samples (``cnncost.predict.fit``); then, on the
    networks, what a whole model's call costs beyond its layers' (a time per layer: the
    graph's own calls; a time per call; a scale), each network predicted by a fit without it
@@ -217,15 +220,23 @@ class Calibrator:
         self._tick(f"calibrating: {op_class}")
 
     def prior_round(self, until: float) -> None:
-        """Kernels from the prior, each class's time in proportion to its share; every class
-        gets at least a few samples."""
+        """Kernels from the prior, each class's time in proportion to its share, of which its
+        ``heavy`` part on heavy kernels (``OpClass.sample_heavy``); every class gets at least
+        a few samples."""
         shares = {n: c.share for n, c in OP_CLASSES.items()}
+        heavy = dict.fromkeys(OP_CLASSES, 0.0)  # time spent on heavy kernels, per class
         while True:
             few = [n for n in OP_CLASSES if len(self.samples.ys[n]) < 4]
             if not few and self.elapsed() >= until:
                 return
             name = few[0] if few else min(shares, key=lambda n: self.samples.spent[n] / shares[n])
-            self.measure(name, OP_CLASSES[name].sample(self.rng))
+            op = OP_CLASSES[name]
+            if heavy[name] < op.heavy * self.samples.spent[name]:
+                before = self.samples.spent[name]
+                self.measure(name, op.sample_heavy(self.rng))
+                heavy[name] += self.samples.spent[name] - before
+            else:
+                self.measure(name, op.sample(self.rng))
 
     def adaptive_round(self, until: float) -> None:
         """Time left until ``until``, spent on the classes with the highest held-out error
@@ -238,9 +249,11 @@ class Calibrator:
             errors = fit.held_out(xs, ys, False, terms=OP_CLASSES[name].terms)
             if not errors:
                 continue
-            rms = math.sqrt(sum(e * e for e in errors) / len(errors))
+            weights = fit.time_weights(ys)  # as the fit weighs them
+            rms = math.sqrt(sum(w * e * e for w, e in zip(weights, errors, strict=True))
+                            / sum(weights))
             priority[name] = OP_CLASSES[name].share * rms
-            order = sorted(range(len(errors)), key=lambda i: -abs(errors[i]))
+            order = sorted(range(len(errors)), key=lambda i: -weights[i] * errors[i] ** 2)
             worst[name] = [xs[i] for i in order[:max(2, len(order) // 5)]]
         total = sum(priority.values()) or 1.0
         budget = max(0.0, until - self.elapsed())

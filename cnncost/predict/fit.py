@@ -5,14 +5,18 @@ The predictor of a class has two parts:
 - a **baseline** ``t = a + b x MACs + c x bytes`` (bytes read and written, weights included),
   each coefficient >= 0: a fixed cost per call (the framework's dispatch, which dominates
   small layers at batch 1), a time per MAC and a time per byte. It is fitted by least
-  squares on relative error (every sample counts alike whatever its size), trying each set
-  of terms and keeping the best one whose coefficients are all >= 0. It extrapolates the
-  way the machine does: linearly in work.
+  squares on relative error, trying each set of terms and keeping the best one whose
+  coefficients are all >= 0. It extrapolates the way the machine does: linearly in work.
 - **trees** on the baseline's residual ``log(t / baseline)``: gradient-boosted regression trees
   (scikit-learn's ``GradientBoostingRegressor``, depth 3) over the layer's features learn
   what the baseline misses (a library's blocking, vector widths, channel counts that fit a
   cache). Outside the samples' range a tree holds its edge value, so the baseline carries
   the extrapolation. Trees are kept only where they cut the held-out error by 5% or more.
+
+Both weigh the samples so that each half decade of measured time counts alike, however many
+kernels fell in it (``time_weights``): a model's time is the sum of its layers', so its long
+layers decide its error, and with every sample alike the many small kernels a calibration
+draws would decide the fit.
 
 The held-out error comes from k-fold cross-validation on the calibration samples: each
 sample predicted by a fit that did not see it. The fit is plain numbers (JSON), evaluated by
@@ -39,6 +43,10 @@ _MACS, _IN, _OUT, _W = (FEATURES.index(f) for f in ("macs", "in_bytes", "out_byt
 TREE_GAIN = 0.95
 MIN_GAIN = 0.005
 MIN_TIME_S = 1e-8  # the floor of a baseline (a zero fit must not divide by zero)
+# A model's time is the sum of its layers', so its largest layers decide its error; yet most
+# calibration kernels are small (a class's budget buys many of them). A fit weighs the samples
+# so that each half decade of measured time counts alike (``time_weights``).
+WEIGHT_BIN = 0.5
 
 
 def baseline_terms(x: Sequence[float]) -> tuple[float, float, float]:
@@ -49,11 +57,29 @@ def baseline_terms(x: Sequence[float]) -> tuple[float, float, float]:
 ALL_TERMS = (0, 1, 2)  # the baseline's terms: per call, per MAC, per byte
 
 
+def time_weights(ys: Sequence[float], bin_width: float = WEIGHT_BIN) -> list[float]:
+    """Each sample's weight in a fit: samples whose times fall in the same ``bin_width``
+    (in log10 seconds) share one bin's weight, so that every order of magnitude of time that
+    was measured counts alike, however many kernels fell in it (mean 1)."""
+    if not ys:
+        return []
+    bins = [math.floor(math.log10(max(y, MIN_TIME_S)) / bin_width) for y in ys]
+    count: dict[int, int] = {}
+    for b in bins:
+        count[b] = count.get(b, 0) + 1
+    raw = [1.0 / count[b] for b in bins]
+    mean = sum(raw) / len(raw)
+    return [w / mean for w in raw]
+
+
 def fit_baseline(xs: Sequence[Sequence[float]], ys: Sequence[float],
-                 terms: Sequence[int] = ALL_TERMS) -> list[float]:
-    """Non-negative (a, b, c) of ``a + b*MACs + c*bytes`` by least squares on relative error,
-    with only ``terms`` free (the others 0: a view's time does not grow with its bytes)."""
-    coef = _nonnegative([[baseline_terms(x)[t] for t in terms] for x in xs], ys)
+                 terms: Sequence[int] = ALL_TERMS,
+                 weights: Sequence[float] | None = None) -> list[float]:
+    """Non-negative (a, b, c) of ``a + b*MACs + c*bytes`` by least squares on relative error
+    (each sample's square times its weight, default 1), with only ``terms`` free (the others
+    0: a view's time does not grow with its bytes)."""
+    coef = _nonnegative([[baseline_terms(x)[t] for t in terms] for x in xs], ys,
+                        weights=weights)
     full = [0.0, 0.0, 0.0]
     for t, v in zip(terms, coef, strict=True):
         full[t] = v
@@ -79,12 +105,15 @@ def sklearn_version() -> str | None:
         return None
 
 
-def fit_trees(xs: Sequence[Sequence[float]], residuals: Sequence[float]) -> dict[str, Any]:
-    """Boosted trees on the residual, exported as plain lists (no pickle)."""
+def fit_trees(xs: Sequence[Sequence[float]], residuals: Sequence[float],
+              weights: Sequence[float] | None = None) -> dict[str, Any]:
+    """Boosted trees on the residual (each sample weighted, default 1), exported as plain
+    lists (no pickle)."""
     from sklearn.ensemble import GradientBoostingRegressor
 
     model = GradientBoostingRegressor(random_state=0, subsample=1.0, **TREES)
-    model.fit([list(x) for x in xs], list(residuals))
+    model.fit([list(x) for x in xs], list(residuals),
+              sample_weight=None if weights is None else list(weights))
     rate = float(model.learning_rate)
     trees = []
     for (est,) in model.estimators_:
@@ -116,21 +145,26 @@ def predict_seconds(fitted: dict[str, Any], x: Sequence[float]) -> float:
 
 
 def fit_model(xs: Sequence[Sequence[float]], ys: Sequence[float], trees: bool,
-              terms: Sequence[int] = ALL_TERMS) -> dict[str, Any]:
-    """A baseline, and trees on its residual when asked."""
-    coef = fit_baseline(xs, ys, terms)
+              terms: Sequence[int] = ALL_TERMS,
+              weights: Sequence[float] | None = None) -> dict[str, Any]:
+    """A baseline, and trees on its residual when asked (both weighted by ``weights``,
+    default ``time_weights(ys)``)."""
+    w = time_weights(ys) if weights is None else weights
+    coef = fit_baseline(xs, ys, terms, w)
     fitted: dict[str, Any] = {"baseline": coef, "trees": None}
     if trees:
         res = [math.log(y / baseline_time(coef, x)) for x, y in zip(xs, ys, strict=True)]
-        fitted["trees"] = fit_trees(xs, res)
+        fitted["trees"] = fit_trees(xs, res, w)
     return fitted
 
 
 def held_out(xs: Sequence[Sequence[float]], ys: Sequence[float], trees: bool,
              folds: int = FOLDS, terms: Sequence[int] = ALL_TERMS) -> list[float]:
-    """log(predicted / measured) of every sample, each predicted by a fit on the other folds."""
+    """log(predicted / measured) of every sample, each predicted by a fit on the other folds
+    (weighted as a fit on them all would weight them)."""
     n = len(ys)
     order = sorted(range(n), key=lambda i: (i * 7919) % n)  # deterministic, spread out
+    weights = time_weights(ys)
     errors = [0.0] * n
     k = min(folds, n)
     for f in range(k):
@@ -139,7 +173,8 @@ def held_out(xs: Sequence[Sequence[float]], ys: Sequence[float], trees: bool,
         train = [i for i in range(n) if i not in held]
         if not train:
             return []
-        fitted = fit_model([xs[i] for i in train], [ys[i] for i in train], trees, terms)
+        fitted = fit_model([xs[i] for i in train], [ys[i] for i in train], trees, terms,
+                           [weights[i] for i in train])
         for i in test:
             errors[i] = math.log(predict_seconds(fitted, xs[i]) / ys[i])
     return errors
@@ -188,16 +223,21 @@ def fit_class(xs: Sequence[Sequence[float]], ys: Sequence[float], use_trees: boo
     method, errors = "baseline", base_err
     if use_trees and len(ys) >= MIN_TREE_SAMPLES:
         tree_err = held_out(xs, ys, True, terms=terms)
-        gain = _rms(base_err) - _rms(tree_err)
-        if gain > (1 - TREE_GAIN) * _rms(base_err) and gain > MIN_GAIN:
+        w = time_weights(ys)
+        gain = _rms(base_err, w) - _rms(tree_err, w)
+        if gain > (1 - TREE_GAIN) * _rms(base_err, w) and gain > MIN_GAIN:
             method, errors = "trees", tree_err
     fitted = fit_model(xs, ys, method == "trees", terms)
     return {**fitted, "method": method, "samples": len(ys), "ranges": ranges(xs),
             "error": error_summary(errors), "baseline_error": error_summary(base_err)}
 
 
-def _rms(errors: Sequence[float]) -> float:
-    return math.sqrt(sum(e * e for e in errors) / len(errors)) if errors else math.inf
+def _rms(errors: Sequence[float], weights: Sequence[float] | None = None) -> float:
+    """The (weighted) root mean square of log errors."""
+    if not errors:
+        return math.inf
+    w = [1.0] * len(errors) if weights is None else weights
+    return math.sqrt(sum(wi * e * e for wi, e in zip(w, errors, strict=True)) / sum(w))
 
 
 # --------------------------------------------------------------------------- in context
@@ -217,14 +257,17 @@ def fit_context(sums: Sequence[float], layers: Sequence[float],
 
 
 def _nonnegative(rows: Sequence[Sequence[float]], ys: Sequence[float],
-                 required: int | None = None) -> list[float]:
-    """Non-negative least squares on relative error by trying every subset of columns (a
-    few columns only); ``required``: a column every subset keeps."""
+                 required: int | None = None,
+                 weights: Sequence[float] | None = None) -> list[float]:
+    """Non-negative least squares on relative error (each square times its weight) by trying
+    every subset of columns (a few columns only); ``required``: a column every subset
+    keeps."""
     import numpy as np
 
     a = np.asarray(rows, dtype=float)
     y = np.asarray(ys, dtype=float)
-    scaled = a / y[:, None]
+    root = np.sqrt(np.asarray(weights, dtype=float)) if weights is not None else np.ones(len(y))
+    scaled = a / y[:, None] * root[:, None]
     k = a.shape[1]
     best, best_cost = [0.0] * k, math.inf
     for size in range(1, k + 1):
@@ -234,10 +277,10 @@ def _nonnegative(rows: Sequence[Sequence[float]], ys: Sequence[float],
             sub = scaled[:, cols]
             if not np.any(sub):
                 continue
-            theta, *_ = np.linalg.lstsq(sub, np.ones(len(y)), rcond=None)
+            theta, *_ = np.linalg.lstsq(sub, root, rcond=None)
             if np.any(theta < 0) or not np.all(np.isfinite(theta)):
                 continue
-            cost = float(np.sum((sub @ theta - 1.0) ** 2))
+            cost = float(np.sum((sub @ theta - root) ** 2))
             if cost < best_cost:
                 best_cost, best = cost, [0.0] * k
                 for c, v in zip(cols, theta, strict=True):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Module class names (a counted nn.Module's rows) -> the spec layer kind they run.
 MODULE_KINDS = {
@@ -47,6 +47,7 @@ class Kernel:
     spec: str
     batch: int
     follow: int = 0
+    work: float = 0.0  # the drawn layer's MACs at its batch (0: not a layer with MACs)
 
 
 Sampler = Callable[[random.Random], Kernel]
@@ -63,18 +64,32 @@ class OpClass:
     sample: Sampler
     # the baseline's free terms (cnncost.predict.fit): per call, per MAC, per byte
     terms: tuple[int, ...] = (0, 1, 2)
+    # the part of its calibration time spent on heavy kernels (``sample_heavy``)
+    heavy: float = 0.0
 
     @property
     def timed_kinds(self) -> tuple[str, ...]:
         """The kinds of the layer a kernel times (its last layer of one of these kinds)."""
         return self.kinds
 
+    def sample_heavy(self, rng: random.Random) -> Kernel:
+        """A kernel drawn from the same ranges whose drawn layer does at least HEAVY_WORK
+        MACs (the draw of most work out of a thousand, when none does)."""
+        best = self.sample(rng)
+        for _ in range(1000):
+            if best.work >= HEAVY_WORK:
+                break
+            kernel = self.sample(rng)
+            best = kernel if kernel.work > best.work else best
+        return best
+
 
 OP_CLASSES: dict[str, OpClass] = {}
 
 
 def register_class(name: str, kinds: tuple[str, ...], doc: str, share: float,
-                   terms: tuple[int, ...] = (0, 1, 2)) -> Callable[[Sampler], Sampler]:
+                   terms: tuple[int, ...] = (0, 1, 2),
+                   heavy: float = 0.0) -> Callable[[Sampler], Sampler]:
     """Register an op class; a duplicate name, or a kind in two classes, raises at import."""
 
     def deco(sample: Sampler) -> Sampler:
@@ -83,7 +98,7 @@ def register_class(name: str, kinds: tuple[str, ...], doc: str, share: float,
         taken = {k for c in OP_CLASSES.values() if c.name not in CONV_CLASSES for k in c.kinds}
         if name not in CONV_CLASSES and set(kinds) & taken:
             raise RuntimeError(f"op class {name!r}: kinds {set(kinds) & taken} already taken")
-        OP_CLASSES[name] = OpClass(name, kinds, doc, share, sample, terms)
+        OP_CLASSES[name] = OpClass(name, kinds, doc, share, sample, terms, heavy)
         return sample
 
     return deco
@@ -153,6 +168,17 @@ def spec_text(shape: tuple[int, ...], layers: list[str]) -> str:
     return f"name: kernel\ninput: [{', '.join(map(str, shape))}]\nlayers:\n{body}\n"
 
 
+# Heavy kernels. A model's time is the sum of its layers', so its longest layers decide its
+# error; but drawn from the ranges alone, most kernels of a class are small (there are more
+# ways to be small, and a class's time buys many small ones), and the layers of most work,
+# where the libraries switch their blocking as the sizes grow (a 3x3 convolution of 64
+# channels runs at 38 GMAC/s at 128 x 128 and at 61 at 160 x 160 on this repository's
+# 2-core Xeon, one thread), get a handful of samples. The classes of MACs spend a part of
+# their time (``heavy``) on kernels redrawn from the same ranges until their drawn layer
+# does at least this many MACs (a few milliseconds on a CPU core).
+HEAVY_WORK = 1e9
+HEAVY_SHARE = 0.4
+
 # Bounds on one kernel (a timed call stays well under a second on a CPU core).
 MAX_MACS = 2e10  # VGG's first convolutions at batch 8
 MAX_ELEMENTS = 2 ** 25  # of one input or output tensor (128 MiB at float32)
@@ -212,7 +238,7 @@ def _conv(rng: random.Random, cin: int, cout: int, size: int, k: int, s: int,
     bias = "true" if rng.random() < 0.3 else "false"
     conv = (f"conv: {{out: {cout}, kernel: {k}, stride: {s}, padding: {k // 2}, "
             f"groups: {groups}, bias: {bias}}}")
-    return in_context(rng, (cin, size, size), [conv], batch, True)
+    return replace(in_context(rng, (cin, size, size), [conv], batch, True), work=macs * batch)
 
 
 # Half the convolutions are drawn as CNNs pair their sizes (the other half independently, for
@@ -241,7 +267,8 @@ def cnn_shape(rng: random.Random, lo_s: int, hi_s: int, ratios: dict[float, floa
     return cin, cout, side
 
 
-@register_class("conv", ("conv",), "dense convolutions, kernel larger than 1x1", 0.3)
+@register_class("conv", ("conv",), "dense convolutions, kernel larger than 1x1", 0.3,
+                heavy=HEAVY_SHARE)
 @_drawn
 def _dense(rng: random.Random) -> Kernel | None:
     k = int(choose(rng, {3: 0.7, 5: 0.1, 7: 0.12, 11: 0.08}))  # type: ignore[call-overload]
@@ -255,7 +282,8 @@ def _dense(rng: random.Random) -> Kernel | None:
                  spatial(rng, max(k, 4), 224), k, s, 1)
 
 
-@register_class("pwconv", ("conv",), "1x1 (pointwise) convolutions", 0.22)
+@register_class("pwconv", ("conv",), "1x1 (pointwise) convolutions", 0.22,
+                heavy=HEAVY_SHARE)
 @_drawn
 def _pointwise(rng: random.Random) -> Kernel | None:
     if rng.random() < CNN_SHARE:
@@ -298,7 +326,8 @@ def _linear(rng: random.Random) -> Kernel | None:
     fin, fout = channels(rng, 16, 25088), channels(rng, 10, 4096)
     if fin * fout > 1.1e8 or batch * fin * fout > MAX_MACS:
         return None
-    return in_context(rng, (fin,), [f"linear: {{out: {fout}}}"], batch, rng.random() < 0.5)
+    return replace(in_context(rng, (fin,), [f"linear: {{out: {fout}}}"], batch,
+                              rng.random() < 0.5), work=float(batch * fin * fout))
 
 
 Shape3 = tuple[int, int, int]
