@@ -273,14 +273,14 @@ def calibration_schema() -> dict[str, Any]:
     # What a layer costs inside a whole model beyond its isolated prediction (random networks)
     context = obj(scale=NUMBER, per_layer_s=NUMBER, networks=array(array(NUMBER)),
                   error=nullable(error), isolated_error=nullable(error))
-    root = obj(schema={"const": "cnncost.calibration/2"}, key=STR, device=STR,
+    root = obj(schema={"const": "cnncost.calibration/3"}, key=STR, device=STR,
                device_name=STR, dtype=DTYPE, threads=COUNT, torch_version=STR,
                measured_at=STR, budget_s=NUMBER, elapsed_s=NUMBER, load_avg=FIGURE,
                load_avg_after=FIGURE, trees=TEXT_OR_NULL, overhead_s=NUMBER,
                features=array(STR), context=context,
                classes={"type": "object", "additionalProperties": fitted},
                samples={"type": "object", "additionalProperties": array(array(NUMBER))})
-    return whole("calibration/2", "a cnncost.calibration/2 document: a machine's latency "
+    return whole("calibration/3", "a cnncost.calibration/3 document: a machine's latency "
                  "predictors (cnncost calibrate's cache)", root)
 
 
@@ -322,7 +322,7 @@ _KINDS = (
                                ("diff", "base", "head", *_JSON))),
     DocumentKind("predict", "cnncost.predict/1", "predicted latency per layer: predict",
                  predict_schema, _PREDICT),
-    DocumentKind("calibration", "cnncost.calibration/2",
+    DocumentKind("calibration", "cnncost.calibration/3",
                  "a machine's latency predictors (calibrate's cache)", calibration_schema,
                  _PREDICT),
 )

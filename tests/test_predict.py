@@ -39,6 +39,7 @@ from cnncost.predict.features import (
     layer_features,
     native_conv,
     padding16,
+    table_features,
 )
 from cnncost.predict.kernels import HEAVY_WORK, MAX_ELEMENTS, MAX_MACS, MODULE_KINDS, OP_CLASSES
 from cnncost.predict.model import predict_table
@@ -119,9 +120,21 @@ def test_conv_features_from_its_shapes() -> None:
                 "out_bytes": 2 * 128 * 28 * 28 * 4, "weight_bytes": 128 * 64 * 9 * 4,
                 "inputs": 1,
                 # 64 and 128 are multiples of 16: no padding; batch 2 and stride 2: oneDNN
-                "pad16": 1.0, "native": 0}
+                "pad16": 1.0, "native": 0,
+                "macs_before": 0}  # the spec's first layer
     assert {n: f.get(n) for n in FEATURES} == expected
     assert f.op_class == "conv" and not f.stand_in
+
+
+def test_each_layer_holds_the_macs_of_the_two_layers_run_before_it() -> None:
+    text = ("name: t\ninput: [16, 8, 8]\nlayers:\n  - relu\n"
+            "  - conv: {out: 32, kernel: 3, padding: 1, bias: false}\n  - bn\n  - relu\n"
+            "  - conv: {out: 8, kernel: 1, bias: false}\n")
+    feats = table_features(_rows(text, batch=2), 4)
+    conv3 = 2 * 32 * 8 * 8 * 16 * 9  # batch x out x 8 x 8 x in x 3 x 3
+    conv1 = 2 * 8 * 8 * 8 * 32  # batch x out x 8 x 8 x in
+    assert [f.get("macs_before") for f in feats] == [0, 0, conv3, conv3, 0]
+    assert feats[1].get("macs") == conv3 and feats[4].get("macs") == conv1
 
 
 @pytest.mark.parametrize("cin,cout,expected", [
@@ -362,7 +375,7 @@ def test_an_unreadable_calibration_is_refused_by_name(text: str, tmp_path: Path)
 
 
 def test_schema_is_named() -> None:
-    assert _calibration().to_dict()["schema"] == SCHEMA == "cnncost.calibration/2"
+    assert _calibration().to_dict()["schema"] == SCHEMA == "cnncost.calibration/3"
 
 
 # --------------------------------------------------------------------------- predictions

@@ -58,7 +58,7 @@ from cnncost.measure.roofline import device_name, element_size
 from cnncost.measure.timing import Budget, Progress, run_block
 from cnncost.predict import fit
 from cnncost.predict.calibration import Calibration, calibration_key
-from cnncost.predict.features import FEATURES, LayerFeatures, layer_features
+from cnncost.predict.features import FEATURES, LayerFeatures, table_features
 from cnncost.predict.kernels import OP_CLASSES, Kernel, network
 from cnncost.spec import ModelSpec, parse_spec
 
@@ -116,7 +116,7 @@ class _Timer:
     def features(self, spec: ModelSpec, batch: int) -> list[LayerFeatures]:
         """Every layer's class and features, in the spec's order."""
         table = count_spec(spec, batch, self.dtype)
-        return [layer_features(r, self.elem, self.threads) for r in table.layers]
+        return table_features(table.layers, self.elem, self.threads)
 
     def target(self, op_class: str, kernel: Kernel) -> tuple[float, ...]:
         """The features of a kernel's drawn layer: its last of ``op_class`` before the

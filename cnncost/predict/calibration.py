@@ -2,7 +2,7 @@
 
 One file per machine, device, threads, dtype and torch version, in the cache folder
 (``cnncost.io.cache_dir()/calibration/``), named after its key. The file is JSON (schema
-``cnncost.calibration/2``): the key and what it is made of, when and how it was measured,
+``cnncost.calibration/3``): the key and what it is made of, when and how it was measured,
 the whole-model call overhead, and per op class the fitted predictor (plain numbers: the
 baseline's coefficients, the trees' node lists), its calibrated ranges, its held-out error
 and the samples it was fitted on. Nothing in it is executed: a file that is not what
@@ -24,7 +24,7 @@ from cnncost.errors import CnnCostError
 from cnncost.io import cache_dir, read_text, write_atomic
 from cnncost.predict.features import FEATURES, class_names
 
-SCHEMA = "cnncost.calibration/2"
+SCHEMA = "cnncost.calibration/3"
 FOLDER = "calibration"
 SIZE_LIMIT = 32 << 20
 MAX_TREES = 2000

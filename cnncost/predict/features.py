@@ -6,7 +6,9 @@ FLOPs, the bytes read and written, the weights' bytes and the number of inputs; 
 that follow from them: how much a convolution's channels are padded to the 16-float blocks
 of the vector units the libraries block by (``pad16``), and whether PyTorch runs it by its
 own im2col-and-matrix-product path rather than oneDNN's (``native``: PyTorch's rule, which
-turns on the batch, the kernel, the stride, the groups, the input's size and the threads).
+turns on the batch, the kernel, the stride, the groups, the input's size and the threads);
+and one from the layers before it: the MACs of the two run just before it (``macs_before``:
+a layer runs slower right after a long computation).
 A calibration kernel is counted like any model, so its features come from the same code as
 a predicted layer's.
 """
@@ -14,6 +16,7 @@ a predicted layer's.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cnncost.predict.kernels import (
@@ -27,7 +30,7 @@ from cnncost.table import CostRow
 
 FEATURES = ("batch", "cin", "cout", "hw_in", "hw_out", "kernel", "stride", "groups",
             "spatial_dims", "macs", "flops", "in_bytes", "out_bytes", "weight_bytes", "inputs",
-            "pad16", "native")
+            "pad16", "native", "macs_before")
 POOL_WINDOWS = ("max_pool", "avg_pool")  # kernel: FLOPs per output (the window's area)
 LANES = 16  # float32 values per 512-bit vector: the channel block of oneDNN's CPU kernels
 # PyTorch's native convolution (im2col + a matrix product) instead of oneDNN's, for float32
@@ -36,6 +39,12 @@ LANES = 16  # float32 values per 512-bit vector: the channel block of oneDNN's C
 # dimension at batch 1 over at most this many input values.
 NATIVE_MAX_INPUT = 20480
 NATIVE_MIN_BATCH = 16
+# A layer runs slower right after a long computation: on this repository's 2-core Xeon (one
+# thread, timed as a calibration times) a batch norm over 512 x 7 x 7 took 0.02 ms after an
+# activation and 0.13 ms after a 3x3 convolution of 512 channels, and the activation after
+# it 0.007 and 0.04 ms. A layer's features hold the MACs of the layers run just before it
+# (this many), so that a calibration measures what that costs.
+BEFORE = 2
 # Where a layer of no class is predicted from, and why.
 FALLBACK_COMPUTE = "pwconv"  # a layer with MACs: as a matrix product
 FALLBACK_MEMORY = "add"  # one without: as an element-wise op that reads and writes its bytes
@@ -91,9 +100,19 @@ def native_conv(batch: int, cin: int, hw_in: int, dims: tuple[int, ...], stride:
     return not (onednn_first and onednn_second)
 
 
-def layer_features(row: CostRow, elem: int, threads: int = 1) -> LayerFeatures:
+def table_features(rows: Sequence[CostRow], elem: int, threads: int = 1) -> list[LayerFeatures]:
+    """The features of a table's layers, in its order (the order they run in): each with
+    the MACs of the layers before it (``BEFORE``)."""
+    per_call = [r.macs / max(1, r.calls) for r in rows]
+    return [layer_features(r, elem, threads, sum(per_call[max(0, i - BEFORE):i]))
+            for i, r in enumerate(rows)]
+
+
+def layer_features(row: CostRow, elem: int, threads: int = 1,
+                   macs_before: float = 0.0) -> LayerFeatures:
     """The op class and features of one counted layer (``elem``: bytes per element;
-    ``threads``: the CPU threads it runs on, 0 on a GPU)."""
+    ``threads``: the CPU threads it runs on, 0 on a GPU; ``macs_before``: the MACs of the
+    layers run just before it, see ``table_features``)."""
     kind = spec_kind(row.kind)
     first = row.input_shape[0] if row.input_shape else row.output_shape
     batch = first[0] if first else 1
@@ -121,7 +140,7 @@ def layer_features(row: CostRow, elem: int, threads: int = 1) -> LayerFeatures:
               float(kernel), float(stride), float(groups), float(dims),
               row.macs / calls, row.flops / calls, float(in_bytes),
               row.output_bytes / calls, float((row.params + row.buffers) * elem),
-              float(len(row.input_shape)), pad, native)
+              float(len(row.input_shape)), pad, native, float(macs_before))
     op_class = conv_class(kernel, groups, cin) if kind == "conv" else class_of_kind(kind)
     stand_in = ""
     if op_class is None:

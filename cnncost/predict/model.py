@@ -20,7 +20,7 @@ from typing import Any
 from cnncost.display import repr_html
 from cnncost.errors import UsageError
 from cnncost.predict.calibration import Calibration
-from cnncost.predict.features import FEATURES, LayerFeatures, layer_features
+from cnncost.predict.features import FEATURES, LayerFeatures, table_features
 from cnncost.predict.fit import predict_seconds
 from cnncost.table import CostTable
 
@@ -151,8 +151,8 @@ def predict_table(table: CostTable, cal: Calibration) -> Prediction:
     elem = element_size(table.dtype)
     memo: dict[tuple[str, tuple[float, ...], int], LayerPrediction] = {}
     layers = []
-    for row in table.layers:
-        feats = layer_features(row, elem, cal.threads)
+    for row, feats in zip(table.layers, table_features(table.layers, elem, cal.threads),
+                          strict=True):
         key = (feats.op_class, feats.values, feats.calls)
         known = memo.get(key)
         if known is None:
