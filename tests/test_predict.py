@@ -417,6 +417,18 @@ def test_a_layer_outside_the_calibrated_range_says_so() -> None:
     assert p.outside == (p.layers[0],)
 
 
+def test_the_layers_before_a_layer_are_no_part_of_its_calibrated_range() -> None:
+    # every class calibrated with nothing before its layers: the bn after the conv and the
+    # relu after both have MACs before them, yet nothing is extrapolated (only trees read
+    # macs_before, and hold their edge value past it)
+    fitted = _fitted([1e-6, 1e-11, 1e-10])
+    fitted["ranges"][FEATURES.index("macs_before")] = [0.0, 0.0]
+    cal = _calibration(dict.fromkeys(class_names(), fitted))
+    p = predict_table(count_spec(parse_spec(SMALL, "<t>"), 1, "float32"), cal)
+    assert [lp.op_class for lp in p.layers] == ["conv", "bn", "relu"]
+    assert p.outside == ()
+
+
 def test_a_layer_in_context_is_scaled_and_pays_its_share_of_the_model() -> None:
     a, b, c = 2e-6, 1e-11, 1e-10
     cal = _calibration({n: _fitted([a, b, c]) for n in class_names()})

@@ -45,6 +45,7 @@ NATIVE_MIN_BATCH = 16
 # it 0.007 and 0.04 ms. A layer's features hold the MACs of the layers run just before it
 # (this many), so that a calibration measures what that costs.
 BEFORE = 2
+CONTEXT_FEATURES = ("macs_before",)  # of the layers before a layer, not of the layer itself
 # Where a layer of no class is predicted from, and why.
 FALLBACK_COMPUTE = "pwconv"  # a layer with MACs: as a matrix product
 FALLBACK_MEMORY = "add"  # one without: as an element-wise op that reads and writes its bytes

@@ -20,7 +20,12 @@ from typing import Any
 from cnncost.display import repr_html
 from cnncost.errors import UsageError
 from cnncost.predict.calibration import Calibration
-from cnncost.predict.features import FEATURES, LayerFeatures, table_features
+from cnncost.predict.features import (
+    CONTEXT_FEATURES,
+    FEATURES,
+    LayerFeatures,
+    table_features,
+)
 from cnncost.predict.fit import predict_seconds
 from cnncost.table import CostTable
 
@@ -117,9 +122,13 @@ def element_size(dtype: str) -> int:
 
 
 def outside_range(ranges: list[list[float]], values: tuple[float, ...]) -> str:
-    """"" when every feature is within its calibrated [low, high], else which ones are not."""
+    """"" when every feature of the layer itself is within its calibrated [low, high], else
+    which ones are not (not the layers' before it, ``CONTEXT_FEATURES``: only trees read
+    those, holding their edge value beyond it, so nothing is extrapolated along them)."""
     out = []
     for name, (lo, hi), v in zip(FEATURES, ranges, values, strict=True):
+        if name in CONTEXT_FEATURES:
+            continue
         if v < lo:
             out.append(f"{name} {v:.4g} < {lo:.4g}")
         elif v > hi:
