@@ -250,9 +250,7 @@ class Calibrator:
             if not errors:
                 continue
             weights = fit.time_weights(ys)  # as the fit weighs them
-            rms = math.sqrt(sum(w * e * e for w, e in zip(weights, errors, strict=True))
-                            / sum(weights))
-            priority[name] = OP_CLASSES[name].share * rms
+            priority[name] = OP_CLASSES[name].share * fit.rms(errors, weights)
             order = sorted(range(len(errors)), key=lambda i: -weights[i] * errors[i] ** 2)
             worst[name] = [xs[i] for i in order[:max(2, len(order) // 5)]]
         total = sum(priority.values()) or 1.0

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -187,9 +188,7 @@ def error_summary(log_errors: Sequence[float]) -> dict[str, float]:
         return {"median": math.nan, "p90": math.nan, "rms": math.nan}
     rel = sorted(abs(math.exp(e) - 1) for e in log_errors)
     p90 = rel[min(len(rel) - 1, math.ceil(0.9 * len(rel)) - 1)]
-    return {"median": rel[len(rel) // 2] if len(rel) % 2 else
-            (rel[len(rel) // 2 - 1] + rel[len(rel) // 2]) / 2,
-            "p90": p90, "rms": math.sqrt(sum(e * e for e in log_errors) / len(log_errors))}
+    return {"median": statistics.median(rel), "p90": p90, "rms": rms(log_errors)}
 
 
 def ranges(xs: Sequence[Sequence[float]]) -> list[list[float]]:
@@ -205,12 +204,7 @@ def unique(xs: Sequence[Sequence[float]], ys: Sequence[float]) -> tuple[
     groups: dict[tuple[float, ...], list[float]] = {}
     for x, y in zip(xs, ys, strict=True):
         groups.setdefault(tuple(x), []).append(y)
-    return list(groups), [_median(v) for v in groups.values()]
-
-
-def _median(v: Sequence[float]) -> float:
-    s = sorted(v)
-    return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+    return list(groups), [statistics.median(v) for v in groups.values()]
 
 
 def fit_class(xs: Sequence[Sequence[float]], ys: Sequence[float], use_trees: bool,
@@ -224,16 +218,17 @@ def fit_class(xs: Sequence[Sequence[float]], ys: Sequence[float], use_trees: boo
     if use_trees and len(ys) >= MIN_TREE_SAMPLES:
         tree_err = held_out(xs, ys, True, terms=terms)
         w = time_weights(ys)
-        gain = _rms(base_err, w) - _rms(tree_err, w)
-        if gain > (1 - TREE_GAIN) * _rms(base_err, w) and gain > MIN_GAIN:
+        base_rms = rms(base_err, w)
+        gain = base_rms - rms(tree_err, w)
+        if gain > (1 - TREE_GAIN) * base_rms and gain > MIN_GAIN:
             method, errors = "trees", tree_err
     fitted = fit_model(xs, ys, method == "trees", terms)
     return {**fitted, "method": method, "samples": len(ys), "ranges": ranges(xs),
             "error": error_summary(errors), "baseline_error": error_summary(base_err)}
 
 
-def _rms(errors: Sequence[float], weights: Sequence[float] | None = None) -> float:
-    """The (weighted) root mean square of log errors."""
+def rms(errors: Sequence[float], weights: Sequence[float] | None = None) -> float:
+    """The (weighted) root mean square of log errors (inf for none)."""
     if not errors:
         return math.inf
     w = [1.0] * len(errors) if weights is None else weights
